@@ -1,0 +1,1 @@
+"""MPC protocols written against the Exchange interface; no networking here."""
