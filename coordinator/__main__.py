@@ -1,0 +1,106 @@
+"""python -m coordinator {serve,submit,demo}: the Parley coordinator and its operator commands."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+
+from mpcnode.configfile import ConfigError
+from mpcnode.transport.tls import TlsMaterial
+from parley.v1 import coordinator_pb2_grpc as copg
+
+from .client import JobFailed, close_inputs, progress_printer, rpc_error_text, submit, watch
+from .config import load_coordinator_config
+from .scheduler import Scheduler
+from .service import CoordinatorService
+
+
+async def serve(config: Path) -> None:
+    cfg = load_coordinator_config(config)
+    try:
+        tls = TlsMaterial.load(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
+    except OSError as exc:
+        raise ConfigError(config, "tls", f"cannot read certificate material: {exc}") from None
+    scheduler = Scheduler(cfg, tls)
+    scheduler.recover()
+    server = grpc.aio.server()
+    copg.add_CoordinatorServicer_to_server(CoordinatorService(scheduler), server)
+    if server.add_secure_port(cfg.listen, tls.server_credentials()) == 0:
+        raise ConfigError(config, "listen", f"cannot bind {cfg.listen}")
+    await server.start()
+    logging.getLogger("parley.coordinator").info("coordinator listening on %s", cfg.listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=1.0)
+    await scheduler.close()
+
+
+async def submit_and_wait(args: argparse.Namespace) -> int:
+    tls = TlsMaterial.for_identity(args.certs, args.identity)
+    try:
+        job_id, created = await submit(args.coordinator, tls, args.scenario, args.job_id or "")
+        print(f"job {job_id} {'submitted' if created else 'already exists; following it'}", file=sys.stderr)
+        if args.close_inputs_after is not None:
+            await asyncio.sleep(args.close_inputs_after)
+            await close_inputs(args.coordinator, tls, job_id)
+        final = await watch(args.coordinator, tls, job_id, progress_printer(), timeout=args.timeout)
+    except grpc.aio.AioRpcError as exc:
+        print(f"error: {rpc_error_text(exc)}", file=sys.stderr)
+        return 1
+    except JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"job {job_id} done in {final.elapsed_s:.2f}s, {final.rounds_done} rounds; "
+          f"outputs {', '.join(final.outputs)} are held as shares by the nodes for: {', '.join(final.recipients)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coordinator", description="The Parley coordinator.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the coordinator service")
+    p_serve.add_argument("--config", type=Path, required=True, help="coordinator config YAML")
+    p_sub = sub.add_parser("submit", help="submit a scenario, show live progress, wait; non-zero exit on failure")
+    p_sub.add_argument("scenario", type=Path, help="scenario YAML file")
+    p_sub.add_argument("--coordinator", required=True, help="host:port of the coordinator")
+    p_sub.add_argument("--certs", type=Path, default=Path("deploy/certs"))
+    p_sub.add_argument("--identity", default="operator", help="operator identity (certificate name)")
+    p_sub.add_argument("--job-id", help="client-chosen job id; submitting the same id twice runs the job once")
+    p_sub.add_argument("--close-inputs-after", type=float, metavar="SECONDS",
+                       help="close client input submission this many seconds after submitting")
+    p_sub.add_argument("--timeout", type=float, default=3600)
+    p_demo = sub.add_parser("demo", help="start nodes + coordinator on localhost, run every scenario, print results")
+    p_demo.add_argument("--scenarios", type=Path, default=Path("scenarios"))
+    p_demo.add_argument("--certs", type=Path, default=Path("deploy/certs"))
+    p_demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    p_demo.add_argument("--only", nargs="*", help="run only these scenario names")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.command == "serve":
+            asyncio.run(serve(args.config))
+            return 0
+        if args.command == "submit":
+            return asyncio.run(submit_and_wait(args))
+        from .demo import run_demo
+
+        return asyncio.run(run_demo(args.scenarios, args.certs, args.workdir, args.only))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Operator side: submit a scenario to the coordinator and follow the job until it ends."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import grpc
+
+from mpcnode.transport.tls import TlsMaterial, secure_channel
+from parley.v1 import coordinator_pb2 as cop
+from parley.v1 import coordinator_pb2_grpc as copg
+
+
+class JobFailed(RuntimeError):
+    pass
+
+
+async def submit(address: str, tls: TlsMaterial, scenario_path: Path, job_id: str = "") -> tuple[str, bool]:
+    async with secure_channel(address, "coordinator", tls) as ch:
+        reply = await copg.CoordinatorStub(ch).Submit(
+            cop.SubmitRequest(scenario_yaml=scenario_path.read_text(), scenario_path=str(scenario_path), job_id=job_id),
+            timeout=30)
+    return reply.job_id, reply.created
+
+
+async def close_inputs(address: str, tls: TlsMaterial, job_id: str) -> None:
+    async with secure_channel(address, "coordinator", tls) as ch:
+        await copg.CoordinatorStub(ch).CloseInputs(cop.CloseRequest(job_id=job_id), timeout=30)
+
+
+async def watch(address: str, tls: TlsMaterial, job_id: str, on_progress: Callable[[cop.JobProgress], None],
+                timeout: float = 3600) -> cop.JobProgress:
+    """Follow the job; returns the final progress, raises JobFailed with the reason on failure."""
+    last = None
+    async with secure_channel(address, "coordinator", tls) as ch:
+        async for p in copg.CoordinatorStub(ch).Watch(cop.WatchRequest(job_id=job_id), timeout=timeout):
+            on_progress(p)
+            last = p
+    if last is None:
+        raise JobFailed(f"job {job_id}: no progress received")
+    if last.state != "DONE":
+        raise JobFailed(f"job {job_id} failed: {last.error or last.state}")
+    return last
+
+
+def progress_printer(stream=sys.stderr) -> Callable[[cop.JobProgress], None]:
+    """One line per change: state, rounds done, elapsed time (rich renders it when on a terminal)."""
+    from rich.console import Console
+
+    console = Console(file=stream, highlight=False)
+    seen: list[tuple] = []
+
+    def show(p: cop.JobProgress) -> None:
+        key = (p.state, p.rounds_done, p.inputs_received)
+        if seen and seen[-1] == key:
+            return
+        seen.append(key)
+        extra = f", {p.inputs_received} client inputs" if p.inputs_received else ""
+        console.print(f"[bold]{p.job_id}[/bold] {p.state.lower()}: {p.rounds_done} rounds{extra}, "
+                      f"{p.elapsed_s:.2f}s" + (f" - {p.error}" if p.error else ""))
+    return show
+
+
+def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
+    return exc.details() or exc.code().name

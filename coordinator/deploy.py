@@ -1,0 +1,88 @@
+"""Writes a localhost deployment for a set of scenarios: one node config per organization and a
+coordinator config, all using the certificates of one deployment CA. Used by `demo` and tests.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .scenario import AnyScenario
+
+
+@dataclass(frozen=True)
+class Deployment:
+    workdir: Path
+    certs: Path
+    node_configs: dict[str, Path]
+    addresses: dict[str, str]
+    coordinator_config: Path
+    coordinator_address: str
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS reports free right now (bound then released together, so they differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, AnyScenario]],
+                     input_root: Path | None = None, policy_overrides: dict[str, dict] | None = None,
+                     node_overrides: dict[str, dict] | None = None) -> Deployment:
+    workdir = workdir.resolve()
+    certs = certs.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    orgs = sorted({p for _, sc in scenarios for p in sc.parties})
+    ports = free_ports(len(orgs) + 1)
+    addresses = {org: f"127.0.0.1:{port}" for org, port in zip(orgs, ports)}
+    node_configs = {}
+    for org in orgs:
+        mine = [(path, sc) for path, sc in scenarios if org in sc.parties]
+        inputs = {}
+        for path, sc in mine:
+            root = (input_root or path.parent / "inputs").resolve()
+            f = root / sc.name / f"{org}.yaml"
+            if f.exists():
+                inputs[sc.name] = str(f)
+        policy = {
+            "scenarios": sorted({sc.name for _, sc in mine}),
+            "recipients": sorted({r for _, sc in mine for r in sc.recipients}),
+            "coordinators": ["coordinator"],
+        }
+        policy.update((policy_overrides or {}).get(org, {}))
+        cfg = {
+            "organization": org,
+            "listen": addresses[org],
+            "tls": {"ca": str(certs / "ca.pem"), "cert": str(certs / f"{org}.pem"), "key": str(certs / f"{org}.key")},
+            "peers": {o: a for o, a in addresses.items() if o != org},
+            "data_dir": str(workdir / "nodes" / org),
+            "inputs": inputs,
+            "policy": policy,
+        }
+        cfg.update((node_overrides or {}).get(org, {}))
+        path = workdir / f"node-{org}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        node_configs[org] = path
+    coord_addr = f"127.0.0.1:{ports[-1]}"
+    coord = {
+        "identity": "coordinator",
+        "listen": coord_addr,
+        "tls": {"ca": str(certs / "ca.pem"), "cert": str(certs / "coordinator.pem"),
+                "key": str(certs / "coordinator.key")},
+        "nodes": addresses,
+        "operators": ["operator"],
+        "database": str(workdir / "coordinator.sqlite3"),
+    }
+    coord_path = workdir / "coordinator.yaml"
+    coord_path.write_text(yaml.safe_dump(coord, sort_keys=False))
+    return Deployment(workdir, certs, node_configs, addresses, coord_path, coord_addr)

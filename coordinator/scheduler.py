@@ -1,0 +1,232 @@
+"""Runs jobs on the nodes: prepare everywhere (policy checks, no input shared), then start,
+then watch progress until every node is done or one fails. The coordinator only ever sees
+job status, never a share or a result.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from mpcnode.circuit import fingerprint
+from mpcnode.transport.tls import TlsMaterial, secure_channel
+from parley.v1 import node_pb2, node_pb2_grpc
+
+from .config import CoordinatorConfig
+from .scenario import AnyScenario, parse_scenario_text
+from .store import JobStore
+
+log = logging.getLogger("parley.coordinator")
+
+TERMINAL = ("DONE", "FAILED")
+
+
+@dataclass
+class Live:
+    """In-memory progress of a job, for watchers."""
+    state: str = "PENDING"
+    rounds_done: int = 0
+    levels: int = 0
+    bytes_sent: int = 0
+    inputs_received: int = 0
+    error: str = ""
+    started: float = field(default_factory=time.monotonic)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    scenario: AnyScenario | None = None
+
+    def bump(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class Scheduler:
+    def __init__(self, cfg: CoordinatorConfig, tls: TlsMaterial):
+        self.cfg = cfg
+        self.tls = tls
+        self.store = JobStore(cfg.database)
+        self.live: dict[str, Live] = {}
+        self._stubs: dict[str, node_pb2_grpc.NodeControlStub] = {}
+        self._channels: list[grpc.aio.Channel] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._close_requests: dict[str, asyncio.Event] = {}
+
+    def stub(self, org: str) -> node_pb2_grpc.NodeControlStub:
+        if org not in self._stubs:
+            if org not in self.cfg.nodes:
+                raise KeyError(f"no address configured for node {org}")
+            ch = secure_channel(self.cfg.nodes[org], org, self.tls)
+            self._channels.append(ch)
+            self._stubs[org] = node_pb2_grpc.NodeControlStub(ch)
+        return self._stubs[org]
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for ch in self._channels:
+            await ch.close()
+        self.store.close()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- submission ---------------------------------------------------------------
+    def submit(self, text: str, path: str, job_id: str = "") -> tuple[str, bool]:
+        """Validate the scenario and record the job; an existing id is not run again."""
+        scenario = parse_scenario_text(text, path)  # raises ConfigError with file, field, problem
+        missing = [p for p in scenario.parties if p not in self.cfg.nodes]
+        if missing:
+            from mpcnode.configfile import ConfigError
+
+            raise ConfigError(path, "parties", f"no node address configured for {', '.join(missing)}")
+        job_id = job_id or f"{scenario.name}-{uuid.uuid4().hex[:12]}"
+        if not self.store.insert(job_id, scenario.name, path, text):
+            return job_id, False
+        self.live[job_id] = Live(scenario=scenario)
+        self._close_requests[job_id] = asyncio.Event()
+        self._spawn(self._run(job_id, scenario))
+        return job_id, True
+
+    def request_close(self, job_id: str) -> None:
+        if job_id not in self._close_requests:
+            raise KeyError(job_id)
+        self._close_requests[job_id].set()
+
+    def recover(self) -> None:
+        """After a restart: re-attach to every unfinished job, or run it if it never reached the nodes."""
+        for job_id in self.store.unfinished():
+            rec = self.store.get(job_id)
+            assert rec is not None
+            try:
+                scenario = parse_scenario_text(rec.scenario_yaml, rec.scenario_path)
+            except ValueError as exc:
+                self.store.update(job_id, state="FAILED", error=f"scenario no longer valid: {exc}")
+                continue
+            self.live[job_id] = Live(scenario=scenario)
+            self._close_requests[job_id] = asyncio.Event()
+            if rec.state == "PENDING":
+                self._spawn(self._run(job_id, scenario))
+            else:
+                log.info("re-attaching to job %s (%s)", job_id, rec.state)
+                self._spawn(self._watch_nodes(job_id, scenario, resumed=True))
+
+    # ---- running ----------------------------------------------------------------------
+    def _set(self, job_id: str, **kw: object) -> None:
+        live = self.live[job_id]
+        for k, v in kw.items():
+            setattr(live, k, v)
+        if "state" in kw or "error" in kw:
+            self.store.update(job_id, state=live.state, error=live.error, rounds_done=live.rounds_done)
+        live.bump()
+
+    async def _run(self, job_id: str, scenario: AnyScenario) -> None:
+        circuit = scenario.build()
+        fp = fingerprint(circuit)
+        self.store.update(job_id, fingerprint=fp)
+        input_window = scenario.input_window_s
+        spec = node_pb2.JobSpec(job_id=job_id, scenario=scenario.name, circuit=circuit, parties=scenario.parties,
+                                threshold=scenario.t, timeout_s=scenario.timeout_s, fingerprint=fp,
+                                input_deadline_unix=time.time() + input_window if input_window else 0.0)
+        self._set(job_id, state="PREPARING")
+        replies = await asyncio.gather(*(self._call(org, "Prepare", spec) for org in scenario.parties),
+                                       return_exceptions=True)
+        refusals = []
+        for org, reply in zip(scenario.parties, replies):
+            if isinstance(reply, BaseException):
+                refusals.append(f"{org} unreachable: {_describe(reply)}")
+            elif not reply.accepted:
+                refusals.append(f"{org} refused: {reply.reason}")
+        if refusals:
+            await self._abort_all(job_id, scenario)
+            self._set(job_id, state="FAILED", error="; ".join(refusals))
+            return
+        self._set(job_id, state="RUNNING", levels=0)
+        started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id))
+                                         for org in scenario.parties), return_exceptions=True)
+        failed = [f"{org}: {_describe(r)}" for org, r in zip(scenario.parties, started) if isinstance(r, BaseException)]
+        if failed:
+            await self._abort_all(job_id, scenario)
+            self._set(job_id, state="FAILED", error="could not start on " + "; ".join(failed))
+            return
+        await self._watch_nodes(job_id, scenario)
+
+    async def _watch_nodes(self, job_id: str, scenario: AnyScenario, resumed: bool = False) -> None:
+        has_clients = any(d.clients for d in scenario.build().inputs)
+        deadline = time.monotonic() + scenario.timeout_s + 10.0
+        unreachable_since: dict[str, float] = {}
+        closed = False
+        while True:
+            if has_clients and not closed and self._close_requests[job_id].is_set():
+                await asyncio.gather(*(self._call(o, "CloseInputs", node_pb2.JobRef(job_id=job_id))
+                                       for o in scenario.parties), return_exceptions=True)
+                closed = True
+            statuses = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id))
+                                              for o in scenario.parties), return_exceptions=True)
+            now = time.monotonic()
+            errors = []
+            done = 0
+            rounds = []
+            for org, st in zip(scenario.parties, statuses):
+                if isinstance(st, BaseException):
+                    unreachable_since.setdefault(org, now)
+                    if now - unreachable_since[org] > self.cfg.rpc_timeout_s or (
+                            isinstance(st, grpc.aio.AioRpcError) and st.code() == grpc.StatusCode.NOT_FOUND):
+                        errors.append(f"node {org} is unreachable: {_describe(st)}")
+                    continue
+                unreachable_since.pop(org, None)
+                if st.state == node_pb2.JOB_STATE_FAILED:
+                    errors.append(f"{org}: {st.error}")
+                elif st.state == node_pb2.JOB_STATE_DONE:
+                    done += 1
+                rounds.append(st)
+            if rounds:
+                self._set(job_id, rounds_done=min(s.rounds_done for s in rounds),
+                          levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
+                          inputs_received=max(s.inputs_received for s in rounds))
+            if errors:
+                await self._abort_all(job_id, scenario)
+                self._set(job_id, state="FAILED", error="; ".join(errors))
+                return
+            if done == len(scenario.parties):
+                self._set(job_id, state="DONE")
+                return
+            if now > deadline:
+                await self._abort_all(job_id, scenario)
+                self._set(job_id, state="FAILED", error=f"job timed out after {scenario.timeout_s:g}s")
+                return
+            await asyncio.sleep(self.cfg.poll_interval_s)
+
+    async def _abort_all(self, job_id: str, scenario: AnyScenario) -> None:
+        await asyncio.gather(*(self._call(o, "Abort", node_pb2.JobRef(job_id=job_id)) for o in scenario.parties),
+                             return_exceptions=True)
+
+    async def _call(self, org: str, method: str, request):
+        return await getattr(self.stub(org), method)(request, timeout=self.cfg.rpc_timeout_s)
+
+    # ---- watching ---------------------------------------------------------------------
+    def snapshot(self, job_id: str):
+        from parley.v1 import coordinator_pb2 as cop
+
+        rec = self.store.get(job_id)
+        if rec is None:
+            return None
+        live = self.live.get(job_id)
+        sc = live.scenario if live else None
+        outputs = [o.name for o in sc.build().outputs] if sc else []
+        return cop.JobProgress(
+            job_id=job_id, state=live.state if live else rec.state, rounds_done=live.rounds_done if live else rec.rounds_done,
+            levels=live.levels if live else 0, elapsed_s=time.monotonic() - live.started if live else 0.0,
+            error=live.error if live else rec.error, recipients=sc.recipients if sc else [], outputs=outputs,
+            scenario=rec.scenario, bytes_sent=live.bytes_sent if live else 0,
+            inputs_received=live.inputs_received if live else 0)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"

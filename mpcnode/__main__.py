@@ -1,0 +1,63 @@
+"""python -m mpcnode --config deploy/org-a.yaml: run one organization's Parley node."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+
+from .config import load_node_config
+from .configfile import ConfigError
+from .node import Node
+from .transport.servicers import add_all
+from .transport.tls import TlsMaterial, message_options
+
+
+async def serve(config_path: Path, port_file: Path | None) -> None:
+    cfg = load_node_config(config_path)
+    try:
+        tls = TlsMaterial.load(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
+    except OSError as exc:
+        raise ConfigError(config_path, "tls", f"cannot read certificate material: {exc}") from None
+    node = Node(cfg, tls)
+    server = grpc.aio.server(options=message_options(cfg.max_message_mb))
+    add_all(server, node)
+    port = server.add_secure_port(cfg.listen, tls.server_credentials())
+    if port == 0:
+        raise ConfigError(config_path, "listen", f"cannot bind {cfg.listen}")
+    await server.start()
+    logging.getLogger("parley.node").info("%s listening on port %d", cfg.organization, port)
+    if port_file:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(str(port))
+        tmp.replace(port_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=1.0)
+    await node.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpcnode", description="Run one organization's Parley node.")
+    parser.add_argument("--config", type=Path, required=True, help="node config YAML (see docs/configuration.md)")
+    parser.add_argument("--port-file", type=Path, help="write the bound port here once serving (for port 0)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(args.config, args.port_file))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

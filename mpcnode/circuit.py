@@ -1,0 +1,122 @@
+"""Circuit IR checks shared by nodes and coordinator: validation, fingerprint, round levels.
+
+A node never trusts the circuit it is sent: it re-validates the structure and recomputes
+the fingerprint before its policy is consulted.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from parley.v1 import circuit_pb2 as cpb
+
+from . import field
+
+OpKind = cpb.OpKind
+INTERACTIVE = {cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO, cpb.OP_DOT,
+               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID}
+ARITY = {cpb.OP_ADD: 2, cpb.OP_SUB: 2, cpb.OP_NEG: 1, cpb.OP_ADD_CONST: 1, cpb.OP_MUL_CONST: 1, cpb.OP_MUL: 2,
+         cpb.OP_SUM: 1, cpb.OP_SLICE: 1, cpb.OP_LT: 2, cpb.OP_EQ: 2, cpb.OP_GE: 2, cpb.OP_ARGMAX: 1,
+         cpb.OP_RESHAPE_SUM: 1, cpb.OP_DOT: 2, cpb.OP_SELECT: 3, cpb.OP_REPEAT: 1, cpb.OP_MUL_ROWS: 2,
+         cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1}
+MAX_OPS = 100_000
+MAX_BIT_LENGTH = 59
+
+
+class CircuitError(ValueError):
+    """The circuit is malformed; the message names the op or declaration."""
+
+
+def fingerprint(circuit: cpb.Circuit) -> str:
+    """sha256 over the deterministic protobuf encoding: same circuit, same fingerprint."""
+    return hashlib.sha256(circuit.SerializeToString(deterministic=True)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Execution plan: ops grouped by the communication level at which they run."""
+    levels: list[list[cpb.Op]]   # levels[L]: ops of level L in topological order
+    depth: int                   # number of interactive levels
+
+
+def validate(circuit: cpb.Circuit, parties: list[str]) -> Plan:
+    names: dict[str, int] = {}
+    if not circuit.name:
+        raise CircuitError("circuit has no name")
+    if len(circuit.ops) > MAX_OPS:
+        raise CircuitError(f"circuit has {len(circuit.ops)} ops, more than {MAX_OPS}")
+    for decl in circuit.inputs:
+        _fresh(decl.name, names, "input")
+        if decl.source == cpb.INPUT_SOURCE_NODE:
+            if decl.owner not in parties:
+                raise CircuitError(f"input {decl.name}: owner {decl.owner!r} is not a compute party")
+        elif decl.source == cpb.INPUT_SOURCE_CLIENTS:
+            if not decl.clients:
+                raise CircuitError(f"input {decl.name}: no input clients listed")
+        else:
+            raise CircuitError(f"input {decl.name}: unknown source")
+        if decl.length < 1:
+            raise CircuitError(f"input {decl.name}: length must be at least 1")
+        if not decl.lo <= decl.hi:
+            raise CircuitError(f"input {decl.name}: range lo={decl.lo} > hi={decl.hi}")
+        if max(abs(decl.lo), abs(decl.hi)) >= field.MAX_SIGNED:
+            raise CircuitError(f"input {decl.name}: range exceeds the field's signed range +-2^59")
+        names[decl.name] = 0
+    levels: dict[int, list[cpb.Op]] = {}
+    for i, op in enumerate(circuit.ops):
+        where = f"op {i} ({op.out or '?'})"
+        if op.kind not in ARITY and op.kind != cpb.OP_CONCAT:
+            raise CircuitError(f"{where}: unknown op kind {op.kind}")
+        want = ARITY.get(op.kind)
+        if want is not None and len(op.args) != want:
+            raise CircuitError(f"{where}: takes {want} arguments, got {len(op.args)}")
+        if op.kind == cpb.OP_CONCAT and not op.args:
+            raise CircuitError(f"{where}: concat needs arguments")
+        for a in op.args:
+            if a not in names:
+                raise CircuitError(f"{where}: argument {a!r} is not defined before use")
+        if op.kind in (cpb.OP_ADD_CONST, cpb.OP_MUL_CONST) and not op.consts:
+            raise CircuitError(f"{where}: needs constants")
+        if op.kind in (cpb.OP_LT, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO) and not 1 <= op.bit_length <= MAX_BIT_LENGTH:
+            raise CircuitError(f"{where}: bit_length must be 1..{MAX_BIT_LENGTH}")
+        if op.kind in (cpb.OP_SLICE,) and len(op.ints) != 3:
+            raise CircuitError(f"{where}: slice takes start, stop, step")
+        if op.kind == cpb.OP_SLICE and op.ints[2] <= 0:
+            raise CircuitError(f"{where}: slice step must be positive")
+        if op.kind in (cpb.OP_RESHAPE_SUM, cpb.OP_MUL_ROWS, cpb.OP_REPEAT, cpb.OP_COUNT_ROWS) and (
+                len(op.ints) < 1 or op.ints[0] < 1):
+            raise CircuitError(f"{where}: needs a positive width")
+        if op.kind == cpb.OP_ROWS_VALID and (len(op.ints) != 2 or op.ints[0] < 1 or op.ints[1] not in (0, 1)):
+            raise CircuitError(f"{where}: rows_valid takes (columns, exactly_one 0/1)")
+        level = max((names[a] for a in op.args), default=0) + (1 if op.kind in INTERACTIVE else 0)
+        _fresh(op.out, names, where)
+        names[op.out] = level
+        levels.setdefault(level, []).append(op)
+    seen_out = set()
+    for out in circuit.outputs:
+        if out.value not in names:
+            raise CircuitError(f"output {out.name}: value {out.value!r} is not defined")
+        if not out.recipients:
+            raise CircuitError(f"output {out.name}: no recipients")
+        if out.name in seen_out:
+            raise CircuitError(f"output {out.name}: defined twice")
+        seen_out.add(out.name)
+    if not circuit.outputs:
+        raise CircuitError("circuit has no outputs")
+    depth = max(levels, default=0)
+    return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth)
+
+
+def _fresh(name: str, names: dict[str, int], where: str) -> None:
+    if not name or not name.replace("_", "").replace("-", "").replace(".", "").replace("@", "").isalnum():
+        raise CircuitError(f"{where}: bad array name {name!r}")
+    if name in names:
+        raise CircuitError(f"{where}: array {name!r} defined twice")
+
+
+def recipients_of(circuit: cpb.Circuit) -> set[str]:
+    return {r for out in circuit.outputs for r in out.recipients}
+
+
+def input_owners(circuit: cpb.Circuit) -> set[str]:
+    return {d.owner for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}

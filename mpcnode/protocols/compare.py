@@ -1,0 +1,463 @@
+"""Comparison, equality, selection, tournaments and ballot checks on Shamir shares.
+
+All functions take a Session and a round label first and handle a whole batch per round:
+every field operation is vectorized over the batch (and over the bits of every element),
+and concurrent sub-protocols get distinct sub-labels ``f"{label}/step"``.
+
+Building blocks
+---------------
+* Solved random bits (Damgard, Fitzi, Kiltz, Nielsen, Toft, TCC 2006): 61 shared random
+  bits r_0..r_60 per element and r = sum 2^i r_i, linear in the bits. Each bit is the
+  XOR of t+1 parties' dealt bits (Session.random_bits), so no t parties know it. r is
+  uniform on [0, 2^61) = [0, p], i.e. r mod p is at statistical distance 2^-61 from
+  uniform on F_p (0 is hit twice).
+* bit_lt_public: [c < r] for public c and bitwise-shared r by a divide-and-conquer tree
+  over the bits (lt = lt_hi + eq_hi * lt_lo, eq = eq_hi * eq_lo): ceil(log2 61) = 6
+  rounds, 114 multiplications per element.
+* ltz: [x < 0] via Nishide-Ohta's LSB trick (PKC 2007): for |x| < p/2, x < 0 iff
+  y = 2x mod p is odd. Open c = y + r; then LSB(y) = c_0 XOR r_0 XOR [c < r] because
+  the addition wrapped around p (an odd number) exactly when c < r. This holds for
+  every r in [0, p], so the comparison is exact; only the mask is 2^-61 from uniform.
+* equal_zero: open c = x + r; x == 0 iff the bits of r equal those of c, a product of
+  61 shared equality bits computed by a log-depth product tree (6 rounds, 60 mults).
+  It errs (answers "nonzero" for x == 0) only if r = p, with probability 2^-61.
+
+Signed values are field elements in the symmetric encoding of field.asfield.
+``bit_length`` (1..59) states that the operands satisfy |v| < 2^bit_length; the
+protocols do not depend on it beyond the range check (the LSB trick works for every
+|x| < p/2 ~ 2^60, so the difference of two 59-bit operands is fine). Inputs must be
+range-checked before they are shared: an out-of-range operand gives a wrong bit.
+
+Selecting right after a comparison is fused: select(ltz(x), X, Y) = Y + a*D + lt*(1-2a)*D
+with D = X - Y and LSB = a XOR lt, where a*D rides on the first tree round, so a
+comparison followed by a selection costs the same number of rounds as a comparison.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Sequence
+
+import numpy as np
+
+from .. import field
+from .core import Session, xor_from_product
+
+BITS = field.BITS                 # 61 bits per solved random value
+MAX_BIT_LENGTH = 59               # |operand| < 2^59 keeps differences below p/2
+
+Solved = tuple[np.ndarray, np.ndarray]   # (r shares (m,), bit shares (BITS, m))
+
+_U = np.uint64
+_ONE = _U(1)
+_ZERO = _U(0)
+_SHIFTS = np.arange(BITS, dtype=np.uint64)[:, None]
+_ROT = (np.uint64(BITS) - _SHIFTS) % np.uint64(BITS)   # right shift completing a left rotation
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+def _check_bit_length(bit_length: int) -> int:
+    if isinstance(bit_length, bool) or not isinstance(bit_length, (int, np.integer)) \
+            or not 1 <= int(bit_length) <= MAX_BIT_LENGTH:
+        raise ValueError(f"bit_length must be an integer in 1..{MAX_BIT_LENGTH}, got {bit_length!r}")
+    return int(bit_length)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x, dtype=np.uint64)).reshape(-1)
+
+
+def _one_minus(x: np.ndarray) -> np.ndarray:
+    """1 - x for shares (the public 1 is its own share)."""
+    return field.sub(np.full(x.shape, _ONE, dtype=np.uint64), x)
+
+
+def _public_bits(c: np.ndarray) -> np.ndarray:
+    """Bits of public canonical c (m,), LSB first: shape (BITS, m), values 0/1."""
+    return (c[None, :] >> _SHIFTS) & _ONE
+
+
+def _pow2_combine(bits: np.ndarray) -> np.ndarray:
+    """sum_i 2^i bits[i] mod p. Multiplying by 2^i mod 2^61-1 is a 61-bit left rotation."""
+    rot = (bits << _SHIFTS) & field._P
+    rot |= bits >> _ROT           # _ROT[0] = 0 and bits < 2^61, so row 0 stays as is
+    return field.sum_all(rot, axis=0)
+
+
+def _take(solved: Solved, start: int, count: int) -> Solved:
+    r, rb = solved
+    return r[start:start + count], rb[:, start:start + count]
+
+
+def _check_solved(solved: Solved, m: int, what: str) -> Solved:
+    r, rb = solved
+    if r.shape != (m,) or rb.shape != (BITS, m):
+        raise ValueError(f"{what}: precomputed solved bits have shapes {r.shape}, {rb.shape}; "
+                         f"expected ({m},) and ({BITS}, {m})")
+    return solved
+
+
+# ---- random solved bits -------------------------------------------------------------
+
+async def random_solved_bits(s: Session, label: str, m: int) -> Solved:
+    """m random values r with their shared bits: (r (m,), bits (BITS, m)), bits LSB first.
+
+    r = sum 2^i b_i is uniform on [0, 2^61) = [0, p]; as a field element r mod p is at
+    statistical distance 2^-61 from uniform (0 has probability 2^-60). Rounds: those of
+    Session.random_bits (one dealing round + ceil(log2(t+1)) XOR rounds).
+    """
+    if m < 0:
+        raise ValueError(f"{label}: negative count {m}")
+    if m == 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros((BITS, 0), dtype=np.uint64)
+    bits = (await s.random_bits(label, BITS * m)).reshape(BITS, m)
+    return _pow2_combine(bits), bits
+
+
+# ---- bitwise comparison with a public value -----------------------------------------
+
+async def _lt_tree(s: Session, label: str, c: np.ndarray, r_bits: np.ndarray,
+                   extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+    """[c < r] for public c and shared bits r; `extra` products ride on the first round.
+
+    Nodes are kept LSB first as arrays (nodes, m). The node holding bit 0 is always a low
+    half, so its eq is never needed: `eq` stores nodes 1.. only, which skips one product
+    per level and the root's eq for free.
+    """
+    cb = _public_bits(c)
+    lt = np.where(cb == 0, r_bits, _ZERO)                                  # r_i (1 - c_i)
+    eq = np.where(cb[1:] == 1, r_bits[1:], _one_minus(r_bits[1:]))        # 1 - (c_i xor r_i)
+    extra_out: list[np.ndarray] = []
+    level = 0
+    while lt.shape[0] > 1:
+        nodes, m = lt.shape
+        half = nodes // 2
+        eq_hi = eq[0:2 * half:2]               # nodes 1, 3, ..., 2*half - 1
+        prods = [field.mul(eq_hi, lt[0:2 * half:2]),                    # eq_hi * lt_lo
+                 field.mul(eq_hi[1:], eq[1:2 * half - 1:2])]            # eq_hi * eq_lo, pairs 1..
+        if level == 0:
+            prods += [field.mul(*np.broadcast_arrays(a, b)) for a, b in extra]
+        red = await s.reduce_degree(f"{label}/l{level}", np.concatenate([p.reshape(-1) for p in prods]))
+        n_lt = half * m
+        n_eq = (half - 1) * m
+        new_lt = field.add(lt[1:2 * half:2], red[:n_lt].reshape(half, m))
+        new_eq = red[n_lt:n_lt + n_eq].reshape(half - 1, m)
+        if level == 0:
+            pos = n_lt + n_eq
+            for p in prods[2:]:
+                extra_out.append(red[pos:pos + p.size].reshape(p.shape))
+                pos += p.size
+        if nodes % 2:
+            new_lt = np.concatenate([new_lt, lt[nodes - 1:]])
+            new_eq = np.concatenate([new_eq, eq[nodes - 2:]])
+        lt, eq = new_lt, new_eq
+        level += 1
+    return lt[0], extra_out
+
+
+async def bit_lt_public(s: Session, label: str, c_public: np.ndarray, r_bits: np.ndarray) -> np.ndarray:
+    """Shares of [c < r] for public canonical c (m,) and shared bits of r (BITS, m), LSB first.
+
+    6 rounds (tree levels 61 -> 31 -> 16 -> 8 -> 4 -> 2 -> 1), 114 products per element.
+    """
+    c = _flat(c_public)
+    r_bits = np.asarray(r_bits, dtype=np.uint64)
+    if r_bits.shape != (BITS, c.size):
+        raise ValueError(f"{label}: r_bits must have shape ({BITS}, {c.size}), got {r_bits.shape}")
+    if c.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    lt, _ = await _lt_tree(s, label, c, r_bits)
+    return lt
+
+
+# ---- less than zero, fused with selection ------------------------------------------
+
+async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
+                      selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (),
+                      bit_range: tuple[int, int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Compute b = [x < 0] for flat x and, for each (offset, X, Y), b ? X : Y on
+    x[offset:offset + len(X)]; return the selections and b[bit_range] if asked.
+
+    With LSB(2x) = a XOR lt (a = c_0 XOR r_0 is linear after the opening, lt = [c < r]):
+    b = a + lt (1 - 2a) and b*D = a*D + lt*(D - 2aD). The products a*D ride on the first
+    tree round, lt*(...) on one final round: 1 open + 6 tree + 1 rounds in all.
+    """
+    r, rb = solved
+    y = field.add(x, x)
+    c = await s.open(f"{label}/open", field.add(y, r))
+    r0 = rb[0]
+    a = np.where((c & _ONE) == 1, _one_minus(r0), r0)
+    ds = [(off, field.sub(X, Y)) for off, X, Y in selects]
+    lt, ads = await _lt_tree(s, f"{label}/tree", c, rb, [(a[off:off + d.size], d) for off, d in ds])
+    pairs = []
+    for (off, d), ad in zip(ds, ads):
+        pairs.append((lt[off:off + d.size], field.sub(d, field.add(ad, ad))))
+    if bit_range is not None:
+        lo, hi = bit_range
+        a_b = a[lo:hi]
+        pairs.append((lt[lo:hi], field.sub(np.full(a_b.shape, _ONE, dtype=np.uint64), field.add(a_b, a_b))))
+    prods = await s.mul_many(f"{label}/final", pairs)
+    outs = [field.add(field.add(Y, ad), p) for (_, _, Y), ad, p in zip(selects, ads, prods)]
+    bit = None
+    if bit_range is not None:
+        bit = field.add(a[bit_range[0]:bit_range[1]], prods[-1])
+    return outs, bit
+
+
+async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
+              solved: Solved | None = None) -> np.ndarray:
+    """Shares of [x < 0] for shared x with |x| < 2^bit_length (bit_length in 1..59).
+
+    Nishide-Ohta LSB trick; rounds: random bits (skipped if `solved` = precomputed
+    random_solved_bits for x.size elements) + 1 open + 6 tree + 1.
+    """
+    _check_bit_length(bit_length)
+    x = np.asarray(x, dtype=np.uint64)
+    flat = _flat(x)
+    m = flat.size
+    if m == 0:
+        return np.zeros(x.shape, dtype=np.uint64)
+    if solved is None:
+        solved = await random_solved_bits(s, f"{label}/rand", m)
+    _check_solved(solved, m, label)
+    _, bit = await _ltz_select(s, label, flat, solved, (), (0, m))
+    return bit.reshape(x.shape)
+
+
+async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
+                    solved: Solved | None = None) -> np.ndarray:
+    """Shares of [a < b] for |a|, |b| < 2^bit_length (bit_length in 1..59)."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
+    return await ltz(s, label, field.sub(a, b), bit_length, solved=solved)
+
+
+async def greater_equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
+                        solved: Solved | None = None) -> np.ndarray:
+    """Shares of [a >= b] = 1 - [a < b]."""
+    return _one_minus(await less_than(s, label, a, b, bit_length, solved=solved))
+
+
+# ---- equality -----------------------------------------------------------------------
+
+async def _product_tree(s: Session, label: str, rows: np.ndarray) -> np.ndarray:
+    """Product over axis 0 of shared rows (k, m): ceil(log2 k) rounds, k - 1 products per column."""
+    level = 0
+    while rows.shape[0] > 1:
+        k = rows.shape[0]
+        half = k // 2
+        prod = await s.reduce_degree(f"{label}/l{level}", field.mul(rows[0:2 * half:2], rows[1:2 * half:2]))
+        rows = np.concatenate([prod, rows[k - 1:]]) if k % 2 else prod
+        level += 1
+    return rows[0]
+
+
+async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | None = None) -> np.ndarray:
+    """Shares of [x == 0] for any shared field elements x.
+
+    Open c = x + r; x == 0 iff c and r agree on all 61 bits. Rounds: random bits (unless
+    `solved`) + 1 open + 6. Errs only when x == 0 and r = p (probability 2^-61).
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    flat = _flat(x)
+    m = flat.size
+    if m == 0:
+        return np.zeros(x.shape, dtype=np.uint64)
+    if solved is None:
+        solved = await random_solved_bits(s, f"{label}/rand", m)
+    r, rb = _check_solved(solved, m, label)
+    c = await s.open(f"{label}/open", field.add(flat, r))
+    eq = np.where(_public_bits(c) == 1, rb, _one_minus(rb))
+    return (await _product_tree(s, f"{label}/prod", eq)).reshape(x.shape)
+
+
+async def equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, *,
+                solved: Solved | None = None) -> np.ndarray:
+    """Shares of [a == b] (exact for any field elements, up to the 2^-61 error of equal_zero)."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
+    return await equal_zero(s, label, field.sub(a, b), solved=solved)
+
+
+# ---- selection ----------------------------------------------------------------------
+
+async def select(s: Session, label: str, bit: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """bit ? a : b = b + bit (a - b) for a shared bit: one multiplication round."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
+    return field.add(b, await s.mul(label, bit, field.sub(a, b)))
+
+
+# ---- tournaments ----------------------------------------------------------------------
+
+def _pairs(v: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    return v[0:2 * half:2], v[1:2 * half:2]
+
+
+def _carry(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Append the unpaired last block of an odd level."""
+    return np.concatenate([new, old[-1:]]) if old.size % 2 else new
+
+
+async def argmax_and_max(s: Session, label: str, x: np.ndarray,
+                         bit_length: int = MAX_BIT_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """(index, max) of shared x (length n >= 1), each as a length-1 share array.
+
+    The index is 0-based and that of the FIRST maximum: ties go to the earlier element
+    (the left block of every pair wins unless it is strictly smaller). Tournament of
+    ceil(log2 n) levels; each level is one batched comparison with the value/index
+    selection fused into its last round. n - 1 comparisons; their random bits are
+    made in one go up front.
+    """
+    _check_bit_length(bit_length)
+    vals = _flat(x)
+    n = vals.size
+    if n == 0:
+        raise ValueError(f"{label}: argmax of an empty array")
+    idx = np.arange(n, dtype=np.uint64)          # public indices are their own shares
+    solved = await random_solved_bits(s, f"{label}/rand", n - 1)
+    used, level = 0, 0
+    while vals.size > 1:
+        half = vals.size // 2
+        lv, rv = _pairs(vals, half)
+        li, ri = _pairs(idx, half)
+        (nv, ni), _ = await _ltz_select(s, f"{label}/l{level}", field.sub(lv, rv), _take(solved, used, half),
+                                        [(0, rv, lv), (0, ri, li)])     # [L < R] ? R : L
+        used += half
+        vals, idx = _carry(nv, vals), _carry(ni, idx)
+        level += 1
+    return idx, vals
+
+
+def _top_two_comparisons(n: int) -> int:
+    total, size, level = 0, n, 0
+    while size > 1:
+        half = size // 2
+        total += half if level == 0 else 3 * half
+        size -= half
+        level += 1
+    return total + (1 if n > 1 else 0)
+
+
+async def top_two(s: Session, label: str, x: np.ndarray,
+                  bit_length: int = MAX_BIT_LENGTH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index_of_max, max, second_max) of shared x (length n >= 1), each of length 1.
+
+    Ties: the earliest maximum wins, and second_max is the highest value among the
+    others, so it equals max when the top value is tied (Vickrey price). For n = 1 the
+    second is the sentinel "minus infinity" -(2^bit_length) (all values must satisfy
+    |v| < 2^bit_length, bit_length <= 59, so differences with it stay below 2^60 < p/2).
+
+    Tournament where a block keeps (max, idx, u, v) with second = max(u, v) left
+    unresolved: merging L and R compares [L.max < R.max] together with u vs v of both
+    children in one batch; the fused selections give the new max/idx and both
+    children's seconds s_L, s_R; the new block has v = loser's max (linear:
+    L.max + R.max - max) and u = winner's second = select(b, s_L, s_R) (one more round).
+    2(n-1) comparisons in all; rounds per level: 8 + 1 (the first level: 8), + 8 at the end.
+    """
+    bl = _check_bit_length(bit_length)
+    mx = _flat(x)
+    n = mx.size
+    if n == 0:
+        raise ValueError(f"{label}: top_two of an empty array")
+    sentinel = np.uint64(field.asfield(-(1 << bl)))
+    if n == 1:
+        return np.zeros(1, dtype=np.uint64), mx.copy(), np.full(1, sentinel, dtype=np.uint64)
+    idx = np.arange(n, dtype=np.uint64)
+    u = np.full(n, sentinel, dtype=np.uint64)
+    v = u.copy()
+    solved = await random_solved_bits(s, f"{label}/rand", _top_two_comparisons(n))
+    used, level = 0, 0
+    while mx.size > 1:
+        half = mx.size // 2
+        lm, rm = _pairs(mx, half)
+        li, ri = _pairs(idx, half)
+        lab = f"{label}/l{level}"
+        if level == 0:     # children are single elements: their seconds are the sentinel
+            (nm, ni), _ = await _ltz_select(s, lab, field.sub(lm, rm), _take(solved, used, half),
+                                            [(0, rm, lm), (0, ri, li)])
+            used += half
+            nu = u[:half]
+        else:
+            lu, ru = _pairs(u, half)
+            lvv, rvv = _pairs(v, half)
+            diffs = np.concatenate([field.sub(lm, rm), field.sub(lu, lvv), field.sub(ru, rvv)])
+            (nm, ni, s_l, s_r), b = await _ltz_select(
+                s, lab, diffs, _take(solved, used, 3 * half),
+                [(0, rm, lm), (0, ri, li), (half, lvv, lu), (2 * half, rvv, ru)], (0, half))
+            used += 3 * half
+            # b = [L.max < R.max]: R won, so the winner's second is s_R
+            nu = await select(s, f"{lab}/second", b, s_r, s_l)
+        nv = field.sub(field.add(lm, rm), nm)        # the loser's max
+        mx, idx, u, v = _carry(nm, mx), _carry(ni, idx), _carry(nu, u), _carry(nv, v)
+        level += 1
+    (second,), _ = await _ltz_select(s, f"{label}/last", field.sub(u, v), _take(solved, used, 1),
+                                     [(0, v, u)])
+    used += 1
+    assert used == solved[0].size
+    return idx, mx, second
+
+
+# ---- ballots ------------------------------------------------------------------------
+
+async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_one: bool) -> np.ndarray:
+    """Shares (N,) of 0/1: ballot row i is valid iff every entry is 0 or 1 and, if
+    `exactly_one`, the row sums to 1 (approval voting: any number of ones).
+
+    e_k = x_k (x_k - 1) in one round; public random rho_0..rho_K opened from a fresh
+    Session.random after the ballots are shared; z = sum_k rho_k e_k (+ rho_K (sum_k x_k - 1))
+    and valid = [z == 0]. An invalid ballot is accepted with probability <= 1/p + 2^-61
+    (z is then a nonzero linear form in independent uniform rho). The multiplication,
+    the coin and the solved bits run concurrently: 2 + ceil(log2(t+1)) ... in all
+    max(1, 2, random bits) + 1 open + 6 rounds.
+    """
+    ballots = np.asarray(ballots, dtype=np.uint64)
+    if ballots.ndim != 2:
+        raise ValueError(f"{label}: ballots must be (N, K), got shape {ballots.shape}")
+    nb, k = ballots.shape
+    if nb == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if k == 0:
+        raise ValueError(f"{label}: ballots have no options")
+    ncoef = k + 1 if exactly_one else k
+
+    async def coins() -> np.ndarray:
+        rho = await s.random(f"{label}/rho", (ncoef,))
+        return await s.open(f"{label}/rho_open", rho)
+
+    e, rho, solved = await asyncio.gather(
+        s.mul(f"{label}/sq", ballots, field.sub(ballots, np.full(ballots.shape, _ONE, dtype=np.uint64))),
+        coins(),
+        random_solved_bits(s, f"{label}/rand", nb))
+    z = field.sum_all(field.mul(e, rho[None, :k]), axis=1)
+    if exactly_one:
+        total = field.sub(field.sum_all(ballots, axis=1), np.full(nb, _ONE, dtype=np.uint64))
+        z = field.add(z, field.mul(total, rho[k]))
+    return await equal_zero(s, f"{label}/zero", z, solved=solved)
+
+
+async def tally(s: Session, label: str, ballots: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(counts (K,), invalid (1,)) shares: column sums of valid_i * x_ik over the valid
+    ballots only (one multiplication round), and N - sum(valid)."""
+    ballots = np.asarray(ballots, dtype=np.uint64)
+    valid = _flat(valid)
+    nb, k = ballots.shape
+    if valid.size != nb:
+        raise ValueError(f"{label}: {valid.size} validity bits for {nb} ballots")
+    counted = await s.mul(f"{label}/mask", ballots, valid[:, None])
+    counts = field.sum_all(counted, axis=0) if nb else np.zeros(k, dtype=np.uint64)
+    invalid = field.sub(np.full(1, np.uint64(nb), dtype=np.uint64), field.sum_all(valid).reshape(1))
+    return counts, invalid
+
+
+async def winner_of(s: Session, label: str, counts: np.ndarray,
+                    bit_length: int = MAX_BIT_LENGTH) -> np.ndarray:
+    """Shares (1,) of the index of the option with the most votes; a tie goes to the
+    earliest option (lowest index)."""
+    index, _ = await argmax_and_max(s, label, counts, bit_length)
+    return index
+
+
+async def referendum(s: Session, label: str, yes_count: np.ndarray, valid_count: np.ndarray,
+                     bit_length: int = MAX_BIT_LENGTH) -> np.ndarray:
+    """Shares of [2 * yes >= valid]: the proposition passes with at least half of the
+    valid votes (an exact half passes). Needs 2 * valid < 2^bit_length."""
+    yes = np.asarray(yes_count, dtype=np.uint64)
+    return await greater_equal(s, label, field.add(yes, yes), valid_count, bit_length)

@@ -1,0 +1,132 @@
+"""Durable share store (SQLite, WAL, one transaction per state change).
+
+What is kept: each job's spec and state, the client input shares accepted for it, and the
+output shares a finished job produced. A node that restarts still holds them; a job that was
+running when the node died is marked failed on restart (its intermediate shares were never
+written), so no half-written state survives.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY, spec BLOB NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+  error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS client_shares (
+  job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL, share BLOB NOT NULL, received REAL NOT NULL,
+  PRIMARY KEY (job_id, input, client));
+CREATE TABLE IF NOT EXISTS outputs (
+  job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL, recipients TEXT NOT NULL,
+  row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
+"""
+
+
+class DuplicateSubmission(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    spec: bytes
+    fingerprint: str
+    state: str
+    error: str
+
+
+@dataclass(frozen=True)
+class OutputRow:
+    share: np.ndarray
+    recipients: list[str]
+    row_labels: list[str]
+
+
+class ShareStore:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ---- jobs ------------------------------------------------------------------
+    def put_job(self, job_id: str, spec: bytes, fingerprint: str, state: str) -> None:
+        now = time.time()
+        self._tx([("INSERT INTO jobs (job_id, spec, fingerprint, state, created, updated) VALUES (?,?,?,?,?,?)",
+                   (job_id, spec, fingerprint, state, now, now))])
+
+    def set_state(self, job_id: str, state: str, error: str = "") -> None:
+        self._tx([("UPDATE jobs SET state=?, error=?, updated=? WHERE job_id=?", (state, error, time.time(), job_id))])
+
+    def job(self, job_id: str) -> JobRow | None:
+        rows = self._query("SELECT job_id, spec, fingerprint, state, error FROM jobs WHERE job_id=?", (job_id,))
+        return JobRow(*rows[0]) if rows else None
+
+    def jobs_in_state(self, state: str) -> list[str]:
+        return [r[0] for r in self._query("SELECT job_id FROM jobs WHERE state=?", (state,))]
+
+    # ---- client input shares ------------------------------------------------------
+    def add_client_share(self, job_id: str, input_name: str, client: str, share: np.ndarray) -> int:
+        """Store one client's share; a second submission by the same client is refused."""
+        try:
+            self._tx([("INSERT INTO client_shares (job_id, input, client, share, received) VALUES (?,?,?,?,?)",
+                       (job_id, input_name, client, share.astype("<u8").tobytes(), time.time()))])
+        except sqlite3.IntegrityError:
+            raise DuplicateSubmission(f"{client} already submitted input {input_name!r} for job {job_id}") from None
+        return self._query("SELECT COUNT(*) FROM client_shares WHERE job_id=? AND input=?", (job_id, input_name))[0][0]
+
+    def client_shares(self, job_id: str, input_name: str) -> dict[str, np.ndarray]:
+        rows = self._query("SELECT client, share FROM client_shares WHERE job_id=? AND input=?", (job_id, input_name))
+        return {c: np.frombuffer(b, dtype="<u8").astype(np.uint64) for c, b in rows}
+
+    def client_order(self, job_id: str, input_name: str) -> list[str]:
+        """Clients in the order this node accepted their shares."""
+        rows = self._query("SELECT client FROM client_shares WHERE job_id=? AND input=? ORDER BY received, rowid",
+                           (job_id, input_name))
+        return [r[0] for r in rows]
+
+    def count_client_shares(self, job_id: str) -> int:
+        return self._query("SELECT COUNT(*) FROM client_shares WHERE job_id=?", (job_id,))[0][0]
+
+    # ---- outputs ------------------------------------------------------------------
+    def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]]) -> None:
+        """Write every output share and mark the job done, atomically."""
+        stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, row_labels) VALUES (?,?,?,?,?)",
+                  (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(labels)))
+                 for name, (share, rec, labels) in outputs.items()]
+        stmts.append(("UPDATE jobs SET state=?, error='', updated=? WHERE job_id=?", ("DONE", time.time(), job_id)))
+        self._tx(stmts)
+
+    def output(self, job_id: str, name: str) -> OutputRow | None:
+        rows = self._query("SELECT share, recipients, row_labels FROM outputs WHERE job_id=? AND name=?", (job_id, name))
+        if not rows:
+            return None
+        share, rec, labels = rows[0]
+        return OutputRow(np.frombuffer(share, dtype="<u8").astype(np.uint64), rec.split("\n") if rec else [],
+                         labels.split("\n") if labels else [])

@@ -1,0 +1,1 @@
+"""gRPC transport: mutual TLS, caller identity, serialization, the peer exchange and thin servicers."""

@@ -1,0 +1,23 @@
+"""Protobuf stops here: arrays travel as little-endian uint64 bytes plus a shape."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import field
+
+
+def encode(arr: np.ndarray) -> tuple[bytes, list[int]]:
+    return np.ascontiguousarray(arr, dtype="<u8").tobytes(), list(arr.shape)
+
+
+def decode(payload: bytes, shape: list[int] | tuple[int, ...], what: str) -> np.ndarray:
+    """Decode and validate peer-supplied field elements: length matches shape, every element < p."""
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise ValueError(f"{what}: negative dimension")
+        count *= d
+    if len(payload) != 8 * count:
+        raise ValueError(f"{what}: {len(payload)} bytes do not hold shape {list(shape)}")
+    arr = np.frombuffer(payload, dtype="<u8").astype(np.uint64, copy=False).reshape(tuple(shape))
+    return field.check_canonical(arr, what)
