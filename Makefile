@@ -20,25 +20,33 @@ help:
 	@echo "make certs  - create the demo deployment CA and one certificate per organization"
 	@echo "make proto  - generate Python code from proto/"
 
-$(STAMP): pyproject.toml
+DEPS_STAMP := $(VENV)/.deps
+
+# 1. the venv with pinned dependencies; 2. code generated from proto/; 3. the project itself
+#    (editable, with console scripts parley-node and parley-coordinator), once parley/ exists.
+$(DEPS_STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	touch $(DEPS_STAMP)
 
-venv: $(STAMP)
-
-$(GEN_STAMP): $(PROTOS) $(STAMP)
+$(GEN_STAMP): $(PROTOS) $(DEPS_STAMP)
 	mkdir -p parley/v1
 	touch parley/__init__.py parley/v1/__init__.py
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 	touch $(GEN_STAMP)
 
+$(STAMP): $(GEN_STAMP)
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
 proto: $(GEN_STAMP)
 
-certs: $(GEN_STAMP)
-	$(PY) -m mpcnode.certs --out deploy/certs --orgs-from scenarios
+certs: $(STAMP)
+	$(PY) -m mpcnode.certs --out deploy/certs --orgs-from scenarios operator
 
 demo: certs
 	$(PY) -m coordinator demo --scenarios scenarios --workdir .demo

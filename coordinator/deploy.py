@@ -39,35 +39,40 @@ def free_ports(count: int) -> list[int]:
 def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, AnyScenario]],
                      input_root: Path | None = None, policy_overrides: dict[str, dict] | None = None,
                      node_overrides: dict[str, dict] | None = None) -> Deployment:
-    workdir = workdir.resolve()
-    certs = certs.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Node configs for every compute party of the scenarios, each consenting to its scenarios only."""
     orgs = sorted({p for _, sc in scenarios for p in sc.parties})
-    ports = free_ports(len(orgs) + 1)
-    addresses = {org: f"127.0.0.1:{port}" for org, port in zip(orgs, ports)}
-    node_configs = {}
+    inputs: dict[str, dict[str, Path]] = {org: {} for org in orgs}
+    policies: dict[str, dict] = {}
     for org in orgs:
         mine = [(path, sc) for path, sc in scenarios if org in sc.parties]
-        inputs = {}
         for path, sc in mine:
             root = (input_root or path.parent / "inputs").resolve()
             f = root / sc.name / f"{org}.yaml"
             if f.exists():
-                inputs[sc.name] = str(f)
-        policy = {
-            "scenarios": sorted({sc.name for _, sc in mine}),
-            "recipients": sorted({r for _, sc in mine for r in sc.recipients}),
-            "coordinators": ["coordinator"],
-        }
-        policy.update((policy_overrides or {}).get(org, {}))
+                inputs[org][sc.name] = f
+        policies[org] = {"scenarios": sorted({sc.name for _, sc in mine}),
+                         "recipients": sorted({r for _, sc in mine for r in sc.recipients})}
+        policies[org].update((policy_overrides or {}).get(org, {}))
+    return write_nodes(workdir, certs, orgs, inputs, policies, node_overrides)
+
+
+def write_nodes(workdir: Path, certs: Path, orgs: list[str], inputs: dict[str, dict[str, Path]],
+                policies: dict[str, dict], node_overrides: dict[str, dict] | None = None) -> Deployment:
+    workdir = workdir.resolve()
+    certs = certs.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = free_ports(len(orgs) + 1)
+    addresses = {org: f"127.0.0.1:{port}" for org, port in zip(orgs, ports)}
+    node_configs = {}
+    for org in orgs:
         cfg = {
             "organization": org,
             "listen": addresses[org],
             "tls": {"ca": str(certs / "ca.pem"), "cert": str(certs / f"{org}.pem"), "key": str(certs / f"{org}.key")},
             "peers": {o: a for o, a in addresses.items() if o != org},
             "data_dir": str(workdir / "nodes" / org),
-            "inputs": inputs,
-            "policy": policy,
+            "inputs": {name: str(path) for name, path in inputs.get(org, {}).items()},
+            "policy": {"coordinators": ["coordinator"], **policies.get(org, {})},
         }
         cfg.update((node_overrides or {}).get(org, {}))
         path = workdir / f"node-{org}.yaml"

@@ -14,6 +14,8 @@ import grpc
 
 from mpcnode.circuit import fingerprint
 from mpcnode.transport.tls import TlsMaterial, secure_channel
+from mpcnode.configfile import ConfigError
+from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2, node_pb2_grpc
 
 from .config import CoordinatorConfig
@@ -23,6 +25,22 @@ from .store import JobStore
 log = logging.getLogger("parley.coordinator")
 
 TERMINAL = ("DONE", "FAILED")
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What the coordinator schedules: a circuit, its compute parties, threshold and limits."""
+    name: str
+    circuit: cpb.Circuit
+    parties: list[str]
+    t: int
+    timeout_s: float
+    input_window_s: float = 0.0
+
+    @classmethod
+    def of(cls, scenario: AnyScenario) -> "JobPlan":
+        return cls(scenario.name, scenario.build(), list(scenario.parties), scenario.t, scenario.timeout_s,
+                   scenario.input_window_s)
 
 
 @dataclass
@@ -36,7 +54,7 @@ class Live:
     error: str = ""
     started: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    scenario: AnyScenario | None = None
+    plan: "JobPlan | None" = None
 
     def bump(self) -> None:
         self.changed.set()
@@ -81,16 +99,23 @@ class Scheduler:
         scenario = parse_scenario_text(text, path)  # raises ConfigError with file, field, problem
         missing = [p for p in scenario.parties if p not in self.cfg.nodes]
         if missing:
-            from mpcnode.configfile import ConfigError
-
             raise ConfigError(path, "parties", f"no node address configured for {', '.join(missing)}")
         job_id = job_id or f"{scenario.name}-{uuid.uuid4().hex[:12]}"
         if not self.store.insert(job_id, scenario.name, path, text):
             return job_id, False
-        self.live[job_id] = Live(scenario=scenario)
-        self._close_requests[job_id] = asyncio.Event()
-        self._spawn(self._run(job_id, scenario))
+        self._launch(job_id, JobPlan.of(scenario))
         return job_id, True
+
+    def submit_plan(self, job_id: str, plan: "JobPlan") -> None:
+        """Run a circuit built in code (benchmarks, tests); recorded like any job."""
+        if not self.store.insert(job_id, plan.name, "<circuit>", ""):
+            raise ValueError(f"job {job_id} exists")
+        self._launch(job_id, plan)
+
+    def _launch(self, job_id: str, plan: "JobPlan") -> None:
+        self.live[job_id] = Live(plan=plan)
+        self._close_requests[job_id] = asyncio.Event()
+        self._spawn(self._run(job_id, plan))
 
     def request_close(self, job_id: str) -> None:
         if job_id not in self._close_requests:
@@ -107,13 +132,14 @@ class Scheduler:
             except ValueError as exc:
                 self.store.update(job_id, state="FAILED", error=f"scenario no longer valid: {exc}")
                 continue
-            self.live[job_id] = Live(scenario=scenario)
-            self._close_requests[job_id] = asyncio.Event()
+            plan = JobPlan.of(scenario)
             if rec.state == "PENDING":
-                self._spawn(self._run(job_id, scenario))
+                self._launch(job_id, plan)
             else:
                 log.info("re-attaching to job %s (%s)", job_id, rec.state)
-                self._spawn(self._watch_nodes(job_id, scenario, resumed=True))
+                self.live[job_id] = Live(plan=plan)
+                self._close_requests[job_id] = asyncio.Event()
+                self._spawn(self._watch_nodes(job_id, plan))
 
     # ---- running ----------------------------------------------------------------------
     def _set(self, job_id: str, **kw: object) -> None:
@@ -124,54 +150,54 @@ class Scheduler:
             self.store.update(job_id, state=live.state, error=live.error, rounds_done=live.rounds_done)
         live.bump()
 
-    async def _run(self, job_id: str, scenario: AnyScenario) -> None:
-        circuit = scenario.build()
-        fp = fingerprint(circuit)
+    async def _run(self, job_id: str, plan: JobPlan) -> None:
+        fp = fingerprint(plan.circuit)
         self.store.update(job_id, fingerprint=fp)
-        input_window = scenario.input_window_s
-        spec = node_pb2.JobSpec(job_id=job_id, scenario=scenario.name, circuit=circuit, parties=scenario.parties,
-                                threshold=scenario.t, timeout_s=scenario.timeout_s, fingerprint=fp,
+        input_window = plan.input_window_s
+        spec = node_pb2.JobSpec(job_id=job_id, scenario=plan.name, circuit=plan.circuit,
+                                parties=plan.parties, threshold=plan.t, timeout_s=plan.timeout_s,
+                                fingerprint=fp,
                                 input_deadline_unix=time.time() + input_window if input_window else 0.0)
         self._set(job_id, state="PREPARING")
-        replies = await asyncio.gather(*(self._call(org, "Prepare", spec) for org in scenario.parties),
+        replies = await asyncio.gather(*(self._call(org, "Prepare", spec) for org in plan.parties),
                                        return_exceptions=True)
         refusals = []
-        for org, reply in zip(scenario.parties, replies):
+        for org, reply in zip(plan.parties, replies):
             if isinstance(reply, BaseException):
                 refusals.append(f"{org} unreachable: {_describe(reply)}")
             elif not reply.accepted:
                 refusals.append(f"{org} refused: {reply.reason}")
         if refusals:
-            await self._abort_all(job_id, scenario)
+            await self._abort_all(job_id, plan)
             self._set(job_id, state="FAILED", error="; ".join(refusals))
             return
         self._set(job_id, state="RUNNING", levels=0)
         started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id))
-                                         for org in scenario.parties), return_exceptions=True)
-        failed = [f"{org}: {_describe(r)}" for org, r in zip(scenario.parties, started) if isinstance(r, BaseException)]
+                                         for org in plan.parties), return_exceptions=True)
+        failed = [f"{org}: {_describe(r)}" for org, r in zip(plan.parties, started) if isinstance(r, BaseException)]
         if failed:
-            await self._abort_all(job_id, scenario)
+            await self._abort_all(job_id, plan)
             self._set(job_id, state="FAILED", error="could not start on " + "; ".join(failed))
             return
-        await self._watch_nodes(job_id, scenario)
+        await self._watch_nodes(job_id, plan)
 
-    async def _watch_nodes(self, job_id: str, scenario: AnyScenario, resumed: bool = False) -> None:
-        has_clients = any(d.clients for d in scenario.build().inputs)
-        deadline = time.monotonic() + scenario.timeout_s + 10.0
+    async def _watch_nodes(self, job_id: str, plan: JobPlan) -> None:
+        has_clients = any(d.clients for d in plan.circuit.inputs)
+        deadline = time.monotonic() + plan.timeout_s + 10.0
         unreachable_since: dict[str, float] = {}
         closed = False
         while True:
             if has_clients and not closed and self._close_requests[job_id].is_set():
                 await asyncio.gather(*(self._call(o, "CloseInputs", node_pb2.JobRef(job_id=job_id))
-                                       for o in scenario.parties), return_exceptions=True)
+                                       for o in plan.parties), return_exceptions=True)
                 closed = True
             statuses = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id))
-                                              for o in scenario.parties), return_exceptions=True)
+                                              for o in plan.parties), return_exceptions=True)
             now = time.monotonic()
             errors = []
             done = 0
             rounds = []
-            for org, st in zip(scenario.parties, statuses):
+            for org, st in zip(plan.parties, statuses):
                 if isinstance(st, BaseException):
                     unreachable_since.setdefault(org, now)
                     if now - unreachable_since[org] > self.cfg.rpc_timeout_s or (
@@ -189,20 +215,20 @@ class Scheduler:
                           levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
                           inputs_received=max(s.inputs_received for s in rounds))
             if errors:
-                await self._abort_all(job_id, scenario)
+                await self._abort_all(job_id, plan)
                 self._set(job_id, state="FAILED", error="; ".join(errors))
                 return
-            if done == len(scenario.parties):
+            if done == len(plan.parties):
                 self._set(job_id, state="DONE")
                 return
             if now > deadline:
-                await self._abort_all(job_id, scenario)
-                self._set(job_id, state="FAILED", error=f"job timed out after {scenario.timeout_s:g}s")
+                await self._abort_all(job_id, plan)
+                self._set(job_id, state="FAILED", error=f"job timed out after {plan.timeout_s:g}s")
                 return
             await asyncio.sleep(self.cfg.poll_interval_s)
 
-    async def _abort_all(self, job_id: str, scenario: AnyScenario) -> None:
-        await asyncio.gather(*(self._call(o, "Abort", node_pb2.JobRef(job_id=job_id)) for o in scenario.parties),
+    async def _abort_all(self, job_id: str, plan: JobPlan) -> None:
+        await asyncio.gather(*(self._call(o, "Abort", node_pb2.JobRef(job_id=job_id)) for o in plan.parties),
                              return_exceptions=True)
 
     async def _call(self, org: str, method: str, request):
@@ -216,12 +242,13 @@ class Scheduler:
         if rec is None:
             return None
         live = self.live.get(job_id)
-        sc = live.scenario if live else None
-        outputs = [o.name for o in sc.build().outputs] if sc else []
+        sc = live.plan if live else None
+        outputs = [o.name for o in sc.circuit.outputs] if sc else []
         return cop.JobProgress(
             job_id=job_id, state=live.state if live else rec.state, rounds_done=live.rounds_done if live else rec.rounds_done,
             levels=live.levels if live else 0, elapsed_s=time.monotonic() - live.started if live else 0.0,
-            error=live.error if live else rec.error, recipients=sc.recipients if sc else [], outputs=outputs,
+            error=live.error if live else rec.error,
+            recipients=sorted({r for o in sc.circuit.outputs for r in o.recipients}) if sc else [], outputs=outputs,
             scenario=rec.scenario, bytes_sent=live.bytes_sent if live else 0,
             inputs_received=live.inputs_received if live else 0)
 

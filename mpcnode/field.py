@@ -45,9 +45,10 @@ def asfield(values: Array | int | list[int]) -> Array:
     if a.dtype == object:
         return np.array([int(v) % P for v in a.ravel()], dtype=np.uint64).reshape(a.shape)
     a = a.astype(np.int64, copy=False)
-    out = np.where(a < 0, a + np.int64(P), a).astype(np.uint64)
-    # values beyond +-p need one more fold; inputs are range-checked long before this
-    return _canon(_fold(out))
+    # reduce |v| (< 2^63: fits uint64, one fold) and negate where v < 0; v + p would stay negative below -p
+    flat = a.reshape(-1)
+    mag = _canon(_fold(np.abs(flat).astype(np.uint64)))
+    return np.where(flat < 0, neg(mag), mag).reshape(a.shape)
 
 
 def to_signed(x: Array) -> Array:

@@ -116,17 +116,49 @@ async def random_solved_bits(s: Session, label: str, m: int) -> Solved:
 
 # ---- bitwise comparison with a public value -----------------------------------------
 
-async def _lt_tree(s: Session, label: str, c: np.ndarray, r_bits: np.ndarray,
-                   extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
-    """[c < r] for public c and shared bits r; `extra` products ride on the first round.
+_PAIRED = BITS - 1          # bits 0..59 form 30 pairs (2k, 2k+1); bit 60 stays alone
 
-    Nodes are kept LSB first as arrays (nodes, m). The node holding bit 0 is always a low
-    half, so its eq is never needed: `eq` stores nodes 1.. only, which skips one product
-    per level and the root's eq for free.
+
+async def _pair_products(s: Session, label: str, r_bits: np.ndarray) -> np.ndarray:
+    """q_k = r_2k * r_2k+1 for k < 30: shape (30, m). Input-independent, so callers run it
+    concurrently with the opening of the masked value (no extra round of latency)."""
+    return await s.mul(label, r_bits[0:_PAIRED:2], r_bits[1:_PAIRED:2])
+
+
+def _pair_nodes(cb: np.ndarray, r_bits: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lt, eq) of the 2-bit nodes (bits 2k, 2k+1) and of the lone bit 60, linear in r and q.
+
+    With public c, eq_i = c_i ? r_i : 1 - r_i and lt_i = (1 - c_i) r_i, so every product in
+    lt = lt_h + eq_h lt_l and eq = eq_h eq_l is a public combination of 1, r_l, r_h, q.
+    Returns lt (31, m) and eq (31, m).
     """
-    cb = _public_bits(c)
-    lt = np.where(cb == 0, r_bits, _ZERO)                                  # r_i (1 - c_i)
-    eq = np.where(cb[1:] == 1, r_bits[1:], _one_minus(r_bits[1:]))        # 1 - (c_i xor r_i)
+    cl, ch = cb[0:_PAIRED:2], cb[1:_PAIRED:2]
+    rl, rh = r_bits[0:_PAIRED:2], r_bits[1:_PAIRED:2]
+    rl_q = field.sub(rl, q)                                    # (1 - r_h) r_l
+    rh_q = field.sub(rh, q)                                    # r_h (1 - r_l)
+    eqh_rl = np.where(ch == 1, q, rl_q)                        # eq_h * r_l
+    lt = field.add(np.where(ch == 0, rh, _ZERO), np.where(cl == 0, eqh_rl, _ZERO))
+    none = _one_minus(field.add(rh, rl_q))                     # (1 - r_h)(1 - r_l)
+    eq = np.where(ch == 1, np.where(cl == 1, q, rh_q), np.where(cl == 1, rl_q, none))
+    c60, r60 = cb[_PAIRED:], r_bits[_PAIRED:]
+    lt = np.concatenate([lt, np.where(c60 == 0, r60, _ZERO)])
+    eq = np.concatenate([eq, np.where(c60 == 1, r60, _one_minus(r60))])
+    return lt, eq
+
+
+async def _lt_tree(s: Session, label: str, c: np.ndarray, r_bits: np.ndarray, q: np.ndarray,
+                   extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+    """[c < r] for public c and shared bits r (with pair products q); `extra` products
+    ride on the first round.
+
+    The 2-bit nodes are linear given q, so the tree proper starts at 31 nodes:
+    31 -> 16 -> 8 -> 4 -> 2 -> 1, 5 rounds, 55 products per element. Nodes are kept LSB
+    first as arrays (nodes, m). The node holding bit 0 is always a low half, so its eq is
+    never needed: `eq` stores nodes 1.. only, which skips one product per level and the
+    root's eq for free.
+    """
+    lt, eq = _pair_nodes(_public_bits(c), r_bits, q)
+    eq = eq[1:]
     extra_out: list[np.ndarray] = []
     level = 0
     while lt.shape[0] > 1:
@@ -158,7 +190,8 @@ async def _lt_tree(s: Session, label: str, c: np.ndarray, r_bits: np.ndarray,
 async def bit_lt_public(s: Session, label: str, c_public: np.ndarray, r_bits: np.ndarray) -> np.ndarray:
     """Shares of [c < r] for public canonical c (m,) and shared bits of r (BITS, m), LSB first.
 
-    6 rounds (tree levels 61 -> 31 -> 16 -> 8 -> 4 -> 2 -> 1), 114 products per element.
+    6 rounds: one for the products of bit pairs, then the tree 31 -> 16 -> 8 -> 4 -> 2 -> 1;
+    30 + 55 = 85 products per element.
     """
     c = _flat(c_public)
     r_bits = np.asarray(r_bits, dtype=np.uint64)
@@ -166,7 +199,8 @@ async def bit_lt_public(s: Session, label: str, c_public: np.ndarray, r_bits: np
         raise ValueError(f"{label}: r_bits must have shape ({BITS}, {c.size}), got {r_bits.shape}")
     if c.size == 0:
         return np.zeros(0, dtype=np.uint64)
-    lt, _ = await _lt_tree(s, label, c, r_bits)
+    q = await _pair_products(s, f"{label}/pairs", r_bits)
+    lt, _ = await _lt_tree(s, label, c, r_bits, q)
     return lt
 
 
@@ -184,11 +218,12 @@ async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
     """
     r, rb = solved
     y = field.add(x, x)
-    c = await s.open(f"{label}/open", field.add(y, r))
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(y, r)),
+                                _pair_products(s, f"{label}/pairs", rb))
     r0 = rb[0]
     a = np.where((c & _ONE) == 1, _one_minus(r0), r0)
     ds = [(off, field.sub(X, Y)) for off, X, Y in selects]
-    lt, ads = await _lt_tree(s, f"{label}/tree", c, rb, [(a[off:off + d.size], d) for off, d in ds])
+    lt, ads = await _lt_tree(s, f"{label}/tree", c, rb, q, [(a[off:off + d.size], d) for off, d in ds])
     pairs = []
     for (off, d), ad in zip(ds, ads):
         pairs.append((lt[off:off + d.size], field.sub(d, field.add(ad, ad))))
@@ -265,8 +300,9 @@ async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | 
     if solved is None:
         solved = await random_solved_bits(s, f"{label}/rand", m)
     r, rb = _check_solved(solved, m, label)
-    c = await s.open(f"{label}/open", field.add(flat, r))
-    eq = np.where(_public_bits(c) == 1, rb, _one_minus(rb))
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(flat, r)),
+                                _pair_products(s, f"{label}/pairs", rb))
+    _, eq = _pair_nodes(_public_bits(c), rb, q)
     return (await _product_tree(s, f"{label}/prod", eq)).reshape(x.shape)
 
 
