@@ -96,8 +96,28 @@ def mul(a: Array, b: Array) -> Array:
     return _canon(acc)
 
 
+def mul_small(a: Array, c: int) -> Array:
+    """a * c mod p for a public 0 <= c < 2^32: two limb products instead of four."""
+    if not 0 <= c < (1 << 32):
+        raise ValueError("mul_small needs 0 <= c < 2^32")
+    cc = np.uint64(c)
+    lo = a & _LOW32
+    lo *= cc                            # < 2^64
+    hi = a >> _U32                      # < 2^29
+    hi *= cc                            # < 2^61
+    _fold(lo)                           # < 2^61 + 8
+    lo += hi >> _U29                    # hi * 2^32 = (hi >> 29) * 2^61 + (hi & (2^29-1)) * 2^32
+    hi &= _LOW29
+    hi <<= _U32
+    lo += hi                            # < 2^63
+    return _canon(_fold(lo))
+
+
 def mul_const(a: Array, c: int) -> Array:
-    return mul(a, np.uint64(c % P))
+    c %= P
+    if c < (1 << 32):
+        return mul_small(np.asarray(a, dtype=np.uint64), c)
+    return mul(a, np.uint64(c))
 
 
 def sum_all(a: Array, axis: int | None = None) -> Array:

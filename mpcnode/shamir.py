@@ -38,13 +38,19 @@ def share_with(values: np.ndarray, coeffs: np.ndarray, n: int) -> np.ndarray:
     """Shares of `values` (shape S) given coefficients (shape (t, *S)): returns (n, *S)."""
     t = coeffs.shape[0]
     out = np.empty((n,) + values.shape, dtype=np.uint64)
+    if t == 1:
+        # f(x) = v + c x at x = 1, 2, ...: each share is the previous one plus c (additions only)
+        acc = values
+        for i in range(n):
+            acc = field.add(acc, coeffs[0])
+            out[i] = acc
+        return out
     for i in range(n):
-        # Horner keeps it at t multiplications per party
+        # Horner: t multiplications by the small public point per party
+        x = point(i)
         acc = coeffs[t - 1].copy() if t else values.copy()
-        x = np.uint64(point(i))
         for k in range(t - 2, -2, -1):
-            acc = field.mul(acc, x)
-            acc = field.add(acc, coeffs[k] if k >= 0 else values)
+            acc = field.add(field.mul_small(acc, x), coeffs[k] if k >= 0 else values)
         out[i] = acc
     return out
 
