@@ -30,14 +30,16 @@ def child_env() -> dict[str, str]:
 
 def start_node(config: Path, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "mpcnode", "--config", str(config)], cwd=REPO, env=child_env(),
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "mpcnode", "--config", str(config)], cwd=REPO,
+                                env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def start_coordinator(config: Path, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "coordinator", "serve", "--config", str(config)], cwd=REPO,
-                            env=child_env(), stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "coordinator", "serve", "--config", str(config)], cwd=REPO,
+                                env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 async def wait_node_ready(org: str, address: str, tls: TlsMaterial, proc: subprocess.Popen | None,

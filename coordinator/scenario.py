@@ -204,7 +204,8 @@ def parse_scenario_text(text: str, path: Path | str) -> AnyScenario:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise ConfigError(path, where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(path, where, f"invalid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(path, "(file)", "invalid YAML: nested too deeply") from None
     return parse_scenario(data, Path(path))
@@ -219,8 +220,19 @@ def parse_scenario(data: object, path: Path) -> AnyScenario:
         sc = ScenarioFile.model_validate({"scenario": data}).scenario
     except pydantic.ValidationError as exc:
         err = from_validation_error(path, exc)
-        field = err.field.split(".", 2)[-1] if err.field.startswith("scenario.") else err.field
-        raise ConfigError(path, field, err.problem) from None
+        parts = err.field.split(".")
+        parts = parts[1:] if parts[0] == "scenario" else parts
+        parts = parts[1:] if parts and parts[0] == data.get("kind") else parts  # the union tag pydantic adds
+        field, problem = ".".join(parts), err.problem
+        if not field:  # an unknown kind, or a check across fields whose message starts with its field
+            head, sep, rest = problem.removeprefix("Value error, ").partition(": ")
+            if exc.errors()[0]["type"] == "union_tag_invalid":
+                field = "kind"
+            elif sep and head.replace("_", "").replace(".", "").isalnum():
+                field, problem = head, rest
+            else:
+                field = "(scenario)"
+        raise ConfigError(path, field, problem) from None
     try:
         circuit = sc.build()
         validate(circuit, sc.parties)

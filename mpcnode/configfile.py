@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
     def __init__(self, path: Path | str, field: str, problem: str):
         self.path, self.field, self.problem = str(path), field, problem
-        super().__init__(f"{path}: {field}: {problem}")
+        super().__init__(" ".join(f"{path}: {field}: {problem}".splitlines()))  # one line, whatever the YAML held
 
 
 def _location(loc: tuple) -> str:

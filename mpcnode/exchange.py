@@ -82,7 +82,8 @@ class MemoryExchange:
         expect = [i for i in expect if i != self.party]
         futs = [self.net._slot(self.party, label, i) for i in expect]
         try:
-            got = await asyncio.wait_for(asyncio.gather(*futs), self.net.timeout_s)
+            # shield: a timeout must not cancel the slots, so the error can name who is missing
+            got = await asyncio.wait_for(asyncio.shield(asyncio.gather(*futs)), self.net.timeout_s)
         except asyncio.TimeoutError:
             missing = [f"party {i}" for i, f in zip(expect, futs) if not f.done()]
             raise ExchangeTimeout("memory", label, missing) from None

@@ -87,6 +87,9 @@ def test_sum_of_a_million_48_bit_values_is_exact() -> None:
     total = int(field.to_signed(field.sum_all(enc)))
     assert total == sum(int(x) for x in v)
     assert abs(total) < field.MAX_SIGNED
+    # unsigned 48-bit values: the true sum (~2^68) exceeds 64 bits; mod p it must still be exact
+    u = rng.integers(0, 1 << 48, size=1_000_000, dtype=np.uint64)
+    assert int(field.sum_all(u)) == sum(int(x) for x in u) % P
 
 
 def test_sum_all_along_an_axis() -> None:
@@ -164,3 +167,16 @@ def test_check_canonical_rejects_values_at_or_above_p(bad: int) -> None:
 def test_check_canonical_rejects_wrong_dtypes(dtype) -> None:
     with pytest.raises(ValueError, match=r"peer data: expected uint64"):
         field.check_canonical(np.array([1, 2], dtype=dtype), "peer data")
+
+
+@given(vectors, st.one_of(st.sampled_from([0, 1, 2, 7, (1 << 29), (1 << 32) - 1]), st.integers(0, (1 << 32) - 1)))
+def test_mul_small_matches_python(xs: list[int], c: int) -> None:
+    got = field.mul_small(arr(xs), c)
+    assert canonical(got)
+    assert ints(got) == [(x * c) % P for x in xs]
+
+
+@pytest.mark.parametrize("c", [-1, 1 << 32, P])
+def test_mul_small_rejects_constants_outside_32_bits(c: int) -> None:
+    with pytest.raises(ValueError, match="0 <= c < 2\\^32"):
+        field.mul_small(arr([1]), c)

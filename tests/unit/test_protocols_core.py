@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mpcnode import field, shamir
-from mpcnode.exchange import MemoryNetwork
+from mpcnode.exchange import ExchangeTimeout, MemoryNetwork
 from mpcnode.protocols.core import Session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,8 +171,10 @@ async def test_random_is_consistent_and_uniform_looking(parties, n: int, t: int)
     # top 3 bits of a uniform 61-bit element: 8 buckets of 512 expected; chi2 (7 dof) < 40 fails w.p. < 1e-5
     counts = np.bincount((r1 >> np.uint64(58)).astype(np.int64), minlength=8)
     assert float(((counts - 512.0) ** 2 / 512.0).sum()) < 40
-    # one dealing round (t+1 dealers) + the two openings
+    # one dealing round + the two openings; t+1 parties deal (so no t of them know the value),
+    # each sending n-1 messages per dealing, and every party sends n-1 per opening
     assert all(s.ex.stats.rounds == 4 for s in sessions)
+    assert [s.ex.stats.messages_sent for s in sessions] == [(n - 1) * (4 if i <= t else 2) for i in range(n)]
     assert mailboxes_empty(net)
 
 
@@ -189,6 +192,10 @@ async def test_random_bits_are_bits(parties, n: int, t: int) -> None:
     # dealing + ceil(log2(t+1)) XOR levels + opening
     xor_levels = int(np.ceil(np.log2(t + 1)))
     assert all(s.ex.stats.rounds == 2 + xor_levels for s in sessions)
+    # t+1 dealers: a bit no t parties know
+    dealt = [s.ex.stats.messages_sent - (n - 1) * (1 + (xor_levels if i < 2 * t + 1 else 0))
+             for i, s in enumerate(sessions)]
+    assert dealt == [(n - 1) if i <= t else 0 for i in range(n)]
     assert mailboxes_empty(net)
 
 
@@ -227,14 +234,12 @@ async def test_session_requires_honest_majority_threshold() -> None:
 
 
 async def test_a_missing_party_times_out_naming_it() -> None:
-    from mpcnode.exchange import ExchangeTimeout
-
     net = MemoryNetwork(3, timeout_s=0.3)
     sessions = [Session(net.exchange(i), 1) for i in range(3)]
     shares = shamir.share(field.asfield([1]), 3, 1)
     # party 2 never takes part
     with pytest.raises(ExchangeTimeout, match="party 2"):
-        await __import__("asyncio").gather(*(s.open("o", shares[s.party]) for s in sessions[:2]))
+        await asyncio.gather(*(s.open("o", shares[s.party]) for s in sessions[:2]))
 
 
 # ---- where randomness comes from ------------------------------------------------------------

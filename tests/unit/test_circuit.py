@@ -1,0 +1,254 @@
+"""Circuit IR: validation, fingerprints, and the executor on the in-memory network."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coordinator.builder import CircuitBuilder
+from mpcnode import field, shamir
+from mpcnode.circuit import CircuitError, fingerprint, validate
+from mpcnode.executor import Executor
+from mpcnode.protocols.core import Session
+from parley.v1 import circuit_pb2 as cpb
+
+PARTIES = ["alpha", "bravo", "charlie", "delta"]
+
+
+def base() -> cpb.Circuit:
+    """A small valid circuit: two node inputs, a product, a sum, one output."""
+    b = CircuitBuilder("base")
+    x = b.input("x", "alpha", 3, -100, 100)
+    y = b.input("y", "bravo", 3, -100, 100)
+    b.output("total", b.sum(b.mul(x, y)), ["alpha"])
+    return b.build()
+
+
+def test_the_base_circuit_is_valid() -> None:
+    plan = validate(base(), PARTIES)
+    assert plan.depth == 1
+    assert [[op.kind for op in level] for level in plan.levels] == [[], [cpb.OP_MUL, cpb.OP_SUM]]
+
+
+def _mutated(change) -> cpb.Circuit:
+    c = base()
+    change(c)
+    return c
+
+
+BAD = {
+    "undefined argument": (lambda c: c.ops.add(out="z", kind=cpb.OP_ADD, args=["x", "nope"]), r"'nope' is not defined"),
+    "use before definition": (lambda c: c.ops.insert(0, cpb.Op(out="early", kind=cpb.OP_NEG, args=["sum_2"])),
+                              r"not defined before use"),
+    "duplicate op name": (lambda c: c.ops.add(out="x", kind=cpb.OP_NEG, args=["y"]), r"'x' defined twice"),
+    "duplicate input name": (lambda c: c.inputs.add(name="y", owner="charlie", length=1, lo=0, hi=1,
+                                                    source=cpb.INPUT_SOURCE_NODE), r"'y' defined twice"),
+    "bad array name": (lambda c: c.ops.add(out="has space", kind=cpb.OP_NEG, args=["x"]), r"bad array name"),
+    "empty array name": (lambda c: c.ops.add(out="", kind=cpb.OP_NEG, args=["x"]), r"bad array name"),
+    "too few args": (lambda c: c.ops.add(out="z", kind=cpb.OP_MUL, args=["x"]), r"takes 2 arguments, got 1"),
+    "too many args": (lambda c: c.ops.add(out="z", kind=cpb.OP_NEG, args=["x", "y"]), r"takes 1 arguments, got 2"),
+    "select arity": (lambda c: c.ops.add(out="z", kind=cpb.OP_SELECT, args=["x", "y"]), r"takes 3 arguments"),
+    "empty concat": (lambda c: c.ops.add(out="z", kind=cpb.OP_CONCAT), r"concat needs arguments"),
+    "unknown kind": (lambda c: c.ops.add(out="z", kind=cpb.OP_UNSPECIFIED, args=["x"]), r"unknown op kind"),
+    "bit_length zero": (lambda c: c.ops.add(out="z", kind=cpb.OP_LT, args=["x", "y"], bit_length=0),
+                        r"bit_length must be 1\.\.59"),
+    "bit_length too big": (lambda c: c.ops.add(out="z", kind=cpb.OP_GE, args=["x", "y"], bit_length=60),
+                           r"bit_length must be 1\.\.59"),
+    "argmax bit_length": (lambda c: c.ops.add(out="z", kind=cpb.OP_ARGMAX, args=["x"]), r"bit_length"),
+    "constants missing": (lambda c: c.ops.add(out="z", kind=cpb.OP_ADD_CONST, args=["x"]), r"needs constants"),
+    "slice ints": (lambda c: c.ops.add(out="z", kind=cpb.OP_SLICE, args=["x"], ints=[0, 1]), r"start, stop, step"),
+    "slice step": (lambda c: c.ops.add(out="z", kind=cpb.OP_SLICE, args=["x"], ints=[0, 1, 0]),
+                   r"step must be positive"),
+    "width": (lambda c: c.ops.add(out="z", kind=cpb.OP_RESHAPE_SUM, args=["x"], ints=[0]), r"positive width"),
+    "rows_valid": (lambda c: c.ops.add(out="z", kind=cpb.OP_ROWS_VALID, args=["x"], ints=[3, 2]), r"rows_valid takes"),
+    "no outputs": (lambda c: c.ClearField("outputs"), r"circuit has no outputs"),
+    "output undefined": (lambda c: c.outputs.add(name="o2", value="ghost", recipients=["alpha"]),
+                         r"output o2: value 'ghost' is not defined"),
+    "output without recipients": (lambda c: c.outputs.add(name="o2", value="x"), r"output o2: no recipients"),
+    "output twice": (lambda c: c.outputs.add(name="total", value="x", recipients=["alpha"]), r"defined twice"),
+    "no name": (lambda c: setattr(c, "name", ""), r"circuit has no name"),
+    "owner not a party": (lambda c: setattr(c.inputs[0], "owner", "mallory"), r"'mallory' is not a compute party"),
+    "unknown source": (lambda c: setattr(c.inputs[0], "source", cpb.INPUT_SOURCE_UNSPECIFIED), r"unknown source"),
+    "clients missing": (lambda c: setattr(c.inputs[0], "source", cpb.INPUT_SOURCE_CLIENTS), r"no input clients"),
+    "zero length": (lambda c: setattr(c.inputs[0], "length", 0), r"length must be at least 1"),
+    "lo above hi": (lambda c: (setattr(c.inputs[0], "lo", 5), setattr(c.inputs[0], "hi", 4)), r"lo=5 > hi=4"),
+    "hi out of range": (lambda c: setattr(c.inputs[0], "hi", 1 << 59), r"exceeds the field's signed range"),
+    "lo out of range": (lambda c: setattr(c.inputs[0], "lo", -(1 << 59)), r"exceeds the field's signed range"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_validate_rejects(case: str) -> None:
+    change, message = BAD[case]
+    with pytest.raises(CircuitError, match=message):
+        validate(_mutated(change), PARTIES)
+
+
+def test_validate_accepts_the_largest_signed_bounds() -> None:
+    c = _mutated(lambda c: (setattr(c.inputs[0], "lo", -(1 << 59) + 1), setattr(c.inputs[0], "hi", (1 << 59) - 1)))
+    validate(c, PARTIES)
+
+
+def test_validate_rejects_too_many_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mpcnode.circuit as circuit_mod
+
+    monkeypatch.setattr(circuit_mod, "MAX_OPS", 1)
+    with pytest.raises(CircuitError, match="more than 1"):
+        validate(base(), PARTIES)
+
+
+# ---- fingerprint -----------------------------------------------------------------------------
+
+CHANGES = {
+    "circuit name": lambda c: setattr(c, "name", "base2"),
+    "input bound": lambda c: setattr(c.inputs[0], "hi", 101),
+    "input owner": lambda c: setattr(c.inputs[0], "owner", "charlie"),
+    "input key": lambda c: setattr(c.inputs[1], "key", "other"),
+    "op kind": lambda c: setattr(c.ops[0], "kind", cpb.OP_ADD),
+    "op argument order": lambda c: c.ops[0].args.reverse(),
+    "op constant": lambda c: c.ops[0].consts.append(1),
+    "op bit length": lambda c: setattr(c.ops[0], "bit_length", 3),
+    "extra op": lambda c: c.ops.add(out="extra", kind=cpb.OP_NEG, args=["x"]),
+    "recipient": lambda c: c.outputs[0].recipients.append("bravo"),
+    "output name": lambda c: setattr(c.outputs[0], "name", "sum"),
+    "public divisor": lambda c: setattr(c.outputs[0], "public_divisor", 4),
+    "description": lambda c: setattr(c.outputs[0], "description", "x"),
+}
+
+
+def test_fingerprint_is_stable() -> None:
+    a, b = base(), base()
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(cpb.Circuit.FromString(a.SerializeToString())) == fingerprint(a)
+    assert len(fingerprint(a)) == 64 and int(fingerprint(a), 16) >= 0
+    assert fingerprint(a) == fingerprint(a)  # and calling it does not change the circuit
+
+
+@pytest.mark.parametrize("what", sorted(CHANGES))
+def test_fingerprint_changes_when_anything_changes(what: str) -> None:
+    assert fingerprint(_mutated(CHANGES[what])) != fingerprint(base())
+
+
+def test_scenario_circuits_have_stable_fingerprints() -> None:
+    from coordinator.scenario import load_scenario
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "raise-average.yaml"
+    assert fingerprint(load_scenario(path).build()) == fingerprint(load_scenario(path).build())
+
+
+# ---- executor ---------------------------------------------------------------------------------
+
+def _executor_circuit() -> tuple[cpb.Circuit, dict[str, str]]:
+    """Every linear op and every product kind at level 1, plus one level-2 product."""
+    b = CircuitBuilder("exec")
+    x = b.input("x", "alpha", 6, -1000, 1000)
+    y = b.input("y", "bravo", 6, -1000, 1000)
+    z = b.input("z", "charlie", 2, -1000, 1000)
+    bit = b.input("bit", "delta", 1, 0, 1)
+    w = b.input("w", "delta", 2, -50, 50)
+    outs = {
+        "add": b.add(x, y), "sub": b.sub(x, y), "add_const": b.add(x, 7), "sub_const": b.sub(x, 7),
+        "neg": -x, "scale": b.scale(x, -3), "scale_vec": b.scale(x, [1, 2, 3, 4, 5, 6]), "sum": b.sum(y),
+        "concat": b.concat([x, z, y]), "slice": b.slice(b.concat([x, z]), 1, 7, 2), "index": x[2],
+        "tail": x[4:], "column_sums": b.column_sums(x, 3), "repeat": b.repeat(b.sum(z), 3),
+        "count_rows": b.count_rows(x, 2), "add_scalar": b.add(x, b.sum(z)),
+        "mul": b.mul(x, y), "mul_scalar": b.mul(b.sum(z), y), "dot": b.dot(x, y),
+        "select": b.select(bit, x, y), "select_scalar": b.select(bit, z[0], z[1]),
+        "mul_rows": b.mul_rows(x, 3, w),
+    }
+    outs["level2"] = b.mul(outs["mul"], outs["sub"])
+    names = {}
+    for name, arr in outs.items():
+        b.output(name, arr, ["alpha"])
+        names[name] = arr.name
+    return b.build(), names
+
+
+def _plaintext(x, y, z, bit, w) -> dict[str, np.ndarray]:
+    xz = np.concatenate([x, z])
+    return {
+        "add": x + y, "sub": x - y, "add_const": x + 7, "sub_const": x - 7, "neg": -x, "scale": -3 * x,
+        "scale_vec": x * np.arange(1, 7), "sum": np.array([y.sum()]), "concat": np.concatenate([x, z, y]),
+        "slice": xz[1:7:2], "index": x[2:3], "tail": x[4:], "column_sums": x.reshape(-1, 3).sum(axis=0),
+        "repeat": np.repeat(z.sum(), 3), "count_rows": np.array([3]), "add_scalar": x + z.sum(),
+        "mul": x * y, "mul_scalar": z.sum() * y, "dot": np.array([x @ y]),
+        "select": x if bit[0] else y, "select_scalar": z[0:1] if bit[0] else z[1:2],
+        "mul_rows": (x.reshape(-1, 3) * w[:, None]).reshape(-1), "level2": x * y * (x - y),
+    }
+
+
+async def _execute(parties, circuit: cpb.Circuit, values: dict[str, np.ndarray], n: int, t: int,
+                   party_names: list[str]):
+    plan = validate(circuit, party_names)
+    owners = {d.name: d.owner for d in circuit.inputs}
+
+    async def body(s: Session) -> dict[str, np.ndarray]:
+        me = party_names[s.party]
+        mine = {k: field.asfield(v) for k, v in values.items() if owners[k] == me}
+        ex = Executor(s, circuit, plan)
+        shares = await ex.share_node_inputs(party_names, mine)
+        return await ex.run(shares)
+
+    results, net, sessions = await parties(n, t, body)
+    opened = {name: field.to_signed(shamir.reconstruct_checked({i: r[name] for i, r in enumerate(results)}, t))
+              for name in results[0]}
+    return opened, plan, sessions
+
+
+@pytest.mark.parametrize("bit", [0, 1])
+@pytest.mark.parametrize("n,t", [(4, 1), (5, 2), (7, 3)])
+async def test_executor_matches_numpy(parties, n: int, t: int, bit: int) -> None:
+    names = PARTIES + [f"extra{i}" for i in range(n - len(PARTIES))]
+    circuit, _ = _executor_circuit()
+    rng = np.random.default_rng(n * 2 + bit)
+    values = {"x": rng.integers(-1000, 1001, 6), "y": rng.integers(-1000, 1001, 6), "z": rng.integers(-1000, 1001, 2),
+              "bit": np.array([bit]), "w": rng.integers(-50, 51, 2)}
+    values["x"][0], values["y"][0] = -1000, -1000
+    opened, plan, sessions = await _execute(parties, circuit, values, n, t, names)
+    want = _plaintext(**values)
+    assert set(opened) == set(want)
+    for name, expected in want.items():
+        assert opened[name].tolist() == np.asarray(expected).reshape(-1).tolist(), name
+    # input sharing is one round; all products of level 1 share ONE round, level 2 one more
+    assert plan.depth == 2
+    assert [s.ex.stats.rounds for s in sessions] == [1 + plan.depth] * n
+
+
+async def test_products_of_one_level_use_exactly_one_round(parties) -> None:
+    b = CircuitBuilder("one-level")
+    x = b.input("x", "alpha", 4, -10, 10)
+    y = b.input("y", "bravo", 4, -10, 10)
+    c = b.input("c", "charlie", 1, 0, 1)
+    prods = [b.mul(x, y), b.mul(x, x), b.dot(x, y), b.dot(y, y), b.select(c, x, y), b.mul_rows(x, 2, y[0:2]),
+             b.mul(b.add(x, y), b.sub(x, y))]
+    b.output("all", b.concat(prods), ["alpha"])
+    circuit = b.build()
+    xv, yv, cv = np.array([1, -2, 3, -4]), np.array([-5, 6, 7, -8]), np.array([1])
+    opened, plan, sessions = await _execute(parties, circuit, {"x": xv, "y": yv, "c": cv}, 4, 1, PARTIES)
+    assert plan.depth == 1
+    want = np.concatenate([xv * yv, xv * xv, [xv @ yv], [yv @ yv], xv, (xv.reshape(2, 2) * yv[:2, None]).reshape(-1),
+                           (xv + yv) * (xv - yv)])
+    assert opened["all"].tolist() == want.tolist()
+    for s in sessions:
+        assert s.ex.stats.rounds == 2  # inputs + one round for all seven products
+        assert s.ex.stats.labels == {"inputs/node", "L1/prod"}
+
+
+async def test_linear_only_circuit_needs_no_round_after_inputs(parties) -> None:
+    b = CircuitBuilder("linear")
+    x = b.input("x", "alpha", 3, -10, 10)
+    y = b.input("y", "delta", 3, -10, 10)
+    b.output("out", b.sum(b.scale(b.add(x, y), 2)), ["bravo"])
+    opened, plan, sessions = await _execute(parties, b.build(), {"x": np.array([1, 2, 3]), "y": np.array([-4, 5, 6])},
+                                            4, 1, PARTIES)
+    assert opened["out"].tolist() == [26]
+    assert plan.depth == 0 and all(s.ex.stats.rounds == 1 for s in sessions)
+
+
+async def test_executor_rejects_mismatched_lengths(parties) -> None:
+    b = CircuitBuilder("bad")
+    x = b.input("x", "alpha", 3, -10, 10)
+    y = b.input("y", "bravo", 2, -10, 10)
+    b.output("out", b.add(x, y), ["alpha"])
+    with pytest.raises(ValueError, match="lengths 3 and 2 do not match"):
+        await _execute(parties, b.build(), {"x": np.array([1, 2, 3]), "y": np.array([1, 2])}, 4, 1, PARTIES)
