@@ -135,3 +135,121 @@ async def run_arith(workload: str, n: int) -> Figures:
         if figs.result != [want]:
             raise RuntimeError(f"{workload}: wrong result {figs.result} != {want}")
         return figs
+
+
+# ---- comparison, auction and vote workloads (one party provides each whole batch) --------
+
+CMP_RANGE = 1 << 30
+BID_RANGE = 1 << 30
+
+
+def make_ballots(rng: np.random.Generator, n: int, k: int, invalid_fraction: float = 0.01) -> np.ndarray:
+    """n one-hot ballots over k options; about 1% malformed (empty, two ticks, a 2, a -1)."""
+    choice = rng.choice(k, size=n, p=np.arange(k, 0, -1) / (k * (k + 1) / 2))
+    ballots = np.zeros((n, k), dtype=np.int64)
+    ballots[np.arange(n), choice] = 1
+    bad = np.flatnonzero(rng.random(n) < invalid_fraction)
+    kind = rng.integers(0, 4, bad.size)
+    col = rng.integers(0, k, bad.size)
+    ballots[bad] = 0
+    two = bad[kind == 1]
+    ballots[two, col[kind == 1]] = 1
+    ballots[two, (col[kind == 1] + 1) % k] = 1
+    ballots[bad[kind == 2], col[kind == 2]] = 2
+    neg = bad[kind == 3]
+    ballots[neg, col[kind == 3]] = -1
+    ballots[neg, (col[kind == 3] + 1) % k] = 2
+    return ballots
+
+
+def plaintext_valid(ballots: np.ndarray) -> np.ndarray:
+    return np.all((ballots == 0) | (ballots == 1), axis=1) & (ballots.sum(axis=1) == 1)
+
+
+def secure_workload(workload: str, n: int, seed: int = 11):
+    """(circuit, inputs of party 0, output name, expected opened values)."""
+    rng = np.random.default_rng(seed)
+    b = CircuitBuilder(f"bench-{workload}")
+    owner = PARTIES[0]
+    if workload == "cmp":
+        a = rng.integers(-CMP_RANGE, CMP_RANGE, n, dtype=np.int64)
+        c = rng.integers(-CMP_RANGE, CMP_RANGE, n, dtype=np.int64)
+        c[: n // 10] = a[: n // 10]
+        x = b.input("a", owner, n, -CMP_RANGE, CMP_RANGE)
+        y = b.input("b", owner, n, -CMP_RANGE, CMP_RANGE)
+        b.output("lt", b.lt(x, y, 32), [RECIPIENT])
+        return b.build(), {"a": a, "b": c}, "lt", list((a < c).astype(int))
+    if workload == "vickrey":
+        bids = rng.integers(0, BID_RANGE, n, dtype=np.int64)
+        bids[n // 3] = bids[(2 * n) // 3] = BID_RANGE - 1   # a tie at the top: the first bid wins
+        x = b.input("bids", owner, n, 0, BID_RANGE)
+        top = b.top_two(x, 32)
+        b.output("result", b.concat([top[0], top[2]]), [RECIPIENT])
+        order = np.argsort(-bids, kind="stable")
+        return b.build(), {"bids": bids}, "result", [int(order[0]), int(bids[order[1]])]
+    k = 2 if workload == "referendum" else 5
+    ballots = make_ballots(rng, n, k)
+    valid = plaintext_valid(ballots)
+    counts = (ballots * valid[:, None]).sum(axis=0)
+    x = b.input("ballots", owner, n * k, -1, 2)
+    ok = b.rows_valid(x, k, exactly_one=True)
+    tally = b.column_sums(b.mul_rows(x, k, ok), k)
+    if workload == "vote_tally":
+        b.output("tally", b.concat([tally, b.sub(b.count_rows(x, k), b.sum(ok))]), [RECIPIENT])
+        return b.build(), {"ballots": ballots.reshape(-1)}, "tally", [*map(int, counts), int(n - valid.sum())]
+    if workload == "vote_winner":
+        b.output("winner", b.argmax(tally, 32)[0], [RECIPIENT])
+        return b.build(), {"ballots": ballots.reshape(-1)}, "winner", [int(np.argmax(counts))]
+    b.output("passed", b.ge(b.scale(tally[0], 2), b.sum(ok), 33), [RECIPIENT])
+    return b.build(), {"ballots": ballots.reshape(-1)}, "passed", [int(2 * counts[0] >= valid.sum())]
+
+
+async def run_secure(workload: str, n: int) -> Figures:
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        work = Path(tmp)
+        circuit, data, output, want = secure_workload(workload, n)
+        np.savez(work / "inputs.npz", **data)
+        async with Cluster(work, {circuit.name: work / "inputs.npz"}) as cluster:
+            figs = await cluster.run(circuit.name, circuit, output)
+        if figs.result != want:
+            shown = figs.result[:8], want[:8]
+            raise RuntimeError(f"{workload}: wrong result {shown[0]}... != {shown[1]}...")
+        return figs
+
+
+async def run_submissions(count: int, concurrency: int = 64) -> tuple[float, float, list[float]]:
+    """`count` voters submit ballots concurrently over mutual TLS; returns (per_s, p99_ms, latencies)."""
+    from coordinator.builder import CircuitBuilder as Builder
+    from mpcnode.client import submit
+
+    voters = [f"voter-{i:05d}" for i in range(count)]
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        work = Path(tmp)
+        b = Builder("bench-submit")
+        x = b.client_input("ballots", voters, 5, 0, 1)
+        b.output("tally", b.column_sums(x, 5), [RECIPIENT])
+        circuit = b.build()
+        latencies: list[float] = []
+        async with Cluster(work, {}, clients=voters) as cluster:
+            gate = asyncio.Semaphore(concurrency)
+            tls = {v: TlsMaterial.for_identity(cluster.certs, v) for v in voters}
+            span = [0.0]
+
+            async def one(v: str, k: int) -> None:
+                async with gate:
+                    t = time.perf_counter()
+                    await submit("bench-submit", "ballots", [int(j == k % 5) for j in range(5)],
+                                 cluster.dep.addresses, tls[v])
+                    latencies.append(time.perf_counter() - t)
+
+            async def submit_all(job_id: str) -> None:
+                t0 = time.perf_counter()
+                await asyncio.gather(*(one(v, k) for k, v in enumerate(voters)))
+                span[0] = time.perf_counter() - t0
+
+            figs = await cluster.run("bench-submit", circuit, "tally", before_close=submit_all)
+        expect = [len([k for k in range(count) if k % 5 == j]) for j in range(5)]
+        if figs.result != expect:
+            raise RuntimeError(f"submit: tally {figs.result} != {expect}")
+        lat = sorted(latencies)
+        return count / span[0], lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000, lat

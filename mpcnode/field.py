@@ -57,60 +57,105 @@ def to_signed(x: Array) -> Array:
     return np.where(x > _P >> np.uint64(1), s - np.int64(P), s)
 
 
-def add(a: Array, b: Array) -> Array:
-    return _canon(np.add(a, b))
+# Large arrays are processed in blocks that fit in the CPU cache: every field op is a chain
+# of numpy passes with temporaries, and streaming 48 MB temporaries through memory made the
+# ops 3-5x slower than the same passes over 256 KB blocks (docs/performance.md).
+_BLOCK = 1 << 15
 
 
-def sub(a: Array, b: Array) -> Array:
-    return _canon(np.add(a, _P - b))
+def _blocked(kernel, a: Array, b: Array | np.uint64) -> Array:
+    a = np.asarray(a, dtype=np.uint64)
+    if isinstance(b, np.ndarray) and b.ndim and b.shape != a.shape:
+        a, b = np.broadcast_arrays(a, b)
+    shape = np.broadcast_shapes(a.shape, np.shape(b))
+    out = np.empty(shape, dtype=np.uint64)
+    if out.size <= _BLOCK:
+        kernel(a, b, out)
+        return out
+    fa = np.ascontiguousarray(a).reshape(-1)
+    fo = out.reshape(-1)
+    scalar = not isinstance(b, np.ndarray) or b.ndim == 0
+    fb = b if scalar else np.ascontiguousarray(b).reshape(-1)
+    for i in range(0, fo.size, _BLOCK):
+        j = i + _BLOCK
+        kernel(fa[i:j], fb if scalar else fb[i:j], fo[i:j])
+    return out
 
 
-def neg(a: Array) -> Array:
-    return _canon(_P - a)
+def _add_kernel(a: Array, b: Array, out: Array) -> None:
+    np.add(a, b, out=out)
+    np.minimum(out, out - _P, out=out)
 
 
-def mul(a: Array, b: Array) -> Array:
-    """Elementwise product mod p via 32-bit limbs and the Mersenne identity 2^61 = 1.
+def _sub_kernel(a: Array, b: Array, out: Array) -> None:
+    np.subtract(_P, b, out=out)
+    out += a                             # a + (p - b) < 2p
+    np.minimum(out, out - _P, out=out)
+
+
+def _mul_kernel(a: Array, b: Array, out: Array) -> None:
+    """a*b mod p via 32-bit limbs and 2^61 = 1 (so 2^64 = 8).
 
     With a = a1*2^32 + a0 (a1 < 2^29): a*b = a1b1*2^64 + (a1b0 + a0b1)*2^32 + a0b0, and
-    2^64 = 8, mid*2^32 = (mid >> 29) + (mid & (2^29-1))*2^32 (mod p). Every partial sum
-    stays below 2^63, so nothing wraps.
+    mid*2^32 = (mid >> 29) + (mid & (2^29-1))*2^32 (mod p). Every partial sum stays below
+    2^63, so nothing wraps.
     """
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
     a0 = a & _LOW32
     a1 = a >> _U32
     b0 = b & _LOW32
     b1 = b >> _U32
     mid = a1 * b0
     mid += a0 * b1                      # < 2^62
-    acc = a0 * b0                        # < 2^64
-    _fold(acc)                           # < 2^61 + 8
-    a1 *= b1                             # < 2^58
-    a1 <<= _U3                           # 8*a1b1 < 2^61
-    acc += a1
-    acc += mid >> _U29                   # < 2^33
+    np.multiply(a0, b0, out=out)        # < 2^64
+    _fold(out)                          # < 2^61 + 8
+    a1 *= b1                            # < 2^58
+    a1 <<= _U3                          # 8*a1b1 < 2^61
+    out += a1
+    out += mid >> _U29                  # < 2^33
     mid &= _LOW29
-    mid <<= _U32                         # < 2^61
-    acc += mid                           # total < 2^63
-    _fold(acc)
-    return _canon(acc)
+    mid <<= _U32                        # < 2^61
+    out += mid                          # total < 2^63
+    _fold(out)
+    np.minimum(out, out - _P, out=out)
+
+
+def _mul_small_kernel(a: Array, c: np.uint64, out: Array) -> None:
+    """a * c for a public c < 2^32: two limb products instead of four."""
+    np.bitwise_and(a, _LOW32, out=out)
+    out *= c                            # < 2^64
+    hi = a >> _U32                      # < 2^29
+    hi *= c                             # < 2^61
+    _fold(out)                          # < 2^61 + 8
+    out += hi >> _U29                   # hi * 2^32 = (hi >> 29) * 2^61 + (hi & (2^29-1)) * 2^32
+    hi &= _LOW29
+    hi <<= _U32
+    out += hi                           # < 2^63
+    _fold(out)
+    np.minimum(out, out - _P, out=out)
+
+
+def add(a: Array, b: Array) -> Array:
+    return _blocked(_add_kernel, a, b)
+
+
+def sub(a: Array, b: Array) -> Array:
+    return _blocked(_sub_kernel, a, b)
+
+
+def neg(a: Array) -> Array:
+    return sub(np.zeros_like(a, dtype=np.uint64), a)
+
+
+def mul(a: Array, b: Array) -> Array:
+    """Elementwise product mod p (see _mul_kernel)."""
+    return _blocked(_mul_kernel, a, np.asarray(b, dtype=np.uint64))
 
 
 def mul_small(a: Array, c: int) -> Array:
-    """a * c mod p for a public 0 <= c < 2^32: two limb products instead of four."""
+    """a * c mod p for a public 0 <= c < 2^32."""
     if not 0 <= c < (1 << 32):
         raise ValueError("mul_small needs 0 <= c < 2^32")
-    cc = np.uint64(c)
-    lo = a & _LOW32
-    lo *= cc                            # < 2^64
-    hi = a >> _U32                      # < 2^29
-    hi *= cc                            # < 2^61
-    _fold(lo)                           # < 2^61 + 8
-    lo += hi >> _U29                    # hi * 2^32 = (hi >> 29) * 2^61 + (hi & (2^29-1)) * 2^32
-    hi &= _LOW29
-    hi <<= _U32
-    lo += hi                            # < 2^63
-    return _canon(_fold(lo))
+    return _blocked(_mul_small_kernel, a, np.uint64(c))
 
 
 def mul_const(a: Array, c: int) -> Array:
