@@ -6,13 +6,16 @@ and every method handles a whole batch in one communication round.
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from .. import field, shamir
 from ..exchange import Exchange
-from ..randomness import random_bits, random_field
+from ..randomness import KeyedStream, random_bits, random_field
 
 
 class Session:
@@ -29,37 +32,90 @@ class Session:
         # Degree reduction re-shares the degree-2t products of the first 2t+1 parties.
         self._reducers = tuple(range(2 * t + 1))
         self._reduce_weights = shamir.lagrange_at_zero(self._reducers)
+        self._streams: dict[int, KeyedStream] | None = None
+        self._streams_lock = asyncio.Lock()
+
+    # ---- dealing: the one place where fresh sharings are made and sent ---------------
+    def seeded_receivers(self, dealer: int) -> tuple[int, ...]:
+        """The t parties after `dealer` (cyclically) whose shares of its dealings come from a
+        seed they share with the dealer instead of a message."""
+        return tuple((dealer + 1 + k) % self.n for k in range(self.t))
+
+    async def _pair_streams(self) -> dict[int, KeyedStream]:
+        """Agree on a secret key with every other party (one round, once per session): the
+        lower id picks it and sends it over the mutually authenticated channel."""
+        if self._streams is None:
+            async with self._streams_lock:
+                if self._streams is None:
+                    picked = {j: random_field(4) for j in self.parties if j > self.party}
+                    got = await self.ex.round("keys", picked, [j for j in self.parties if j < self.party])
+                    for i, k in got.items():
+                        _checked_shape(k, (4,), "keys", i)
+                    self._streams = {j: KeyedStream(hashlib.sha256(k.astype("<u8").tobytes()).digest())
+                                     for j, k in {**picked, **got}.items()}
+        return self._streams
+
+    async def deal(self, label: str, sizes: dict[int, int], values: np.ndarray | None) -> dict[int, np.ndarray]:
+        """One round in which every dealer d in `sizes` deals fresh degree-t shares of sizes[d]
+        values (ours are `values` if we deal). Returns {dealer: our flat share}.
+
+        A dealing polynomial is fixed by the secret at 0 and by pseudo-random values at the t
+        seeded receivers' points, drawn from the keys they share with the dealer; only the
+        other n-1-t parties get a message. Any t parties still see t values that are
+        independent of the secret: those from seeds they hold are pseudo-random, and the
+        others are masked by seed values they do not know.
+        """
+        streams = await self._pair_streams()
+        send: dict[int, np.ndarray] = {}
+        out: dict[int, np.ndarray] = {}
+        if self.party in sizes:
+            if values is None or values.size != sizes[self.party]:
+                raise ValueError(f"{label}: dealer must supply {sizes[self.party]} values")
+            flat = values.reshape(-1)
+            seeded = self.seeded_receivers(self.party)
+            seeds = [streams[j].field(_stream_label(label, self.party, j), flat.size) for j in seeded]
+            for k in self.parties:
+                if k in seeded:
+                    continue
+                weights = _dealing_weights(self.n, self.t, self.party, k)
+                share = field.mul_const(flat, weights[0])
+                for w, seed in zip(weights[1:], seeds):
+                    share = field.add(share, field.mul_const(seed, w))
+                if k == self.party:
+                    out[k] = share
+                else:
+                    send[k] = share
+        expect = [d for d in sizes if d != self.party and self.party not in self.seeded_receivers(d)]
+        got = await self.ex.round(label, send, expect)
+        for d, size in sizes.items():
+            if d == self.party:
+                continue
+            if d in got:
+                out[d] = _checked_shape(got[d], (size,), label, d)
+            else:
+                out[d] = streams[d].field(_stream_label(label, d, self.party), size)
+        return out
 
     # ---- input --------------------------------------------------------------------
     async def share_from(self, label: str, owner: int, values: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
         """Owner secret-shares canonical `values`; everyone returns their own share (shape `shape`)."""
-        if self.party == owner:
-            if values is None or values.shape != tuple(shape):
-                raise ValueError(f"{label}: owner must supply values of shape {shape}")
-            shares = shamir.share(values, self.n, self.t)
-            await self.ex.round(label, {j: shares[j] for j in self.parties if j != owner}, [])
-            return shares[owner]
-        got = await self.ex.round(label, {}, [owner])
-        return _checked_shape(got[owner], shape, label, owner)
+        if self.party == owner and (values is None or values.shape != tuple(shape)):
+            raise ValueError(f"{label}: owner must supply values of shape {shape}")
+        size = int(np.prod(shape, dtype=np.int64))
+        got = await self.deal(label, {owner: size}, values if self.party == owner else None)
+        return got[owner].reshape(shape)
 
     async def share_from_many(self, label: str, values_by_owner: dict[int, np.ndarray | None],
                               shapes: dict[int, tuple[int, ...]]) -> dict[int, np.ndarray]:
         """Several owners share at once, in one round."""
-        send: dict[int, list[np.ndarray]] = {j: [] for j in self.parties if j != self.party}
-        mine: dict[int, np.ndarray] = {}
+        mine = None
         if self.party in shapes:
-            values = values_by_owner.get(self.party)
-            if values is None or values.shape != tuple(shapes[self.party]):
+            mine = values_by_owner.get(self.party)
+            if mine is None or mine.shape != tuple(shapes[self.party]):
                 raise ValueError(f"{label}: owner must supply values of shape {shapes[self.party]}")
-            shares = shamir.share(values.reshape(-1), self.n, self.t)
-            for j in send:
-                send[j].append(shares[j])
-            mine[self.party] = shares[self.party].reshape(shapes[self.party])
-        others = [o for o in shapes if o != self.party]
-        got = await self.ex.round(label, {j: _cat(v) for j, v in send.items() if v}, others)
-        for o in others:
-            mine[o] = _checked_shape(got[o], (int(np.prod(shapes[o], dtype=np.int64)),), label, o).reshape(shapes[o])
-        return mine
+        sizes = {o: int(np.prod(shape, dtype=np.int64)) for o, shape in shapes.items()}
+        got = await self.deal(label, sizes, mine)
+        return {o: got[o].reshape(shapes[o]) for o in shapes}
 
     # ---- opening --------------------------------------------------------------------
     async def open(self, label: str, x: np.ndarray, to: Sequence[int] | None = None) -> np.ndarray | None:
@@ -91,20 +147,16 @@ class Session:
         return await self.reduce_degree(label, field.mul(a, b))
 
     async def reduce_degree(self, label: str, d: np.ndarray) -> np.ndarray:
+        """Degree-2t shares in, fresh degree-t shares of the same values out (one dealing round)."""
         shape = d.shape
         flat = d.reshape(-1)
-        send: dict[int, np.ndarray] = {}
-        mine = np.zeros_like(flat)
+        mine = None
         if self.party in self._reducers:
-            weight = self._reduce_weights[self._reducers.index(self.party)]
-            sub = shamir.share(field.mul_const(flat, weight), self.n, self.t)
-            send = {j: sub[j] for j in self.parties if j != self.party}
-            mine = sub[self.party]
-        expect = [i for i in self._reducers if i != self.party]
-        got = await self.ex.round(label, send, expect)
-        acc = mine
-        for i in expect:
-            acc = field.add(acc, _checked_shape(got[i], flat.shape, label, i))
+            mine = field.mul_const(flat, self._reduce_weights[self._reducers.index(self.party)])
+        got = await self.deal(label, {r: flat.size for r in self._reducers}, mine)
+        acc = got[self._reducers[0]]
+        for r in self._reducers[1:]:
+            acc = field.add(acc, got[r])
         return acc.reshape(shape)
 
     async def mul_many(self, label: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
@@ -152,6 +204,27 @@ class Session:
             layer = nxt
             level += 1
         return layer[0]
+
+
+def _stream_label(label: str, dealer: int, receiver: int) -> bytes:
+    return f"{label}|{dealer}>{receiver}".encode()
+
+
+@lru_cache(maxsize=None)
+def _dealing_weights(n: int, t: int, dealer: int, k: int) -> tuple[int, ...]:
+    """Lagrange weights giving f(point(k)) from f(0) and f at the dealer's seeded receivers."""
+    seeded = [(dealer + 1 + j) % n for j in range(t)]
+    xs = [0] + [shamir.point(j) for j in seeded]
+    x = shamir.point(k)
+    weights = []
+    for i, xi in enumerate(xs):
+        num, den = 1, 1
+        for j, xj in enumerate(xs):
+            if j != i:
+                num = num * (x - xj) % field.P
+                den = den * (xi - xj) % field.P
+        weights.append(num * field.inv_scalar(den) % field.P)
+    return tuple(weights)
 
 
 def xor_from_product(a: np.ndarray, b: np.ndarray, ab: np.ndarray) -> np.ndarray:

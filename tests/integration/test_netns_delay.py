@@ -69,7 +69,7 @@ def test_three_nodes_across_20ms_links(tmp_path: Path) -> None:
     assert job["result"] == want
     assert warm["result"] == int((x * y).sum())
     rounds = max(job["rounds"])
-    assert rounds == DEPTH + 1  # one input round, then one round per product level
+    assert rounds == DEPTH + 2  # the key round, one input round, then one round per product level
     elapsed = max(job["elapsed"])
     # each round waits for the peers' messages (one way) and for the delivery acks (a full RTT)
     assert rounds * RTT_S * 0.9 <= elapsed <= rounds * RTT_S * 2.0 + 0.5, (elapsed, rounds)

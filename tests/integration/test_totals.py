@@ -107,7 +107,7 @@ async def _run_and_fetch(cluster: Cluster, name: str) -> tuple[object, dict[str,
     outputs = ["total", "average"] if sc.kind == "average" else ["total"]
     assert list(progress.outputs) == outputs
     assert sorted(progress.recipients) == sorted(sc.recipients)
-    assert progress.rounds_done == 1  # a total is linear: one round of input sharing, nothing else
+    assert progress.rounds_done == 2  # a total is linear: the key round, one round of input sharing, nothing else
     results: dict[str, dict[str, object]] = {}
     for recipient in sc.recipients:
         got = await asyncio.gather(*(cluster.fetch(progress.job_id, o, recipient) for o in outputs))

@@ -209,9 +209,9 @@ async def test_executor_matches_numpy(parties, n: int, t: int, bit: int) -> None
     assert set(opened) == set(want)
     for name, expected in want.items():
         assert opened[name].tolist() == np.asarray(expected).reshape(-1).tolist(), name
-    # input sharing is one round; all products of level 1 share ONE round, level 2 one more
+    # key round, input sharing one round; all products of level 1 share ONE round, level 2 one more
     assert plan.depth == 2
-    assert [s.ex.stats.rounds for s in sessions] == [1 + plan.depth] * n
+    assert [s.ex.stats.rounds for s in sessions] == [2 + plan.depth] * n
 
 
 async def test_products_of_one_level_use_exactly_one_round(parties) -> None:
@@ -230,8 +230,8 @@ async def test_products_of_one_level_use_exactly_one_round(parties) -> None:
                            (xv + yv) * (xv - yv)])
     assert opened["all"].tolist() == want.tolist()
     for s in sessions:
-        assert s.ex.stats.rounds == 2  # inputs + one round for all seven products
-        assert s.ex.stats.labels == {"inputs/node", "L1/prod"}
+        assert s.ex.stats.rounds == 3  # keys + inputs + one round for all seven products
+        assert s.ex.stats.labels == {"keys", "inputs/node", "L1/prod"}
 
 
 async def test_linear_only_circuit_needs_no_round_after_inputs(parties) -> None:
@@ -242,7 +242,7 @@ async def test_linear_only_circuit_needs_no_round_after_inputs(parties) -> None:
     opened, plan, sessions = await _execute(parties, b.build(), {"x": np.array([1, 2, 3]), "y": np.array([-4, 5, 6])},
                                             4, 1, PARTIES)
     assert opened["out"].tolist() == [26]
-    assert plan.depth == 0 and all(s.ex.stats.rounds == 1 for s in sessions)
+    assert plan.depth == 0 and all(s.ex.stats.rounds == 2 for s in sessions)  # keys + inputs
 
 
 async def test_executor_rejects_mismatched_lengths(parties) -> None:

@@ -25,6 +25,11 @@ def mailboxes_empty(net: MemoryNetwork) -> bool:
     return all(not box for box in net._mail)
 
 
+def keys_sent(i: int, n: int) -> int:
+    """Messages of the session's one key round: party i picks the keys it shares with higher ids."""
+    return n - 1 - i
+
+
 @pytest.mark.parametrize("n,t", NT)
 async def test_share_from_gives_a_degree_t_sharing_of_the_owners_values(parties, n: int, t: int) -> None:
     values = np.array([0, 1, -1, 123456789, -(1 << 58)], dtype=np.int64)
@@ -38,9 +43,11 @@ async def test_share_from_gives_a_degree_t_sharing_of_the_owners_values(parties,
     assert [int(v) for v in opened(shares, t)] == values.tolist()
     assert all(sh.shape == (5,) for sh in shares)
     assert mailboxes_empty(net)
-    # one round each; only the owner sends, n - 1 messages
-    assert [s.ex.stats.rounds for s in sessions] == [1] * n
-    assert [s.ex.stats.messages_sent for s in sessions] == [n - 1 if i == owner else 0 for i in range(n)]
+    # the session's key round, then one round; only the owner sends, to the n-1-t parties
+    # whose shares do not come from a seed they share with it
+    assert [s.ex.stats.rounds for s in sessions] == [2] * n
+    assert [s.ex.stats.messages_sent - keys_sent(i, n) for i, s in enumerate(sessions)] == [
+        n - 1 - t if i == owner else 0 for i in range(n)]
 
 
 async def test_share_from_rejects_wrong_shape_from_owner(parties) -> None:
@@ -67,7 +74,7 @@ async def test_share_from_many_several_owners_one_round(parties, n: int, t: int)
         got = opened([r[o].reshape(-1) for r in results], t)
         assert np.array_equal(got, data[o].reshape(-1))
         assert all(r[o].shape == shapes[o] for r in results)
-    assert all(s.ex.stats.rounds == 1 for s in sessions)
+    assert all(s.ex.stats.rounds == 2 for s in sessions)  # key round + one dealing round
     assert mailboxes_empty(net)
 
 
@@ -130,9 +137,10 @@ async def test_mul_matches_plaintext_including_negatives(parties, n: int, t: int
     results, net, sessions = await parties(n, t, body)
     assert np.array_equal(opened([r[0] for r in results], t), a * b)
     assert np.array_equal(opened([r[1] for r in results], t), a * b * a)
-    # one round per multiplication; only the first 2t+1 parties send
-    assert all(s.ex.stats.rounds == 2 for s in sessions)
-    assert [s.ex.stats.messages_sent for s in sessions] == [2 * (n - 1) if i < 2 * t + 1 else 0 for i in range(n)]
+    # key round + one round per multiplication; only the first 2t+1 parties send, n-1-t each
+    assert all(s.ex.stats.rounds == 3 for s in sessions)
+    assert [s.ex.stats.messages_sent - keys_sent(i, n) for i, s in enumerate(sessions)] == [
+        2 * (n - 1 - t) if i < 2 * t + 1 else 0 for i in range(n)]
     assert mailboxes_empty(net)
 
 
@@ -150,7 +158,7 @@ async def test_mul_many_in_one_round_and_broadcasting(parties, n: int, t: int) -
     want = [a * b, a[:5] * a[:5], b * c[0]]
     for k in range(3):
         assert np.array_equal(opened([r[k] for r in results], t), want[k])
-    assert all(s.ex.stats.rounds == 1 for s in sessions)
+    assert all(s.ex.stats.rounds == 2 for s in sessions)
     empty, _, _ = await parties(n, t, lambda s: s.mul_many("none", []))
     assert empty == [[]] * n
 
@@ -171,10 +179,11 @@ async def test_random_is_consistent_and_uniform_looking(parties, n: int, t: int)
     # top 3 bits of a uniform 61-bit element: 8 buckets of 512 expected; chi2 (7 dof) < 40 fails w.p. < 1e-5
     counts = np.bincount((r1 >> np.uint64(58)).astype(np.int64), minlength=8)
     assert float(((counts - 512.0) ** 2 / 512.0).sum()) < 40
-    # one dealing round + the two openings; t+1 parties deal (so no t of them know the value),
-    # each sending n-1 messages per dealing, and every party sends n-1 per opening
-    assert all(s.ex.stats.rounds == 4 for s in sessions)
-    assert [s.ex.stats.messages_sent for s in sessions] == [(n - 1) * (4 if i <= t else 2) for i in range(n)]
+    # key round + two dealing rounds + the two openings; t+1 parties deal (so no t of them
+    # know the value), each sending n-1-t messages per dealing; n-1 per opening
+    assert all(s.ex.stats.rounds == 5 for s in sessions)
+    assert [s.ex.stats.messages_sent - keys_sent(i, n) for i, s in enumerate(sessions)] == [
+        2 * (n - 1) + (2 * (n - 1 - t) if i <= t else 0) for i in range(n)]
     assert mailboxes_empty(net)
 
 
@@ -189,13 +198,13 @@ async def test_random_bits_are_bits(parties, n: int, t: int) -> None:
     assert all(np.array_equal(r, bits) for r in results)
     assert set(np.unique(bits).tolist()) == {0, 1}
     assert 1700 < int(bits.sum()) < 2300  # Binomial(4000, 1/2): 9.5 standard deviations either way
-    # dealing + ceil(log2(t+1)) XOR levels + opening
+    # key round + dealing + ceil(log2(t+1)) XOR levels + opening
     xor_levels = int(np.ceil(np.log2(t + 1)))
-    assert all(s.ex.stats.rounds == 2 + xor_levels for s in sessions)
+    assert all(s.ex.stats.rounds == 3 + xor_levels for s in sessions)
     # t+1 dealers: a bit no t parties know
-    dealt = [s.ex.stats.messages_sent - (n - 1) * (1 + (xor_levels if i < 2 * t + 1 else 0))
-             for i, s in enumerate(sessions)]
-    assert dealt == [(n - 1) if i <= t else 0 for i in range(n)]
+    dealt = [s.ex.stats.messages_sent - keys_sent(i, n) - (n - 1)
+             - (n - 1 - t) * (xor_levels if i < 2 * t + 1 else 0) for i, s in enumerate(sessions)]
+    assert dealt == [(n - 1 - t) if i <= t else 0 for i in range(n)]
     assert mailboxes_empty(net)
 
 
