@@ -18,6 +18,8 @@ class CoordinatorConfig(BaseModel):
     operators: list[str] = Field(default_factory=lambda: ["operator"], description="who may submit and watch jobs")
     database: Path = Field(description="SQLite file holding every job")
     rpc_timeout_s: float = Field(default=30.0, gt=0)
+    prepare_timeout_s: float = Field(default=5.0, gt=0,
+                                     description="how long Prepare waits for a node that is not reachable yet")
     poll_interval_s: float = Field(default=0.2, gt=0)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from mpcnode.circuit import fingerprint
+from mpcnode.circuit import fingerprint, validate
 from mpcnode.transport.tls import TlsMaterial, secure_channel
 from mpcnode.configfile import ConfigError
 from parley.v1 import circuit_pb2 as cpb
@@ -37,6 +37,20 @@ class JobPlan:
     timeout_s: float
     input_window_s: float = 0.0
 
+    def cannot_run_without(self, down: set[str]) -> str:
+        """Why the job cannot run without the parties in `down` ('' if it can): input owners
+        must take part, and t+1 parties suffice for linear circuits, 2t+1 for products."""
+        if not down:
+            return ""
+        owners = sorted(down & {d.owner for d in self.circuit.inputs if d.owner})
+        if owners:
+            return f"{', '.join(owners)} must provide input"
+        need = 2 * self.t + 1 if validate(self.circuit, self.parties).depth else self.t + 1
+        left = len(self.parties) - len(down)
+        if left < need:
+            return f"{left} parties left, t={self.t} needs {need}"
+        return ""
+
     @classmethod
     def of(cls, scenario: AnyScenario) -> "JobPlan":
         return cls(scenario.name, scenario.build(), list(scenario.parties), scenario.t, scenario.timeout_s,
@@ -55,6 +69,7 @@ class Live:
     started: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     plan: "JobPlan | None" = None
+    live: list[str] = field(default_factory=list)   # the parties taking part (empty: all)
 
     def bump(self) -> None:
         self.changed.set()
@@ -159,27 +174,49 @@ class Scheduler:
                                 fingerprint=fp,
                                 input_deadline_unix=time.time() + input_window if input_window else 0.0)
         self._set(job_id, state="PREPARING")
-        replies = await asyncio.gather(*(self._call(org, "Prepare", spec) for org in plan.parties),
-                                       return_exceptions=True)
-        refusals = []
-        for org, reply in zip(plan.parties, replies):
-            if isinstance(reply, BaseException):
-                refusals.append(f"{org} unreachable: {_describe(reply)}")
-            elif not reply.accepted:
-                refusals.append(f"{org} refused: {reply.reason}")
+        # wait_for_ready: a node that is just restarting (its channel backing off) still gets the job
+        replies = await asyncio.gather(*(self._call(org, "Prepare", spec, wait_for_ready=True,
+                                                    timeout=self.cfg.prepare_timeout_s)
+                                         for org in plan.parties), return_exceptions=True)
+        refusals = [f"{org} refused: {r.reason}" for org, r in zip(plan.parties, replies)
+                    if not isinstance(r, BaseException) and not r.accepted]
+        down = {org: _describe(r) for org, r in zip(plan.parties, replies) if isinstance(r, BaseException)}
         if refusals:
             await self._abort_all(job_id, plan)
-            self._set(job_id, state="FAILED", error="; ".join(refusals))
+            self._set(job_id, state="FAILED", error="; ".join(refusals + [f"{o} unreachable: {d}" for o, d in down.items()]))
             return
-        self._set(job_id, state="RUNNING", levels=0)
-        started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id))
-                                         for org in plan.parties), return_exceptions=True)
-        failed = [f"{org}: {_describe(r)}" for org, r in zip(plan.parties, started) if isinstance(r, BaseException)]
+        live = [p for p in plan.parties if p not in down]
+        why_not = plan.cannot_run_without(set(down))
+        if why_not:
+            await self._abort_all(job_id, plan)
+            self._set(job_id, state="FAILED", error="; ".join(f"{o} unreachable: {d}" for o, d in down.items())
+                      + f" ({why_not})")
+            return
+        if down:
+            log.warning("job %s runs without unreachable %s", job_id, ", ".join(down))
+        self._set(job_id, state="RUNNING", levels=0, live=live)
+        started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id, live=live))
+                                         for org in live), return_exceptions=True)
+        failed = [f"{org}: {_describe(r)}" for org, r in zip(live, started) if isinstance(r, BaseException)]
         if failed:
             await self._abort_all(job_id, plan)
             self._set(job_id, state="FAILED", error="could not start on " + "; ".join(failed))
             return
         await self._watch_nodes(job_id, plan)
+
+    async def _close_inputs(self, job_id: str, plan: JobPlan) -> None:
+        """Close client submission. A node that went down during the input window is left out,
+        if the job can run without it; the nodes then compute among the rest."""
+        live = self.live[job_id].live or plan.parties
+        probes = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id)) for o in live),
+                                      return_exceptions=True)
+        down = {o for o, st in zip(live, probes) if isinstance(st, BaseException)}
+        if down and not plan.cannot_run_without(down | (set(plan.parties) - set(live))):
+            log.warning("job %s: closing inputs without unreachable %s", job_id, ", ".join(sorted(down)))
+            live = [o for o in live if o not in down]
+            self._set(job_id, live=live)
+        await asyncio.gather(*(self._call(o, "CloseInputs", node_pb2.JobRef(job_id=job_id, live=live))
+                               for o in live), return_exceptions=True)
 
     async def _watch_nodes(self, job_id: str, plan: JobPlan) -> None:
         has_clients = any(d.clients for d in plan.circuit.inputs)
@@ -188,16 +225,16 @@ class Scheduler:
         closed = False
         while True:
             if has_clients and not closed and self._close_requests[job_id].is_set():
-                await asyncio.gather(*(self._call(o, "CloseInputs", node_pb2.JobRef(job_id=job_id))
-                                       for o in plan.parties), return_exceptions=True)
+                await self._close_inputs(job_id, plan)
                 closed = True
+            live = self.live[job_id].live or plan.parties
             statuses = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id))
-                                              for o in plan.parties), return_exceptions=True)
+                                              for o in live), return_exceptions=True)
             now = time.monotonic()
             errors = []
             done = 0
             rounds = []
-            for org, st in zip(plan.parties, statuses):
+            for org, st in zip(live, statuses):
                 if isinstance(st, BaseException):
                     unreachable_since.setdefault(org, now)
                     if now - unreachable_since[org] > self.cfg.rpc_timeout_s or (
@@ -218,7 +255,7 @@ class Scheduler:
                 await self._abort_all(job_id, plan)
                 self._set(job_id, state="FAILED", error="; ".join(errors))
                 return
-            if done == len(plan.parties):
+            if done == len(live):
                 self._set(job_id, state="DONE")
                 return
             if now > deadline:
@@ -231,8 +268,10 @@ class Scheduler:
         await asyncio.gather(*(self._call(o, "Abort", node_pb2.JobRef(job_id=job_id)) for o in plan.parties),
                              return_exceptions=True)
 
-    async def _call(self, org: str, method: str, request):
-        return await getattr(self.stub(org), method)(request, timeout=self.cfg.rpc_timeout_s)
+    async def _call(self, org: str, method: str, request, wait_for_ready: bool = False,
+                    timeout: float | None = None):
+        return await getattr(self.stub(org), method)(request, timeout=timeout or self.cfg.rpc_timeout_s,
+                                                     wait_for_ready=wait_for_ready)
 
     # ---- watching ---------------------------------------------------------------------
     def snapshot(self, job_id: str):

@@ -38,19 +38,26 @@ async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[st
                                                                                   timeout=timeout)
                                        for ch in channels.values()), return_exceptions=True)
         specs = {}
+        problems: dict[str, str] = {}
         for org, info in zip(channels, infos):
             if isinstance(info, grpc.aio.AioRpcError):
-                raise SubmitError(f"{org}: {info.code().name}: {info.details()}")
-            if isinstance(info, BaseException):
-                raise SubmitError(f"{org}: {info}")
-            specs[org] = info
-        fps = {s.fingerprint for s in specs.values()}
-        if len(fps) != 1:
-            raise SubmitError("the nodes disagree about the job's circuit; not submitting")
+                problems[org] = f"{org}: {info.code().name}: {info.details()}"
+            elif isinstance(info, BaseException):
+                problems[org] = f"{org}: {info}"
+            else:
+                specs[org] = info
+        if not specs:
+            raise SubmitError("no node answered: " + "; ".join(problems.values()))
+        if len({s.fingerprint for s in specs.values()}) != 1 or len({tuple(s.live) for s in specs.values()}) != 1:
+            raise SubmitError("the nodes disagree about the job; not submitting")
         spec = next(iter(specs.values()))
         parties = list(spec.parties)
-        if sorted(parties) != sorted(nodes):
-            raise SubmitError(f"the job's compute parties are {parties}; give an address for each of them")
+        live = list(spec.live) or parties
+        # a node that is not taking part (down when the job started) may be unreachable or not know the job
+        missing = [p for p in live if p not in specs]
+        if missing:
+            raise SubmitError("the job's live compute parties did not answer: "
+                              + "; ".join(problems.get(p, f"{p}: no address given") for p in missing))
         decl = next((d for d in spec.circuit.inputs if d.name == input_name and d.source == cpb.INPUT_SOURCE_CLIENTS),
                     None)
         if decl is None:
@@ -63,13 +70,14 @@ async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[st
             encoded = field.asfield(np.array(values, dtype=np.int64))
         shares = shamir.share(encoded, len(parties), spec.threshold)
         calls = []
-        for i, org in enumerate(parties):
+        live_index = [(parties.index(org), org) for org in live]
+        for i, org in live_index:
             payload, shape = serde.encode(shares[i])
             req = node_pb2.ClientShare(job_id=job_id, input=input_name, share=payload, shape=shape)
             calls.append(node_pb2_grpc.InputIntakeStub(channels[org]).SubmitShare(req, timeout=timeout))
         acks = await asyncio.gather(*calls, return_exceptions=True)
         errors = [f"{org}: {a.code().name}: {a.details()}" if isinstance(a, grpc.aio.AioRpcError) else f"{org}: {a}"
-                  for org, a in zip(parties, acks) if isinstance(a, BaseException)]
+                  for (_, org), a in zip(live_index, acks) if isinstance(a, BaseException)]
         if errors:
             raise SubmitError("; ".join(errors))
     finally:

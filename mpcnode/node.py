@@ -66,6 +66,7 @@ class Job:
     exchange: GrpcExchange | None = None
     task: asyncio.Task | None = None
     inputs_closed: asyncio.Event = dc_field(default_factory=asyncio.Event)
+    live: list[str] = dc_field(default_factory=list)
     client_inputs: set[str] = dc_field(default_factory=set)
 
 
@@ -154,10 +155,11 @@ class Node:
         me = parties.index(self.org)
         return Job(spec=spec, plan=plan, me=me, mailbox=Mailbox(spec.job_id, parties, me), inputs=inputs)
 
-    def start(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
+    def start(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
         job = self._job(job_id)
         if job.state == State.PREPARED and job.task is None:
+            self._set_live(job, live)
             job.state = State.RUNNING
             job.started = time.monotonic()
             self.store.set_state(job_id, State.RUNNING)
@@ -173,9 +175,11 @@ class Node:
             raise NotFound(f"no job {job_id} on {self.org}")
         return node_pb2.JobStatus(job_id=job_id, state=_PB_STATE[row.state], error=row.error)
 
-    def close_inputs(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
+    def close_inputs(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
         job = self._job(job_id)
+        if not job.inputs_closed.is_set():
+            self._set_live(job, live)
         job.inputs_closed.set()
         return self._status(job)
 
@@ -187,6 +191,24 @@ class Node:
             if job.task:
                 job.task.cancel()
         return self._status(job)
+
+    def _set_live(self, job: Job, live: list[str] | None) -> None:
+        """Which parties take part; the computation starts only after this is final."""
+        parties = list(job.spec.parties)
+        live = list(live) if live else parties
+        t = job.spec.threshold
+        if not set(live) <= set(parties) or self.org not in live:
+            raise ValueError(f"live parties {live} must be parties of the job and include {self.org}")
+        missing_owners = sorted({d.owner for d in job.spec.circuit.inputs
+                                 if d.source == cpb.INPUT_SOURCE_NODE and d.owner not in live})
+        if missing_owners:
+            raise ValueError(f"cannot run without input owners {', '.join(missing_owners)}")
+        need = 2 * t + 1 if job.plan.depth else t + 1
+        if len(live) < need:
+            raise ValueError(f"{len(live)} live parties, this circuit needs {need} with t={t}")
+        job.live = sorted(live, key=parties.index)
+        del job.spec.live[:]
+        job.spec.live.extend(job.live)
 
     def _job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -221,9 +243,11 @@ class Node:
                                     round_timeout, self.cfg.rpc_timeout_s)
         try:
             async with asyncio.timeout(spec.timeout_s):
-                session = Session(job.exchange, spec.threshold)
+                await self._wait_client_inputs(job)
+                parties = list(spec.parties)
+                session = Session(job.exchange, spec.threshold, [parties.index(p) for p in job.live or parties])
                 executor = Executor(session, spec.circuit, job.plan)
-                values = await executor.share_node_inputs(list(spec.parties), job.inputs)
+                values = await executor.share_node_inputs(parties, job.inputs)
                 labels = await self._client_inputs(job, session, values)
                 outputs = await executor.run(values)
             self.store.finish_job(spec.job_id, {
@@ -244,6 +268,20 @@ class Node:
             log.exception("job %s crashed", spec.job_id)
             self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
 
+    async def _wait_client_inputs(self, job: Job) -> None:
+        """Client submission stays open until the coordinator closes it or the deadline passes."""
+        if not any(d.source == cpb.INPUT_SOURCE_CLIENTS for d in job.spec.circuit.inputs):
+            return
+        deadline = job.spec.input_deadline_unix
+        if deadline:
+            try:
+                await asyncio.wait_for(job.inputs_closed.wait(), max(0.0, deadline - time.time()))
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await job.inputs_closed.wait()
+        job.inputs_closed.set()
+
     async def _client_inputs(self, job: Job, session: Session, values: dict[str, np.ndarray]) -> list[str]:
         """Wait until client submission closes, then agree with the other nodes on whose input counts.
 
@@ -254,28 +292,19 @@ class Node:
         decls = [d for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
         if not decls:
             return []
-        deadline = job.spec.input_deadline_unix
-        if deadline:
-            try:
-                await asyncio.wait_for(job.inputs_closed.wait(), max(0.0, deadline - time.time()))
-            except asyncio.TimeoutError:
-                pass
-        else:
-            await job.inputs_closed.wait()
-        job.inputs_closed.set()
         labels: list[str] = []
         for k, decl in enumerate(decls):
             got = self.store.client_shares(job.spec.job_id, decl.name)
             order = self.store.client_order(job.spec.job_id, decl.name)
             ranks = np.array([order.index(c) + 1 if c in got else 0 for c in decl.clients], dtype=np.uint64)
-            everyone = list(range(session.n))
+            everyone = list(session.parties)
             peers = await session.ex.round(f"clients/{k}", {j: ranks for j in everyone if j != session.party}, everyone)
             peers[session.party] = ranks
             for i, r in peers.items():
                 if r.shape != ranks.shape:
                     raise ProtocolViolation(f"client agreement: party {i} sent {r.size} ranks, expected {ranks.size}")
             present = np.all(np.stack([peers[i] > 0 for i in everyone]), axis=0)
-            first = peers[0].astype(np.int64)
+            first = peers[everyone[0]].astype(np.int64)
             chosen = sorted((int(first[c]), c) for c in np.flatnonzero(present))
             rows = [decl.clients[c] for _, c in chosen]
             if not labels:

@@ -21,25 +21,31 @@ from ..randomness import KeyedStream, random_bits, random_field
 class Session:
     """One party's view of one job: its exchange, n, t, and the protocols over them."""
 
-    def __init__(self, exchange: Exchange, t: int):
+    def __init__(self, exchange: Exchange, t: int, live: Sequence[int] | None = None):
+        """`live`: the parties taking part (default all n). Shares keep their points, so a job can
+        run without parties that were down before it started: linear work needs t+1 live
+        parties, multiplication 2t+1."""
         if not 2 * t < exchange.n:
             raise ValueError(f"threshold t={t} needs 2t < n={exchange.n} for multiplication")
         self.ex = exchange
         self.party = exchange.party
         self.n = exchange.n
         self.t = t
-        self.parties = tuple(range(self.n))
-        # Degree reduction re-shares the degree-2t products of the first 2t+1 parties.
-        self._reducers = tuple(range(2 * t + 1))
+        self.parties = tuple(sorted(set(range(self.n) if live is None else live)))
+        if self.party not in self.parties or len(self.parties) < t + 1 or not set(self.parties) <= set(range(self.n)):
+            raise ValueError(f"live parties {list(self.parties)} must include this party and at least t+1={t + 1}")
+        # Degree reduction re-shares the degree-2t products of the first 2t+1 live parties.
+        self._reducers = self.parties[: 2 * t + 1]
         self._reduce_weights = shamir.lagrange_at_zero(self._reducers)
         self._streams: dict[int, KeyedStream] | None = None
         self._streams_lock = asyncio.Lock()
 
     # ---- dealing: the one place where fresh sharings are made and sent ---------------
     def seeded_receivers(self, dealer: int) -> tuple[int, ...]:
-        """The t parties after `dealer` (cyclically) whose shares of its dealings come from a
-        seed they share with the dealer instead of a message."""
-        return tuple((dealer + 1 + k) % self.n for k in range(self.t))
+        """The t live parties after `dealer` (cyclically) whose shares of its dealings come from
+        a seed they share with the dealer instead of a message."""
+        pos, m = self.parties.index(dealer), len(self.parties)
+        return tuple(self.parties[(pos + 1 + k) % m] for k in range(min(self.t, m - 1)))
 
     async def _pair_streams(self) -> dict[int, KeyedStream]:
         """Agree on a secret key with every other party (one round, once per session): the
@@ -77,7 +83,7 @@ class Session:
             for k in self.parties:
                 if k in seeded:
                     continue
-                weights = _dealing_weights(self.n, self.t, self.party, k)
+                weights = _dealing_weights(seeded, k)
                 share = field.mul_const(flat, weights[0])
                 for w, seed in zip(weights[1:], seeds):
                     share = field.add(share, field.mul_const(seed, w))
@@ -148,6 +154,9 @@ class Session:
 
     async def reduce_degree(self, label: str, d: np.ndarray) -> np.ndarray:
         """Degree-2t shares in, fresh degree-t shares of the same values out (one dealing round)."""
+        if len(self._reducers) < 2 * self.t + 1:
+            raise ValueError(f"multiplication needs 2t+1={2 * self.t + 1} live parties, "
+                             f"{len(self.parties)} are live")
         shape = d.shape
         flat = d.reshape(-1)
         mine = None
@@ -211,9 +220,8 @@ def _stream_label(label: str, dealer: int, receiver: int) -> bytes:
 
 
 @lru_cache(maxsize=None)
-def _dealing_weights(n: int, t: int, dealer: int, k: int) -> tuple[int, ...]:
+def _dealing_weights(seeded: tuple[int, ...], k: int) -> tuple[int, ...]:
     """Lagrange weights giving f(point(k)) from f(0) and f at the dealer's seeded receivers."""
-    seeded = [(dealer + 1 + j) % n for j in range(t)]
     xs = [0] + [shamir.point(j) for j in seeded]
     x = shamir.point(k)
     weights = []

@@ -58,7 +58,7 @@ class NodeControl(node_pb2_grpc.NodeControlServicer):
 
     @rpc
     def Start(self, caller, request):
-        return self.node.start(caller, request.job_id)
+        return self.node.start(caller, request.job_id, list(request.live))
 
     @rpc
     def Status(self, caller, request):
@@ -66,7 +66,7 @@ class NodeControl(node_pb2_grpc.NodeControlServicer):
 
     @rpc
     def CloseInputs(self, caller, request):
-        return self.node.close_inputs(caller, request.job_id)
+        return self.node.close_inputs(caller, request.job_id, list(request.live))
 
     @rpc
     def Abort(self, caller, request):
