@@ -12,15 +12,16 @@ Building blocks
   uniform on [0, 2^61) = [0, p], i.e. r mod p is at statistical distance 2^-61 from
   uniform on F_p (0 is hit twice).
 * bit_lt_public: [c < r] for public c and bitwise-shared r by a divide-and-conquer tree
-  over the bits (lt = lt_hi + eq_hi * lt_lo, eq = eq_hi * eq_lo): ceil(log2 61) = 6
-  rounds, 114 multiplications per element.
+  over the bits (lt = lt_hi + eq_hi * lt_lo, eq = eq_hi * eq_lo). The products of bit
+  pairs r_2k r_2k+1 (input-independent, computed while the masked value is opened) make
+  the 2-bit nodes linear, so the tree has 5 rounds on 31 nodes: 30 + 55 products.
 * ltz: [x < 0] via Nishide-Ohta's LSB trick (PKC 2007): for |x| < p/2, x < 0 iff
   y = 2x mod p is odd. Open c = y + r; then LSB(y) = c_0 XOR r_0 XOR [c < r] because
   the addition wrapped around p (an odd number) exactly when c < r. This holds for
   every r in [0, p], so the comparison is exact; only the mask is 2^-61 from uniform.
-* equal_zero: open c = x + r; x == 0 iff the bits of r equal those of c, a product of
-  61 shared equality bits computed by a log-depth product tree (6 rounds, 60 mults).
-  It errs (answers "nonzero" for x == 0) only if r = p, with probability 2^-61.
+* equal_zero: open c = x + r; x == 0 iff the bits of r equal those of c (or c = 0 and
+  r = p), a product of 61 shared equality bits computed by a log-depth product tree
+  (pair products + 5 rounds, 60 products). Exact.
 
 Signed values are field elements in the symmetric encoding of field.asfield.
 ``bit_length`` (1..59) states that the operands satisfy |v| < 2^bit_length; the
@@ -40,7 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import field
-from .core import Session, xor_from_product
+from .core import Session
 
 BITS = field.BITS                 # 61 bits per solved random value
 MAX_BIT_LENGTH = 59               # |operand| < 2^59 keeps differences below p/2
@@ -214,7 +215,8 @@ async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
 
     With LSB(2x) = a XOR lt (a = c_0 XOR r_0 is linear after the opening, lt = [c < r]):
     b = a + lt (1 - 2a) and b*D = a*D + lt*(D - 2aD). The products a*D ride on the first
-    tree round, lt*(...) on one final round: 1 open + 6 tree + 1 rounds in all.
+    tree round, lt*(...) on one final round: 1 open (concurrent with the
+    bit-pair products) + 5 tree + 1 rounds of latency.
     """
     r, rb = solved
     y = field.add(x, x)
@@ -244,7 +246,8 @@ async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
     """Shares of [x < 0] for shared x with |x| < 2^bit_length (bit_length in 1..59).
 
     Nishide-Ohta LSB trick; rounds: random bits (skipped if `solved` = precomputed
-    random_solved_bits for x.size elements) + 1 open + 6 tree + 1.
+    random_solved_bits for x.size elements) + 1 open (concurrent with the bit-pair
+    products) + 5 tree + 1 = 7 rounds of latency after the random bits.
     """
     _check_bit_length(bit_length)
     x = np.asarray(x, dtype=np.uint64)
@@ -287,10 +290,14 @@ async def _product_tree(s: Session, label: str, rows: np.ndarray) -> np.ndarray:
 
 
 async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | None = None) -> np.ndarray:
-    """Shares of [x == 0] for any shared field elements x.
+    """Shares of [x == 0] for any shared field elements x (exact).
 
-    Open c = x + r; x == 0 iff c and r agree on all 61 bits. Rounds: random bits (unless
-    `solved`) + 1 open + 6. Errs only when x == 0 and r = p (probability 2^-61).
+    Open c = x + r mod p with r in [0, p]; x == 0 iff r = c as integers, or c = 0 and r = p
+    (the all-ones bit pattern). The first is a product of 61 shared equality bits; for the
+    (public, rarely present) elements with c = 0 the second test rides along as extra
+    columns of the same product tree, and the two exclusive results are added.
+    Rounds: random bits (unless `solved`) + 1 open (concurrent with the bit-pair products)
+    + 5 product-tree rounds; 30 + 30 products per element after the random bits.
     """
     x = np.asarray(x, dtype=np.uint64)
     flat = _flat(x)
@@ -302,13 +309,23 @@ async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | 
     r, rb = _check_solved(solved, m, label)
     c, q = await asyncio.gather(s.open(f"{label}/open", field.add(flat, r)),
                                 _pair_products(s, f"{label}/pairs", rb))
+    zero = np.flatnonzero(c == 0)          # public: every party takes the same branch
+    if zero.size:
+        c = np.concatenate([c, np.full(zero.size, np.uint64(field.P), dtype=np.uint64)])
+        rb = np.concatenate([rb, rb[:, zero]], axis=1)
+        q = np.concatenate([q, q[:, zero]], axis=1)
     _, eq = _pair_nodes(_public_bits(c), rb, q)
-    return (await _product_tree(s, f"{label}/prod", eq)).reshape(x.shape)
+    out = await _product_tree(s, f"{label}/prod", eq)
+    if zero.size:
+        head = out[:m].copy()
+        head[zero] = field.add(head[zero], out[m:])
+        out = head
+    return out.reshape(x.shape)
 
 
 async def equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, *,
                 solved: Solved | None = None) -> np.ndarray:
-    """Shares of [a == b] (exact for any field elements, up to the 2^-61 error of equal_zero)."""
+    """Shares of [a == b] (exact for any field elements)."""
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
     return await equal_zero(s, label, field.sub(a, b), solved=solved)
 
@@ -386,7 +403,8 @@ async def top_two(s: Session, label: str, x: np.ndarray,
     children in one batch; the fused selections give the new max/idx and both
     children's seconds s_L, s_R; the new block has v = loser's max (linear:
     L.max + R.max - max) and u = winner's second = select(b, s_L, s_R) (one more round).
-    2(n-1) comparisons in all; rounds per level: 8 + 1 (the first level: 8), + 8 at the end.
+    2(n-1) comparisons in all; latency per level: 7 + 1 (the first level: 7), + 7 at the end,
+    after one batch of random bits for all comparisons.
     """
     bl = _check_bit_length(bit_length)
     mx = _flat(x)
@@ -439,10 +457,10 @@ async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_
 
     e_k = x_k (x_k - 1) in one round; public random rho_0..rho_K opened from a fresh
     Session.random after the ballots are shared; z = sum_k rho_k e_k (+ rho_K (sum_k x_k - 1))
-    and valid = [z == 0]. An invalid ballot is accepted with probability <= 1/p + 2^-61
-    (z is then a nonzero linear form in independent uniform rho). The multiplication,
-    the coin and the solved bits run concurrently: 2 + ceil(log2(t+1)) ... in all
-    max(1, 2, random bits) + 1 open + 6 rounds.
+    and valid = [z == 0]. An invalid ballot is accepted with probability <= 1/p (z is then
+    a nonzero linear form in independent uniform rho); a valid one is always accepted.
+    The squaring round, the coin (random + open) and the solved bits run concurrently, so
+    the latency is max(1, 2, random bits) + 1 open + 5 rounds (8 for t = 1).
     """
     ballots = np.asarray(ballots, dtype=np.uint64)
     if ballots.ndim != 2:
