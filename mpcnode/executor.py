@@ -150,7 +150,12 @@ class Executor:
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
         rows = _rows(values[op.args[0]], op.ints[0], op)
-        values[op.out] = await compare.validate_ballots(self.s, label, rows, exactly_one=bool(op.ints[1]))
+        # a node input's range was checked by its owner before sharing, so a bounded zero test
+        # is sound; client rows are unchecked and get the exact full-field test
+        decl = next((d for d in self.circuit.inputs if d.name == op.args[0]), None)
+        checked = decl is not None and decl.source == cpb.INPUT_SOURCE_NODE
+        values[op.out] = await compare.validate_ballots(self.s, label, rows, exactly_one=bool(op.ints[1]),
+                                                        entry_range=(decl.lo, decl.hi) if checked else None)
 
 
 _INTERACTIVE_KINDS = frozenset({cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO,

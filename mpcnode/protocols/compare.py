@@ -451,7 +451,49 @@ async def top_two(s: Session, label: str, x: np.ndarray,
 
 # ---- ballots ------------------------------------------------------------------------
 
-async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_one: bool) -> np.ndarray:
+STATISTICAL_SECURITY = 40   # bits, for masks of values with an enforced small range
+
+
+async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) -> np.ndarray:
+    """Shares of [x == 0] for x that is guaranteed to lie in [0, bound] (e.g. a function of
+    inputs whose range the nodes checked before sharing). NOT for unchecked values.
+
+    Open c = x + r_lo + 2^L R with L = bit length of bound, r_lo given by L shared random
+    bits and R the sum of t+1 dealt random 40-bit values. Nothing wraps mod p, and
+    x = 0 iff the low L bits of c equal r_lo's bits (since 0 <= x < 2^L). The opened c
+    hides x statistically (distance < 2^-39 from a value independent of x). Cost: L random
+    bits and L-1 products instead of 61 and 60 for equal_zero.
+    """
+    vals = _flat(x)
+    m = vals.size
+    width = max(1, int(bound).bit_length())
+    if width + STATISTICAL_SECURITY + 2 > field.BITS - 1:
+        raise ValueError(f"{label}: bound {bound} too large for a statistical mask; use equal_zero")
+    dealers = s.parties[: s.t + 1]
+    mine = None
+    if s.party in dealers:
+        from ..randomness import random_field
+
+        mine = random_field(m) & np.uint64((1 << STATISTICAL_SECURITY) - 1)
+    bits, highs = await asyncio.gather(
+        s.random_bits(f"{label}/bits", width * m),
+        s.deal(f"{label}/high", {d: m for d in dealers}, mine))
+    bits = bits.reshape(width, m)
+    high = highs[dealers[0]]
+    for d in dealers[1:]:
+        high = field.add(high, highs[d])
+    # shares of sum 2^i r_i: the weights are below 2^width < p, so a shifted sum is exact mod p
+    r_lo = field.sum_all(field.mul(bits, (np.uint64(1) << np.arange(width, dtype=np.uint64))[:, None]), axis=0)
+    mask = field.add(r_lo, field.mul_const(high, 1 << width))
+    c = await s.open(f"{label}/open", field.add(vals, mask))
+    cb = (c[None, :] >> np.arange(width, dtype=np.uint64)[:, None]) & _ONE
+    # 1 - (c_i XOR r_i): linear in the shared bit r_i because c_i is public
+    same = np.where(cb == _ONE, bits, _one_minus(bits))
+    return (await _product_tree(s, f"{label}/and", same)).reshape(np.shape(x))
+
+
+async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_one: bool,
+                           entry_range: tuple[int, int] | None = None) -> np.ndarray:
     """Shares (N,) of 0/1: ballot row i is valid iff every entry is 0 or 1 and, if
     `exactly_one`, the row sums to 1 (approval voting: any number of ones).
 
@@ -470,6 +512,8 @@ async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_
         return np.zeros(0, dtype=np.uint64)
     if k == 0:
         raise ValueError(f"{label}: ballots have no options")
+    if entry_range is not None:
+        return await _validate_bounded(s, label, ballots, exactly_one, entry_range)
     ncoef = k + 1 if exactly_one else k
 
     async def coins() -> np.ndarray:
@@ -485,6 +529,27 @@ async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_
         total = field.sub(field.sum_all(ballots, axis=1), np.full(nb, _ONE, dtype=np.uint64))
         z = field.add(z, field.mul(total, rho[k]))
     return await equal_zero(s, f"{label}/zero", z, solved=solved)
+
+
+async def _validate_bounded(s: Session, label: str, ballots: np.ndarray, exactly_one: bool,
+                            entry_range: tuple[int, int]) -> np.ndarray:
+    """Ballots whose entries the nodes range-checked before sharing (lo <= x <= hi): the defect
+    d = sum_k x_k (x_k - 1) [+ (sum_k x_k - 1)^2] is a sum of non-negative integers, zero
+    exactly for a valid ballot, and at most a known bound, so a bounded zero test suffices."""
+    lo, hi = entry_range
+    nb, k = ballots.shape
+    ones = np.full(ballots.shape, _ONE, dtype=np.uint64)
+    bound = k * max(lo * (lo - 1), hi * (hi - 1))
+    factors = [(ballots, field.sub(ballots, ones))]
+    if exactly_one:
+        total = field.sub(field.sum_all(ballots, axis=1), np.full(nb, _ONE, dtype=np.uint64))
+        factors.append((total, total))
+        bound += max(abs(k * lo - 1), abs(k * hi - 1)) ** 2
+    prods = await s.mul_many(f"{label}/sq", factors)
+    d = field.sum_all(prods[0], axis=1)
+    if exactly_one:
+        d = field.add(d, prods[1])
+    return await equal_zero_bounded(s, f"{label}/zero", d, bound)
 
 
 async def tally(s: Session, label: str, ballots: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -360,3 +360,44 @@ def test_extreme_masks_are_exact(r_value: int) -> None:
     (lt, ez), _ = mpc(n, body)
     assert lt.tolist() == (x < 0).astype(int).tolist()
     assert ez.tolist() == (x == 0).astype(int).tolist()
+
+
+# ---- bounded zero test: only for values whose range the nodes enforced -----------------------
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_equal_zero_bounded_against_plaintext(n: int) -> None:
+    x = np.array([0, 1, 2, 91, 0, 127, 64, 0], dtype=np.int64)
+    sh = deal(x, n)
+
+    async def body(s: Session) -> np.ndarray:
+        return await s.open("o", await C.equal_zero_bounded(s, "z", sh[s.party], 127))
+
+    assert mpc(n, body)[0].tolist() == (x == 0).astype(int).tolist()
+
+
+def test_equal_zero_bounded_refuses_a_bound_too_wide_for_the_mask() -> None:
+    sh = deal(np.zeros(2, dtype=np.int64), 3)
+
+    async def body(s: Session) -> np.ndarray:
+        return await C.equal_zero_bounded(s, "z", sh[s.party], 1 << 30)
+
+    with pytest.raises(ValueError, match="too large"):
+        mpc(3, body)
+
+
+@pytest.mark.parametrize("n,k,exactly_one", [(3, 5, True), (3, 2, True), (5, 4, False)])
+def test_validate_ballots_with_an_enforced_entry_range(n: int, k: int, exactly_one: bool) -> None:
+    rng = np.random.default_rng(k)
+    rows = rng.integers(-1, 3, size=(400, k))           # entries in the declared range [-1, 2]
+    rows[:200] = 0
+    rows[np.arange(200), rng.integers(0, k, 200)] = 1    # half of them valid one-hot ballots
+    sh = deal(rows.reshape(-1), n)
+
+    async def body(s: Session) -> np.ndarray:
+        valid = await C.validate_ballots(s, "v", sh[s.party].reshape(-1, k), exactly_one, entry_range=(-1, 2))
+        return await s.open("o", valid)
+
+    want = np.all((rows == 0) | (rows == 1), axis=1)
+    if exactly_one:
+        want &= rows.sum(axis=1) == 1
+    assert mpc(n, body)[0].tolist() == want.astype(int).tolist()
