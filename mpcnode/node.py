@@ -376,10 +376,21 @@ class Node:
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} is not open on {self.org}")
-        allowed = {c for d in job.spec.circuit.inputs for c in d.clients} | set(self.cfg.policy.coordinators)
-        if caller not in allowed:
+        if caller in self.cfg.policy.coordinators:
+            return job.spec
+        mine = [d for d in job.spec.circuit.inputs if caller in d.clients]
+        if not mine:
             raise Denied(f"{caller!r} is not an input client of job {job_id}")
-        return job.spec
+        # What a client needs: parties, threshold, live set, fingerprint and its own input
+        # declarations. Not the whole circuit with every other client's name in it (that made
+        # each JobInfo answer grow with the number of voters).
+        slim = node_pb2.JobSpec(job_id=job.spec.job_id, scenario=job.spec.scenario, parties=job.spec.parties,
+                                threshold=job.spec.threshold, fingerprint=job.spec.fingerprint,
+                                input_deadline_unix=job.spec.input_deadline_unix, live=job.spec.live)
+        slim.circuit.name = job.spec.circuit.name
+        for d in mine:
+            slim.circuit.inputs.add(name=d.name, length=d.length, lo=d.lo, hi=d.hi, source=d.source)
+        return slim
 
 
 def _refuse(reason: str) -> node_pb2.PrepareReply:
