@@ -12,7 +12,8 @@ import grpc
 
 from mpcnode.configfile import ConfigError
 from mpcnode.transport.tls import TlsMaterial
-from parley.v1 import coordinator_pb2_grpc as copg
+from mpcnode.transport.servicers import add_service
+from parley.v1 import coordinator_pb2 as cop
 
 from .client import JobFailed, close_inputs, progress_printer, rpc_error_text, submit, watch
 from .config import load_coordinator_config
@@ -29,7 +30,7 @@ async def serve(config: Path) -> None:
     scheduler = Scheduler(cfg, tls)
     scheduler.recover()
     server = grpc.aio.server()
-    copg.add_CoordinatorServicer_to_server(CoordinatorService(scheduler), server)
+    add_service(server, cop, "Coordinator", CoordinatorService(scheduler))  # malformed requests: INVALID_ARGUMENT
     if server.add_secure_port(cfg.listen, tls.server_credentials()) == 0:
         raise ConfigError(config, "listen", f"cannot bind {cfg.listen}")
     await server.start()

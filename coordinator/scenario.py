@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mpcnode.certs import NAME_RULE, valid_identity
 from mpcnode.circuit import validate
 import pydantic
-import yaml
 
-from mpcnode.configfile import ConfigError, from_validation_error, read_yaml
+from mpcnode.configfile import ConfigError, from_validation_error, parse_yaml, read_yaml
 from mpcnode.shamir import default_threshold
 from parley.v1 import circuit_pb2 as cpb
 
@@ -199,16 +198,7 @@ def load_scenario(path: Path | str) -> AnyScenario:
 
 
 def parse_scenario_text(text: str, path: Path | str) -> AnyScenario:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(path, where, f"invalid YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(path, "(file)", "invalid YAML: nested too deeply") from None
-    return parse_scenario(data, Path(path))
+    return parse_scenario(parse_yaml(text, path), Path(path))
 
 
 def parse_scenario(data: object, path: Path) -> AnyScenario:

@@ -5,6 +5,8 @@ job status, never a share or a result.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import time
 import uuid
@@ -50,6 +52,18 @@ class JobPlan:
         if left < need:
             return f"{left} parties left, t={self.t} needs {need}"
         return ""
+
+    def to_json(self) -> str:
+        """Everything needed to run the plan again (the coordinator keeps it for circuits built in code)."""
+        return json.dumps({"name": self.name, "parties": self.parties, "t": self.t, "timeout_s": self.timeout_s,
+                           "input_window_s": self.input_window_s,
+                           "circuit": base64.b64encode(self.circuit.SerializeToString(deterministic=True)).decode()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobPlan":
+        d = json.loads(text)
+        return cls(d["name"], cpb.Circuit.FromString(base64.b64decode(d["circuit"])), list(d["parties"]), int(d["t"]),
+                   float(d["timeout_s"]), float(d["input_window_s"]))
 
     @classmethod
     def of(cls, scenario: AnyScenario) -> "JobPlan":
@@ -123,7 +137,7 @@ class Scheduler:
 
     def submit_plan(self, job_id: str, plan: "JobPlan") -> None:
         """Run a circuit built in code (benchmarks, tests); recorded like any job."""
-        if not self.store.insert(job_id, plan.name, "<circuit>", ""):
+        if not self.store.insert(job_id, plan.name, "<circuit>", "", plan=plan.to_json()):
             raise ValueError(f"job {job_id} exists")
         self._launch(job_id, plan)
 
@@ -138,31 +152,57 @@ class Scheduler:
         self._close_requests[job_id].set()
 
     def recover(self) -> None:
-        """After a restart: re-attach to every unfinished job, or run it if it never reached the nodes."""
+        """After a restart, pick up every unfinished job in the database where it stopped.
+
+        PENDING (no node has it) and PREPARING (Prepare or Start may have been in flight; RUNNING is
+        recorded only after every Start returned) run again from Prepare and Start, which a node
+        answers idempotently for a job id and circuit it already holds. RUNNING is
+        re-attached: Start is sent again to the live parties (a node that never got it starts
+        now; one that has it just reports), then the nodes are watched as before. A job whose
+        plan cannot be rebuilt is marked FAILED with the reason.
+        """
         for job_id in self.store.unfinished():
             rec = self.store.get(job_id)
             assert rec is not None
             try:
-                scenario = parse_scenario_text(rec.scenario_yaml, rec.scenario_path)
-            except ValueError as exc:
-                self.store.update(job_id, state="FAILED", error=f"scenario no longer valid: {exc}")
+                if rec.plan:
+                    plan = JobPlan.from_json(rec.plan)
+                elif rec.scenario_path == "<circuit>":
+                    raise ValueError("a job built in code was recorded without its circuit")
+                else:
+                    plan = JobPlan.of(parse_scenario_text(rec.scenario_yaml, rec.scenario_path))
+            except (ValueError, KeyError) as exc:
+                self.store.update(job_id, state="FAILED", error=f"coordinator restarted and cannot rebuild the job: {exc}")
+                log.warning("job %s: cannot rebuild after restart: %s", job_id, exc)
                 continue
-            plan = JobPlan.of(scenario)
-            if rec.state == "PENDING":
+            if rec.state in ("PENDING", "PREPARING"):
+                log.info("job %s was %s: running it from Prepare", job_id, rec.state.lower())
                 self._launch(job_id, plan)
             else:
                 log.info("re-attaching to job %s (%s)", job_id, rec.state)
-                self.live[job_id] = Live(plan=plan)
+                self.live[job_id] = Live(plan=plan, state=rec.state, error=rec.error, rounds_done=rec.rounds_done,
+                                         live=rec.live.split(",") if rec.live else [])
                 self._close_requests[job_id] = asyncio.Event()
-                self._spawn(self._watch_nodes(job_id, plan))
+                self._spawn(self._reattach(job_id, plan))
+
+    async def _reattach(self, job_id: str, plan: JobPlan) -> None:
+        live = self.live[job_id].live or plan.parties
+        await asyncio.gather(*(self._call(o, "Start", node_pb2.JobRef(job_id=job_id, live=live)) for o in live),
+                             return_exceptions=True)   # idempotent; an unreachable node is judged by the watch
+        await self._watch_nodes(job_id, plan)
 
     # ---- running ----------------------------------------------------------------------
     def _set(self, job_id: str, **kw: object) -> None:
         live = self.live[job_id]
         for k, v in kw.items():
             setattr(live, k, v)
+        durable: dict[str, object] = {}
         if "state" in kw or "error" in kw:
-            self.store.update(job_id, state=live.state, error=live.error, rounds_done=live.rounds_done)
+            durable.update(state=live.state, error=live.error, rounds_done=live.rounds_done)
+        if "live" in kw:   # needed to re-attach after a restart: which parties take part
+            durable["live"] = ",".join(live.live)
+        if durable:
+            self.store.update(job_id, **durable)
         live.bump()
 
     async def _run(self, job_id: str, plan: JobPlan) -> None:
@@ -194,7 +234,7 @@ class Scheduler:
             return
         if down:
             log.warning("job %s runs without unreachable %s", job_id, ", ".join(down))
-        self._set(job_id, state="RUNNING", levels=0, live=live)
+        self._set(job_id, live=live)
         started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id, live=live))
                                          for org in live), return_exceptions=True)
         failed = [f"{org}: {_describe(r)}" for org, r in zip(live, started) if isinstance(r, BaseException)]
@@ -202,6 +242,9 @@ class Scheduler:
             await self._abort_all(job_id, plan)
             self._set(job_id, state="FAILED", error="could not start on " + "; ".join(failed))
             return
+        # RUNNING only once every live node has started: input clients wait for it, and a node that
+        # has not started yet would tell them a different set of live parties
+        self._set(job_id, state="RUNNING", levels=0)
         await self._watch_nodes(job_id, plan)
 
     async def _close_inputs(self, job_id: str, plan: JobPlan) -> None:

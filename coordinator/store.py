@@ -11,8 +11,11 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
   job_id TEXT PRIMARY KEY, scenario TEXT NOT NULL, scenario_path TEXT NOT NULL, scenario_yaml TEXT NOT NULL,
   fingerprint TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
-  rounds_done INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL);
+  rounds_done INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL,
+  live TEXT NOT NULL DEFAULT '', plan TEXT NOT NULL DEFAULT '');
 """
+# Columns added after the first release; an older database gets them on open.
+ADDED_COLUMNS = {"live": "TEXT NOT NULL DEFAULT ''", "plan": "TEXT NOT NULL DEFAULT ''"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class JobRecord:
     state: str
     error: str
     rounds_done: int
+    live: str = ""   # comma-separated parties taking part, once started ('' = all)
+    plan: str = ""   # a circuit built in code (JSON, see scheduler.JobPlan.to_json); '' for scenarios
 
 
 class JobStore:
@@ -33,18 +38,23 @@ class JobStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, decl in ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._db.close()
 
-    def insert(self, job_id: str, scenario: str, path: str, text: str) -> bool:
+    def insert(self, job_id: str, scenario: str, path: str, text: str, plan: str = "") -> bool:
         """False when the id exists already (a resubmission runs once)."""
         now = time.time()
         with self._lock:
             try:
-                self._db.execute("INSERT INTO jobs (job_id, scenario, scenario_path, scenario_yaml, state, created, updated)"
-                                 " VALUES (?,?,?,?,?,?,?)", (job_id, scenario, path, text, "PENDING", now, now))
+                self._db.execute("INSERT INTO jobs (job_id, scenario, scenario_path, scenario_yaml, state, created,"
+                                 " updated, plan) VALUES (?,?,?,?,?,?,?,?)",
+                                 (job_id, scenario, path, text, "PENDING", now, now, plan))
                 return True
             except sqlite3.IntegrityError:
                 return False
@@ -57,7 +67,7 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
             row = self._db.execute("SELECT job_id, scenario, scenario_path, scenario_yaml, fingerprint, state, error,"
-                                   " rounds_done FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+                                   " rounds_done, live, plan FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return JobRecord(*row) if row else None
 
     def unfinished(self) -> list[str]:

@@ -9,13 +9,35 @@ import yaml
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+# Hostile or broken files must fail fast (within about a second of CPU) with one line:
+# - the pure-Python YAML parser reads the densest text (`[1,1,1,...`) at about 0.1 MB/s, so YAML
+#   files are capped at MAX_YAML_BYTES (large node inputs belong in .npz files);
+# - its scanner spends time proportional to the flow nesting depth ([[[...]]]) on every token, and
+#   its composer recurses once per level, so nesting is capped too;
+# - aliases may not expand a document by more than MAX_ALIAS_EXPANSION nodes: a "billion laughs"
+#   file is a few hundred bytes that expand to 10^9 nodes in pydantic or repr(), and a cyclic alias
+#   is refused outright.
+# The C loader is not used: it overflows the C stack on deeply nested documents.
+MAX_YAML_BYTES = 128 * 1024
+MAX_YAML_DEPTH = 32
+MAX_FLOW_DEPTH = 8
+MAX_ALIAS_EXPANSION = 100_000
+# An error names its field and problem in full, unless a hostile file makes them absurdly long.
+_MAX_PART = {"path": 400, "field": 200, "problem": 1000}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
 
 class ConfigError(ValueError):
     """A config or scenario file is malformed; str() is one line naming the file, field and problem."""
 
     def __init__(self, path: Path | str, field: str, problem: str):
         self.path, self.field, self.problem = str(path), field, problem
-        super().__init__(" ".join(f"{path}: {field}: {problem}".splitlines()))  # one line, whatever the YAML held
+        line = f"{_clip(str(path), _MAX_PART['path'])}: {_clip(field, _MAX_PART['field'])}: " \
+               f"{_clip(problem, _MAX_PART['problem'])}"
+        super().__init__(" ".join(line.splitlines()))  # one line, whatever the YAML held
 
 
 def _location(loc: tuple) -> str:
@@ -39,22 +61,113 @@ def from_validation_error(path: Path | str, exc: pydantic.ValidationError) -> Co
     return ConfigError(path, _location(tuple(err["loc"])), msg + more)
 
 
-def read_yaml(path: Path) -> object:
+class _GuardedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses alias bombs and cyclic aliases, and reports scalars that the
+    safe constructors cannot convert (2024-13-45, a 5000-digit int, !!bool maybe) as YAML errors."""
+
+    _depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass):  # type: ignore[no-untyped-def]
+        if self.flow_level >= MAX_FLOW_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"[ ] or {{ }} nested more than {MAX_FLOW_DEPTH} levels deep",
+                                            self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):  # type: ignore[no-untyped-def]
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
+
+    def construct_object(self, node, deep=False):  # type: ignore[no-untyped-def]
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            shown = _clip(repr(node.value), 60) if isinstance(node, yaml.ScalarNode) else node.id
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown} as {node.tag.rsplit(':', 1)[-1]}: {exc}", node.start_mark) from None
+
+
+def _check_expansion(root: yaml.Node | None) -> None:
+    """Count the nodes of the document as if every alias were copied out; refuse a cycle, or an
+    expansion by more than MAX_ALIAS_EXPANSION nodes. Iterative, linear in the distinct nodes."""
+    if root is None:
+        return
+    cap = 1 << 62
+    sizes: dict[int, int] = {}
+    started: set[int] = set()
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        key = id(node)
+        if finished:
+            sizes[key] = min(cap, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if key in started:
+            raise yaml.composer.ComposerError(None, None, "an alias refers to a node that contains it",
+                                              node.start_mark)
+        started.add(key)
+        distinct += 1
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    if sizes[id(root)] - distinct > MAX_ALIAS_EXPANSION:
+        raise yaml.composer.ComposerError(
+            None, None, f"aliases expand the document by more than {MAX_ALIAS_EXPANSION} nodes", root.start_mark)
+
+
+def parse_yaml(text: str, path: Path | str) -> object:
+    """yaml.safe_load with the guards above; any problem is a one-line ConfigError."""
+    if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise ConfigError(path, "(file)", f"larger than {MAX_YAML_BYTES // 1024} KiB, the limit for YAML files"
+                                          " (large node inputs belong in .npz files)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, "(file)", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
-    try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_GuardedLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(path, where, f"invalid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(path, "(file)", "invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        raise ConfigError(path, "(file)", f"invalid YAML: {type(exc).__name__}: {exc}") from None
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(path, "(file)", f"larger than {MAX_YAML_BYTES // 1024} KiB, the limit for YAML files"
+                                          " (large node inputs belong in .npz files)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
+    return parse_yaml(text, path)
 
 
 def load_model(path: Path | str, model: type[M]) -> M:

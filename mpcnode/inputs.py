@@ -2,6 +2,7 @@
 validated before any sharing."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,15 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 
 from . import field
-from .configfile import ConfigError, read_yaml
+from .configfile import ConfigError, _clip, read_yaml
 
 
 class InputError(ValueError):
-    """The organization's own input is missing, malformed or out of range; nothing was shared."""
+    """The organization's own input is missing, malformed or out of range; nothing was shared.
+    str() is one line (it travels in a job's refusal reason), clipped to a sane length."""
+
+    def __init__(self, message: str):
+        super().__init__(_clip(" ".join(str(message).splitlines()), 1500))
 
 
 def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.ndarray:
@@ -25,7 +30,7 @@ def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.
         raise InputError(f"{where}: {name}: expected {decl.length} value(s), got {len(items)}")
     for k, v in enumerate(items):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise InputError(f"{where}: {name}[{k}]: expected an integer, got {type(v).__name__} {v!r}")
+            raise InputError(f"{where}: {name}[{k}]: expected an integer, got {type(v).__name__} {_clip(repr(v), 80)}")
         if not decl.lo <= v <= decl.hi:
             raise InputError(f"{where}: {name}[{k}]: value {v} outside the declared range [{decl.lo}, {decl.hi}]")
     return field.asfield(np.array(items, dtype=np.int64))
@@ -46,12 +51,36 @@ def _check_array(name: str, arr: np.ndarray, decl: cpb.InputDecl, where: str) ->
     return field.asfield(a)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, decls: list[cpb.InputDecl]) -> dict[str, np.ndarray]:
+    """The arrays named by `decls` from an .npz archive (numpy arrays, never pickles). Each array's
+    header is checked against its declaration before any data is read, so an archive that claims
+    a huge shape, or a member that decompresses to gigabytes, costs nothing."""
+    out: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read as .npz: {exc}") from None
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            for decl in decls:
+                key = decl.key or decl.name
+                if f"{key}.npy" not in members:
+                    continue  # reported as missing by the caller
+                with archive.open(f"{key}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                if dtype.kind not in "iu":
+                    raise InputError(f"{path}: {key}: expected integers, got dtype {dtype}")
+                if len(shape) != 1 or shape[0] != decl.length:
+                    raise InputError(f"{path}: {key}: expected {decl.length} value(s), got shape {list(shape)}")
+                with archive.open(f"{key}.npy") as f:
+                    out[key] = np.lib.format.read_array(f, allow_pickle=False)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: (file): file not found") from None
+    except Exception as exc:  # a corrupt archive (zip, zlib, npy header): whatever fails, nothing was shared
+        raise InputError(f"{path}: cannot read as .npz: {type(exc).__name__}: {exc}") from None
+    return out
 
 
 def load_node_inputs(path: Path | None, decls: list[cpb.InputDecl], scenario: str) -> dict[str, np.ndarray]:
@@ -61,7 +90,7 @@ def load_node_inputs(path: Path | None, decls: list[cpb.InputDecl], scenario: st
     if path is None:
         raise InputError(f"no input file configured for scenario {scenario!r}")
     if path.suffix == ".npz":  # large inputs: numpy arrays, never pickles
-        data: object = _read_npz(path)
+        data: object = _read_npz(path, decls)
     else:
         try:
             data = read_yaml(path)

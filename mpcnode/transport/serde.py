@@ -5,6 +5,8 @@ import numpy as np
 
 from .. import field
 
+MAX_DIMS = 32
+
 
 def encode(arr: np.ndarray) -> tuple[bytes, list[int]]:
     return np.ascontiguousarray(arr, dtype="<u8").tobytes(), list(arr.shape)
@@ -12,11 +14,15 @@ def encode(arr: np.ndarray) -> tuple[bytes, list[int]]:
 
 def decode(payload: bytes, shape: list[int] | tuple[int, ...], what: str) -> np.ndarray:
     """Decode and validate peer-supplied field elements: length matches shape, every element < p."""
-    count = 1
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"{what}: {len(shape)} dimensions, at most {MAX_DIMS}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{what}: negative dimension")
+    count = 0 if 0 in shape else 1
     for d in shape:
-        if d < 0:
-            raise ValueError(f"{what}: negative dimension")
         count *= d
+        if count > len(payload) // 8:  # stop early: a hostile shape must not cost a huge product
+            break
     if len(payload) != 8 * count:
         raise ValueError(f"{what}: {len(payload)} bytes do not hold shape {list(shape)}")
     arr = np.frombuffer(payload, dtype="<u8").astype(np.uint64, copy=False).reshape(tuple(shape))

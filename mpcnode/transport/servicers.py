@@ -25,6 +25,16 @@ _STATUS = [
 ]
 
 
+MAX_DETAIL = 1000  # status details travel in trailing metadata (8 KiB by default) and into logs
+
+
+def _one_line(text: str) -> str:
+    """A refusal reason as one line of bounded length: a hostile request (a 10^6-character job id, a
+    round label with newlines) must not forge log lines or exceed the caller's metadata limit."""
+    text = " ".join(text.splitlines())
+    return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + f"... ({len(text) - MAX_DETAIL} more characters)"
+
+
 def rpc(handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -37,8 +47,9 @@ def rpc(handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
                 code = grpc.StatusCode.ALREADY_EXISTS
             if isinstance(exc, Conflict) and "already submitted" in str(exc):
                 code = grpc.StatusCode.ALREADY_EXISTS
-            log.info("%s from %s refused: %s", handler.__name__, caller, exc)
-            await context.abort(code, str(exc))
+            detail = _one_line(str(exc))
+            log.info("%s from %s refused: %s", handler.__name__, caller, detail)
+            await context.abort(code, detail)
     return wrapper
 
 
@@ -105,8 +116,62 @@ class InputIntake(node_pb2_grpc.InputIntakeServicer):
         return self.node.job_info(caller, request.job_id)
 
 
+class Malformed:
+    """A request body that does not decode as the method's message type."""
+
+    def __init__(self, type_name: str, exc: Exception):
+        self.problem = f"malformed {type_name}: {exc}"
+
+
+def add_service(server: grpc.aio.Server, pb2_module: Any, service: str, servicer: Any) -> None:
+    """Register `servicer` for `service` (as the generated add_*_to_server does), except that a
+    request body that does not decode is refused with INVALID_ARGUMENT and one log line, instead of
+    grpc's UNKNOWN "Unexpected DecodeError" and a traceback in the log for every such request."""
+    desc = pb2_module.DESCRIPTOR.services_by_name[service]
+    handlers = {}
+    for method in desc.methods:
+        request_type = getattr(pb2_module, method.input_type.name)
+        reply_type = getattr(pb2_module, method.output_type.name)
+        behavior = getattr(servicer, method.name)
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(_refusing_malformed(behavior, method.server_streaming, service, method.name),
+                                     request_deserializer=_lenient(request_type),
+                                     response_serializer=reply_type.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(desc.full_name, handlers),))
+
+
+def _lenient(request_type: Any) -> Callable[[bytes], Any]:
+    def parse(raw: bytes) -> Any:
+        try:
+            return request_type.FromString(raw)
+        except Exception as exc:  # DecodeError, and whatever else a hostile body makes the parser raise
+            return Malformed(request_type.DESCRIPTOR.name, exc)
+    return parse
+
+
+def _refusing_malformed(behavior: Callable[..., Any], streaming: bool, service: str, name: str) -> Callable[..., Any]:
+    async def refuse(request: Malformed, context: grpc.aio.ServicerContext) -> None:
+        detail = _one_line(request.problem)
+        log.info("%s.%s from %s refused: %s", service, name, caller_identity(context), detail)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
+
+    if streaming:
+        async def stream(request: Any, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            if isinstance(request, Malformed):
+                await refuse(request, context)
+            async for reply in behavior(request, context):
+                yield reply
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Malformed):
+            await refuse(request, context)
+        return await behavior(request, context)
+    return unary
+
+
 def add_all(server: grpc.aio.Server, node: Node) -> None:
-    node_pb2_grpc.add_NodeControlServicer_to_server(NodeControl(node), server)
-    node_pb2_grpc.add_PeerExchangeServicer_to_server(PeerExchange(node), server)
-    node_pb2_grpc.add_ResultReleaseServicer_to_server(ResultRelease(node), server)
-    node_pb2_grpc.add_InputIntakeServicer_to_server(InputIntake(node), server)
+    add_service(server, node_pb2, "NodeControl", NodeControl(node))
+    add_service(server, node_pb2, "PeerExchange", PeerExchange(node))
+    add_service(server, node_pb2, "ResultRelease", ResultRelease(node))
+    add_service(server, node_pb2, "InputIntake", InputIntake(node))

@@ -120,13 +120,16 @@ class Cluster:
     @classmethod
     def create(cls, root: Path, scenarios: list[dict | Path], inputs: dict[str, dict[str, object]] | None = None,
                extra_identities: tuple[str, ...] | list[str] = (), policy_overrides: dict[str, dict] | None = None,
-               node_overrides: dict[str, dict] | None = None) -> "Cluster":
+               node_overrides: dict[str, dict] | None = None,
+               coordinator_overrides: dict | None = None) -> "Cluster":
         """Write scenarios, inputs, certificates and configs under `root` (nothing is started).
 
         scenarios: scenario mappings (as in a YAML file) or paths of scenario files (copied).
         inputs: {scenario name: {org: value}}; a value that is a mapping is written as the whole
         input file, anything else as {<input name>: value} (total/average scenarios). Written to
         <root>/inputs/<scenario>/<org>.yaml, where write_deployment(input_root=...) finds them.
+        node_overrides / coordinator_overrides: fields merged into a node's / the coordinator's
+        config file (e.g. round_timeout_s, max_message_mb / rpc_timeout_s, poll_interval_s).
         """
         root = root.resolve()
         sdir = root / "scenarios"
@@ -154,6 +157,10 @@ class Cluster:
         certs = make_certs(root / "certs", identities)
         dep = write_deployment(root / "deploy", certs, list(loaded.values()), input_root=input_root,
                                policy_overrides=policy_overrides, node_overrides=node_overrides)
+        if coordinator_overrides:
+            cfg = yaml.safe_load(dep.coordinator_config.read_text())
+            cfg.update(coordinator_overrides)
+            dep.coordinator_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return cls(root, certs, dep, loaded, input_root)
 
     @property
@@ -216,6 +223,24 @@ class Cluster:
         processes.kill(proc)
         _LIVE.discard(proc)
 
+    def restart(self, name: str) -> None:
+        """Start a node (or "coordinator") again after kill/stop, on the same config and data, and wait
+        until it answers; a process that is still running is left alone."""
+        old = self.procs.get(name)
+        if old is not None and old.poll() is None:
+            return
+        operator = self.tls("operator")
+        if name == "coordinator":
+            proc = processes.start_coordinator(self.deployment.coordinator_config, self.log(name))
+            self._spawn(name, proc)
+            run_sync(processes.wait_coordinator_ready(self.deployment.coordinator_address, operator, proc,
+                                                      timeout=START_TIMEOUT_S, log=self.log(name)))
+        else:
+            proc = processes.start_node(self.deployment.node_configs[name], self.log(name))
+            self._spawn(name, proc)
+            run_sync(processes.wait_node_ready(name, self.deployment.addresses[name], operator, proc,
+                                               timeout=START_TIMEOUT_S, log=self.log(name)))
+
     @contextlib.contextmanager
     def running(self) -> Iterator["Cluster"]:
         try:
@@ -265,6 +290,41 @@ class Cluster:
         """NodeControl.Status as `identity` (raises grpc.aio.AioRpcError, e.g. NOT_FOUND)."""
         async with secure_channel(self.deployment.addresses[org], org, self.tls(identity)) as ch:
             return await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.JobRef(job_id=job_id), timeout=10)
+
+    async def health(self, org: str, timeout: float = 10.0) -> node_pb2.HealthReply:
+        """NodeControl.Health (raises grpc.aio.AioRpcError when the node does not answer)."""
+        async with secure_channel(self.deployment.addresses[org], org, self.tls("operator")) as ch:
+            return await node_pb2_grpc.NodeControlStub(ch).Health(node_pb2.HealthRequest(), timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def local_coordinator(self, **config: object):
+        """The coordinator's own Scheduler and gRPC service, in this test's event loop, as identity
+        "coordinator", on a fresh database and port. For circuits built in code
+        (Scheduler.submit_plan), which the coordinator process only accepts as scenarios.
+        Yields (scheduler, address): follow a job with `coordinator.client.watch(address, ...)`."""
+        from coordinator.config import CoordinatorConfig
+        from coordinator.deploy import free_ports
+        from coordinator.scheduler import Scheduler
+        from coordinator.service import CoordinatorService
+        from parley.v1 import coordinator_pb2_grpc as copg
+
+        address = f"127.0.0.1:{free_ports(1)[0]}"
+        cfg = CoordinatorConfig(**{
+            "listen": address, "tls": {"ca": self.certs / "ca.pem", "cert": self.certs / "coordinator.pem",
+                                       "key": self.certs / "coordinator.key"},
+            "nodes": self.deployment.addresses,
+            "database": self.root / f"local-coordinator-{uuid.uuid4().hex[:8]}.sqlite3", **config})
+        tls = self.tls("coordinator")
+        scheduler = Scheduler(cfg, tls)
+        server = grpc.aio.server()
+        copg.add_CoordinatorServicer_to_server(CoordinatorService(scheduler), server)
+        assert server.add_secure_port(address, tls.server_credentials()) != 0
+        await server.start()
+        try:
+            yield scheduler, address
+        finally:
+            await server.stop(grace=0.5)
+            await scheduler.close()
 
     # ---- node state on disk -------------------------------------------------------------------
     def output_share(self, org: str, job_id: str, output: str) -> np.ndarray:
