@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
 import numpy as np
 import pytest
 
@@ -74,7 +75,13 @@ def tally(voters: list[str]) -> dict:
 
 async def wait_running(cluster: Cluster, job_id: str) -> None:
     async with asyncio.timeout(30):
-        while (await cluster.node_status("drop-a", job_id)).state != 2:  # JOB_STATE_RUNNING
+        while True:
+            try:
+                if (await cluster.node_status("drop-a", job_id)).state == 2:  # JOB_STATE_RUNNING
+                    return
+            except grpc.aio.AioRpcError as exc:   # NOT_FOUND until the coordinator's Prepare arrives
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
             await asyncio.sleep(0.05)
 
 

@@ -162,6 +162,15 @@ class Rig:
                 assert reply.organization == target
 
 
+async def _state_or_none(c: Cluster, org: str, job_id: str) -> int | None:
+    try:
+        return (await c.node_status(org, job_id)).state
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory):
     c = Cluster.create(tmp_path_factory.mktemp("fuzz-rpc"), [TOTAL, VOTE], inputs={"fuzz-total": AMOUNTS},
@@ -174,8 +183,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory):
                 assert (await c.fetch(done, "total", READER)).value == sum(AMOUNTS.values())
                 bait = await c.submit("fuzz-vote")        # stays open for ballots: never closed
                 async with asyncio.timeout(30):
-                    while (await c.node_status("fz-b", bait)).state != node_pb2.JOB_STATE_RUNNING:
-                        await asyncio.sleep(0.05)
+                    while await _state_or_none(c, "fz-b", bait) != node_pb2.JOB_STATE_RUNNING:
+                        await asyncio.sleep(0.05)   # NOT_FOUND until the coordinator's Prepare arrives
                 return done, bait
             r.done_job, r.bait_job = r.run(setup(), timeout=120)
             r.legit_node_jobs |= {r.done_job, r.bait_job}
