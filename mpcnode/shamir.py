@@ -65,34 +65,27 @@ def share(values: np.ndarray, n: int, t: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def lagrange_at_zero(parties: tuple[int, ...]) -> tuple[int, ...]:
-    """Coefficients l_i with f(0) = sum l_i f(x_i) for every polynomial of degree < len(parties)."""
-    xs = [point(i) for i in parties]
-    coeffs = []
-    for i, xi in enumerate(xs):
-        num, den = 1, 1
-        for j, xj in enumerate(xs):
-            if j != i:
-                num = num * (-xj) % field.P
-                den = den * (xi - xj) % field.P
-        coeffs.append(num * field.inv_scalar(den) % field.P)
-    return tuple(coeffs)
-
-
-@lru_cache(maxsize=None)
-def lagrange_at(parties: tuple[int, ...], target: int) -> tuple[int, ...]:
-    """Coefficients l_i with f(point(target)) = sum l_i f(x_i)."""
-    xs = [point(i) for i in parties]
-    x = point(target)
-    coeffs = []
+def interpolation_weights(xs: tuple[int, ...], x: int) -> tuple[int, ...]:
+    """Weights w_i with f(x) = sum w_i f(xs[i]) for every polynomial of degree < len(xs)."""
+    weights = []
     for i, xi in enumerate(xs):
         num, den = 1, 1
         for j, xj in enumerate(xs):
             if j != i:
                 num = num * (x - xj) % field.P
                 den = den * (xi - xj) % field.P
-        coeffs.append(num * field.inv_scalar(den) % field.P)
-    return tuple(coeffs)
+        weights.append(num * field.inv_scalar(den) % field.P)
+    return tuple(weights)
+
+
+def lagrange_at_zero(parties: tuple[int, ...]) -> tuple[int, ...]:
+    """Coefficients l_i with f(0) = sum l_i f(x_i) for every polynomial of degree < len(parties)."""
+    return interpolation_weights(tuple(point(i) for i in parties), 0)
+
+
+def lagrange_at(parties: tuple[int, ...], target: int) -> tuple[int, ...]:
+    """Coefficients l_i with f(point(target)) = sum l_i f(x_i)."""
+    return interpolation_weights(tuple(point(i) for i in parties), point(target))
 
 
 def combine(shares: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -219,20 +218,9 @@ def _stream_label(label: str, dealer: int, receiver: int) -> bytes:
     return f"{label}|{dealer}>{receiver}".encode()
 
 
-@lru_cache(maxsize=None)
 def _dealing_weights(seeded: tuple[int, ...], k: int) -> tuple[int, ...]:
-    """Lagrange weights giving f(point(k)) from f(0) and f at the dealer's seeded receivers."""
-    xs = [0] + [shamir.point(j) for j in seeded]
-    x = shamir.point(k)
-    weights = []
-    for i, xi in enumerate(xs):
-        num, den = 1, 1
-        for j, xj in enumerate(xs):
-            if j != i:
-                num = num * (x - xj) % field.P
-                den = den * (xi - xj) % field.P
-        weights.append(num * field.inv_scalar(den) % field.P)
-    return tuple(weights)
+    """Weights giving f(point(k)) from f(0) and f at the dealer's seeded receivers."""
+    return shamir.interpolation_weights((0, *(shamir.point(j) for j in seeded)), shamir.point(k))
 
 
 def xor_from_product(a: np.ndarray, b: np.ndarray, ab: np.ndarray) -> np.ndarray:

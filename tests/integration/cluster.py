@@ -291,6 +291,18 @@ class Cluster:
         async with secure_channel(self.deployment.addresses[org], org, self.tls(identity)) as ch:
             return await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.JobRef(job_id=job_id), timeout=10)
 
+    async def wait_running(self, org: str, job_id: str, timeout: float = 30.0) -> None:
+        """Until `org` runs the job (client inputs open then); NOT_FOUND until Prepare arrives."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    if (await self.node_status(org, job_id)).state == node_pb2.JOB_STATE_RUNNING:
+                        return
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                await asyncio.sleep(0.05)
+
     async def health(self, org: str, timeout: float = 10.0) -> node_pb2.HealthReply:
         """NodeControl.Health (raises grpc.aio.AioRpcError when the node does not answer)."""
         async with secure_channel(self.deployment.addresses[org], org, self.tls("operator")) as ch:

@@ -39,14 +39,7 @@ def cluster(tmp_path_factory):
 async def run_auction(cluster: Cluster, scenario: str, bids: dict[str, int]) -> tuple[list[int], object]:
     job_id = await cluster.submit(scenario)
     nodes = cluster.nodes_of(scenario)
-    async with asyncio.timeout(30):
-        while True:   # inputs open once every node has started the job
-            try:
-                if (await cluster.node_status("house", job_id)).state == 2:
-                    break
-            except Exception:
-                pass
-            await asyncio.sleep(0.05)
+    await cluster.wait_running("house", job_id)   # inputs open once the nodes run the job
     # submit in list order, one after another, so arrival order (the tie rule) is deterministic
     for bidder, bid in bids.items():
         await client_submit(job_id, "bids", [bid], nodes, cluster.tls(bidder))
@@ -91,14 +84,7 @@ async def test_reserve_not_met_reveals_only_no_sale(cluster) -> None:
 async def test_bid_rules_and_who_may_read(cluster) -> None:
     job_id = await cluster.submit("first")
     nodes = cluster.nodes_of("first")
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                if (await cluster.node_status("house", job_id)).state == 2:
-                    break
-            except Exception:
-                pass
-            await asyncio.sleep(0.05)
+    await cluster.wait_running("house", job_id)
     with pytest.raises(SubmitError, match="outside the declared range"):
         await client_submit(job_id, "bids", [10 ** 12 + 1], nodes, cluster.tls("bidder-01"))
     await client_submit(job_id, "bids", [10], nodes, cluster.tls("bidder-01"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import grpc
 import numpy as np
 import pytest
 
@@ -73,18 +72,6 @@ def tally(voters: list[str]) -> dict:
     return {"x": int(counts[0]), "y": int(counts[1]), "z": int(counts[2]), "invalid": 0}
 
 
-async def wait_running(cluster: Cluster, job_id: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                if (await cluster.node_status("drop-a", job_id)).state == 2:  # JOB_STATE_RUNNING
-                    return
-            except grpc.aio.AioRpcError as exc:   # NOT_FOUND until the coordinator's Prepare arrives
-                if exc.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-            await asyncio.sleep(0.05)
-
-
 async def test_node_down_before_the_job(cluster, stop_e) -> None:
     stop_e()
     final = await cluster.run("drop-total")
@@ -93,7 +80,7 @@ async def test_node_down_before_the_job(cluster, stop_e) -> None:
     assert "drop-e" not in res.nodes
     # a circuit with products needs 2t+1 = 3 of the 5 with t = 1: four remain
     job_id = await cluster.submit("drop-vote")
-    await wait_running(cluster, job_id)
+    await cluster.wait_running("drop-a", job_id)
     await cast(cluster, job_id, VOTERS)
     from coordinator.client import close_inputs
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
@@ -106,7 +93,7 @@ async def test_node_down_during_the_input_window(cluster, stop_e) -> None:
     from coordinator.client import close_inputs
 
     job_id = await cluster.submit("drop-vote")
-    await wait_running(cluster, job_id)
+    await cluster.wait_running("drop-a", job_id)
     early, late = VOTERS[:7], VOTERS[7:]
     await cast(cluster, job_id, early)
     stop_e()

@@ -54,14 +54,7 @@ def valid(row: list[int], approval: bool) -> bool:
 async def run_vote(cluster: Cluster, scenario: str, cast: dict[str, list[int]]):
     job_id = await cluster.submit(scenario)
     nodes = cluster.nodes_of(scenario)
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                if (await cluster.node_status("office", job_id)).state == 2:
-                    break
-            except Exception:
-                pass
-            await asyncio.sleep(0.05)
+    await cluster.wait_running("office", job_id)
 
     async def one(voter: str, row: list[int]) -> None:
         try:
