@@ -128,8 +128,10 @@ class Rig:
             if method.endswith("/Watch"):
                 call = ch.unary_stream(method, request_serializer=None, response_deserializer=None)(
                     body, timeout=CALL_TIMEOUT_S)
-                async for reply in call:
-                    replies.append(reply)
+                async for reply in call:   # a watch of a running job streams until it ends: the first
+                    replies.append(reply)      # snapshot is the answer (a hang would never send one)
+                    call.cancel()
+                    break
             else:
                 replies.append(await ch.unary_unary(method, request_serializer=None, response_deserializer=None)(
                     body, timeout=CALL_TIMEOUT_S))
