@@ -184,12 +184,25 @@ class Node:
         return self._status(job)
 
     def abort(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
+        """Stop a job. A job this node already finished is withdrawn too: when the coordinator
+        declares a job failed (say another node died after our last round), no node may keep
+        releasing its output, or a recipient could open the result of a "failed" job."""
         self._require_coordinator(caller)
-        job = self._job(job_id)
+        job = self.jobs.get(job_id)
+        if job is None:
+            row = self.store.job(job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id} on {self.org}")
+            if row.state == State.DONE:
+                self.store.withdraw_outputs(job_id, f"aborted by {caller} after it finished here")
+            return self.status(caller, job_id)
         if job.state in (State.PREPARED, State.RUNNING):
             self._fail(job, f"aborted by {caller}")
             if job.task:
                 job.task.cancel()
+        elif job.state == State.DONE:
+            job.state, job.error = State.FAILED, f"aborted by {caller} after it finished here"
+            self.store.withdraw_outputs(job_id, job.error)
         return self._status(job)
 
     def _set_live(self, job: Job, live: list[str] | None) -> None:

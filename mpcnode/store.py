@@ -126,6 +126,11 @@ class ShareStore:
         stmts.append(("UPDATE jobs SET state=?, error='', updated=? WHERE job_id=?", ("DONE", time.time(), job_id)))
         self._tx(stmts)
 
+    def withdraw_outputs(self, job_id: str, reason: str) -> None:
+        """Delete a finished job's output shares and mark it failed, atomically."""
+        self._tx([("DELETE FROM outputs WHERE job_id=?", (job_id,)),
+                  ("UPDATE jobs SET state=?, error=?, updated=? WHERE job_id=?", ("FAILED", reason, time.time(), job_id))])
+
     def output(self, job_id: str, name: str) -> OutputRow | None:
         rows = self._query("SELECT share, recipients, row_labels FROM outputs WHERE job_id=? AND name=?", (job_id, name))
         if not rows:

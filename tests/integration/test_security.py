@@ -285,3 +285,19 @@ async def test_only_operators_may_use_the_coordinator(cluster: Cluster) -> None:
 
 def test_the_nodes_survived(cluster: Cluster) -> None:
     cluster.assert_alive()
+
+
+# ---- a job the coordinator declares failed releases nothing ----------------------------------------
+
+async def test_abort_withdraws_the_outputs_of_a_job_a_node_had_finished(cluster: Cluster) -> None:
+    """The coordinator fails a job when one node never reports DONE (e.g. it died after the last
+    round) and aborts it everywhere: nodes that had finished must stop releasing its output."""
+    job = (await cluster.run("sec-four")).job_id
+    assert (await cluster.fetch(job, "total", "auditor")).value == sum(GOOD.values())
+    for org in FOUR:
+        async with secure_channel(cluster.deployment.addresses[org], org, cluster.tls("coordinator")) as ch:
+            st = await node_pb2_grpc.NodeControlStub(ch).Abort(node_pb2.JobRef(job_id=job), timeout=10)
+        assert st.state == node_pb2.JOB_STATE_FAILED and "after it finished" in st.error
+        assert cluster.stored_outputs(org, job) == 0
+    with pytest.raises(FetchError):
+        await cluster.fetch(job, "total", "auditor")
