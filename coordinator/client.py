@@ -20,13 +20,13 @@ async def submit(address: str, tls: TlsMaterial, scenario_path: Path, job_id: st
     async with secure_channel(address, "coordinator", tls) as ch:
         reply = await copg.CoordinatorStub(ch).Submit(
             cop.SubmitRequest(scenario_yaml=scenario_path.read_text(), scenario_path=str(scenario_path), job_id=job_id),
-            timeout=30)
+            timeout=30, wait_for_ready=True)
     return reply.job_id, reply.created
 
 
 async def close_inputs(address: str, tls: TlsMaterial, job_id: str) -> None:
     async with secure_channel(address, "coordinator", tls) as ch:
-        await copg.CoordinatorStub(ch).CloseInputs(cop.CloseRequest(job_id=job_id), timeout=30)
+        await copg.CoordinatorStub(ch).CloseInputs(cop.CloseRequest(job_id=job_id), timeout=30, wait_for_ready=True)
 
 
 async def watch(address: str, tls: TlsMaterial, job_id: str, on_progress: Callable[[cop.JobProgress], None],
@@ -34,7 +34,9 @@ async def watch(address: str, tls: TlsMaterial, job_id: str, on_progress: Callab
     """Follow the job; returns the final progress, raises JobFailed with the reason on failure."""
     last = None
     async with secure_channel(address, "coordinator", tls) as ch:
-        async for p in copg.CoordinatorStub(ch).Watch(cop.WatchRequest(job_id=job_id), timeout=timeout):
+        # wait_for_ready: a connection attempt that fails under load is retried within the deadline
+        async for p in copg.CoordinatorStub(ch).Watch(cop.WatchRequest(job_id=job_id), timeout=timeout,
+                                                      wait_for_ready=True):
             on_progress(p)
             last = p
     if last is None:
