@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
 import grpc
 
 from mpcnode.configfile import ConfigError
+from mpcnode.transport.serving import load_tls, serve_until_signalled
 from mpcnode.transport.tls import TlsMaterial
 from mpcnode.transport.servicers import add_service
 from parley.v1 import coordinator_pb2 as cop
@@ -23,10 +23,7 @@ from .service import CoordinatorService
 
 async def serve(config: Path) -> None:
     cfg = load_coordinator_config(config)
-    try:
-        tls = TlsMaterial.load(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
-    except OSError as exc:
-        raise ConfigError(config, "tls", f"cannot read certificate material: {exc}") from None
+    tls = load_tls(config, cfg.tls)
     scheduler = Scheduler(cfg, tls)
     scheduler.recover()
     server = grpc.aio.server()
@@ -35,12 +32,7 @@ async def serve(config: Path) -> None:
         raise ConfigError(config, "listen", f"cannot bind {cfg.listen}")
     await server.start()
     logging.getLogger("parley.coordinator").info("coordinator listening on %s", cfg.listen)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(grace=1.0)
+    await serve_until_signalled(server)
     await scheduler.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -14,15 +13,13 @@ from .config import load_node_config
 from .configfile import ConfigError
 from .node import Node
 from .transport.servicers import add_all
-from .transport.tls import TlsMaterial, message_options
+from .transport.serving import load_tls, serve_until_signalled
+from .transport.tls import message_options
 
 
 async def serve(config_path: Path, port_file: Path | None) -> None:
     cfg = load_node_config(config_path)
-    try:
-        tls = TlsMaterial.load(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
-    except OSError as exc:
-        raise ConfigError(config_path, "tls", f"cannot read certificate material: {exc}") from None
+    tls = load_tls(config_path, cfg.tls)
     node = Node(cfg, tls)
     server = grpc.aio.server(options=message_options(cfg.max_message_mb))
     add_all(server, node)
@@ -35,12 +32,7 @@ async def serve(config_path: Path, port_file: Path | None) -> None:
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(port))
         tmp.replace(port_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(grace=1.0)
+    await serve_until_signalled(server)
     await node.close()
 
 
