@@ -241,6 +241,13 @@ async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
     return outs, bit
 
 
+async def _masks_for(s: Session, label: str, flat: np.ndarray, solved: Solved | None) -> Solved:
+    """The solved random bits masking `flat`: the caller's precomputed ones (checked) or fresh."""
+    if solved is None:
+        solved = await random_solved_bits(s, f"{label}/rand", flat.size)
+    return _check_solved(solved, flat.size, label)
+
+
 async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
               solved: Solved | None = None) -> np.ndarray:
     """Shares of [x < 0] for shared x with |x| < 2^bit_length (bit_length in 1..59).
@@ -252,13 +259,10 @@ async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
     _check_bit_length(bit_length)
     x = np.asarray(x, dtype=np.uint64)
     flat = _flat(x)
-    m = flat.size
-    if m == 0:
+    if flat.size == 0:
         return np.zeros(x.shape, dtype=np.uint64)
-    if solved is None:
-        solved = await random_solved_bits(s, f"{label}/rand", m)
-    _check_solved(solved, m, label)
-    _, bit = await _ltz_select(s, label, flat, solved, (), (0, m))
+    solved = await _masks_for(s, label, flat, solved)
+    _, bit = await _ltz_select(s, label, flat, solved, (), (0, flat.size))
     return bit.reshape(x.shape)
 
 
@@ -304,9 +308,7 @@ async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | 
     m = flat.size
     if m == 0:
         return np.zeros(x.shape, dtype=np.uint64)
-    if solved is None:
-        solved = await random_solved_bits(s, f"{label}/rand", m)
-    r, rb = _check_solved(solved, m, label)
+    r, rb = await _masks_for(s, label, flat, solved)
     c, q = await asyncio.gather(s.open(f"{label}/open", field.add(flat, r)),
                                 _pair_products(s, f"{label}/pairs", rb))
     zero = np.flatnonzero(c == 0)          # public: every party takes the same branch
