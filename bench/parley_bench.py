@@ -219,13 +219,12 @@ async def run_secure(workload: str, n: int) -> Figures:
 
 async def run_submissions(count: int, concurrency: int = 64) -> tuple[float, float, list[float]]:
     """`count` voters submit ballots concurrently over mutual TLS; returns (per_s, p99_ms, latencies)."""
-    from coordinator.builder import CircuitBuilder as Builder
     from mpcnode.client import submit
 
     voters = [f"voter-{i:05d}" for i in range(count)]
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         work = Path(tmp)
-        b = Builder("bench-submit")
+        b = CircuitBuilder("bench-submit")
         x = b.client_input("ballots", voters, 5, 0, 1)
         b.output("tally", b.column_sums(x, 5), [RECIPIENT])
         circuit = b.build()

@@ -64,7 +64,6 @@ class Executor:
         return {out.name: values[out.value] for out in self.circuit.outputs}
 
     async def _interactive_level(self, level: int, ops: list[cpb.Op], values: Values) -> None:
-        s = self.s
         tasks = []
         products = [op for op in ops if op.kind in (cpb.OP_MUL, cpb.OP_DOT, cpb.OP_SELECT, cpb.OP_MUL_ROWS)]
         if products:
