@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from coordinator import processes
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from coordinator.config import CoordinatorConfig
 from coordinator.deploy import Deployment, write_nodes
 from coordinator.scheduler import JobPlan, Scheduler

@@ -22,7 +22,7 @@ from parley.v1 import coordinator_pb2_grpc as copg
 from . import processes
 from .client import close_inputs, progress_printer, submit, watch
 from .deploy import Deployment, write_deployment
-from .scenario import AnyScenario, load_scenario
+from mpcnode.computation.scenario import AnyScenario, load_scenario
 
 
 async def wait_running(address: str, tls: TlsMaterial, job_id: str, timeout: float = 60.0) -> None:
@@ -47,18 +47,21 @@ def client_inputs(path: Path, sc: AnyScenario) -> dict[str, list[int]]:
 
 async def submit_clients(dep: Deployment, sc: AnyScenario, input_name: str, values: dict[str, list[int]],
                          job_id: str, concurrency: int = 32) -> None:
+    """Each client checks the job against the fingerprint published with the scenario (here: computed
+    from the scenario file, as an organizer's web page would show it) before it sends a share."""
     nodes = {o: dep.addresses[o] for o in sc.parties}
+    expected = sc.computation().fingerprint()
     gate = asyncio.Semaphore(concurrency)
 
     async def one(client: str, vals: list[int]) -> None:
         tls = TlsMaterial.for_identity(dep.certs, client)
         async with gate:
             try:
-                await client_submit(job_id, input_name, vals, nodes, tls)
+                await client_submit(job_id, input_name, vals, nodes, tls, expected)
             except SubmitError as exc:
                 print(f"note: {client}'s input fails the client-side check ({exc}); submitting it anyway, "
                       "as a misbehaving client would, to show validation inside MPC", file=sys.stderr)
-                await client_submit(job_id, input_name, vals, nodes, tls, skip_local_check=True)
+                await client_submit(job_id, input_name, vals, nodes, tls, expected, skip_local_check=True)
 
     await asyncio.gather(*(one(c, v) for c, v in values.items()))
 
@@ -106,8 +109,8 @@ async def run_demo(scenario_dir: Path, certs: Path, workdir: Path, only: list[st
         lines: list[dict] = []
         failures = 0
         for path, sc in scenarios:
-            print(f"--- {sc.name}: {sc.description.strip().splitlines()[0] if sc.description else sc.kind}",
-                  file=sys.stderr)
+            print(f"--- {sc.name}: {sc.description.strip().splitlines()[0] if sc.description else sc.kind} "
+                  f"(computation {sc.computation().fingerprint()[:16]}...)", file=sys.stderr)
             try:
                 lines += await run_scenario(dep, path, sc, operator)
             except Exception as exc:  # report and go on with the other scenarios

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .scenario import AnyScenario
+from mpcnode.computation.scenario import AnyScenario
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,13 @@ def free_ports(count: int) -> list[int]:
 
 def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, AnyScenario]],
                      input_root: Path | None = None, policy_overrides: dict[str, dict] | None = None,
-                     node_overrides: dict[str, dict] | None = None) -> Deployment:
-    """Node configs for every compute party of the scenarios, each consenting to its scenarios only."""
-    orgs = sorted({p for _, sc in scenarios for p in sc.parties})
+                     node_overrides: dict[str, dict] | None = None,
+                     approve: dict[str, list[str]] | None = None) -> Deployment:
+    """Node configs for every compute party of the scenarios. Each organization approves exactly
+    its scenarios, by naming the scenario files (the node rebuilds each computation and pins its
+    fingerprint), plus any fingerprints in approve[org] (circuits built in code, for tests and
+    benchmarks). Each node input dataset reads <input_root>/<scenario>/<org>.yaml."""
+    orgs = sorted({p for _, sc in scenarios for p in sc.parties} | set(approve or {}))
     inputs: dict[str, dict[str, Path]] = {org: {} for org in orgs}
     policies: dict[str, dict] = {}
     for org in orgs:
@@ -48,10 +52,11 @@ def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, Any
         for path, sc in mine:
             root = (input_root or path.parent / "inputs").resolve()
             f = root / sc.name / f"{org}.yaml"
+            datasets = {d.dataset for d in sc.build().inputs if d.owner == org}
             if f.exists():
-                inputs[org][sc.name] = f
-        policies[org] = {"scenarios": sorted({sc.name for _, sc in mine}),
-                         "recipients": sorted({r for _, sc in mine for r in sc.recipients})}
+                inputs[org].update((ds, f) for ds in datasets)
+        policies[org] = {"approvals": [{"scenario_file": str(path.resolve())} for path, _ in mine]
+                         + [{"fingerprint": fp} for fp in (approve or {}).get(org, [])]}
         policies[org].update((policy_overrides or {}).get(org, {}))
     return write_nodes(workdir, certs, orgs, inputs, policies, node_overrides)
 

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from mpcnode.circuit import fingerprint, validate
+from mpcnode.circuit import validate
+from mpcnode.computation.spec import Computation
 from mpcnode.transport.tls import TlsMaterial, secure_channel
 from mpcnode.configfile import ConfigError
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2, node_pb2_grpc
 
 from .config import CoordinatorConfig
-from .scenario import AnyScenario, parse_scenario_text
+from mpcnode.computation.scenario import AnyScenario, parse_scenario_text
 from .store import JobStore
 
 log = logging.getLogger("parley.coordinator")
@@ -38,12 +39,21 @@ class JobPlan:
     t: int
     timeout_s: float
     input_window_s: float = 0.0
+    protocol: str = "shamir"
+    dropouts: str = "within-threshold"
+
+    @property
+    def computation(self) -> Computation:
+        """What the nodes approve and fingerprint (mpcnode/computation/spec.py)."""
+        return Computation(self.circuit, tuple(self.parties), self.t, self.protocol, self.dropouts)
 
     def cannot_run_without(self, down: set[str]) -> str:
         """Why the job cannot run without the parties in `down` ('' if it can): input owners
         must take part, and t+1 parties suffice for linear circuits, 2t+1 for products."""
         if not down:
             return ""
+        if self.dropouts == "none":
+            return "the computation runs with all its parties only (dropouts: none)"
         owners = sorted(down & {d.owner for d in self.circuit.inputs if d.owner})
         if owners:
             return f"{', '.join(owners)} must provide input"
@@ -56,19 +66,21 @@ class JobPlan:
     def to_json(self) -> str:
         """Everything needed to run the plan again (the coordinator keeps it for circuits built in code)."""
         return json.dumps({"name": self.name, "parties": self.parties, "t": self.t, "timeout_s": self.timeout_s,
-                           "input_window_s": self.input_window_s,
+                           "input_window_s": self.input_window_s, "protocol": self.protocol, "dropouts": self.dropouts,
                            "circuit": base64.b64encode(self.circuit.SerializeToString(deterministic=True)).decode()})
 
     @classmethod
     def from_json(cls, text: str) -> "JobPlan":
         d = json.loads(text)
         return cls(d["name"], cpb.Circuit.FromString(base64.b64decode(d["circuit"])), list(d["parties"]), int(d["t"]),
-                   float(d["timeout_s"]), float(d["input_window_s"]))
+                   float(d["timeout_s"]), float(d["input_window_s"]), d.get("protocol", "shamir"),
+                   d.get("dropouts", "within-threshold"))
 
     @classmethod
     def of(cls, scenario: AnyScenario) -> "JobPlan":
-        return cls(scenario.name, scenario.build(), list(scenario.parties), scenario.t, scenario.timeout_s,
-                   scenario.input_window_s)
+        comp = scenario.computation()
+        return cls(scenario.name, comp.circuit, list(comp.parties), comp.threshold, scenario.timeout_s,
+                   scenario.input_window_s, comp.protocol, comp.dropouts)
 
 
 @dataclass
@@ -206,13 +218,10 @@ class Scheduler:
         live.bump()
 
     async def _run(self, job_id: str, plan: JobPlan) -> None:
-        fp = fingerprint(plan.circuit)
-        self.store.update(job_id, fingerprint=fp)
         input_window = plan.input_window_s
-        spec = node_pb2.JobSpec(job_id=job_id, scenario=plan.name, circuit=plan.circuit,
-                                parties=plan.parties, threshold=plan.t, timeout_s=plan.timeout_s,
-                                fingerprint=fp,
-                                input_deadline_unix=time.time() + input_window if input_window else 0.0)
+        spec = plan.computation.job_spec(job_id, plan.timeout_s,
+                                         time.time() + input_window if input_window else 0.0)
+        self.store.update(job_id, fingerprint=spec.fingerprint)
         self._set(job_id, state="PREPARING")
         # wait_for_ready: a node that is just restarting (its channel backing off) still gets the job
         replies = await asyncio.gather(*(self._call(org, "Prepare", spec, wait_for_ready=True,

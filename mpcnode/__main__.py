@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 
+from .admission import resolve_approvals
 from .config import load_node_config
 from .configfile import ConfigError
 from .node import Node
@@ -20,7 +21,7 @@ from .transport.tls import message_options
 async def serve(config_path: Path, port_file: Path | None) -> None:
     cfg = load_node_config(config_path)
     tls = load_tls(config_path, cfg.tls)
-    node = Node(cfg, tls)
+    node = Node(cfg, tls, resolve_approvals(cfg, config_path))
     server = grpc.aio.server(options=message_options(cfg.max_message_mb))
     add_all(server, node)
     port = server.add_secure_port(cfg.listen, tls.server_credentials())

@@ -97,7 +97,7 @@ def ensure(out: Path, identities: list[str]) -> list[str]:
 
 def identities_in_scenarios(folder: Path) -> list[str]:
     """Every party, recipient and input client named by the scenario files, plus the coordinator."""
-    from coordinator.scenario import load_scenario
+    from .computation.scenario import load_scenario
 
     names = {"coordinator"}
     for path in sorted(folder.glob("*.yaml")):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import grpc
 import numpy as np
@@ -15,6 +17,8 @@ from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2, node_pb2_grpc
 
 from . import field, shamir
+from .computation.describe import describe
+from .computation.spec import Document, SpecError, parse_document
 from .inputs import InputError, check_values
 from .recipient import parse_nodes
 from .transport import serde
@@ -25,52 +29,95 @@ class SubmitError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class JobView:
+    """What every live node showed this client about a job, checked against the expected fingerprint."""
+    document: Document
+    fingerprint: str
+    live: list[str]
+
+    def words(self) -> list[str]:
+        return describe(self.document)
+
+
+async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str], tls: TlsMaterial,
+                  timeout: float = 15.0, channels: dict[str, grpc.aio.Channel] | None = None) -> JobView:
+    """Ask every node for the job's public computation document and check it before anything is sent:
+    each live node must show the same canonical document, its SHA-256 must equal the fingerprint the
+    client was given out of band, and the nodes must agree on who takes part."""
+    own = channels is None
+    chans = channels or {org: secure_channel(addr, org, tls) for org, addr in nodes.items()}
+    try:
+        infos = await asyncio.gather(*(node_pb2_grpc.InputIntakeStub(ch).JobInfo(node_pb2.JobRef(job_id=job_id),
+                                                                                  timeout=timeout)
+                                       for ch in chans.values()), return_exceptions=True)
+    finally:
+        if own:
+            await asyncio.gather(*(ch.close() for ch in chans.values()))
+    shown: dict[str, node_pb2.PublicJob] = {}
+    problems: dict[str, str] = {}
+    for org, info in zip(chans, infos):
+        if isinstance(info, grpc.aio.AioRpcError):
+            problems[org] = f"{org}: {info.code().name}: {info.details()}"
+        elif isinstance(info, BaseException):
+            problems[org] = f"{org}: {info}"
+        else:
+            shown[org] = info
+    if not shown:
+        raise SubmitError("no node answered: " + "; ".join(problems.values()))
+    docs = {org: info.spec for org, info in shown.items()}
+    if len(set(docs.values())) != 1:
+        raise SubmitError("the nodes show different computations for this job; not submitting "
+                          f"({', '.join(sorted(docs))} answered)")
+    if len({tuple(info.live) for info in shown.values()}) != 1:
+        raise SubmitError("the nodes disagree about which parties take part; not submitting")
+    try:
+        document, fp = parse_document(next(iter(docs.values())))
+    except SpecError as exc:
+        raise SubmitError(f"{exc}; not submitting") from None
+    if fp != expected_fingerprint.strip().lower():
+        raise SubmitError(f"the job computes {fp[:16]}..., not the computation you were given "
+                          f"({expected_fingerprint.strip()[:16]}...); not submitting")
+    parties = list(document["parties"])
+    live = list(next(iter(shown.values())).live) or parties
+    # a node that is not taking part (down when the job started) may be unreachable or not know the job
+    missing = [p for p in live if p not in shown]
+    if missing:
+        raise SubmitError("the job's live compute parties did not answer: "
+                          + "; ".join(problems.get(p, f"{p}: no address given") for p in missing))
+    return JobView(document, fp, live)
+
+
 async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[str, str], tls: TlsMaterial,
-                 timeout: float = 15.0, skip_local_check: bool = False) -> None:
-    """Validate locally, share, and deliver one share per node. Raises SubmitError with the reason.
+                 expected_fingerprint: str, timeout: float = 15.0, skip_local_check: bool = False,
+                 show: Callable[[JobView], None] | None = None) -> JobView:
+    """Check the job (inspect), validate locally, share, and deliver one share per live node.
+    Raises SubmitError with the reason; nothing is sent unless every check passed.
 
     skip_local_check exists only to play a misbehaving client in demos and tests: the nodes
     must then catch a bad ballot inside MPC.
     """
     channels = {org: secure_channel(addr, org, tls) for org, addr in nodes.items()}
     try:
-        infos = await asyncio.gather(*(node_pb2_grpc.InputIntakeStub(ch).JobInfo(node_pb2.JobRef(job_id=job_id),
-                                                                                  timeout=timeout)
-                                       for ch in channels.values()), return_exceptions=True)
-        specs = {}
-        problems: dict[str, str] = {}
-        for org, info in zip(channels, infos):
-            if isinstance(info, grpc.aio.AioRpcError):
-                problems[org] = f"{org}: {info.code().name}: {info.details()}"
-            elif isinstance(info, BaseException):
-                problems[org] = f"{org}: {info}"
-            else:
-                specs[org] = info
-        if not specs:
-            raise SubmitError("no node answered: " + "; ".join(problems.values()))
-        if len({s.fingerprint for s in specs.values()}) != 1 or len({tuple(s.live) for s in specs.values()}) != 1:
-            raise SubmitError("the nodes disagree about the job; not submitting")
-        spec = next(iter(specs.values()))
-        parties = list(spec.parties)
-        live = list(spec.live) or parties
-        # a node that is not taking part (down when the job started) may be unreachable or not know the job
-        missing = [p for p in live if p not in specs]
-        if missing:
-            raise SubmitError("the job's live compute parties did not answer: "
-                              + "; ".join(problems.get(p, f"{p}: no address given") for p in missing))
-        decl = next((d for d in spec.circuit.inputs if d.name == input_name and d.source == cpb.INPUT_SOURCE_CLIENTS),
-                    None)
-        if decl is None:
+        view = await inspect(job_id, expected_fingerprint, nodes, tls, timeout, channels)
+        if show is not None:
+            show(view)
+        doc = view.document
+        decl_doc = next((d for d in doc["inputs"] if d["name"] == input_name and d["source"] == "clients"), None)
+        if decl_doc is None:
             raise SubmitError(f"job {job_id} takes no client input named {input_name!r}")
+        decl = cpb.InputDecl(name=input_name, length=decl_doc["length"], lo=int(decl_doc["range"][0]),
+                             hi=int(decl_doc["range"][1]), source=cpb.INPUT_SOURCE_CLIENTS)
         try:
             encoded = check_values(input_name, values, decl, "input")
         except InputError as exc:
             if not skip_local_check:
-                raise SubmitError(str(exc)) from None
+                raise SubmitError(exc.detail) from None
             encoded = field.asfield(np.array(values, dtype=np.int64))
-        shares = shamir.share(encoded, len(parties), spec.threshold)
+        parties = list(doc["parties"])
+        shares = shamir.share(encoded, len(parties), int(doc["threshold"]))
         calls = []
-        live_index = [(parties.index(org), org) for org in live]
+        live_index = [(parties.index(org), org) for org in view.live]
         for i, org in live_index:
             payload, shape = serde.encode(shares[i])
             req = node_pb2.ClientShare(job_id=job_id, input=input_name, share=payload, shape=shape)
@@ -80,6 +127,7 @@ async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[st
                   for (_, org), a in zip(live_index, acks) if isinstance(a, BaseException)]
         if errors:
             raise SubmitError("; ".join(errors))
+        return view
     finally:
         await asyncio.gather(*(ch.close() for ch in channels.values()))
 
@@ -95,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", required=True, type=parse_nodes, help="org=host:port,... for every compute party")
     p.add_argument("--certs", type=Path, default=Path("deploy/certs"))
     p.add_argument("--identity", required=True, help="this client's credential name")
+    p.add_argument("--fingerprint", required=True,
+                   help="the computation's fingerprint as published by the organizers (sha256 hex); "
+                        "nothing is sent unless every node runs exactly that computation")
     p.add_argument("--timeout", type=float, default=15.0)
     args = parser.parse_args(argv)
     try:
@@ -104,12 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         tls = TlsMaterial.for_identity(args.certs, args.identity)
-        asyncio.run(submit(args.job, args.input, values, args.nodes, tls, args.timeout))
+        asyncio.run(submit(args.job, args.input, values, args.nodes, tls, args.fingerprint, args.timeout,
+                           show=_show))
     except (SubmitError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"submitted {len(values)} value(s) as {args.identity} to job {args.job}")
     return 0
+
+
+def _show(view: JobView) -> None:
+    print(f"job computation {view.fingerprint} (matches the fingerprint you gave):", file=sys.stderr)
+    for line in view.words():
+        print(f"  {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The node's config file: identity, TLS material, peers, storage, input files and consent policy."""
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .certs import NAME_RULE, valid_identity
 from .configfile import load_model
@@ -25,22 +27,54 @@ class TlsFiles(Strict):
     key: Path
 
 
+class Approval(Strict):
+    """One computation this organization approved: pinned by its fingerprint, or by a scenario
+    file the organization keeps locally (the node rebuilds the computation from it at start-up
+    and pins the fingerprint it computes). docs/approving.md walks through reviewing one."""
+    fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                    description="sha256 of the canonical computation document")
+    scenario_file: Path | None = Field(default=None, description="a scenario YAML file kept by this organization")
+    expires: datetime | None = Field(default=None, description="no job is accepted after this time (ISO 8601)")
+    max_runs: int | None = Field(default=None, ge=1, description="at most this many jobs may use this approval")
+    note: str = Field(default="", max_length=500, description="free text for the audit log (who approved, why)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Approval":
+        if (self.fingerprint is None) == (self.scenario_file is None):
+            raise ValueError("give exactly one of fingerprint or scenario_file")
+        if self.expires is not None and self.expires.tzinfo is None:
+            raise ValueError("expires: give a time zone, e.g. 2027-01-31T00:00:00Z")
+        return self
+
+
+REMOVED_POLICY_FIELDS = {
+    "scenarios": "approval by scenario name was removed: list approvals (fingerprint or scenario_file)",
+    "fingerprints": "moved: list each as an approval, - fingerprint: <sha256>",
+    "recipients": "recipients belong to each approved computation now; remove this field",
+}
+
+
 class Policy(Strict):
-    """What this organization consents to. An empty list allows nothing; ["*"] allows anything."""
-    scenarios: list[str] = Field(default_factory=list, description="scenario names our input may feed")
-    fingerprints: list[str] = Field(default_factory=list, description="circuit fingerprints our input may feed")
-    recipients: list[str] = Field(default_factory=list, description="who may receive results computed from our data")
+    """What this organization consents to. Nothing is allowed unless an approval names it."""
+    approvals: list[Approval] = Field(default_factory=list, description="the computations our node may take part in")
+    min_threshold: int = Field(default=1, ge=1, description="refuse jobs whose threshold t is lower")
+    min_contributors: int = Field(default=1, ge=1,
+                                  description="refuse jobs where an output fed by our data has fewer contributors")
     coordinators: list[str] = Field(default_factory=lambda: ["coordinator"], description="who may schedule jobs")
     input_clients: list[str] = Field(default_factory=lambda: ["*"],
                                      description="client credentials we accept input shares from (jobs name them too)")
+    approve_any_computation_insecure: bool = Field(
+        default=False, description="TESTS AND BENCHMARKS ONLY: accept any computation; never in production")
 
-    def allows_scenario(self, scenario: str, fingerprint: str) -> bool:
-        return "*" in self.scenarios or scenario in self.scenarios or fingerprint in self.fingerprints
+    # Fields of the old name-based policy: refused with a pointer to what replaced them.
+    scenarios: object = Field(default=None, exclude=True)
+    fingerprints: object = Field(default=None, exclude=True)
+    recipients: object = Field(default=None, exclude=True)
 
-    def disallowed_recipients(self, recipients: set[str]) -> list[str]:
-        if "*" in self.recipients:
-            return []
-        return sorted(r for r in recipients if r not in self.recipients)
+    @field_validator("scenarios", "fingerprints", "recipients", mode="before")
+    @classmethod
+    def _removed(cls, v: object, info: ValidationInfo) -> object:
+        raise PydanticCustomError("removed_field", f"{REMOVED_POLICY_FIELDS[info.field_name]} (docs/approving.md)")
 
 
 class NodeConfig(Strict):
@@ -49,7 +83,8 @@ class NodeConfig(Strict):
     tls: TlsFiles
     peers: dict[str, str] = Field(description="every other compute node: organization -> host:port")
     data_dir: Path
-    inputs: dict[str, Path] = Field(default_factory=dict, description="scenario name -> local YAML file of our inputs")
+    inputs: dict[str, Path] = Field(default_factory=dict,
+                                    description="dataset name -> local file of our inputs (YAML, or .npz)")
     policy: Policy = Field(default_factory=Policy)
     rpc_timeout_s: float = Field(default=30.0, gt=0, description="deadline of one RPC")
     round_timeout_s: float = Field(default=60.0, gt=0, description="longest wait for a peer's message in one round")
@@ -82,6 +117,9 @@ def load_node_config(path: Path | str) -> NodeConfig:
         "tls": TlsFiles(ca=_rel(base, cfg.tls.ca), cert=_rel(base, cfg.tls.cert), key=_rel(base, cfg.tls.key)),
         "data_dir": _rel(base, cfg.data_dir),
         "inputs": {k: _rel(base, v) for k, v in cfg.inputs.items()},
+        "policy": cfg.policy.model_copy(update={"approvals": [
+            a.model_copy(update={"scenario_file": _rel(base, a.scenario_file)}) if a.scenario_file else a
+            for a in cfg.policy.approvals]}),
     })
 
 

@@ -21,6 +21,10 @@ class ExchangeTimeout(TimeoutError):
         self.missing = missing
 
 
+class ProtocolViolation(ValueError):
+    """A peer sent something the protocol does not allow."""
+
+
 @dataclass
 class TrafficStats:
     rounds: int = 0

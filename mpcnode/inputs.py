@@ -15,10 +15,15 @@ from .configfile import ConfigError, _clip, read_yaml
 
 class InputError(ValueError):
     """The organization's own input is missing, malformed or out of range; nothing was shared.
-    str() is one line (it travels in a job's refusal reason), clipped to a sane length."""
 
-    def __init__(self, message: str):
-        super().__init__(_clip(" ".join(str(message).splitlines()), 1500))
+    str() is the public reason: one line that names the input and the rule broken, never a value,
+    an index or a local path, because it travels to the coordinator in the job's refusal.
+    `detail` says exactly what is wrong (value, position, file) for the node's own log and for a
+    client checking its own values; it never leaves the machine that raised it."""
+
+    def __init__(self, public: str, detail: str = ""):
+        super().__init__(_clip(" ".join(str(public).splitlines()), 500))
+        self.detail = _clip(" ".join(str(detail or public).splitlines()), 1500)
 
 
 def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.ndarray:
@@ -27,31 +32,41 @@ def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.
         return _check_array(name, raw, decl, where)
     items = raw if isinstance(raw, list) else [raw]
     if len(items) != decl.length:
-        raise InputError(f"{where}: {name}: expected {decl.length} value(s), got {len(items)}")
+        raise InputError(f"input {name}: expected {decl.length} value(s), the data holds another number",
+                         f"{where}: {name}: expected {decl.length} value(s), got {len(items)}")
     for k, v in enumerate(items):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise InputError(f"{where}: {name}[{k}]: expected an integer, got {type(v).__name__} {_clip(repr(v), 80)}")
+            raise InputError(f"input {name}: expected integers",
+                             f"{where}: {name}[{k}]: expected an integer, got {type(v).__name__} {_clip(repr(v), 80)}")
         if not decl.lo <= v <= decl.hi:
-            raise InputError(f"{where}: {name}[{k}]: value {v} outside the declared range [{decl.lo}, {decl.hi}]")
+            raise InputError(_out_of_range(name, decl),
+                             f"{where}: {name}[{k}]: value {v} outside the declared range [{decl.lo}, {decl.hi}]")
     return field.asfield(np.array(items, dtype=np.int64))
+
+
+def _out_of_range(name: str, decl: cpb.InputDecl) -> str:
+    return f"input {name}: a value lies outside the declared range [{decl.lo}, {decl.hi}]"
 
 
 def _check_array(name: str, arr: np.ndarray, decl: cpb.InputDecl, where: str) -> np.ndarray:
     if arr.dtype.kind not in "iu":
-        raise InputError(f"{where}: {name}: expected integers, got dtype {arr.dtype}")
+        raise InputError(f"input {name}: expected integers", f"{where}: {name}: expected integers, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.size != decl.length:
-        raise InputError(f"{where}: {name}: expected {decl.length} value(s), got shape {list(arr.shape)}")
+        raise InputError(f"input {name}: expected {decl.length} value(s), the data holds another number",
+                         f"{where}: {name}: expected {decl.length} value(s), got shape {list(arr.shape)}")
     if arr.dtype == np.uint64 and arr.size and int(arr.max()) > (1 << 62):
-        raise InputError(f"{where}: {name}: value {int(arr.max())} outside the declared range [{decl.lo}, {decl.hi}]")
+        raise InputError(_out_of_range(name, decl),
+                         f"{where}: {name}: value {int(arr.max())} outside the declared range [{decl.lo}, {decl.hi}]")
     a = arr.astype(np.int64)
     bad = np.flatnonzero((a < decl.lo) | (a > decl.hi))
     if bad.size:
         k = int(bad[0])
-        raise InputError(f"{where}: {name}[{k}]: value {int(a[k])} outside the declared range [{decl.lo}, {decl.hi}]")
+        raise InputError(_out_of_range(name, decl),
+                         f"{where}: {name}[{k}]: value {int(a[k])} outside the declared range [{decl.lo}, {decl.hi}]")
     return field.asfield(a)
 
 
-def _read_npz(path: Path, decls: list[cpb.InputDecl]) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, decls: list[cpb.InputDecl], dataset: str) -> dict[str, np.ndarray]:
     """The arrays named by `decls` from an .npz archive (numpy arrays, never pickles). Each array's
     header is checked against its declaration before any data is read, so an archive that claims
     a huge shape, or a member that decompresses to gigabytes, costs nothing."""
@@ -69,39 +84,42 @@ def _read_npz(path: Path, decls: list[cpb.InputDecl]) -> dict[str, np.ndarray]:
                                    else np.lib.format.read_array_header_2_0)
                     shape, _, dtype = read_header(f)
                 if dtype.kind not in "iu":
-                    raise InputError(f"{path}: {key}: expected integers, got dtype {dtype}")
+                    raise InputError(f"input {key}: expected integers", f"{path}: {key}: expected integers, got dtype {dtype}")
                 if len(shape) != 1 or shape[0] != decl.length:
-                    raise InputError(f"{path}: {key}: expected {decl.length} value(s), got shape {list(shape)}")
+                    raise InputError(f"input {key}: expected {decl.length} value(s), the data holds another number",
+                                     f"{path}: {key}: expected {decl.length} value(s), got shape {list(shape)}")
                 with archive.open(f"{key}.npy") as f:
                     out[key] = np.lib.format.read_array(f, allow_pickle=False)
     except InputError:
         raise
     except FileNotFoundError:
-        raise InputError(f"{path}: (file): file not found") from None
+        raise InputError(f"dataset {dataset!r}: the input file cannot be read", f"{path}: (file): file not found") from None
     except Exception as exc:  # a corrupt archive (zip, zlib, npy header): whatever fails, nothing was shared
-        raise InputError(f"{path}: cannot read as .npz: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"dataset {dataset!r}: the input file is not a readable .npz archive",
+                         f"{path}: cannot read as .npz: {type(exc).__name__}: {exc}") from None
     return out
 
 
-def load_node_inputs(path: Path | None, decls: list[cpb.InputDecl], scenario: str) -> dict[str, np.ndarray]:
-    """The inputs this node owns in a job, read from the file its config names for the scenario."""
+def load_node_inputs(path: Path | None, decls: list[cpb.InputDecl], dataset: str) -> dict[str, np.ndarray]:
+    """The inputs this node owns in a job from one local dataset: the file its config names for it."""
     if not decls:
         return {}
     if path is None:
-        raise InputError(f"no input file configured for scenario {scenario!r}")
+        raise InputError(f"dataset {dataset!r}: no input file is configured for it")
     if path.suffix == ".npz":  # large inputs: numpy arrays, never pickles
-        data: object = _read_npz(path, decls)
+        data: object = _read_npz(path, decls, dataset)
     else:
         try:
             data = read_yaml(path)
         except ConfigError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(f"dataset {dataset!r}: the input file cannot be read or is not valid YAML", str(exc)) from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of input name -> value(s)")
+        raise InputError(f"dataset {dataset!r}: expected a mapping of input name -> value(s)",
+                         f"{path}: expected a mapping of input name -> value(s)")
     out = {}
     for decl in decls:
         key = decl.key or decl.name
         if key not in data:
-            raise InputError(f"{path}: {key}: required input is missing")
+            raise InputError(f"input {key}: missing from dataset {dataset!r}", f"{path}: {key}: required input is missing")
         out[decl.name] = check_values(key, data[key], decl, str(path))
     return out

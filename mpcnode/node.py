@@ -15,11 +15,15 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
-from .circuit import CircuitError, Plan, fingerprint, recipients_of, validate
+from .admission import Admission, Approved, resolve_approvals
+from .circuit import CircuitError, Plan, validate
+from .computation.spec import Computation, protocol_parameters
 from .config import NodeConfig
+from .errors import Conflict, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .executor import Executor
 from .inputs import InputError, load_node_inputs
+from .protocols.agreement import agree_on_job
 from .protocols.core import Session
 from .store import DuplicateSubmission, ShareStore
 from .transport import serde
@@ -27,18 +31,6 @@ from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, 
 from .transport.tls import TlsMaterial
 
 log = logging.getLogger("parley.node")
-
-
-class Denied(PermissionError):
-    """The caller may not do this."""
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(ValueError):
-    """The request conflicts with the job's state (e.g. a second submission)."""
 
 
 class State:
@@ -68,13 +60,17 @@ class Job:
     inputs_closed: asyncio.Event = dc_field(default_factory=asyncio.Event)
     live: list[str] = dc_field(default_factory=list)
     client_inputs: set[str] = dc_field(default_factory=set)
+    canonical: bytes = b""   # the computation document the job runs (shown to input clients)
 
 
 class Node:
-    def __init__(self, cfg: NodeConfig, tls: TlsMaterial):
+    def __init__(self, cfg: NodeConfig, tls: TlsMaterial, approvals: list[Approved] | None = None):
         self.cfg = cfg
         self.org = cfg.organization
         self.store = ShareStore(cfg.data_dir / "shares.sqlite3")
+        if approvals is None:
+            approvals = resolve_approvals(cfg, "(node config)")
+        self.admission = Admission(cfg, approvals, self.store.jobs_with_fingerprint)
         self.links = PeerLinks(self.org, cfg.peers, tls, cfg.max_message_mb)
         self.jobs: dict[str, Job] = {}
         self._recover()
@@ -109,17 +105,28 @@ class Node:
                 return node_pb2.PrepareReply(accepted=True)  # the same job submitted again: idempotent
             return _refuse(f"job id {spec.job_id} is already used for another circuit")
         try:
-            job = self._admit(spec)
-        except (CircuitError, InputError) as exc:
+            job, approval = self._admit(spec)
+        except InputError as exc:
+            # the public reason names the input and the rule; the value and the file stay here
+            log.warning("job %s refused: %s", spec.job_id, exc.detail)
+            self.store.audit("refused", spec.job_id, spec.fingerprint, str(exc))
             return _refuse(str(exc))
-        except Denied as exc:
+        except (CircuitError, Denied) as exc:
+            log.warning("job %s refused: %s", spec.job_id, exc)
+            self.store.audit("refused", spec.job_id, spec.fingerprint, str(exc))
             return _refuse(str(exc))
         self.store.put_job(spec.job_id, spec.SerializeToString(deterministic=True), spec.fingerprint, State.PREPARED)
         self.jobs[spec.job_id] = job
+        fed = sorted({d.dataset for d in spec.circuit.inputs
+                      if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org})
+        self.store.audit("accepted", spec.job_id, spec.fingerprint,
+                         f"approved computation {approval.label or spec.circuit.name}"
+                         + (f" ({approval.note})" if approval.note else "")
+                         + f"; datasets fed: {', '.join(fed) if fed else 'none'}")
         log.info("job %s prepared (%s, %d parties)", spec.job_id, spec.scenario, len(spec.parties))
         return node_pb2.PrepareReply(accepted=True)
 
-    def _admit(self, spec: node_pb2.JobSpec) -> Job:
+    def _admit(self, spec: node_pb2.JobSpec) -> tuple[Job, Approved]:
         if not spec.job_id or len(spec.job_id) > 128:
             raise CircuitError("job id must be 1-128 characters")
         parties = list(spec.parties)
@@ -136,24 +143,33 @@ class Node:
         if not 0 < spec.timeout_s <= 24 * 3600:
             raise CircuitError("timeout must be between 0 and 24 hours")
         plan = validate(spec.circuit, parties)
-        fp = fingerprint(spec.circuit)
+        comp = Computation.of_job(spec)
+        try:
+            protocol_parameters(comp.protocol)
+            doc = comp.document()
+            canonical = comp.canonical()
+        except ValueError as exc:
+            raise CircuitError(str(exc)) from None
+        fp = comp.fingerprint()
         if fp != spec.fingerprint:
-            raise CircuitError(f"circuit fingerprint mismatch: computed {fp[:16]}..., job says {spec.fingerprint[:16]}...")
+            raise CircuitError(f"fingerprint mismatch: the computation sent hashes to {fp[:16]}..., "
+                               f"the job claims {spec.fingerprint[:16]}...")
+        approval = self.admission.check(comp, doc, fp)
         policy = self.cfg.policy
-        if not policy.allows_scenario(spec.scenario, fp):
-            raise Denied(f"{self.org}'s policy does not allow scenario {spec.scenario!r} (circuit {fp[:16]}...)")
-        bad = policy.disallowed_recipients(recipients_of(spec.circuit))
-        if bad:
-            raise Denied(f"{self.org}'s policy does not allow results to go to {', '.join(bad)}")
         mine = [d for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org]
-        inputs = load_node_inputs(self.cfg.inputs.get(spec.scenario), mine, spec.scenario)
+        inputs: dict[str, np.ndarray] = {}
+        for dataset in sorted({d.dataset for d in mine}):
+            inputs.update(load_node_inputs(self.cfg.inputs.get(dataset), [d for d in mine if d.dataset == dataset],
+                                           dataset))
         clients = {c for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS for c in d.clients}
         if clients and "*" not in policy.input_clients:
             stray = sorted(clients - set(policy.input_clients))
             if stray:
                 raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
         me = parties.index(self.org)
-        return Job(spec=spec, plan=plan, me=me, mailbox=Mailbox(spec.job_id, parties, me), inputs=inputs)
+        job = Job(spec=spec, plan=plan, me=me, mailbox=Mailbox(spec.job_id, parties, me), inputs=inputs,
+                  canonical=canonical)
+        return job, approval
 
     def start(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
@@ -164,6 +180,7 @@ class Node:
             job.started = time.monotonic()
             self.store.set_state(job_id, State.RUNNING)
             job.task = asyncio.get_running_loop().create_task(self._run(job))
+            self.store.audit("started", job_id, job.spec.fingerprint, f"live parties: {', '.join(job.live)}")
         return self._status(job)
 
     def status(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
@@ -210,6 +227,8 @@ class Node:
         parties = list(job.spec.parties)
         live = list(live) if live else parties
         t = job.spec.threshold
+        if job.spec.dropouts == "none" and sorted(live) != sorted(parties):
+            raise ValueError("this computation was approved to run with all its parties only (dropouts: none)")
         if not set(live) <= set(parties) or self.org not in live:
             raise ValueError(f"live parties {live} must be parties of the job and include {self.org}")
         missing_owners = sorted({d.owner for d in job.spec.circuit.inputs
@@ -246,6 +265,7 @@ class Node:
         job.finished = time.monotonic()
         job.mailbox.close(reason)
         self.store.set_state(job.spec.job_id, State.FAILED, reason)
+        self.store.audit("failed", job.spec.job_id, job.spec.fingerprint, reason)
         log.warning("job %s failed: %s", job.spec.job_id, reason)
 
     # ---- running a job ---------------------------------------------------------------
@@ -259,6 +279,8 @@ class Node:
                 await self._wait_client_inputs(job)
                 parties = list(spec.parties)
                 session = Session(job.exchange, spec.threshold, [parties.index(p) for p in job.live or parties])
+                # before any share leaves: every live node runs this exact computation with this live set
+                await agree_on_job(session, spec.job_id, spec.fingerprint, job.live or parties)
                 executor = Executor(session, spec.circuit, job.plan)
                 values = await executor.share_node_inputs(parties, job.inputs)
                 labels = await self._client_inputs(job, session, values)
@@ -267,6 +289,8 @@ class Node:
                 out.name: (outputs[out.name], list(out.recipients), labels) for out in spec.circuit.outputs})
             job.state = State.DONE
             job.finished = time.monotonic()
+            self.store.audit("done", spec.job_id, spec.fingerprint,
+                             f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
             job.mailbox.close("done")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
                      job.exchange.stats.rounds, job.exchange.stats.bytes_sent)
@@ -278,8 +302,9 @@ class Node:
         except (PeerUnavailable, ProtocolViolation, ValueError) as exc:
             self._fail(job, str(exc))
         except Exception as exc:  # the job fails cleanly; the node keeps serving
+            # the message may hold anything the failing code saw: it stays in this node's log
             log.exception("job %s crashed", spec.job_id)
-            self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
+            self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
 
     async def _wait_client_inputs(self, job: Job) -> None:
         """Client submission stays open until the coordinator closes it or the deadline passes."""
@@ -356,6 +381,7 @@ class Node:
         if out is None:
             raise NotFound(f"output {req.output!r} of job {req.job_id} is missing on {self.org}")
         payload, shape = serde.encode(out.share)
+        self.store.audit("fetched", req.job_id, row.fingerprint, f"{caller} fetched output {req.output}")
         return node_pb2.OutputShare(job_id=req.job_id, output=req.output, node=self.org,
                                     party_index=list(spec.parties).index(self.org), share=payload, shape=shape,
                                     threshold=spec.threshold, party_count=len(spec.parties),
@@ -385,25 +411,18 @@ class Node:
             raise Conflict(str(exc)) from None
         return node_pb2.ClientAck(accepted_count=count)
 
-    def job_info(self, caller: str | None, job_id: str) -> node_pb2.JobSpec:
+    def job_info(self, caller: str | None, job_id: str) -> node_pb2.PublicJob:
+        """The computation an input client's data would feed, as the canonical document this node
+        runs: the client recomputes its fingerprint and compares it with the one it was given, and
+        with what every other node shows, before it sends anything."""
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} is not open on {self.org}")
-        if caller in self.cfg.policy.coordinators:
-            return job.spec
-        mine = [d for d in job.spec.circuit.inputs if caller in d.clients]
-        if not mine:
+        if caller not in self.cfg.policy.coordinators and not any(
+                caller in d.clients for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS):
             raise Denied(f"{caller!r} is not an input client of job {job_id}")
-        # What a client needs: parties, threshold, live set, fingerprint and its own input
-        # declarations. Not the whole circuit with every other client's name in it (that made
-        # each JobInfo answer grow with the number of voters).
-        slim = node_pb2.JobSpec(job_id=job.spec.job_id, scenario=job.spec.scenario, parties=job.spec.parties,
-                                threshold=job.spec.threshold, fingerprint=job.spec.fingerprint,
-                                input_deadline_unix=job.spec.input_deadline_unix, live=job.spec.live)
-        slim.circuit.name = job.spec.circuit.name
-        for d in mine:
-            slim.circuit.inputs.add(name=d.name, length=d.length, lo=d.lo, hi=d.hi, source=d.source)
-        return slim
+        return node_pb2.PublicJob(job_id=job_id, spec=job.canonical, fingerprint=job.spec.fingerprint,
+                                  live=job.spec.live, input_deadline_unix=job.spec.input_deadline_unix)
 
 
 def _refuse(reason: str) -> node_pb2.PrepareReply:

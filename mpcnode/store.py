@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS client_shares (
 CREATE TABLE IF NOT EXISTS outputs (
   job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL, recipients TEXT NOT NULL,
   row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
+CREATE TABLE IF NOT EXISTS audit (
+  ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
 """
 
 
@@ -93,6 +96,23 @@ class ShareStore:
 
     def jobs_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self._query("SELECT job_id FROM jobs WHERE state=?", (state,))]
+
+    def jobs_with_fingerprint(self, fingerprint: str) -> int:
+        """How many jobs this node accepted for one approved computation (an approval's runs)."""
+        return self._query("SELECT COUNT(*) FROM jobs WHERE fingerprint=?", (fingerprint,))[0][0]
+
+    # ---- audit log ------------------------------------------------------------------
+    def audit(self, event: str, job_id: str, fingerprint: str, detail: str) -> None:
+        """Append one line to the audit log: what the organization's data fed and who fetched what.
+        Callers pass nothing secret: public rules, names, dataset names, never values or paths."""
+        self._tx([("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
+                   (time.time(), event, job_id[:128], fingerprint[:64], detail[:1000]))])
+
+    def audit_log(self, job_id: str | None = None) -> list[tuple[float, str, str, str, str]]:
+        if job_id is None:
+            return self._query("SELECT ts, event, job_id, fingerprint, detail FROM audit ORDER BY rowid", ())
+        return self._query("SELECT ts, event, job_id, fingerprint, detail FROM audit WHERE job_id=? ORDER BY rowid",
+                           (job_id,))
 
     # ---- client input shares ------------------------------------------------------
     def add_client_share(self, job_id: str, input_name: str, client: str, share: np.ndarray) -> int:

@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from coordinator.builder import CircuitBuilder  # noqa: E402
+from mpcnode.computation.builder import CircuitBuilder  # noqa: E402
 from coordinator.client import close_inputs  # noqa: E402
 from coordinator.scheduler import TERMINAL, JobPlan  # noqa: E402
 from mpcnode import field as F  # noqa: E402

@@ -15,15 +15,11 @@ import numpy as np
 
 from parley.v1 import node_pb2, node_pb2_grpc
 
-from ..exchange import ExchangeTimeout, TrafficStats
+from ..exchange import ExchangeTimeout, ProtocolViolation, TrafficStats
 from . import serde
 from .tls import TlsMaterial, secure_channel
 
 MAX_LABEL = 200
-
-
-class ProtocolViolation(ValueError):
-    """A peer sent something the protocol does not allow."""
 
 
 class Mailbox:

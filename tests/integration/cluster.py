@@ -49,7 +49,7 @@ if str(REPO) not in sys.path:
 from coordinator import processes  # noqa: E402
 from coordinator.client import submit as coordinator_submit, watch as coordinator_watch, JobFailed  # noqa: E402
 from coordinator.deploy import Deployment, write_deployment  # noqa: E402
-from coordinator.scenario import AnyScenario, load_scenario  # noqa: E402
+from mpcnode.computation.scenario import AnyScenario, load_scenario  # noqa: E402
 from mpcnode import certs as certmod  # noqa: E402
 from mpcnode import field as F  # noqa: E402
 from mpcnode.recipient import Result, fetch as recipient_fetch  # noqa: E402
@@ -121,7 +121,8 @@ class Cluster:
     def create(cls, root: Path, scenarios: list[dict | Path], inputs: dict[str, dict[str, object]] | None = None,
                extra_identities: tuple[str, ...] | list[str] = (), policy_overrides: dict[str, dict] | None = None,
                node_overrides: dict[str, dict] | None = None,
-               coordinator_overrides: dict | None = None) -> "Cluster":
+               coordinator_overrides: dict | None = None,
+               approve: dict[str, list[str]] | None = None) -> "Cluster":
         """Write scenarios, inputs, certificates and configs under `root` (nothing is started).
 
         scenarios: scenario mappings (as in a YAML file) or paths of scenario files (copied).
@@ -130,6 +131,8 @@ class Cluster:
         <root>/inputs/<scenario>/<org>.yaml, where write_deployment(input_root=...) finds them.
         node_overrides / coordinator_overrides: fields merged into a node's / the coordinator's
         config file (e.g. round_timeout_s, max_message_mb / rpc_timeout_s, poll_interval_s).
+        approve: {org: [fingerprint, ...]} approved besides the scenarios (circuits built in code;
+        see approve_plans).
         """
         root = root.resolve()
         sdir = root / "scenarios"
@@ -156,7 +159,8 @@ class Cluster:
             identities |= sc.identities()
         certs = make_certs(root / "certs", identities)
         dep = write_deployment(root / "deploy", certs, list(loaded.values()), input_root=input_root,
-                               policy_overrides=policy_overrides, node_overrides=node_overrides)
+                               policy_overrides=policy_overrides, node_overrides=node_overrides,
+                               approve=approve)
         if coordinator_overrides:
             cfg = yaml.safe_load(dep.coordinator_config.read_text())
             cfg.update(coordinator_overrides)

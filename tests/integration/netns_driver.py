@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from coordinator import processes  # noqa: E402
-from coordinator.builder import CircuitBuilder  # noqa: E402
+from mpcnode.computation.builder import CircuitBuilder  # noqa: E402
 from coordinator.config import CoordinatorConfig  # noqa: E402
 from coordinator.scheduler import JobPlan, Scheduler  # noqa: E402
 from mpcnode.recipient import fetch  # noqa: E402

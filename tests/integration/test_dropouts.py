@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from coordinator import processes
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from coordinator.config import CoordinatorConfig
 from coordinator.scheduler import JobPlan, Scheduler
 from mpcnode.client import SubmitError, submit as client_submit

@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 import pytest
 
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from coordinator.client import JobFailed, close_inputs, submit as coordinator_submit, watch as coordinator_watch
 from coordinator.scheduler import JobPlan
 from mpcnode import field as F

@@ -38,7 +38,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field as F
 from mpcnode.circuit import fingerprint
 from mpcnode.transport.tls import secure_channel

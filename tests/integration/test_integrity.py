@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field as F
 from mpcnode.circuit import fingerprint
 from mpcnode.exchange import ExchangeTimeout, MemoryNetwork

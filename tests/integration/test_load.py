@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from coordinator.client import close_inputs, watch as coordinator_watch
 from coordinator.scheduler import JobPlan
 from mpcnode.client import submit as client_submit

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coordinator.builder import CircuitBuilder
+from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field, shamir
 from mpcnode.circuit import CircuitError, fingerprint, validate
 from mpcnode.executor import Executor
@@ -129,7 +129,7 @@ def test_fingerprint_changes_when_anything_changes(what: str) -> None:
 
 
 def test_scenario_circuits_have_stable_fingerprints() -> None:
-    from coordinator.scenario import load_scenario
+    from mpcnode.computation.scenario import load_scenario
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "scenarios" / "raise-average.yaml"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from coordinator.config import load_coordinator_config
-from coordinator.scenario import load_scenario, parse_scenario_text
+from mpcnode.computation.scenario import load_scenario, parse_scenario_text
 from mpcnode.config import load_node_config
 from mpcnode.configfile import ConfigError
 from mpcnode.inputs import InputError, load_node_inputs
@@ -137,7 +137,7 @@ NODE = {
     "peers": {"org-b": "127.0.0.1:7002", "org-c": "127.0.0.1:7003"},
     "data_dir": "data",
     "inputs": {"payroll": "payroll.yaml"},
-    "policy": {"scenarios": ["payroll"], "recipients": ["org-a"]},
+    "policy": {"approvals": [{"fingerprint": "ab" * 32, "max_runs": 3}], "min_threshold": 1},
 }
 
 NODE_CASES = {
@@ -149,9 +149,24 @@ NODE_CASES = {
     "number out of range": (with_(NODE, round_timeout_s=-1), "round_timeout_s", r"greater than 0"),
     "too large": (with_(NODE, max_message_mb=5000), "max_message_mb", r"less than or equal to 2000"),
     "unknown field": (with_(NODE, colour="red"), "colour", r"unknown field"),
-    "unknown policy field": (with_(NODE, policy={"scenarios": ["*"], "everything": True}), "policy.everything",
+    "unknown policy field": (with_(NODE, policy={"approvals": [], "everything": True}), "policy.everything",
                              r"unknown field"),
-    "policy wrong type": (with_(NODE, policy={"recipients": "org-a"}), "policy.recipients", r"valid list"),
+    "policy wrong type": (with_(NODE, policy={"approvals": "all"}), "policy.approvals", r"valid list"),
+    "approval by scenario name": (with_(NODE, policy={"scenarios": ["payroll"]}), "policy.scenarios",
+                                  r"approval by scenario name was removed"),
+    "union of recipients": (with_(NODE, policy={"recipients": ["org-a"]}), "policy.recipients",
+                            r"recipients belong to each approved computation"),
+    "approval without source": (with_(NODE, policy={"approvals": [{"max_runs": 2}]}), "policy.approvals[0]",
+                                r"exactly one of fingerprint or scenario_file"),
+    "approval with both sources": (with_(NODE, policy={"approvals": [{"fingerprint": "ab" * 32,
+                                                                     "scenario_file": "s.yaml"}]}),
+                                   "policy.approvals[0]", r"exactly one of fingerprint or scenario_file"),
+    "bad fingerprint": (with_(NODE, policy={"approvals": [{"fingerprint": "payroll"}]}),
+                        "policy.approvals[0].fingerprint", r"should match pattern"),
+    "expiry without zone": (with_(NODE, policy={"approvals": [{"fingerprint": "ab" * 32,
+                                                              "expires": "2027-01-01T00:00:00"}]}),
+                            "policy.approvals[0]", r"time zone"),
+    "min_threshold zero": (with_(NODE, policy={"min_threshold": 0}), "policy.min_threshold", r"greater than or equal to 1"),
     "bad identity": (with_(NODE, organization="Org_A"), "organization", r"'Org_A' is not a valid identity"),
     "bad peer identity": (with_(NODE, peers={"Org B": "127.0.0.1:1"}), "peers", r"not a valid identity"),
     "bad peer address": (with_(NODE, peers={"org-b": "nowhere"}), "peers", r"address 'nowhere' must be host:port"),
@@ -217,22 +232,30 @@ INPUT_CASES = {
 
 @pytest.mark.parametrize("case", list(INPUT_CASES))
 def test_node_input_file_errors_name_the_file_and_field(tmp_path: Path, case: str) -> None:
+    """The node's own log gets file, field and value (`detail`); the public reason, which travels to
+    the coordinator in a refusal, names the input or dataset and the rule only."""
     content, decls, field, reason = INPUT_CASES[case]
     path = write(tmp_path, "payroll.yaml", content)
     with pytest.raises(InputError) as info:
         load_node_inputs(path, decls, "payroll")
+    detail, public = info.value.detail, str(info.value)
     if field is None:
-        text = str(info.value)
-        assert "\n" not in text and text.startswith(f"{path}: ") and re.search(reason, text)
+        assert "\n" not in detail and detail.startswith(f"{path}: ") and re.search(reason, detail)
     else:
-        one_line(info.value, path, field, reason)
+        one_line(ConfigError(path, field, "x"), path, field, "x")  # the shape of the detail line
+        assert detail.startswith(f"{path}: {field}: ") and re.search(reason, detail), detail
+    assert "\n" not in public and str(tmp_path) not in public, public
+    for secret in ("lots", "12.5", "1001", "-1", "[1, 2, 3]", "wage", "line 2"):
+        assert secret not in public, (secret, public)
+    assert re.search(r"(input|dataset) '?[a-z]+'?", public), public
 
 
 def test_node_input_file_missing_or_not_configured(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_node_inputs(tmp_path / "gone.yaml", [decl()], "payroll")
-    one_line(info.value, tmp_path / "gone.yaml", "(file)", "file not found")
-    with pytest.raises(InputError, match="no input file configured for scenario 'payroll'"):
+    assert info.value.detail.startswith(f"{tmp_path / 'gone.yaml'}: (file): ")
+    assert "gone.yaml" not in str(info.value) and "dataset 'payroll'" in str(info.value)
+    with pytest.raises(InputError, match="dataset 'payroll': no input file is configured for it"):
         load_node_inputs(None, [decl()], "payroll")
     assert load_node_inputs(None, [], "payroll") == {}  # nothing owned, nothing read
 

@@ -1,6 +1,6 @@
 """Fuzzing every config, scenario and input parser with hostile files (hypothesis).
 
-Targets: coordinator.scenario.parse_scenario_text / load_scenario, mpcnode.config.load_node_config,
+Targets: mpcnode.computation.scenario.parse_scenario_text / load_scenario, mpcnode.config.load_node_config,
 coordinator.config.load_coordinator_config and mpcnode.inputs.load_node_inputs (YAML and .npz).
 
 Inputs: random bytes and unicode, YAML-looking noise, random prefixes of valid files, valid files
@@ -32,7 +32,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from coordinator.config import load_coordinator_config
-from coordinator.scenario import load_scenario, parse_scenario_text
+from mpcnode.computation.scenario import load_scenario, parse_scenario_text
 from mpcnode.config import load_node_config
 from mpcnode.configfile import MAX_ALIAS_EXPANSION, MAX_YAML_BYTES, ConfigError
 from mpcnode.inputs import InputError, load_node_inputs
@@ -76,8 +76,8 @@ NODE = {
     "tls": {"ca": "ca.pem", "cert": "org-a.pem", "key": "org-a.key"},
     "peers": {"org-b": "127.0.0.1:7002", "org-c": "127.0.0.1:7003"}, "data_dir": "data",
     "inputs": {"payroll": "payroll.yaml", "big": "/abs/big.npz"},
-    "policy": {"scenarios": ["payroll"], "fingerprints": ["ab" * 32], "recipients": ["org-a"],
-               "coordinators": ["coordinator"], "input_clients": ["*"]},
+    "policy": {"approvals": [{"fingerprint": "ab" * 32, "max_runs": 2, "expires": "2030-01-01T00:00:00Z"}],
+               "min_threshold": 1, "min_contributors": 2, "coordinators": ["coordinator"], "input_clients": ["*"]},
     "rpc_timeout_s": 5, "round_timeout_s": 9.5, "max_message_mb": 64,
 }
 COORDINATOR = {
@@ -132,6 +132,11 @@ def bounded(call: Callable[[], Any], expected: type[Exception], budget_s: float 
         call()
     except expected as exc:
         message = str(exc)
+        if isinstance(exc, InputError):
+            # the public reason (sent to the coordinator) is one line without the file's path;
+            # the checks below read the node-local detail, which names file, field and value
+            assert "\n" not in message and "/" not in message, message
+            message = exc.detail
         assert message, f"{type(exc).__name__} with an empty message"
         assert len(message.splitlines()) == 1, f"not one line: {message[:500]!r}"
         assert len(message) <= MAX_MESSAGE, f"{len(message)} characters: {message[:300]!r}..."

@@ -1,24 +1,59 @@
-"""Circuits for the auction and vote scenarios, built with the builder API.
+"""kind: auction. Bidders submit sealed bids from input clients; first-price or second-price
+(Vickrey), with a public or a secret reserve.
 
-Each output opens as little as the scenario promises (see docs/outputs.md): an auction opens
-one vector [sold, winner, price] whose winner and price are multiplied by `sold`, so "no sale"
-opens zeros and nothing else; a vote opens the tally, or only the winner, or only YES/NO.
-The output description carries a small JSON note that tells the recipient how to render it.
+The circuit opens one vector [sold, winner, price] whose winner and price are multiplied by
+`sold`, so "no sale" opens zeros and nothing else (docs/outputs.md). The output description
+carries a small JSON note that tells the recipient how to render it.
 """
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-
-if TYPE_CHECKING:
-    from .scenario import AuctionScenario, VoteScenario
+from .common import DATASET_PATTERN, Common, Strict, check_names
 
 
-def auction_circuit(sc: "AuctionScenario") -> cpb.Circuit:
+class ReserveSpec(Strict):
+    public: int | None = None
+    secret_from: str | None = Field(default=None, description="compute party whose node inputs a secret reserve")
+    dataset: str | None = Field(default=None, pattern=DATASET_PATTERN,
+                                description="the secret_from party's local dataset (default: the scenario name)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "ReserveSpec":
+        if (self.public is None) == (self.secret_from is None):
+            raise ValueError("give exactly one of public or secret_from")
+        return self
+
+
+class AuctionSpec(Strict):
+    type: Literal["first-price", "second-price"]
+    bit_length: int = Field(default=48, ge=2, le=58)
+    min_bid: int = 0
+    max_bid: int | None = None
+    reserve: ReserveSpec | None = None
+
+
+class AuctionScenario(Common):
+    kind: Literal["auction"]
+    auction: AuctionSpec
+    bidders: list[str] = Field(min_length=2)
+
+    _b = field_validator("bidders")(check_names)
+
+    def identities(self) -> set[str]:
+        return super().identities() | set(self.bidders)
+
+    def build(self) -> cpb.Circuit:
+        return auction_circuit(self)
+
+
+def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     spec = sc.auction
     bits = spec.bit_length
     max_bid = spec.max_bid if spec.max_bid is not None else (1 << bits) - 1
@@ -41,7 +76,8 @@ def auction_circuit(sc: "AuctionScenario") -> cpb.Circuit:
     if reserve is not None and reserve.secret_from is not None:
         if reserve.secret_from not in sc.parties:
             raise ValueError(f"auction.reserve.secret_from: {reserve.secret_from!r} is not a compute party")
-        floor = b.input("reserve", reserve.secret_from, 1, spec.min_bid, max_bid)
+        floor = b.input("reserve", reserve.secret_from, 1, spec.min_bid, max_bid,
+                        dataset=reserve.dataset or sc.name)
     else:
         value = reserve.public if reserve is not None else spec.min_bid
         if not spec.min_bid <= value <= max_bid:
@@ -57,26 +93,3 @@ def auction_circuit(sc: "AuctionScenario") -> cpb.Circuit:
     return b.build()
 
 
-def vote_circuit(sc: "VoteScenario") -> cpb.Circuit:
-    spec = sc.vote
-    k = len(spec.options)
-    voters = sc.voter_names
-    b = CircuitBuilder(sc.name)
-    ballots = b.client_input("ballots", voters, k, 0, 1)
-    valid = b.rows_valid(ballots, k, exactly_one=not spec.approval)
-    tally = b.column_sums(b.mul_rows(ballots, k, valid), k)
-    count_bits = max(2, len(voters).bit_length() + 2)
-    note = {"options": spec.options}
-    if spec.output == "tally":
-        invalid = b.sub(b.count_rows(ballots, k), b.sum(valid))
-        b.output("tally", b.concat([tally, invalid]), sc.recipients,
-                 description=json.dumps({"render": "tally", **note}))
-    elif spec.output == "winner":
-        b.output("winner", b.argmax(tally, count_bits)[0], sc.recipients,
-                 description=json.dumps({"render": "winner", **note}))
-    else:
-        yes = tally[0]
-        passes = b.ge(b.scale(yes, 2), b.sum(valid), count_bits + 1)
-        b.output("referendum", passes, sc.recipients,
-                 description=json.dumps({"render": "referendum", "question": sc.description}))
-    return b.build()

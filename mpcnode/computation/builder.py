@@ -48,8 +48,11 @@ class CircuitBuilder:
         return Arr(self, name)
 
     # ---- inputs -----------------------------------------------------------------
-    def input(self, name: str, owner: str, length: int, lo: int, hi: int, key: str = "") -> Arr:
-        self.c.inputs.add(name=name, owner=owner, length=length, lo=lo, hi=hi, source=cpb.INPUT_SOURCE_NODE, key=key)
+    def input(self, name: str, owner: str, length: int, lo: int, hi: int, key: str = "", dataset: str = "") -> Arr:
+        """An array the owner's node reads from field `key` (default: name) of its local `dataset`
+        (default: the circuit's name)."""
+        self.c.inputs.add(name=name, owner=owner, length=length, lo=lo, hi=hi, source=cpb.INPUT_SOURCE_NODE, key=key,
+                          dataset=dataset or self.c.name)
         return Arr(self, name)
 
     def client_input(self, name: str, clients: Sequence[str], length: int, lo: int, hi: int) -> Arr:

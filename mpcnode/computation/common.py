@@ -1,0 +1,84 @@
+"""Fields every scenario kind shares, and the step from a scenario to a Computation."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from parley.v1 import circuit_pb2 as cpb
+
+from ..certs import NAME_RULE, valid_identity
+from ..shamir import default_threshold
+from .spec import DROPOUT_RULES, PROTOCOLS, Computation
+
+MAX_ABS = (1 << 59) - 1
+DATASET_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_names(v: list[str]) -> list[str]:
+    for name in v:
+        if not valid_identity(name):
+            raise ValueError(f"{name!r} is not a valid identity ({NAME_RULE})")
+    if len(set(v)) != len(v):
+        raise ValueError("a name is listed twice")
+    return v
+
+
+class InputSpec(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    length: int = Field(default=1, ge=1, le=10_000_000)
+    range: tuple[int, int]
+    dataset: str | None = Field(default=None, pattern=DATASET_PATTERN,
+                                description="the local dataset each contributor feeds (default: the scenario name)")
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if lo > hi:
+            raise ValueError(f"lower bound {lo} is above upper bound {hi}")
+        if max(abs(lo), abs(hi)) > MAX_ABS:
+            raise ValueError("bounds must lie within +-(2^59 - 1)")
+        return v
+
+
+class Common(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    parties: list[str] = Field(min_length=3, description="compute nodes, in party order")
+    threshold: int | None = Field(default=None, ge=1)
+    recipients: list[str] = Field(min_length=1)
+    protocol: Literal[PROTOCOLS] = "shamir"  # type: ignore[valid-type]
+    dropouts: Literal[DROPOUT_RULES] = "within-threshold"  # type: ignore[valid-type]
+    timeout_s: float = Field(default=300.0, gt=0, le=86400)
+    input_window_s: float = Field(default=0.0, ge=0, le=86400,
+                                  description="client inputs close this long after the job starts (0: when closed)")
+
+    _p = field_validator("parties", "recipients")(check_names)
+
+    @model_validator(mode="after")
+    def _threshold(self) -> "Common":
+        if self.threshold is not None and not 2 * self.threshold < len(self.parties):
+            raise ValueError(f"threshold: t={self.threshold} needs 2t < {len(self.parties)} parties")
+        return self
+
+    @property
+    def t(self) -> int:
+        return self.threshold if self.threshold is not None else default_threshold(len(self.parties))
+
+    def identities(self) -> set[str]:
+        return set(self.parties) | set(self.recipients)
+
+    def build(self) -> cpb.Circuit:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+    def computation(self) -> Computation:
+        """Everything that decides what can leak, in the form nodes approve and fingerprint."""
+        circuit = self.build()
+        circuit.description = self.description.strip()
+        return Computation(circuit=circuit, parties=tuple(self.parties), threshold=self.t,
+                           protocol=self.protocol, dropouts=self.dropouts)

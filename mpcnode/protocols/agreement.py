@@ -1,0 +1,36 @@
+"""Agreement among the live nodes, before any share of a job leaves a node.
+
+Each node checks its own approval of the computation in Prepare, but a dishonest coordinator
+could send different circuits (each approved by someone) or different live sets to different
+nodes under one job id. One round fixes that: every live node sends every other a digest of
+(job id, fingerprint, live parties) and goes on only if all digests equal its own. The round
+costs 32 bytes per peer; any mismatch fails the job before input sharing starts.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from ..computation.spec import canonical_json
+from ..exchange import ProtocolViolation
+from .core import Session
+
+_WORD = np.uint64((1 << 60) - 1)   # digest words are sent as field elements, each below p
+
+
+def job_digest(job_id: str, fingerprint: str, live: Sequence[str]) -> np.ndarray:
+    raw = hashlib.sha256(canonical_json(["parley-job-agreement-v1", job_id, fingerprint, list(live)])).digest()
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64) & _WORD
+
+
+async def agree_on_job(session: Session, job_id: str, fingerprint: str, live: Sequence[str]) -> None:
+    """One round among the live parties; raises ProtocolViolation naming the parties that differ."""
+    mine = job_digest(job_id, fingerprint, live)
+    others = [j for j in session.parties if j != session.party]
+    got = await session.ex.round("agree/job", {j: mine for j in others}, others)
+    differ = sorted(j for j, d in got.items() if d.shape != mine.shape or not np.array_equal(d, mine))
+    if differ:
+        raise ProtocolViolation(f"parties {differ} run a different computation or live set under job {job_id}; "
+                                "nothing was shared")
