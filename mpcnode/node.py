@@ -23,7 +23,7 @@ from .errors import Conflict, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .executor import Executor
 from .inputs import InputError, load_node_inputs
-from .protocols.agreement import agree_on_job
+from .protocols.agreement import agree_on_clients, agree_on_job
 from .protocols.core import Session
 from .store import DuplicateSubmission, ShareStore
 from .transport import serde
@@ -321,12 +321,8 @@ class Node:
         job.inputs_closed.set()
 
     async def _client_inputs(self, job: Job, session: Session, values: dict[str, np.ndarray]) -> list[str]:
-        """Wait until client submission closes, then agree with the other nodes on whose input counts.
-
-        Every node sends, for each listed client, 1 + the rank at which it received that client's
-        share (0 = not received). A client counts only if every node holds its share; rows are
-        ordered by the first party's arrival order, so "earliest submission" is well defined.
-        """
+        """After client submission closed: agree with the other nodes on whose input counts
+        (protocols/agreement.py) and take those rows, in the agreed order."""
         decls = [d for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
         if not decls:
             return []
@@ -334,17 +330,7 @@ class Node:
         for k, decl in enumerate(decls):
             got = self.store.client_shares(job.spec.job_id, decl.name)
             order = self.store.client_order(job.spec.job_id, decl.name)
-            ranks = np.array([order.index(c) + 1 if c in got else 0 for c in decl.clients], dtype=np.uint64)
-            everyone = list(session.parties)
-            peers = await session.ex.round(f"clients/{k}", {j: ranks for j in everyone if j != session.party}, everyone)
-            peers[session.party] = ranks
-            for i, r in peers.items():
-                if r.shape != ranks.shape:
-                    raise ProtocolViolation(f"client agreement: party {i} sent {r.size} ranks, expected {ranks.size}")
-            present = np.all(np.stack([peers[i] > 0 for i in everyone]), axis=0)
-            first = peers[everyone[0]].astype(np.int64)
-            chosen = sorted((int(first[c]), c) for c in np.flatnonzero(present))
-            rows = [decl.clients[c] for _, c in chosen]
+            rows = await agree_on_clients(session, k, list(decl.clients), got, order)
             if not labels:
                 labels = rows
             width = decl.length

@@ -236,8 +236,10 @@ class Soak:
         all_in = True
         valid = VOTERS[:-2]
         results = await asyncio.gather(
-            *(client_submit(job_id, "ballots", ballot(k), nodes, self.c.tls(v)) for k, v in enumerate(valid)),
-            client_submit(job_id, "ballots", [1, 1, 0], nodes, self.c.tls(VOTERS[-2]), skip_local_check=True),
+            *(client_submit(job_id, "ballots", ballot(k), nodes, self.c.tls(v), self.c.fingerprint("soak-vote"))
+              for k, v in enumerate(valid)),
+            client_submit(job_id, "ballots", [1, 1, 0], nodes, self.c.tls(VOTERS[-2]), self.c.fingerprint("soak-vote"),
+                          skip_local_check=True),
             return_exceptions=True)
         self.stats.bad_inputs += 1   # the invalid ballot, caught inside MPC
         refused = [r for r in results if isinstance(r, SubmitError)]

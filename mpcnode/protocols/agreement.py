@@ -1,4 +1,5 @@
-"""Agreement among the live nodes, before any share of a job leaves a node.
+"""Agreement among the live nodes: on the job itself before any share leaves a node, and on which
+input clients count once client submission has closed.
 
 Each node checks its own approval of the computation in Prepare, but a dishonest coordinator
 could send different circuits (each approved by someone) or different live sets to different
@@ -9,7 +10,7 @@ costs 32 bytes per peer; any mismatch fails the job before input sharing starts.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -34,3 +35,25 @@ async def agree_on_job(session: Session, job_id: str, fingerprint: str, live: Se
     if differ:
         raise ProtocolViolation(f"parties {differ} run a different computation or live set under job {job_id}; "
                                 "nothing was shared")
+
+
+async def agree_on_clients(session: Session, k: int, clients: list[str], got: Mapping[str, object],
+                           order: list[str]) -> list[str]:
+    """Which listed clients' rows count, in which order (one round, label clients/<k>).
+
+    Every node sends, for each listed client, 1 + the rank at which it received that client's
+    share (0 = not received). A client counts only if every node holds its share; rows are
+    ordered by the first party's arrival order, so "earliest submission" is well defined.
+    """
+    rank = {c: i + 1 for i, c in enumerate(order)}
+    ranks = np.array([rank.get(c, 0) if c in got else 0 for c in clients], dtype=np.uint64)
+    everyone = list(session.parties)
+    peers = await session.ex.round(f"clients/{k}", {j: ranks for j in everyone if j != session.party}, everyone)
+    peers[session.party] = ranks
+    for i, r in peers.items():
+        if r.shape != ranks.shape:
+            raise ProtocolViolation(f"client agreement: party {i} sent {r.size} ranks, expected {ranks.size}")
+    present = np.all(np.stack([peers[i] > 0 for i in everyone]), axis=0)
+    first = peers[everyone[0]].astype(np.int64)
+    chosen = sorted((int(first[c]), c) for c in np.flatnonzero(present))
+    return [clients[c] for _, c in chosen]

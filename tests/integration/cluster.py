@@ -187,6 +187,10 @@ class Cluster:
     def input_file(self, scenario: str, org: str) -> Path:
         return self.input_root / scenario / f"{org}.yaml"
 
+    def fingerprint(self, scenario: str) -> str:
+        """The computation's fingerprint, as its organizers would publish it to input clients."""
+        return self.scenarios[scenario][1].computation().fingerprint()
+
     def nodes_of(self, scenario: str) -> dict[str, str]:
         return {o: self.deployment.addresses[o] for o in self.scenarios[scenario][1].parties}
 

@@ -42,7 +42,7 @@ async def run_auction(cluster: Cluster, scenario: str, bids: dict[str, int]) -> 
     await cluster.wait_running("house", job_id)   # inputs open once the nodes run the job
     # submit in list order, one after another, so arrival order (the tie rule) is deterministic
     for bidder, bid in bids.items():
-        await client_submit(job_id, "bids", [bid], nodes, cluster.tls(bidder))
+        await client_submit(job_id, "bids", [bid], nodes, cluster.tls(bidder), cluster.fingerprint(scenario))
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
     final = await cluster.watch(job_id)
     assert final.state == "DONE", final.error
@@ -86,13 +86,13 @@ async def test_bid_rules_and_who_may_read(cluster) -> None:
     nodes = cluster.nodes_of("first")
     await cluster.wait_running("house", job_id)
     with pytest.raises(SubmitError, match="outside the declared range"):
-        await client_submit(job_id, "bids", [10 ** 12 + 1], nodes, cluster.tls("bidder-01"))
-    await client_submit(job_id, "bids", [10], nodes, cluster.tls("bidder-01"))
+        await client_submit(job_id, "bids", [10 ** 12 + 1], nodes, cluster.tls("bidder-01"), cluster.fingerprint("first"))
+    await client_submit(job_id, "bids", [10], nodes, cluster.tls("bidder-01"), cluster.fingerprint("first"))
     with pytest.raises(SubmitError, match="ALREADY_EXISTS"):
-        await client_submit(job_id, "bids", [11], nodes, cluster.tls("bidder-01"))
+        await client_submit(job_id, "bids", [11], nodes, cluster.tls("bidder-01"), cluster.fingerprint("first"))
     with pytest.raises(SubmitError, match="PERMISSION_DENIED"):
-        await client_submit(job_id, "bids", [12], nodes, cluster.tls("outsider"))
-    await client_submit(job_id, "bids", [9], nodes, cluster.tls("bidder-02"))
+        await client_submit(job_id, "bids", [12], nodes, cluster.tls("outsider"), cluster.fingerprint("first"))
+    await client_submit(job_id, "bids", [9], nodes, cluster.tls("bidder-02"), cluster.fingerprint("first"))
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
     assert (await cluster.watch(job_id)).state == "DONE"
     assert (await cluster.fetch(job_id, "result", "seller")).value == {"sold": True, "winner": "bidder-01", "price": 10}

@@ -63,7 +63,8 @@ def ballot(k: int) -> list[int]:
 
 async def cast(cluster: Cluster, job_id: str, voters: list[str]) -> None:
     nodes = cluster.nodes_of("drop-vote")
-    await asyncio.gather(*(client_submit(job_id, "ballots", ballot(VOTERS.index(v)), nodes, cluster.tls(v))
+    await asyncio.gather(*(client_submit(job_id, "ballots", ballot(VOTERS.index(v)), nodes, cluster.tls(v),
+                                       cluster.fingerprint("drop-vote"))
                            for v in voters))
 
 

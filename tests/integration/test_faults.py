@@ -91,7 +91,8 @@ def tally(voters: list[str]) -> dict:
 
 async def cast(cluster: Cluster, job_id: str, voters: list[str]) -> None:
     nodes = cluster.nodes_of("fault-vote")
-    await asyncio.gather(*(client_submit(job_id, "ballots", ballot(v), nodes, cluster.tls(v)) for v in voters))
+    await asyncio.gather(*(client_submit(job_id, "ballots", ballot(v), nodes, cluster.tls(v),
+                                         cluster.fingerprint("fault-vote")) for v in voters))
 
 
 async def wait_node_state(cluster: Cluster, org: str, job_id: str, state: int, timeout: float = 30) -> None:

@@ -99,7 +99,8 @@ async def vote_job(cluster: Cluster, k: int) -> str:
     await _wait_running(cluster, job_id)
     voters = VOTERS[k % 4: k % 4 + 3 + k % 2]   # 3 or 4 of them, a different set per job
     nodes = cluster.nodes_of("load-vote")
-    await asyncio.gather(*(client_submit(job_id, "ballots", ballot(v, k), nodes, cluster.tls(v), timeout=60)
+    await asyncio.gather(*(client_submit(job_id, "ballots", ballot(v, k), nodes, cluster.tls(v),
+                                         cluster.fingerprint("load-vote"), timeout=60)
                            for v in voters))
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
     final = await cluster.watch(job_id, 120)

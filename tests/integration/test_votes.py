@@ -58,13 +58,14 @@ async def run_vote(cluster: Cluster, scenario: str, cast: dict[str, list[int]]):
 
     async def one(voter: str, row: list[int]) -> None:
         try:
-            await client_submit(job_id, "ballots", row, nodes, cluster.tls(voter))
+            await client_submit(job_id, "ballots", row, nodes, cluster.tls(voter), cluster.fingerprint(scenario))
         except SubmitError:   # the library refuses entries outside 0/1: play a misbehaving client
-            await client_submit(job_id, "ballots", row, nodes, cluster.tls(voter), skip_local_check=True)
+            await client_submit(job_id, "ballots", row, nodes, cluster.tls(voter), cluster.fingerprint(scenario),
+                                skip_local_check=True)
 
     await asyncio.gather(*(one(v, r) for v, r in cast.items()))
     with pytest.raises(SubmitError, match="ALREADY_EXISTS"):
-        await client_submit(job_id, "ballots", cast[VOTERS[0]], nodes, cluster.tls(VOTERS[0]))
+        await client_submit(job_id, "ballots", cast[VOTERS[0]], nodes, cluster.tls(VOTERS[0]), cluster.fingerprint(scenario))
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
     final = await cluster.watch(job_id)
     assert final.state == "DONE", final.error
