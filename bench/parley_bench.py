@@ -42,7 +42,9 @@ class Cluster:
         self.certs = workdir / "certs"
         ensure(self.certs, PARTIES + ["coordinator", "operator", RECIPIENT, *clients])
         self.dep: Deployment = write_nodes(workdir, self.certs, PARTIES, {PARTIES[0]: inputs},
-                                           {o: {"scenarios": ["*"], "recipients": ["*"]} for o in PARTIES},
+                                           # benchmarks build circuits of every size on the fly; consent
+                                           # is not what they measure (the approval check is a hash lookup)
+                                           {o: {"approve_any_computation_insecure": True} for o in PARTIES},
                                            {o: {"round_timeout_s": 600.0, "rpc_timeout_s": 600.0} for o in PARTIES})
         self.procs = []
 

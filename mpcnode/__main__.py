@@ -1,4 +1,5 @@
-"""python -m mpcnode --config deploy/org-a.yaml: run one organization's Parley node."""
+"""python -m mpcnode --config deploy/org-a.yaml: run one organization's Parley node.
+python -m mpcnode audit --config deploy/org-a.yaml: print its audit log (audit.py)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 import grpc
 
 from .admission import resolve_approvals
+from .audit import main as audit_main
 from .config import load_node_config
 from .configfile import ConfigError
 from .node import Node
@@ -38,7 +40,13 @@ async def serve(config_path: Path, port_file: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpcnode", description="Run one organization's Parley node.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:
+        # a leading word, not an argparse subcommand: `python -m mpcnode --config X` must keep serving
+        return audit_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m mpcnode", description="Run one organization's Parley node.",
+                                     epilog="python -m mpcnode audit --config X prints the node's audit log "
+                                            "(see python -m mpcnode audit --help).")
     parser.add_argument("--config", type=Path, required=True, help="node config YAML (see docs/configuration.md)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here once serving (for port 0)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -59,7 +59,7 @@ from mpcnode.computation.builder import CircuitBuilder  # noqa: E402
 from coordinator.client import close_inputs  # noqa: E402
 from coordinator.scheduler import TERMINAL, JobPlan  # noqa: E402
 from mpcnode import field as F  # noqa: E402
-from mpcnode.circuit import fingerprint  # noqa: E402
+from mpcnode.computation.spec import Computation  # noqa: E402
 from mpcnode.client import SubmitError, submit as client_submit  # noqa: E402
 from mpcnode.recipient import FetchError  # noqa: E402
 from mpcnode.transport.tls import secure_channel  # noqa: E402
@@ -109,7 +109,7 @@ EXPECTED = {
     "soak-total": {"total": sum(AMOUNTS.values())},
     "soak-avg": {"total": sum(AVG.values()), "average": sum(AVG.values()) // 4},
 }
-BAD_INPUT_REASON = {"soak-range": ("sk-c", "outside the declared range"), "soak-string": ("sk-d", "expected an integer")}
+BAD_INPUT_REASON = {"soak-range": ("sk-c", "outside the declared range"), "soak-string": ("sk-d", "expected integers")}
 
 
 def mul_plan(k: int) -> tuple[JobPlan, dict[str, object]]:
@@ -123,6 +123,12 @@ def mul_plan(k: int) -> tuple[JobPlan, dict[str, object]]:
     b.output("dot", b.add(b.dot(v, w), k), [READER])
     return JobPlan("soak-mul", b.build(), ORGS, 1, 60.0), {"prod": (X * Y + k) * X,
                                                            "dot": int(np.dot(V, W)) + k}
+
+
+def mul_constant(seed: int, i: int) -> int:
+    """Job i's own constant, known before the run: the nodes approve each product circuit by its
+    fingerprint, so the soak lists all of them in the node policies up front."""
+    return 1000 * i + random.Random(f"{seed}/{i}").randrange(1000)
 
 
 def ballot(k: int) -> list[int]:
@@ -211,7 +217,7 @@ class Soak:
         await self.judge(job_id, scenario, final.state, final.error, EXPECTED[scenario])
 
     async def mul_job(self, i: int) -> None:
-        k = 1000 * i + self.rng.randrange(1000)
+        k = mul_constant(self.args.seed, i)
         plan, expected = mul_plan(k)
         job_id = f"soak-mul-{i}-{k}"
         self.sched.submit_plan(job_id, plan)
@@ -473,12 +479,17 @@ class RpcFuzzer:
             circuit = b.build()
             if self.rng.random() < 0.3:
                 circuit.ops.add(out=self.text(), kind=self.rng.randrange(50), args=[self.text()])
+            parties = self.rng.sample(ORGS + [OUTSIDER], self.rng.randrange(6))
+            threshold = self.rng.choice([0, 1, 2, 2 ** 32 - 1])
+            try:   # the fingerprint an honest coordinator would send, so that the node looks further
+                honest = Computation(circuit, tuple(parties), threshold).fingerprint()
+            except Exception:
+                honest = ""
             spec = node_pb2.JobSpec(job_id=f"soak-fuzz-{self.rng.randrange(10 ** 9)}",
                                     scenario=self.rng.choice(["soak-mul", "soak-total", "nope"]), circuit=circuit,
-                                    parties=self.rng.sample(ORGS + [OUTSIDER], self.rng.randrange(6)),
-                                    threshold=self.rng.choice([0, 1, 2, 2 ** 32 - 1]),
+                                    parties=parties, threshold=threshold,
                                     timeout_s=self.rng.choice([0.0, -1.0, 1e308, float("nan"), 5.0]),
-                                    fingerprint=self.rng.choice([fingerprint(circuit), "", self.text()]))
+                                    fingerprint=self.rng.choice([honest, "", self.text()]))
             return spec.SerializeToString()
         if name in ("Start", "Status", "CloseInputs", "Abort", "JobInfo") and "Coordinator" not in method:
             job = self.text()   # random, or a finished job: Start, CloseInputs and Abort leave a finished job alone
@@ -598,8 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     started = time.monotonic()
+    approved = [mul_plan(mul_constant(args.seed, i))[0].computation.fingerprint() for i in range(args.jobs)]
     cluster = Cluster.create(
-        root, SCENARIOS, INPUTS, extra_identities=[OUTSIDER, READER],
+        root, SCENARIOS, INPUTS, extra_identities=[OUTSIDER, READER], approve={o: approved for o in ORGS},
         node_overrides={o: {"round_timeout_s": 6.0, "rpc_timeout_s": 3.0} for o in ORGS},
         coordinator_overrides={"rpc_timeout_s": 4.0, "poll_interval_s": 0.1, "prepare_timeout_s": 3.0})
     soak = None

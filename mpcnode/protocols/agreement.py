@@ -3,9 +3,10 @@ input clients count once client submission has closed.
 
 Each node checks its own approval of the computation in Prepare, but a dishonest coordinator
 could send different circuits (each approved by someone) or different live sets to different
-nodes under one job id. One round fixes that: every live node sends every other a digest of
-(job id, fingerprint, live parties) and goes on only if all digests equal its own. The round
-costs 32 bytes per peer; any mismatch fails the job before input sharing starts.
+nodes under one job id. The session's first round (pairwise keys) fixes that: every live node
+also sends every other a digest of (job id, fingerprint, live parties) and goes on only if all
+digests equal its own. It costs 32 bytes per peer and no extra round; any mismatch fails the
+job before input sharing starts.
 """
 from __future__ import annotations
 
@@ -27,14 +28,9 @@ def job_digest(job_id: str, fingerprint: str, live: Sequence[str]) -> np.ndarray
 
 
 async def agree_on_job(session: Session, job_id: str, fingerprint: str, live: Sequence[str]) -> None:
-    """One round among the live parties; raises ProtocolViolation naming the parties that differ."""
-    mine = job_digest(job_id, fingerprint, live)
-    others = [j for j in session.parties if j != session.party]
-    got = await session.ex.round("agree/job", {j: mine for j in others}, others)
-    differ = sorted(j for j, d in got.items() if d.shape != mine.shape or not np.array_equal(d, mine))
-    if differ:
-        raise ProtocolViolation(f"parties {differ} run a different computation or live set under job {job_id}; "
-                                "nothing was shared")
+    """Folded into the session's key round (Session.establish): no extra round. Raises
+    ProtocolViolation naming the parties whose digest differs; nothing has been dealt then."""
+    await session.establish(job_digest(job_id, fingerprint, live))
 
 
 async def agree_on_clients(session: Session, k: int, clients: list[str], got: Mapping[str, object],

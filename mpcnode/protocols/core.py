@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import field, shamir
-from ..exchange import Exchange
+from ..exchange import Exchange, ProtocolViolation
 from ..randomness import KeyedStream, random_bits, random_field
 
 
@@ -46,18 +46,41 @@ class Session:
         pos, m = self.parties.index(dealer), len(self.parties)
         return tuple(self.parties[(pos + 1 + k) % m] for k in range(min(self.t, m - 1)))
 
-    async def _pair_streams(self) -> dict[int, KeyedStream]:
+    async def establish(self, binding: np.ndarray | None = None) -> None:
+        """The session's first round: pairwise keys, and (with `binding`) a check that every live
+        party runs the same job. `binding` is a short digest of what this party was asked to run
+        (protocols/agreement.py); each party sends it to every other one, and any difference fails
+        the session before a single share was dealt. The keys are derived with the digest, so they
+        belong to this job only."""
+        await self._pair_streams(binding)
+
+    async def _pair_streams(self, binding: np.ndarray | None = None) -> dict[int, KeyedStream]:
         """Agree on a secret key with every other party (one round, once per session): the
         lower id picks it and sends it over the mutually authenticated channel."""
         if self._streams is None:
             async with self._streams_lock:
                 if self._streams is None:
-                    picked = {j: random_field(4) for j in self.parties if j > self.party}
-                    got = await self.ex.round("keys", picked, [j for j in self.parties if j < self.party])
-                    for i, k in got.items():
-                        _checked_shape(k, (4,), "keys", i)
-                    self._streams = {j: KeyedStream(hashlib.sha256(k.astype("<u8").tobytes()).digest())
-                                     for j, k in {**picked, **got}.items()}
+                    bind = np.zeros(0, dtype=np.uint64) if binding is None else binding.astype(np.uint64)
+                    others = [j for j in self.parties if j != self.party]
+                    picked = {j: random_field(4) for j in others if j > self.party}
+                    send = {j: np.concatenate([picked[j], bind]) if j in picked else bind for j in others}
+                    send = {j: a for j, a in send.items() if a.size}
+                    expect = [j for j in others if j < self.party or bind.size]
+                    got = await self.ex.round("keys", send, expect)
+                    keys = dict(picked)
+                    differ = []
+                    for i, arr in got.items():
+                        arr = _checked_shape(arr, ((4 if i < self.party else 0) + bind.size,), "keys", i)
+                        if i < self.party:
+                            keys[i], arr = arr[:4], arr[4:]
+                        if not np.array_equal(arr, bind):
+                            differ.append(i)
+                    if differ:
+                        raise ProtocolViolation(f"parties {sorted(differ)} run a different computation or live set; "
+                                                "nothing was shared")
+                    salt = bind.astype("<u8").tobytes()
+                    self._streams = {j: KeyedStream(hashlib.sha256(k.astype("<u8").tobytes() + salt).digest())
+                                     for j, k in keys.items()}
         return self._streams
 
     async def deal(self, label: str, sizes: dict[int, int], values: np.ndarray | None) -> dict[int, np.ndarray]:

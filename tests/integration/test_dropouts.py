@@ -33,10 +33,21 @@ VOTE = {"name": "drop-vote", "kind": "vote", "parties": PARTIES, "threshold": 1,
 AMOUNTS = {"drop-a": 123_456_789, "drop-b": -98_765, "drop-c": 5_000_000_000, "drop-d": 42}
 
 
+def chain_plan() -> JobPlan:
+    """A long chain of products on drop-a's amount (read from its drop-total dataset)."""
+    b = CircuitBuilder("drop-chain")
+    x = b.input("amount", "drop-a", 1, -(10 ** 12), 10 ** 12, dataset="drop-total")
+    z = b.repeat(b.sub(x, x), 200_000)
+    for _ in range(60):
+        z = z * z
+    b.output("zero", b.sum(z), [READER])
+    return JobPlan("drop-total", b.build(), PARTIES, 2, 60)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster.create(tmp_path_factory.mktemp("drop"), [TOTAL, VOTE], inputs={"drop-total": AMOUNTS},
-                       policy_overrides={o: {"scenarios": ["*"], "recipients": ["*"]} for o in PARTIES},
+                       approve={o: [chain_plan().computation.fingerprint()] for o in PARTIES},
                        node_overrides={o: {"round_timeout_s": 8.0, "rpc_timeout_s": 5.0} for o in PARTIES})
     with c.running():
         yield c
@@ -108,19 +119,13 @@ async def test_node_down_during_the_input_window(cluster, stop_e) -> None:
 
 async def test_node_killed_during_the_computation_fails_cleanly(cluster, stop_e) -> None:
     # a long chain of products, scheduled with the coordinator's own scheduler
-    b = CircuitBuilder("drop-chain")
-    x = b.input("amount", "drop-a", 1, -(10 ** 12), 10 ** 12)
-    z = b.repeat(b.sub(x, x), 200_000)
-    for _ in range(60):
-        z = z * z
-    b.output("zero", b.sum(z), [READER])
     certs = cluster.certs
     sched = Scheduler(CoordinatorConfig(listen="127.0.0.1:0", tls={"ca": certs / "ca.pem", "cert": certs / "coordinator.pem",
                                                                    "key": certs / "coordinator.key"},
                                         nodes=cluster.deployment.addresses, database=cluster.root / "chain.sqlite3",
                                         poll_interval_s=0.05, rpc_timeout_s=5.0), cluster.tls("coordinator"))
     try:
-        sched.submit_plan("chain-1", JobPlan("drop-total", b.build(), PARTIES, 2, 60))
+        sched.submit_plan("chain-1", chain_plan())
         live = sched.live["chain-1"]
         async with asyncio.timeout(30):
             while live.rounds_done < 4:

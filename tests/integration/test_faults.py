@@ -33,7 +33,7 @@ from coordinator.client import JobFailed, close_inputs, submit as coordinator_su
 from coordinator.scheduler import JobPlan
 from mpcnode import field as F
 from mpcnode import shamir
-from mpcnode.circuit import fingerprint
+from mpcnode.computation.spec import Computation
 from mpcnode.client import submit as client_submit
 from mpcnode.recipient import FetchError
 from mpcnode.store import ShareStore
@@ -62,7 +62,9 @@ ST = node_pb2
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
+    chains = [chain_plan(), chain_plan(levels=25, width=50_000)]   # every product chain the tests run
     c = Cluster.create(tmp_path_factory.mktemp("faults"), SCENARIOS, {"fault-total": AMOUNTS},
+                       approve={o: [p.computation.fingerprint() for p in chains] for o in THREE},
                        node_overrides={o: {"round_timeout_s": ROUND_TIMEOUT_S, "rpc_timeout_s": 4.0} for o in THREE},
                        coordinator_overrides={"rpc_timeout_s": COORD_RPC_TIMEOUT_S, "poll_interval_s": 0.1})
     with c.running():
@@ -181,8 +183,7 @@ async def test_a_job_without_a_timeout_is_refused(cluster: Cluster) -> None:
     b.output("total", b.sum(x), [READER])
     circuit = b.build()
     for timeout in (0.0, -1.0, 24 * 3600 + 1):
-        spec = node_pb2.JobSpec(job_id=f"no-timeout-{uuid.uuid4().hex[:6]}", scenario="fault-total", circuit=circuit,
-                                parties=THREE, threshold=1, timeout_s=timeout, fingerprint=fingerprint(circuit))
+        spec = Computation(circuit, tuple(THREE), 1).job_spec(f"no-timeout-{uuid.uuid4().hex[:6]}", timeout)
         async with secure_channel(cluster.deployment.addresses["ash"], "ash", cluster.tls("coordinator")) as ch:
             reply = await node_pb2_grpc.NodeControlStub(ch).Prepare(spec, timeout=10)
         assert not reply.accepted and "timeout must be between 0 and 24 hours" in reply.reason
@@ -204,8 +205,8 @@ async def test_a_job_that_outlives_its_timeout_fails_with_that_reason(cluster: C
 
 def chain_plan(levels: int = 60, width: int = 150_000) -> JobPlan:
     """A long chain of products (one interactive round per level); the result is 0."""
-    b = CircuitBuilder("fault-total")   # the scenario name: the nodes' policy and ash's input file apply
-    x = b.input("amount@ash", "ash", 1, -(10 ** 12), 10 ** 12, key="amount")
+    b = CircuitBuilder("fault-chain")   # reads ash's fault-total dataset; the nodes approve it by fingerprint
+    x = b.input("amount@ash", "ash", 1, -(10 ** 12), 10 ** 12, key="amount", dataset="fault-total")
     z = b.repeat(b.sub(x, x), width)
     for _ in range(levels):
         z = z * z
@@ -412,8 +413,7 @@ async def _first_progress(cluster: Cluster, job_id: str) -> coordinator_pb2.JobP
 def _spec_for(cluster: Cluster, scenario: str, job_id: str) -> node_pb2.JobSpec:
     """The JobSpec the coordinator itself sends for this scenario."""
     plan = JobPlan.of(cluster.scenarios[scenario][1])
-    return node_pb2.JobSpec(job_id=job_id, scenario=plan.name, circuit=plan.circuit, parties=plan.parties,
-                            threshold=plan.t, timeout_s=plan.timeout_s, fingerprint=fingerprint(plan.circuit))
+    return plan.computation.job_spec(job_id, plan.timeout_s)
 
 
 def _insert_job(cluster: Cluster, job_id: str, scenario: str, state: str) -> None:

@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field as F
-from mpcnode.circuit import fingerprint
+from mpcnode.computation.spec import Computation
 from mpcnode.transport.tls import secure_channel
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import coordinator_pb2 as cop
@@ -278,15 +278,26 @@ def near_valid_circuits(draw: st.DrawFn) -> cpb.Circuit:
     return circuit
 
 
+def _fingerprint(circuit: cpb.Circuit, parties: list[str], t: int) -> str:
+    """The fingerprint an honest coordinator would send, so that the node looks further ('' when the
+    fuzzed circuit cannot even be put in canonical form)."""
+    try:
+        return Computation(circuit, tuple(parties), t).fingerprint()
+    except Exception:
+        return ""
+
+
 @st.composite
 def job_specs(draw: st.DrawFn) -> node_pb2.JobSpec:
     circuit = draw(random_circuits | near_valid_circuits())
     fp = draw(st.sampled_from(["<correct>", "", "00" * 32]) | texts)
+    parties = draw(party_lists)
+    threshold = draw(st.sampled_from([0, 1, 2, 2 ** 32 - 1]) | uint32)
     spec = node_pb2.JobSpec(
         job_id=draw(job_ids("<done>", "<bait>") | st.uuids().map(lambda u: f"fz-{u}")),
         scenario=draw(st.sampled_from(["fuzz-total", "fuzz-vote"]) | texts), circuit=circuit,
-        parties=draw(party_lists), threshold=draw(st.sampled_from([0, 1, 2, 2 ** 32 - 1]) | uint32),
-        timeout_s=draw(floats), fingerprint=fingerprint(circuit) if fp == "<correct>" else fp,
+        parties=parties, threshold=threshold,
+        timeout_s=draw(floats), fingerprint=_fingerprint(circuit, parties, threshold) if fp == "<correct>" else fp,
         input_deadline_unix=draw(floats), live=draw(party_lists))
     return spec
 
@@ -302,7 +313,7 @@ def _valid_body(rig: Rig, method: str) -> bytes:
     requests: dict[str, Any] = {
         "Health": node_pb2.HealthRequest(),
         "Prepare": node_pb2.JobSpec(job_id="fz-cut", scenario="fuzz-total", circuit=_real_total(), parties=PARTIES,
-                                    threshold=1, timeout_s=30, fingerprint=fingerprint(_real_total())),
+                                    threshold=1, timeout_s=30, fingerprint=_fingerprint(_real_total(), PARTIES, 1)),
         "Deliver": node_pb2.PeerMessage(job_id=rig.bait_job, round="fuzz/cut", sender="fz-a", receiver="fz-b",
                                         payload=b"\x01" + b"\x00" * 7, shape=[1]),
         "FetchOutput": node_pb2.OutputRequest(job_id=rig.done_job, output="total"),

@@ -19,7 +19,7 @@ import pytest
 
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field as F
-from mpcnode.circuit import fingerprint
+from mpcnode.computation.spec import Computation
 from mpcnode.exchange import ExchangeTimeout, MemoryNetwork
 from mpcnode.transport.peers import MAX_LABEL, Mailbox, ProtocolViolation
 from mpcnode.transport.tls import secure_channel
@@ -169,9 +169,7 @@ def _spec(job_id: str) -> node_pb2.JobSpec:
     b = CircuitBuilder("integ-total")
     parts = [b.input(f"amount@{o}", o, 1, 0, 1000, key="amount") for o in THREE]
     b.output("total", b.sum(b.concat(parts)), ["north"])
-    circuit = b.build()
-    return node_pb2.JobSpec(job_id=job_id, scenario="integ-total", circuit=circuit, parties=THREE, threshold=1,
-                            timeout_s=60, fingerprint=fingerprint(circuit))
+    return Computation(b.build(), tuple(THREE), 1).job_spec(job_id, 60)
 
 
 async def _control(cluster: Cluster, org: str, method: str, request):

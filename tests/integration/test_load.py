@@ -49,20 +49,22 @@ SCENARIOS = [
      "voters": VOTERS, "recipients": READERS, "timeout_s": 120},
 ]
 INPUTS = AMOUNTS
-MUL = "load-mul"   # not a scenario: the nodes' policy names it, and each node reads its vector from .npz
+MUL = "load-mul"   # not a scenario: the nodes approve each job's circuit by fingerprint; vectors come from .npz
+MUL_JOBS = range(15)   # one circuit per k (each adds its own constant)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("load").resolve()
     (root / "npz").mkdir()
-    node_cfg, policies = {}, {}
+    node_cfg = {}
     for o in NODES:   # large node inputs belong in .npz files (YAML is for small ones)
         np.savez(root / "npz" / f"{o}.npz", vec=np.array(VEC[o], dtype=np.int64))
         files = {n: str(root / "inputs" / n / f"{o}.yaml") for n in TOTALS}   # where Cluster.create writes them
         node_cfg[o] = {"inputs": {**files, MUL: str(root / "npz" / f"{o}.npz")}}
-        policies[o] = {"scenarios": [sc["name"] for sc in SCENARIOS] + [MUL]}
-    c = Cluster.create(root, SCENARIOS, INPUTS, node_overrides=node_cfg, policy_overrides=policies)
+    # the scenarios are approved by their files; the product circuits by fingerprint
+    approve = {o: [mul_plan(k).computation.fingerprint() for k in MUL_JOBS] for o in NODES}
+    c = Cluster.create(root, SCENARIOS, INPUTS, node_overrides=node_cfg, approve=approve)
     with c.running():
         yield c
 
@@ -148,7 +150,7 @@ async def test_fifty_concurrent_jobs_all_finish_correctly(cluster: Cluster) -> N
     async with cluster.local_coordinator(poll_interval_s=0.1) as (sched, addr):
         jobs = [*(total_job(cluster, TOTALS[k % len(TOTALS)]) for k in range(25)),
                 *(vote_job(cluster, k) for k in range(10)),
-                *(mul_job(cluster, sched, addr, k) for k in range(15))]
+                *(mul_job(cluster, sched, addr, k) for k in MUL_JOBS)]
         assert len(jobs) == 50
         done = await asyncio.wait_for(asyncio.gather(*jobs), 180)
     took = time.monotonic() - started

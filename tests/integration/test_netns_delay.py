@@ -19,6 +19,8 @@ sys.path.insert(0, str(REPO))
 
 from coordinator.processes import MALLOC_ENV  # noqa: E402
 from mpcnode.certs import ensure  # noqa: E402
+from mpcnode.computation.spec import Computation  # noqa: E402
+from tests.integration.netns_driver import chain_circuit  # noqa: E402
 from tests.netns import DelayedNetwork, skip_reason  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None,
@@ -51,7 +53,10 @@ def test_three_nodes_across_20ms_links(tmp_path: Path) -> None:
                 "peers": {o: t for o, t in targets.items() if o != org},
                 "data_dir": str(tmp_path / org),
                 "inputs": {"netns-chain": str(tmp_path / ("a.npz" if i == 0 else "b.npz"))} if i < 2 else {},
-                "policy": {"scenarios": ["netns-chain"], "recipients": ["delay-recipient"]},
+                # every node approves exactly the two chains the driver runs (warm-up and measured)
+                "policy": {"approvals": [{"fingerprint": Computation(chain_circuit(PARTIES, LENGTH, d, "delay-recipient"),
+                                                                     tuple(PARTIES), 1).fingerprint()}
+                                         for d in (1, DEPTH)]},
             }
             path = tmp_path / f"{org}.yaml"
             path.write_text(yaml.safe_dump(cfg))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.integration.cluster import Cluster, make_foreign_identity, rpc_code, run_sync
+from mpcnode.computation.scenario import parse_scenario
 from mpcnode.recipient import FetchError, fetch
 from mpcnode.transport.tls import TlsMaterial, message_options, secure_channel
 from parley.v1 import coordinator_pb2 as cop
@@ -49,8 +50,16 @@ INPUTS["sec-range"]["west"] = 2_000_000
 INPUTS["sec-string"]["west"] = "four hundred thousand"
 INPUTS["sec-float"]["west"] = 400_000.5
 INPUTS["sec-missing"]["west"] = {"amnt": 5}
-WEST_POLICY = {"scenarios": sorted(sc["name"] for sc in SCENARIOS if sc["name"] != "sec-unlisted"),
-               "recipients": ["north", "auditor"]}
+
+
+def _fingerprint(scenario: dict) -> str:
+    return parse_scenario(scenario, Path(f"{scenario['name']}.yaml")).computation().fingerprint()
+
+
+# west approves every computation except two: one it never reviewed, and one that would send a
+# result to an outsider (the other nodes approve everything here)
+WEST_POLICY = {"approvals": [{"fingerprint": _fingerprint(sc)} for sc in SCENARIOS
+                             if sc["name"] not in ("sec-unlisted", "sec-leak")]}
 
 
 @pytest.fixture(scope="module")
@@ -194,33 +203,38 @@ async def _assert_nothing_shared(cluster: Cluster, job_id: str, refuser: str) ->
         assert cluster.stored_outputs(org, job_id) == 0
 
 
-async def test_scenario_not_in_a_nodes_policy_is_refused(cluster: Cluster) -> None:
+async def test_computation_not_approved_by_a_node_is_refused(cluster: Cluster) -> None:
     progress = await cluster.run("sec-unlisted", expect="FAILED")
     assert progress.error.startswith("west refused: ")
-    assert "west's policy does not allow scenario 'sec-unlisted'" in progress.error
+    fp = _fingerprint(SCENARIOS[2])
+    assert f"west has not approved computation {fp[:16]}..." in progress.error
     assert progress.rounds_done == 0
     await _assert_nothing_shared(cluster, progress.job_id, "west")
 
 
-async def test_recipient_not_allowed_by_a_nodes_policy_is_refused(cluster: Cluster) -> None:
+async def test_recipient_not_approved_by_a_node_is_refused(cluster: Cluster) -> None:
     progress = await cluster.run("sec-leak", expect="FAILED")
-    assert progress.error == "west refused: west's policy does not allow results to go to outsider"
+    assert progress.error.startswith("west refused: west has not approved computation "), progress.error
     await _assert_nothing_shared(cluster, progress.job_id, "west")
 
 
-@pytest.mark.parametrize("scenario,problem", [
-    ("sec-range", r"amount\[0\]: value 2000000 outside the declared range \[0, 1000000\]"),
-    ("sec-string", r"amount\[0\]: expected an integer, got str 'four hundred thousand'"),
-    ("sec-float", r"amount\[0\]: expected an integer, got float 400000.5"),
-    ("sec-missing", r"amount: required input is missing"),
+@pytest.mark.parametrize("scenario,public,local,secret", [
+    ("sec-range", r"input amount: a value lies outside the declared range \[0, 1000000\]",
+     r"amount\[0\]: value 2000000 outside the declared range \[0, 1000000\]", "2000000"),
+    ("sec-string", r"input amount: expected integers", r"amount\[0\]: expected an integer, got str 'four hundred thousand'",
+     "four hundred"),
+    ("sec-float", r"input amount: expected integers", r"amount\[0\]: expected an integer, got float 400000.5", "400000.5"),
+    ("sec-missing", r"input amount: missing from dataset 'sec-missing'", r"amount: required input is missing", "amnt"),
 ])
-async def test_bad_node_input_fails_at_prepare_naming_file_and_field(cluster: Cluster, scenario: str,
-                                                                     problem: str) -> None:
+async def test_bad_node_input_fails_at_prepare_naming_input_and_rule(cluster: Cluster, scenario: str, public: str,
+                                                                     local: str, secret: str) -> None:
+    """The coordinator learns which input broke which rule; the value and the file's path stay in the
+    refusing node's own log."""
     progress = await cluster.run(scenario, expect="FAILED")
     path = cluster.input_file(scenario, "west")
-    assert progress.error.startswith(f"west refused: {path}: "), progress.error
-    assert re.search(problem, progress.error), progress.error
-    assert "\n" not in progress.error
+    assert re.fullmatch(f"west refused: {public}", progress.error), progress.error
+    assert secret not in progress.error and str(path) not in progress.error
+    assert re.search(f"{re.escape(str(path))}: {local}", cluster.log_tail("west", 200_000))
     await _assert_nothing_shared(cluster, progress.job_id, "west")
 
 

@@ -1,0 +1,74 @@
+"""One node's part of a job, from the agreement on the job to its output shares.
+
+Both a real node (mpcnode/node.py, over its gRPC exchange) and the cost estimate
+(mpcnode/computation/cost.py, n parties over the in-memory exchange) run this one function, so
+the rounds and bytes a dry run counts are those a node sends: there is no second description of
+the protocol sequence that could drift from the first.
+
+The sequence, every step over the same exchange:
+1. `agree_on_job`: one round, before any share leaves the node (protocols/agreement.py);
+2. `Executor.share_node_inputs`: every owner deals all its node inputs in one round;
+3. `agree_on_clients`: one round per client input, fixing whose rows count and in which order;
+4. `Executor.run`: the circuit, level by level.
+Client shares reach the nodes from the clients themselves (InputIntake), not over this exchange.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from parley.v1 import circuit_pb2 as cpb
+from parley.v1 import node_pb2
+
+from .circuit import Plan
+from .exchange import Exchange
+from .executor import Executor, Values
+from .protocols.agreement import agree_on_clients, agree_on_job
+from .protocols.core import Session
+
+# (shares this node holds, by client; clients in the order this node accepted them) for one
+# client input declaration
+ClientRows = Callable[[cpb.InputDecl], tuple[Mapping[str, np.ndarray], list[str]]]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    outputs: Values           # this node's shares of every output, keyed by output name
+    row_labels: list[str]     # the clients whose rows counted, in the agreed order (empty: none)
+
+
+async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: Sequence[str],
+                  node_inputs: dict[str, np.ndarray], client_rows: ClientRows) -> JobResult:
+    """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
+
+    `node_inputs`: this node's own input arrays as field elements, keyed by input name (empty if
+    it owns none). `client_rows(decl)` is read only after submission has closed.
+    """
+    parties = list(spec.parties)
+    session = Session(exchange, spec.threshold, [parties.index(p) for p in live])
+    # before any share leaves: every live node runs this exact computation with this live set
+    await agree_on_job(session, spec.job_id, spec.fingerprint, live)
+    executor = Executor(session, spec.circuit, plan)
+    values = await executor.share_node_inputs(parties, node_inputs)
+    labels = await take_client_rows(session, spec.circuit, values, client_rows)
+    outputs = await executor.run(values)
+    return JobResult(outputs=outputs, row_labels=labels)
+
+
+async def take_client_rows(session: Session, circuit: cpb.Circuit, values: Values,
+                           client_rows: ClientRows) -> list[str]:
+    """After client submission closed: agree with the other nodes on whose input counts
+    (protocols/agreement.py) and put those rows into `values`, in the agreed order. Returns the
+    row labels of the first client input (the clients whose rows the outputs are about)."""
+    decls = [d for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
+    labels: list[str] = []
+    for k, decl in enumerate(decls):
+        got, order = client_rows(decl)
+        rows = await agree_on_clients(session, k, list(decl.clients), got, order)
+        if not labels:
+            labels = rows
+        values[decl.name] = (np.concatenate([got[c] for c in rows]) if rows
+                             else np.zeros(0, dtype=np.uint64)).reshape(len(rows) * decl.length)
+    return labels
