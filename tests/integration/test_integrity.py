@@ -20,6 +20,7 @@ import pytest
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field as F
 from mpcnode.computation.spec import Computation
+from mpcnode.protocols.agreement import job_digest
 from mpcnode.exchange import ExchangeTimeout, MemoryNetwork
 from mpcnode.transport.peers import MAX_LABEL, Mailbox, ProtocolViolation
 from mpcnode.transport.tls import secure_channel
@@ -160,7 +161,8 @@ INPUTS = {"integ-total": {"north": 1, "east": 2, "south": 3}, "integ-four": {o: 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     c = Cluster.create(tmp_path_factory.mktemp("integrity"), SCENARIOS, INPUTS,
-                       node_overrides={"east": {"max_message_mb": 1}})
+                       node_overrides={"east": {"max_message_mb": 1}},
+                       approve={o: [_spec("any").fingerprint] for o in THREE})   # the hand-played job
     with c.running():
         yield c
 
@@ -281,7 +283,9 @@ async def test_replay_after_a_round_was_consumed_is_refused(cluster: Cluster) ->
     job = await _prepared(cluster, THREE)   # north and east hold it too, so south's own sends succeed
     st = await _control(cluster, "south", "Start", node_pb2.JobRef(job_id=job))
     assert st.state == node_pb2.JOB_STATE_RUNNING
-    keys = {o: F.asfield(np.arange(4) + 10 * k) for k, o in enumerate(["north", "east"])}
+    # the key round carries each lower party's key and everyone's digest of the job (agreement.py)
+    digest = job_digest(job, _spec(job).fingerprint, THREE)
+    keys = {o: np.concatenate([F.asfield(np.arange(4) + 10 * k), digest]) for k, o in enumerate(["north", "east"])}
     for org, key in keys.items():
         assert (await _deliver(cluster, org, _msg(job, "keys", org, receiver="south", values=key),
                                to="south"))[0] == grpc.StatusCode.OK
