@@ -1,11 +1,10 @@
-"""Circuit IR checks shared by nodes and coordinator: validation, fingerprint, round levels.
+"""Circuit IR checks shared by nodes and coordinator: validation and round levels.
 
-A node never trusts the circuit it is sent: it re-validates the structure and recomputes
-the fingerprint before its policy is consulted.
+A node never trusts the circuit it is sent: it re-validates the structure, then recomputes the
+computation's fingerprint (computation/spec.py) before its policy is consulted.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from parley.v1 import circuit_pb2 as cpb
@@ -25,11 +24,6 @@ MAX_BIT_LENGTH = 59
 
 class CircuitError(ValueError):
     """The circuit is malformed; the message names the op or declaration."""
-
-
-def fingerprint(circuit: cpb.Circuit) -> str:
-    """sha256 over the deterministic protobuf encoding: same circuit, same fingerprint."""
-    return hashlib.sha256(circuit.SerializeToString(deterministic=True)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -112,11 +106,3 @@ def _fresh(name: str, names: dict[str, int], where: str) -> None:
         raise CircuitError(f"{where}: bad array name {name!r}")
     if name in names:
         raise CircuitError(f"{where}: array {name!r} defined twice")
-
-
-def recipients_of(circuit: cpb.Circuit) -> set[str]:
-    return {r for out in circuit.outputs for r in out.recipients}
-
-
-def input_owners(circuit: cpb.Circuit) -> set[str]:
-    return {d.owner for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}

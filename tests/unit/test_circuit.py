@@ -1,4 +1,4 @@
-"""Circuit IR: validation, fingerprints, and the executor on the in-memory network."""
+"""Circuit IR: validation and the executor on the in-memory network (fingerprints: test_spec.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field, shamir
-from mpcnode.circuit import CircuitError, fingerprint, validate
+from mpcnode.circuit import CircuitError, validate
 from mpcnode.executor import Executor
 from mpcnode.protocols.core import Session
 from parley.v1 import circuit_pb2 as cpb
@@ -94,46 +94,6 @@ def test_validate_rejects_too_many_ops(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(circuit_mod, "MAX_OPS", 1)
     with pytest.raises(CircuitError, match="more than 1"):
         validate(base(), PARTIES)
-
-
-# ---- fingerprint -----------------------------------------------------------------------------
-
-CHANGES = {
-    "circuit name": lambda c: setattr(c, "name", "base2"),
-    "input bound": lambda c: setattr(c.inputs[0], "hi", 101),
-    "input owner": lambda c: setattr(c.inputs[0], "owner", "charlie"),
-    "input key": lambda c: setattr(c.inputs[1], "key", "other"),
-    "op kind": lambda c: setattr(c.ops[0], "kind", cpb.OP_ADD),
-    "op argument order": lambda c: c.ops[0].args.reverse(),
-    "op constant": lambda c: c.ops[0].consts.append(1),
-    "op bit length": lambda c: setattr(c.ops[0], "bit_length", 3),
-    "extra op": lambda c: c.ops.add(out="extra", kind=cpb.OP_NEG, args=["x"]),
-    "recipient": lambda c: c.outputs[0].recipients.append("bravo"),
-    "output name": lambda c: setattr(c.outputs[0], "name", "sum"),
-    "public divisor": lambda c: setattr(c.outputs[0], "public_divisor", 4),
-    "description": lambda c: setattr(c.outputs[0], "description", "x"),
-}
-
-
-def test_fingerprint_is_stable() -> None:
-    a, b = base(), base()
-    assert fingerprint(a) == fingerprint(b)
-    assert fingerprint(cpb.Circuit.FromString(a.SerializeToString())) == fingerprint(a)
-    assert len(fingerprint(a)) == 64 and int(fingerprint(a), 16) >= 0
-    assert fingerprint(a) == fingerprint(a)  # and calling it does not change the circuit
-
-
-@pytest.mark.parametrize("what", sorted(CHANGES))
-def test_fingerprint_changes_when_anything_changes(what: str) -> None:
-    assert fingerprint(_mutated(CHANGES[what])) != fingerprint(base())
-
-
-def test_scenario_circuits_have_stable_fingerprints() -> None:
-    from mpcnode.computation.scenario import load_scenario
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scenarios" / "raise-average.yaml"
-    assert fingerprint(load_scenario(path).build()) == fingerprint(load_scenario(path).build())
 
 
 # ---- executor ---------------------------------------------------------------------------------
