@@ -154,6 +154,7 @@ class Scheduler:
         self._launch(job_id, plan)
 
     def _launch(self, job_id: str, plan: "JobPlan") -> None:
+        self.store.update(job_id, fingerprint=plan.computation.fingerprint())
         self.live[job_id] = Live(plan=plan)
         self._close_requests[job_id] = asyncio.Event()
         self._spawn(self._run(job_id, plan))
@@ -221,7 +222,6 @@ class Scheduler:
         input_window = plan.input_window_s
         spec = plan.computation.job_spec(job_id, plan.timeout_s,
                                          time.time() + input_window if input_window else 0.0)
-        self.store.update(job_id, fingerprint=spec.fingerprint)
         self._set(job_id, state="PREPARING")
         # wait_for_ready: a node that is just restarting (its channel backing off) still gets the job
         replies = await asyncio.gather(*(self._call(org, "Prepare", spec, wait_for_ready=True,
@@ -340,7 +340,7 @@ class Scheduler:
             levels=live.levels if live else 0, elapsed_s=time.monotonic() - live.started if live else 0.0,
             error=live.error if live else rec.error,
             recipients=sorted({r for o in sc.circuit.outputs for r in o.recipients}) if sc else [], outputs=outputs,
-            scenario=rec.scenario, bytes_sent=live.bytes_sent if live else 0,
+            scenario=rec.scenario, bytes_sent=live.bytes_sent if live else 0, fingerprint=rec.fingerprint,
             inputs_received=live.inputs_received if live else 0)
 
 
