@@ -1,4 +1,4 @@
-"""python -m coordinator {serve,submit,demo}: the Parley coordinator and its operator commands."""
+"""python -m coordinator {serve,submit,plan,demo}: the Parley coordinator and its operator commands."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ from parley.v1 import coordinator_pb2 as cop
 
 from .client import JobFailed, close_inputs, progress_printer, rpc_error_text, submit, watch
 from .config import load_coordinator_config
+from .plan import add_arguments as add_plan_arguments, run_plan
 from .scheduler import Scheduler
 from .service import CoordinatorService
 
@@ -51,7 +52,7 @@ async def submit_and_wait(args: argparse.Namespace) -> int:
     except JobFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"job {job_id} done in {final.elapsed_s:.2f}s, {final.rounds_done} rounds; "
+    print(f"job {job_id} done in {final.elapsed_s:.2f}s, {final.rounds_done} rounds (computation {final.fingerprint}); "
           f"outputs {', '.join(final.outputs)} are held as shares by the nodes for: {', '.join(final.recipients)}")
     return 0
 
@@ -71,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     p_sub.add_argument("--close-inputs-after", type=float, metavar="SECONDS",
                        help="close client input submission this many seconds after submitting")
     p_sub.add_argument("--timeout", type=float, default=3600)
-    p_demo = sub.add_parser("demo", help="start nodes + coordinator on localhost, run every scenario, print results")
+    p_plan = sub.add_parser("plan", help="fingerprint, plain-words summary and per-node cost of a scenario, "
+                                         "before it runs")
+    add_plan_arguments(p_plan)
+    p_demo = sub.add_parser("demo", help="start nodes + coordinator on localhost, run every scenario, print results "
+                                         "(--serve: keep them running for you to drive instead)")
     p_demo.add_argument("--scenarios", type=Path, default=Path("scenarios"))
     p_demo.add_argument("--certs", type=Path, default=Path("deploy/certs"))
     p_demo.add_argument("--workdir", type=Path, default=Path(".demo"))
     p_demo.add_argument("--only", nargs="*", help="run only these scenario names")
+    p_demo.add_argument("--serve", action="store_true",
+                        help="run no scenario: start the same deployment (same policies), write "
+                             "<workdir>/deployment.json (coordinator, nodes, certs), print how to submit, join as "
+                             "an input client, fetch and audit, and keep serving until SIGINT/SIGTERM (exit 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -84,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "submit":
             return asyncio.run(submit_and_wait(args))
+        if args.command == "plan":
+            print(asyncio.run(run_plan(args)))
+            return 0
         from .demo import run_demo
 
-        return asyncio.run(run_demo(args.scenarios, args.certs, args.workdir, args.only))
+        return asyncio.run(run_demo(args.scenarios, args.certs, args.workdir, args.only, serve=args.serve))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

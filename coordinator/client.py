@@ -49,6 +49,7 @@ async def watch(address: str, tls: TlsMaterial, job_id: str, on_progress: Callab
 def progress_printer(stream=sys.stderr) -> Callable[[cop.JobProgress], None]:
     """One line per change: state, rounds done, elapsed time (rich renders it when on a terminal)."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(file=stream, highlight=False)
     seen: list[tuple] = []
@@ -59,8 +60,9 @@ def progress_printer(stream=sys.stderr) -> Callable[[cop.JobProgress], None]:
             return
         seen.append(key)
         extra = f", {p.inputs_received} client inputs" if p.inputs_received else ""
-        console.print(f"[bold]{p.job_id}[/bold] {p.state.lower()}: {p.rounds_done} rounds{extra}, "
-                      f"{p.elapsed_s:.2f}s" + (f" - {p.error}" if p.error else ""))
+        # job ids and errors come from the operator and the nodes: never read them as rich markup
+        console.print(f"[bold]{escape(p.job_id)}[/bold] {p.state.lower()}: {p.rounds_done} rounds{extra}, "
+                      f"{p.elapsed_s:.2f}s" + (f" - {escape(p.error)}" if p.error else ""), soft_wrap=True)
     return show
 
 

@@ -3,13 +3,22 @@
 Nodes and the coordinator run as separate processes. Input clients and recipients act here with
 their own certificates: clients share their values themselves, recipients fetch shares from the
 nodes and reconstruct; the coordinator only schedules.
+
+`demo --serve` starts the same deployment (the same policies: each node approves the scenario
+files it is a party of) but runs nothing: it writes <workdir>/deployment.json, prints the commands
+to submit, join as an input client, fetch and audit, and keeps running until SIGINT or SIGTERM.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mpcnode.client import SubmitError, submit as client_submit
@@ -85,7 +94,8 @@ async def run_scenario(dep: Deployment, path: Path, sc: AnyScenario, operator: T
     return lines
 
 
-async def run_demo(scenario_dir: Path, certs: Path, workdir: Path, only: list[str] | None) -> int:
+async def run_demo(scenario_dir: Path, certs: Path, workdir: Path, only: list[str] | None,
+                   serve: bool = False) -> int:
     scenarios = [(p, load_scenario(p)) for p in sorted(scenario_dir.glob("*.yaml"))]
     if only:
         scenarios = [(p, s) for p, s in scenarios if s.name in only]
@@ -95,17 +105,29 @@ async def run_demo(scenario_dir: Path, certs: Path, workdir: Path, only: list[st
     shutil.rmtree(workdir, ignore_errors=True)
     dep = write_deployment(workdir, certs, scenarios)
     operator = TlsMaterial.for_identity(certs, "operator")
-    procs = []
+    procs: list[tuple[str, subprocess.Popen]] = []
+    # The children run in sessions of their own (processes.py), so a Ctrl-C on the terminal reaches
+    # only this process, and a SIGTERM would end it without running any `finally`: both signals
+    # cancel this task instead, and the `finally` below stops every process it started.
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
     try:
         for org, cfg in dep.node_configs.items():
-            procs.append((org, processes.start_node(cfg, workdir / "logs" / f"{org}.log")))
+            procs.append((org, processes.start_node(cfg, dep.workdir / "logs" / f"{org}.log")))
         await asyncio.gather(*(processes.wait_node_ready(org, dep.addresses[org], operator, proc,
-                                                         log=workdir / "logs" / f"{org}.log") for org, proc in procs))
-        coord = processes.start_coordinator(dep.coordinator_config, workdir / "logs" / "coordinator.log")
+                                                         log=dep.workdir / "logs" / f"{org}.log")
+                               for org, proc in procs))
+        coord = processes.start_coordinator(dep.coordinator_config, dep.workdir / "logs" / "coordinator.log")
         procs.append(("coordinator", coord))
         await processes.wait_coordinator_ready(dep.coordinator_address, operator, coord,
-                                               log=workdir / "logs" / "coordinator.log")
-        print(f"started {len(dep.node_configs)} nodes and the coordinator; logs in {workdir / 'logs'}", file=sys.stderr)
+                                               log=dep.workdir / "logs" / "coordinator.log")
+        print(f"started {len(dep.node_configs)} nodes and the coordinator; logs in {dep.workdir / 'logs'}",
+              file=sys.stderr)
+        if serve:
+            return await serve_deployment(dep, scenarios, procs)
         lines: list[dict] = []
         failures = 0
         for path, sc in scenarios:
@@ -119,6 +141,113 @@ async def run_demo(scenario_dir: Path, certs: Path, workdir: Path, only: list[st
         for line in lines:
             print(json.dumps(line))
         return 1 if failures else 0
+    except asyncio.CancelledError:
+        print("interrupted: stopping the nodes and the coordinator", file=sys.stderr)
+        return 130
     finally:
-        for _, proc in reversed(procs):
-            processes.stop(proc)
+        stop_all([proc for _, proc in procs])
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def stop_all(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
+    """SIGTERM every process first and then wait for them, so they shut down side by side rather
+    than one after another; whatever is still running after `grace` seconds is killed."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # its own process group (start_new_session)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    for proc in running:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            processes.kill(proc)
+
+
+async def serve_deployment(dep: Deployment, scenarios: list[tuple[Path, AnyScenario]],
+                           procs: list[tuple[str, subprocess.Popen]]) -> int:
+    """Publish the running deployment in deployment.json, print how to use it, and keep it up until
+    SIGINT/SIGTERM cancels this task (exit 0), or until a node or the coordinator exits by itself
+    (exit 1: the deployment is no longer whole)."""
+    info = dep.workdir / "deployment.json"
+    tmp = info.with_suffix(".tmp")
+    # written once everything answers, and atomically: a reader that sees the file can use it
+    tmp.write_text(json.dumps({"coordinator": dep.coordinator_address, "nodes": dep.addresses,
+                               "certs": str(dep.certs)}, indent=2) + "\n")
+    tmp.replace(info)
+    try:
+        print("\n".join(serve_instructions(dep, scenarios, info)), file=sys.stderr, flush=True)
+        try:
+            while True:
+                dead = [(name, p.returncode) for name, p in procs if p.poll() is not None]
+                if dead:
+                    print("error: " + ", ".join(f"{name} exited with code {code}" for name, code in dead)
+                          + f"; see {dep.workdir / 'logs'}; stopping the rest", file=sys.stderr)
+                    return 1
+                await asyncio.sleep(1.0)  # a liveness check, not a readiness wait
+        except asyncio.CancelledError:
+            print("stopping the nodes and the coordinator", file=sys.stderr)
+            return 0
+    finally:
+        info.unlink(missing_ok=True)  # its presence means "running": never leave stale addresses behind
+
+
+def _arg(path: Path | str) -> str:
+    """A path for a command line to copy: relative to the current directory when under it. Not
+    resolved: a venv's python is a symlink that only works under its own name."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return shlex.quote(absolute if relative.startswith("..") else relative)
+
+
+def serve_instructions(dep: Deployment, scenarios: list[tuple[Path, AnyScenario]], info: Path) -> list[str]:
+    """Commands to copy, filled in with this deployment's addresses, scenarios and fingerprints."""
+    py = _arg(sys.executable)
+    certs = _arg(dep.certs)
+    coord = f"--coordinator {dep.coordinator_address} --certs {certs}"
+
+    def nodes_of(sc: AnyScenario) -> str:
+        return ",".join(f"{o}={dep.addresses[o]}" for o in sc.parties)
+
+    lines = [f"Parley is serving on localhost (deployment {_arg(info)}); it runs no job by itself.",
+             "Each node approves exactly the scenario files it is a party of (fingerprint: sha256 of the computation):"]
+    width = max(len(sc.name) for _, sc in scenarios)
+    lines += [f"  {sc.name.ljust(width)}  {sc.computation().fingerprint()}  {_arg(path)}" for path, sc in scenarios]
+    first_path, _ = scenarios[0]
+    lines += ["", "What a scenario computes, in plain words, and its fingerprint:",
+              f"  {py} -m coordinator plan {_arg(first_path)} --certs {certs}"]
+    node_run = next(((p, sc) for p, sc in scenarios if not any(d.clients for d in sc.build().inputs)), None)
+    if node_run is not None:
+        path, sc = node_run
+        job = f"{sc.name}-1"
+        outputs = [o.name for o in sc.build().outputs]
+        output = outputs[-1]  # an average scenario's last output is the average
+        lines += ["", "Run a job on the nodes' own inputs (waits until it is done; any job id of yours):",
+                  f"  {py} -m coordinator submit {_arg(path)} {coord} --job-id {job}",
+                  f"Fetch an output ({', '.join(outputs)}) as a recipient ({', '.join(sc.recipients)}), "
+                  "from the nodes themselves:",
+                  f"  {py} -m mpcnode.recipient --job {job} --output {output} --nodes {nodes_of(sc)} "
+                  f"--certs {certs} --identity {sc.recipients[0]}"]
+    client_run = next(((p, sc) for p, sc in scenarios if any(d.clients for d in sc.build().inputs)), None)
+    if client_run is not None:
+        path, sc = client_run
+        job = f"{sc.name}-1"
+        decl = next(d for d in sc.build().inputs if d.clients)
+        try:
+            client, values = next(iter(client_inputs(path, sc).items()))
+        except (ConfigError, StopIteration):
+            client, values = decl.clients[0], [decl.lo] * decl.length
+        lines += ["", "Input clients: submit the job with an input window in one terminal, ...",
+                  f"  {py} -m coordinator submit {_arg(path)} {coord} --job-id {job} --close-inputs-after 120",
+                  "... and while it is open, each client (who checks the fingerprint it was given) in another:",
+                  f"  {py} -m mpcnode.client submit --job {job} --input {decl.name} "
+                  f"--values {','.join(str(v) for v in values)} --nodes {nodes_of(sc)} --certs {certs} "
+                  f"--identity {client} --fingerprint {sc.computation().fingerprint()}"]
+    org = sorted(dep.node_configs)[0]
+    lines += ["", "What a node's data was used for (read-only; works while the node runs):",
+              f"  {py} -m mpcnode audit --config {_arg(dep.node_configs[org])}",
+              "", "Stop everything with Ctrl-C (SIGINT) or SIGTERM."]
+    return lines

@@ -86,7 +86,12 @@ async def make_plan(path: Path, certs: Path, config: Path | None = None,
     except ValueError as exc:
         raise ConfigError(path, "--submitted", str(exc)) from None
     doc = computation.document()
-    cost = await dry_run(computation, submitted)
+    try:
+        cost = await dry_run(computation, submitted)
+    except ValueError as exc:
+        # the nodes run the same code (mpcnode/jobrun.py): the job itself would fail the same way,
+        # e.g. an auction in which no bidder submits
+        raise ConfigError(path, "(dry run)", f"the job would fail: {exc}") from None
     return ScenarioPlan(path=path, fingerprint=computation.fingerprint(), document=doc,
                         words=describe(doc) + client_words(computation.circuit), cost=cost)
 

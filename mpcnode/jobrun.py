@@ -6,7 +6,8 @@ the rounds and bytes a dry run counts are those a node sends: there is no second
 the protocol sequence that could drift from the first.
 
 The sequence, every step over the same exchange:
-1. `agree_on_job`: one round, before any share leaves the node (protocols/agreement.py);
+1. `agree_on_job`: inside the session's first round (the pairwise keys), before any share leaves the
+   node (protocols/agreement.py);
 2. `Executor.share_node_inputs`: every owner deals all its node inputs in one round;
 3. `agree_on_clients`: one round per client input, fixing whose rows count and in which order;
 4. `Executor.run`: the circuit, level by level.

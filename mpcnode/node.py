@@ -19,12 +19,11 @@ from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan, validate
 from .computation.spec import Computation, protocol_parameters
 from .config import NodeConfig
+from .configfile import ConfigError
 from .errors import Conflict, Denied, NotFound
 from .exchange import ExchangeTimeout
-from .executor import Executor
 from .inputs import InputError, load_node_inputs
-from .protocols.agreement import agree_on_clients, agree_on_job
-from .protocols.core import Session
+from .jobrun import run_job
 from .store import DuplicateSubmission, ShareStore
 from .transport import serde
 from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, ProtocolViolation
@@ -103,6 +102,7 @@ class Node:
             fp = existing.spec.fingerprint if isinstance(existing, Job) else existing.fingerprint
             if fp == spec.fingerprint:
                 return node_pb2.PrepareReply(accepted=True)  # the same job submitted again: idempotent
+            self.store.audit("refused", spec.job_id, spec.fingerprint, "job id already used for another computation")
             return _refuse(f"job id {spec.job_id} is already used for another circuit")
         try:
             job, approval = self._admit(spec)
@@ -277,16 +277,13 @@ class Node:
         try:
             async with asyncio.timeout(spec.timeout_s):
                 await self._wait_client_inputs(job)
-                parties = list(spec.parties)
-                session = Session(job.exchange, spec.threshold, [parties.index(p) for p in job.live or parties])
-                # before any share leaves: every live node runs this exact computation with this live set
-                await agree_on_job(session, spec.job_id, spec.fingerprint, job.live or parties)
-                executor = Executor(session, spec.circuit, job.plan)
-                values = await executor.share_node_inputs(parties, job.inputs)
-                labels = await self._client_inputs(job, session, values)
-                outputs = await executor.run(values)
+                # the same function `coordinator plan` dry-runs (jobrun.py), so its cost estimate is this run's cost
+                result = await run_job(job.exchange, spec, job.plan, job.live or list(spec.parties), job.inputs,
+                                       lambda decl: (self.store.client_shares(spec.job_id, decl.name),
+                                                     self.store.client_order(spec.job_id, decl.name)))
             self.store.finish_job(spec.job_id, {
-                out.name: (outputs[out.name], list(out.recipients), labels) for out in spec.circuit.outputs})
+                out.name: (result.outputs[out.name], list(out.recipients), result.row_labels)
+                for out in spec.circuit.outputs})
             job.state = State.DONE
             job.finished = time.monotonic()
             self.store.audit("done", spec.job_id, spec.fingerprint,
@@ -299,8 +296,14 @@ class Node:
         except TimeoutError as exc:
             reason = str(exc) if isinstance(exc, ExchangeTimeout) else f"job timed out after {spec.timeout_s:g}s"
             self._fail(job, reason)
-        except (PeerUnavailable, ProtocolViolation, ValueError) as exc:
-            self._fail(job, str(exc))
+        except (PeerUnavailable, ProtocolViolation, InputError) as exc:
+            self._fail(job, str(exc))   # InputError's str() is its public part
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):   # names a local file: it stays in this node's log
+                log.warning("job %s failed: %s", spec.job_id, exc)
+                self._fail(job, f"configuration error on {self.org} (details in its log)")
+            else:   # protocol and executor checks name ops, rounds and shapes, never values
+                self._fail(job, str(exc))
         except Exception as exc:  # the job fails cleanly; the node keeps serving
             # the message may hold anything the failing code saw: it stays in this node's log
             log.exception("job %s crashed", spec.job_id)
@@ -319,24 +322,6 @@ class Node:
         else:
             await job.inputs_closed.wait()
         job.inputs_closed.set()
-
-    async def _client_inputs(self, job: Job, session: Session, values: dict[str, np.ndarray]) -> list[str]:
-        """After client submission closed: agree with the other nodes on whose input counts
-        (protocols/agreement.py) and take those rows, in the agreed order."""
-        decls = [d for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
-        if not decls:
-            return []
-        labels: list[str] = []
-        for k, decl in enumerate(decls):
-            got = self.store.client_shares(job.spec.job_id, decl.name)
-            order = self.store.client_order(job.spec.job_id, decl.name)
-            rows = await agree_on_clients(session, k, list(decl.clients), got, order)
-            if not labels:
-                labels = rows
-            width = decl.length
-            values[decl.name] = (np.concatenate([got[c] for c in rows]) if rows
-                                 else np.zeros(0, dtype=np.uint64)).reshape(len(rows) * width)
-        return labels
 
     # ---- node <-> node ----------------------------------------------------------------
     def deliver(self, caller: str | None, msg: node_pb2.PeerMessage) -> None:
