@@ -80,6 +80,14 @@ async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str],
                           f"({expected_fingerprint.strip()[:16]}...); not submitting")
     parties = list(document["parties"])
     live = list(next(iter(shown.values())).live) or parties
+    # whoever set the live set, it must be one the computation allows: parties of the job, each
+    # once, all of them when the computation runs with all its parties only, and enough to compute
+    if len(set(live)) != len(live) or not set(live) <= set(parties):
+        raise SubmitError("the nodes show a live set that is not a set of the job's parties; not submitting")
+    if document["dropouts"] == "none" and sorted(live) != sorted(parties):
+        raise SubmitError("the computation runs with all its parties only, but the nodes show fewer; not submitting")
+    if len(live) < int(document["threshold"]) + 1:
+        raise SubmitError(f"only {len(live)} live parties, fewer than t+1; not submitting")
     # a node that is not taking part (down when the job started) may be unreachable or not know the job
     missing = [p for p in live if p not in shown]
     if missing:

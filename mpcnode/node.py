@@ -97,10 +97,15 @@ class Node:
     def prepare(self, caller: str | None, spec: node_pb2.JobSpec) -> node_pb2.PrepareReply:
         """Check the job against structure and consent policy; no input is shared here."""
         self._require_coordinator(caller)
+        if spec.live:
+            # the live set is decided at Start and agreed among the nodes; a Prepare that sets it
+            # would choose which nodes input clients send their shares to before anyone agreed
+            self.store.audit("refused", spec.job_id[:128], spec.fingerprint, "Prepare may not set the live parties")
+            return _refuse("the live parties are set at Start, not in Prepare")
         existing = self.jobs.get(spec.job_id) or self.store.job(spec.job_id)
         if existing is not None:
             fp = existing.spec.fingerprint if isinstance(existing, Job) else existing.fingerprint
-            if fp == spec.fingerprint:
+            if fp == spec.fingerprint and _recomputed(spec) == fp:
                 return node_pb2.PrepareReply(accepted=True)  # the same job submitted again: idempotent
             self.store.audit("refused", spec.job_id, spec.fingerprint, "job id already used for another computation")
             return _refuse(f"job id {spec.job_id} is already used for another circuit")
@@ -394,6 +399,15 @@ class Node:
             raise Denied(f"{caller!r} is not an input client of job {job_id}")
         return node_pb2.PublicJob(job_id=job_id, spec=job.canonical, fingerprint=job.spec.fingerprint,
                                   live=job.spec.live, input_deadline_unix=job.spec.input_deadline_unix)
+
+
+def _recomputed(spec: node_pb2.JobSpec) -> str:
+    """The fingerprint of what a JobSpec actually holds ('' if it cannot be canonicalized): a replay
+    that claims an existing job's fingerprint over another circuit is not "the same job"."""
+    try:
+        return Computation.of_job(spec).fingerprint()
+    except ValueError:
+        return ""
 
 
 def _refuse(reason: str) -> node_pb2.PrepareReply:
