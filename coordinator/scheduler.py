@@ -1,6 +1,12 @@
 """Runs jobs on the nodes: prepare everywhere (policy checks, no input shared), then start,
 then watch progress until every node is done or one fails. The coordinator only ever sees
 job status, never a share or a result.
+
+The outcome is decided once: recorded in the database first (JobStore.decide, which keeps an
+earlier decision if there is one), then sent to the nodes, Commit for DONE and Abort for FAILED,
+again and again until each node has answered, across coordinator restarts. So no node is told
+anything the database does not say, Abort is never sent for a job recorded DONE, and a node that
+was down when the job was decided is told when it is back (docs/fault-tolerance.md).
 """
 from __future__ import annotations
 
@@ -23,11 +29,9 @@ from parley.v1 import node_pb2, node_pb2_grpc
 
 from .config import CoordinatorConfig
 from mpcnode.computation.scenario import AnyScenario, parse_scenario_text
-from .store import JobStore
+from .store import TERMINAL, JobStore
 
 log = logging.getLogger("parley.coordinator")
-
-TERMINAL = ("DONE", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ class Scheduler:
         self._channels: list[grpc.aio.Channel] = []
         self._tasks: set[asyncio.Task] = set()
         self._close_requests: dict[str, asyncio.Event] = {}
+        # at most one task runs a job, and one tells the nodes its outcome: recover() called again,
+        # or for a job this scheduler already follows, starts no second one
+        self._running: dict[str, asyncio.Task] = {}
+        self._settling: dict[str, asyncio.Task] = {}
 
     def stub(self, org: str) -> node_pb2_grpc.NodeControlStub:
         if org not in self._stubs:
@@ -129,10 +137,16 @@ class Scheduler:
             await ch.close()
         self.store.close()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    def _busy(tasks: dict[str, asyncio.Task], job_id: str) -> bool:
+        task = tasks.get(job_id)
+        return task is not None and not task.done()
 
     # ---- submission ---------------------------------------------------------------
     def submit(self, text: str, path: str, job_id: str = "") -> tuple[str, bool]:
@@ -154,10 +168,12 @@ class Scheduler:
         self._launch(job_id, plan)
 
     def _launch(self, job_id: str, plan: "JobPlan") -> None:
+        if self._busy(self._running, job_id):
+            return
         self.store.update(job_id, fingerprint=plan.computation.fingerprint())
         self.live[job_id] = Live(plan=plan)
         self._close_requests[job_id] = asyncio.Event()
-        self._spawn(self._run(job_id, plan))
+        self._running[job_id] = self._spawn(self._run(job_id, plan))
 
     def request_close(self, job_id: str) -> None:
         if job_id not in self._close_requests:
@@ -173,8 +189,13 @@ class Scheduler:
         re-attached: Start is sent again to the live parties (a node that never got it starts
         now; one that has it just reports), then the nodes are watched as before. A job whose
         plan cannot be rebuilt is marked FAILED with the reason.
+
+        DONE and FAILED jobs that some node has not been told about yet (it was down, or this
+        coordinator died between recording the outcome and sending it) are told again.
         """
         for job_id in self.store.unfinished():
+            if self._busy(self._running, job_id):
+                continue   # this scheduler follows it already
             rec = self.store.get(job_id)
             assert rec is not None
             try:
@@ -185,7 +206,10 @@ class Scheduler:
                 else:
                     plan = JobPlan.of(parse_scenario_text(rec.scenario_yaml, rec.scenario_path))
             except (ValueError, KeyError) as exc:
-                self.store.update(job_id, state="FAILED", error=f"coordinator restarted and cannot rebuild the job: {exc}")
+                # without the plan, the parties are unknown: every configured node is told (one
+                # that never had the job answers NOT_FOUND)
+                self.store.decide(job_id, "FAILED", f"coordinator restarted and cannot rebuild the job: {exc}",
+                                  sorted(self.cfg.nodes))
                 log.warning("job %s: cannot rebuild after restart: %s", job_id, exc)
                 continue
             if rec.state in ("PENDING", "PREPARING"):
@@ -196,7 +220,9 @@ class Scheduler:
                 self.live[job_id] = Live(plan=plan, state=rec.state, error=rec.error, rounds_done=rec.rounds_done,
                                          live=rec.live.split(",") if rec.live else [])
                 self._close_requests[job_id] = asyncio.Event()
-                self._spawn(self._reattach(job_id, plan))
+                self._running[job_id] = self._spawn(self._reattach(job_id, plan))
+        for job_id in self.store.unsettled():
+            self._settle_later(job_id)
 
     async def _reattach(self, job_id: str, plan: JobPlan) -> None:
         live = self.live[job_id].live or plan.parties
@@ -231,15 +257,14 @@ class Scheduler:
                     if not isinstance(r, BaseException) and not r.accepted]
         down = {org: _describe(r) for org, r in zip(plan.parties, replies) if isinstance(r, BaseException)}
         if refusals:
-            await self._abort_all(job_id, plan)
-            self._set(job_id, state="FAILED", error="; ".join(refusals + [f"{o} unreachable: {d}" for o, d in down.items()]))
+            await self._decide(job_id, plan, "FAILED",
+                               "; ".join(refusals + [f"{o} unreachable: {d}" for o, d in down.items()]))
             return
         live = [p for p in plan.parties if p not in down]
         why_not = plan.cannot_run_without(set(down))
         if why_not:
-            await self._abort_all(job_id, plan)
-            self._set(job_id, state="FAILED", error="; ".join(f"{o} unreachable: {d}" for o, d in down.items())
-                      + f" ({why_not})")
+            await self._decide(job_id, plan, "FAILED",
+                               "; ".join(f"{o} unreachable: {d}" for o, d in down.items()) + f" ({why_not})")
             return
         if down:
             log.warning("job %s runs without unreachable %s", job_id, ", ".join(down))
@@ -248,8 +273,7 @@ class Scheduler:
                                          for org in live), return_exceptions=True)
         failed = [f"{org}: {_describe(r)}" for org, r in zip(live, started) if isinstance(r, BaseException)]
         if failed:
-            await self._abort_all(job_id, plan)
-            self._set(job_id, state="FAILED", error="could not start on " + "; ".join(failed))
+            await self._decide(job_id, plan, "FAILED", "could not start on " + "; ".join(failed))
             return
         # RUNNING only once every live node has started: input clients wait for it, and a node that
         # has not started yet would tell them a different set of live parties
@@ -276,6 +300,10 @@ class Scheduler:
         unreachable_since: dict[str, float] = {}
         closed = False
         while True:
+            decided = self.store.decision(job_id)
+            if decided:   # by another process on this database (one that re-attached it, say): that stands
+                await self._decide(job_id, plan, *decided)
+                return
             if has_clients and not closed and self._close_requests[job_id].is_set():
                 await self._close_inputs(job_id, plan)
                 closed = True
@@ -304,21 +332,84 @@ class Scheduler:
                           levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
                           inputs_received=max(s.inputs_received for s in rounds))
             if errors:
-                await self._abort_all(job_id, plan)
-                self._set(job_id, state="FAILED", error="; ".join(errors))
+                await self._decide(job_id, plan, "FAILED", "; ".join(errors))
                 return
             if done == len(live):
-                self._set(job_id, state="DONE")
+                await self._decide(job_id, plan, "DONE", "")
                 return
             if now > deadline:
-                await self._abort_all(job_id, plan)
-                self._set(job_id, state="FAILED", error=f"job timed out after {plan.timeout_s:g}s")
+                await self._decide(job_id, plan, "FAILED", f"job timed out after {plan.timeout_s:g}s")
                 return
             await asyncio.sleep(self.cfg.poll_interval_s)
 
-    async def _abort_all(self, job_id: str, plan: JobPlan) -> None:
-        await asyncio.gather(*(self._call(o, "Abort", node_pb2.JobRef(job_id=job_id)) for o in plan.parties),
-                             return_exceptions=True)
+    # ---- the outcome ---------------------------------------------------------------------
+    async def _decide(self, job_id: str, plan: JobPlan, state: str, error: str) -> None:
+        """Record the outcome, tell the nodes once, then report it; nodes that did not answer are
+        told again in the background.
+
+        Recording comes first, so whatever a node is told is already what the database says, also
+        if this process dies right after. If the job was decided already (by another task or process
+        on this database), that decision stands and is what the nodes are told.
+        DONE is told (Commit) to the live parties, which all finished the job; FAILED (Abort) to
+        every party, since any of them may hold it prepared, running or finished.
+        DONE is reported only after that first Commit round: a node releases outputs only once
+        committed, so a recipient who fetches on seeing DONE finds every reachable node ready.
+        """
+        tell = (self.live[job_id].live or plan.parties) if state == "DONE" else plan.parties
+        rec = self.store.decide(job_id, state, error, list(tell))
+        if (rec.state, rec.error) != (state, error):
+            log.warning("job %s was decided %s already (%s); that stands", job_id, rec.state, rec.error)
+        left = await self._tell(job_id)
+        live = self.live[job_id]
+        live.state, live.error = rec.state, rec.error
+        live.bump()
+        if left:
+            self._settle_later(job_id)
+
+    async def _tell(self, job_id: str) -> list[str]:
+        """Send the recorded outcome to every node not yet told; the nodes still to be told.
+
+        A node that answers, even with a refusal, is crossed off: retrying would not change its
+        answer. A refusal here means the node contradicts the decision (its outputs of a DONE job
+        are gone, or it committed a job recorded FAILED), which this design rules out; it is logged
+        as an error for the operator. Only a node that cannot be reached is asked again.
+        """
+        rec = self.store.get(job_id)
+        if rec is None or rec.state not in TERMINAL or not rec.unsettled:
+            return []
+        pending = rec.unsettled_nodes()
+        method = "Commit" if rec.state == "DONE" else "Abort"
+        replies = await asyncio.gather(*(self._call(o, method, node_pb2.JobRef(job_id=job_id)) for o in pending),
+                                       return_exceptions=True)
+        answered = []
+        for org, r in zip(pending, replies):
+            if not isinstance(r, BaseException):
+                answered.append(org)
+            elif isinstance(r, KeyError):   # no address configured for this node: it can never be told
+                log.error("job %s: cannot send %s to %s: %s", job_id, method, org, r)
+                answered.append(org)
+            elif isinstance(r, grpc.aio.AioRpcError) and r.code() not in RETRY_CODES:
+                if not (method == "Abort" and r.code() == grpc.StatusCode.NOT_FOUND):   # never had it: fine
+                    log.error("job %s is %s, but %s refused %s: %s", job_id, rec.state, org, method, _describe(r))
+                answered.append(org)
+        return self.store.settled(job_id, answered)
+
+    def _settle_later(self, job_id: str) -> None:
+        if not self._busy(self._settling, job_id):
+            self._settling[job_id] = self._spawn(self._settle(job_id))
+
+    async def _settle(self, job_id: str) -> None:
+        """Tell the outcome until every node has answered, backing off up to rpc_timeout_s between
+        rounds. A node that stays down is asked for as long as this coordinator runs (and after a
+        restart, see recover()): it must not keep a FAILED job's outputs, nor miss a Commit."""
+        delay = self.cfg.poll_interval_s
+        left = await self._tell(job_id)
+        if left:
+            log.warning("job %s: %s not told the outcome yet, asking until answered", job_id, ", ".join(left))
+        while left:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, self.cfg.rpc_timeout_s)
+            left = await self._tell(job_id)
 
     async def _call(self, org: str, method: str, request, wait_for_ready: bool = False,
                     timeout: float | None = None):
@@ -342,6 +433,13 @@ class Scheduler:
             recipients=sorted({r for o in sc.circuit.outputs for r in o.recipients}) if sc else [], outputs=outputs,
             scenario=rec.scenario, bytes_sent=live.bytes_sent if live else 0, fingerprint=rec.fingerprint,
             inputs_received=live.inputs_received if live else 0)
+
+
+# A node that answers with one of these may answer differently later (it is down, restarting or
+# overloaded); any other answer is final.
+RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+               grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL,
+               grpc.StatusCode.ABORTED)
 
 
 def _describe(exc: BaseException) -> str:

@@ -60,6 +60,7 @@ class Job:
     live: list[str] = dc_field(default_factory=list)
     client_inputs: set[str] = dc_field(default_factory=set)
     canonical: bytes = b""   # the computation document the job runs (shown to input clients)
+    committed: bool = False   # DONE and the coordinator recorded it DONE (see Node.commit)
 
 
 class Node:
@@ -195,7 +196,7 @@ class Node:
         row = self.store.job(job_id)
         if row is None:
             raise NotFound(f"no job {job_id} on {self.org}")
-        return node_pb2.JobStatus(job_id=job_id, state=_PB_STATE[row.state], error=row.error)
+        return node_pb2.JobStatus(job_id=job_id, state=_PB_STATE[row.state], error=row.error, committed=row.committed)
 
     def close_inputs(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
@@ -205,27 +206,49 @@ class Node:
         job.inputs_closed.set()
         return self._status(job)
 
-    def abort(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
-        """Stop a job. A job this node already finished is withdrawn too: when the coordinator
-        declares a job failed (say another node died after our last round), no node may keep
-        releasing its output, or a recipient could open the result of a "failed" job."""
+    def commit(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
+        """The coordinator recorded the job DONE. From now on this node releases its outputs and
+        keeps them: Abort is refused. Idempotent; the coordinator resends it until it gets an answer."""
         self._require_coordinator(caller)
         job = self.jobs.get(job_id)
-        if job is None:
-            row = self.store.job(job_id)
-            if row is None:
-                raise NotFound(f"no job {job_id} on {self.org}")
-            if row.state == State.DONE:
-                self.store.withdraw_outputs(job_id, f"aborted by {caller} after it finished here")
-            return self.status(caller, job_id)
-        if job.state in (State.PREPARED, State.RUNNING):
+        row = self.store.job(job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id} on {self.org}")
+        if not self.store.commit_job(job_id):
+            # the coordinator decides DONE only after this node reported DONE, and only Abort ends
+            # DONE; so this is a node whose outputs were withdrawn or lost: say so, change nothing
+            raise Conflict(f"job {job_id} is {row.state.lower()} on {self.org}, it cannot be committed")
+        if job is not None:
+            job.committed = True
+        if not row.committed:
+            log.info("job %s committed by %s", job_id, caller)
+            self.store.audit("committed", job_id, row.fingerprint, f"{caller} recorded the job done; outputs released")
+        return self._status(job) if job is not None else self.status(caller, job_id)
+
+    def abort(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
+        """Stop a job. A job this node already finished is withdrawn too, unless it is committed:
+        the coordinator sends Abort only for a job it recorded FAILED (say another node died after
+        our last round), and then no node may keep its output, or a recipient could open the result
+        of a "failed" job. A committed job was recorded DONE, which the coordinator never revokes:
+        an Abort for it is stale or forged, and is refused without changing anything."""
+        self._require_coordinator(caller)
+        job = self.jobs.get(job_id)
+        row = self.store.job(job_id) if job is None or job.state == State.DONE else None
+        if job is None and row is None:
+            raise NotFound(f"no job {job_id} on {self.org}")
+        if job is not None and job.state in (State.PREPARED, State.RUNNING):
             self._fail(job, f"aborted by {caller}")
             if job.task:
                 job.task.cancel()
-        elif job.state == State.DONE:
-            job.state, job.error = State.FAILED, f"aborted by {caller} after it finished here"
-            self.store.withdraw_outputs(job_id, job.error)
-        return self._status(job)
+        elif row is not None and row.state == State.DONE:
+            reason = f"aborted by {caller} after it finished here"
+            if not self.store.withdraw_outputs(job_id, reason):
+                raise Conflict(f"job {job_id} was committed on {self.org}: its outputs are kept")
+            log.warning("job %s: outputs withdrawn, %s", job_id, reason)
+            self.store.audit("withdrawn", job_id, row.fingerprint, f"outputs deleted: {reason}")
+            if job is not None:
+                job.state, job.error = State.FAILED, reason
+        return self._status(job) if job is not None else self.status(caller, job_id)
 
     def _set_live(self, job: Job, live: list[str] | None) -> None:
         """Which parties take part; the computation starts only after this is final."""
@@ -259,6 +282,7 @@ class Node:
         return node_pb2.JobStatus(
             job_id=job.spec.job_id, state=_PB_STATE[job.state], rounds_done=ex.stats.rounds if ex else 0,
             rounds_total=job.plan.depth, bytes_sent=ex.stats.bytes_sent if ex else 0, error=job.error,
+            committed=job.committed,
             elapsed_s=(end - job.started) if job.started else 0.0,
             inputs_received=self.store.count_client_shares(job.spec.job_id))
 
@@ -353,6 +377,10 @@ class Node:
             raise Denied(f"{caller!r} is not a recipient of output {req.output!r} of job {req.job_id}")
         if row.state != State.DONE:
             raise Conflict(f"job {req.job_id} is {row.state.lower()} on {self.org}{': ' + row.error if row.error else ''}")
+        if not row.committed:
+            # finished here, but the coordinator has not recorded the job DONE yet (or this node has
+            # not heard it): it may still decide FAILED, and then no output of the job may open
+            raise Conflict(f"job {req.job_id} is finished on {self.org} but not yet confirmed by the coordinator")
         out = self.store.output(req.job_id, req.output)
         if out is None:
             raise NotFound(f"output {req.output!r} of job {req.job_id} is missing on {self.org}")

@@ -18,7 +18,8 @@ import numpy as np
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
   job_id TEXT PRIMARY KEY, spec BLOB NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
-  error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, updated REAL NOT NULL);
+  error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, updated REAL NOT NULL,
+  committed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS client_shares (
   job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL, share BLOB NOT NULL, received REAL NOT NULL,
   PRIMARY KEY (job_id, input, client));
@@ -29,6 +30,9 @@ CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
 """
+# committed: the coordinator told this node it recorded the job DONE (Commit). A store from before
+# Commit existed gets the column on open, with its DONE jobs committed: they were released already.
+ADDED_JOB_COLUMNS = {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'")}
 
 
 class DuplicateSubmission(ValueError):
@@ -42,6 +46,7 @@ class JobRow:
     fingerprint: str
     state: str
     error: str
+    committed: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class ShareStore:
         # FULL would fsync every client submission and cut intake several-fold.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, (decl, backfill) in ADDED_JOB_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+                self._db.execute(backfill)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -91,8 +101,9 @@ class ShareStore:
         self._tx([("UPDATE jobs SET state=?, error=?, updated=? WHERE job_id=?", (state, error, time.time(), job_id))])
 
     def job(self, job_id: str) -> JobRow | None:
-        rows = self._query("SELECT job_id, spec, fingerprint, state, error FROM jobs WHERE job_id=?", (job_id,))
-        return JobRow(*rows[0]) if rows else None
+        rows = self._query("SELECT job_id, spec, fingerprint, state, error, committed FROM jobs WHERE job_id=?",
+                           (job_id,))
+        return JobRow(*rows[0][:5], committed=bool(rows[0][5])) if rows else None
 
     def jobs_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self._query("SELECT job_id FROM jobs WHERE state=?", (state,))]
@@ -146,10 +157,29 @@ class ShareStore:
         stmts.append(("UPDATE jobs SET state=?, error='', updated=? WHERE job_id=?", ("DONE", time.time(), job_id)))
         self._tx(stmts)
 
-    def withdraw_outputs(self, job_id: str, reason: str) -> None:
-        """Delete a finished job's output shares and mark it failed, atomically."""
-        self._tx([("DELETE FROM outputs WHERE job_id=?", (job_id,)),
-                  ("UPDATE jobs SET state=?, error=?, updated=? WHERE job_id=?", ("FAILED", reason, time.time(), job_id))])
+    def commit_job(self, job_id: str) -> bool:
+        """Record that the coordinator decided DONE; False if the job is not DONE here."""
+        with self._lock:
+            cur = self._db.execute("UPDATE jobs SET committed=1, updated=? WHERE job_id=? AND state='DONE'",
+                                   (time.time(), job_id))
+            return cur.rowcount == 1
+
+    def withdraw_outputs(self, job_id: str, reason: str) -> bool:
+        """Delete a finished job's output shares and mark it failed, atomically; never a committed
+        job's (False then, and nothing changes). The check is inside the transaction, so a Commit
+        and an Abort cannot interleave into a committed job without outputs."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute("UPDATE jobs SET state='FAILED', error=?, updated=? WHERE job_id=?"
+                                       " AND state='DONE' AND committed=0", (reason, time.time(), job_id))
+                if cur.rowcount == 1:
+                    self._db.execute("DELETE FROM outputs WHERE job_id=?", (job_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return cur.rowcount == 1
 
     def output(self, job_id: str, name: str) -> OutputRow | None:
         rows = self._query("SELECT share, recipients, row_labels FROM outputs WHERE job_id=? AND name=?", (job_id, name))

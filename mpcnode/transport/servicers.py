@@ -80,6 +80,10 @@ class NodeControl(node_pb2_grpc.NodeControlServicer):
         return self.node.close_inputs(caller, request.job_id, list(request.live))
 
     @rpc
+    def Commit(self, caller, request):
+        return self.node.commit(caller, request.job_id)
+
+    @rpc
     def Abort(self, caller, request):
         return self.node.abort(caller, request.job_id)
 

@@ -370,6 +370,12 @@ class Cluster:
         with contextlib.closing(sqlite3.connect(self.data_dir(org) / "shares.sqlite3", timeout=10)) as db:
             return dict(db.execute("SELECT job_id, state FROM jobs").fetchall())
 
+    def stored_job(self, org: str, job_id: str) -> tuple[str, bool] | None:
+        """(state, committed) of the job in the node's SQLite store; None if it has no such job."""
+        with contextlib.closing(sqlite3.connect(self.data_dir(org) / "shares.sqlite3", timeout=10)) as db:
+            row = db.execute("SELECT state, committed FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return (row[0], bool(row[1])) if row else None
+
     def stored_outputs(self, org: str, job_id: str) -> int:
         with contextlib.closing(sqlite3.connect(self.data_dir(org) / "shares.sqlite3", timeout=10)) as db:
             return db.execute("SELECT COUNT(*) FROM outputs WHERE job_id=?", (job_id,)).fetchone()[0]

@@ -229,7 +229,7 @@ def test_audit_log_shows_what_the_data_fed_what_was_refused_and_who_fetched(serv
         assert ISO_UTC.match(e["time"]), e
         by_job.setdefault(e["job"], []).append(e)
     ok = {e["event"]: e for e in by_job["raise-ok"]}
-    assert list(ok) == ["accepted", "started", "done", "fetched"], by_job["raise-ok"]
+    assert list(ok) == ["accepted", "started", "done", "committed", "fetched"], by_job["raise-ok"]
     assert ok["accepted"]["fingerprint"] == fingerprint
     assert "approved computation raise-average" in ok["accepted"]["detail"]
     assert "datasets fed: raise-average" in ok["accepted"]["detail"]   # the dataset defaults to the scenario name

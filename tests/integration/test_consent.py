@@ -264,6 +264,10 @@ class Rogue:
     async def status(self, org: str, job_id: str):
         return await self.call(org, "Status", job_id)
 
+    async def commit(self, orgs: list[str], job_id: str) -> None:
+        """What the coordinator sends once it recorded a job DONE; nodes release outputs only then."""
+        await asyncio.gather(*(self.call(o, "Commit", job_id) for o in orgs))
+
     async def abort(self, orgs: list[str], job_id: str) -> None:
         await asyncio.gather(*(self.call(o, "Abort", job_id) for o in orgs))
 
@@ -633,6 +637,7 @@ async def test_prepared_job_id_replayed_with_new_recipients_is_refused(cluster: 
             assert info.spec == _computation(RAISE).canonical() and info.fingerprint == fp(RAISE)
         await rogue.start(FOUR, job, FOUR)
         await rogue.wait_until(FOUR, job, {node_pb2.JOB_STATE_DONE})
+        await rogue.commit(FOUR, job)
     result = await recipient_fetch(job, "average", nodes, cluster.tls("alice"))
     assert result.value == sum(RAISES.values()) / 4
     with pytest.raises(FetchError, match="is not a recipient"):

@@ -67,6 +67,7 @@ NODE_METHODS = {
     "/parley.v1.NodeControl/Status": ("coordinator", node_pb2.JobRef),
     "/parley.v1.NodeControl/CloseInputs": ("coordinator", node_pb2.JobRef),
     "/parley.v1.NodeControl/Abort": ("coordinator", node_pb2.JobRef),
+    "/parley.v1.NodeControl/Commit": ("coordinator", node_pb2.JobRef),
     "/parley.v1.PeerExchange/Deliver": ("<peer>", node_pb2.PeerMessage),
     "/parley.v1.ResultRelease/FetchOutput": (READER, node_pb2.OutputRequest),
     "/parley.v1.InputIntake/JobInfo": (VOTERS[0], node_pb2.JobRef),
@@ -320,9 +321,6 @@ def _valid_body(rig: Rig, method: str) -> bytes:
         "SubmitShare": node_pb2.ClientShare(job_id=rig.bait_job, input="ballots", share=b"\x00" * 24, shape=[3]),
         "Submit": cop.SubmitRequest(scenario_yaml=yaml.safe_dump(TOTAL), scenario_path="cut.yaml", job_id="fz-cut"),
         "Watch": cop.WatchRequest(job_id=rig.done_job),
-        # Abort from the coordinator withdraws a finished job's outputs by design, so the
-        # fuzzed Abort targets a job that was never prepared
-        "Abort": node_pb2.JobRef(job_id="fz-never-prepared", live=PARTIES),
     }
     name = method.rsplit("/", 1)[1]
     msg = requests.get(name) or node_pb2.JobRef(job_id=rig.done_job, live=PARTIES)
@@ -388,15 +386,16 @@ def test_prepare_hostile_specs(rig: Rig, spec: node_pb2.JobSpec, target: str) ->
 
 
 @fuzz_settings(60)
-@given(method=st.sampled_from(["Start", "Status", "CloseInputs", "Abort"]), job=job_ids("<done>", "<bait>"),
+@given(method=st.sampled_from(["Start", "Status", "CloseInputs", "Abort", "Commit"]), job=job_ids("<done>", "<bait>"),
        live=party_lists)
 def test_job_control_hostile_refs(rig: Rig, method: str, job: str, live: list[str]) -> None:
     if method != "Status" and job == "<bait>":
         job = "<done>"   # keep the open job open for the input tests
-    if method == "Abort" and job == "<done>":
-        job = "fz-never-prepared"   # an Abort from the coordinator withdraws a finished job, by design
     job = _resolve(rig, job)
-    rig.call(f"/parley.v1.NodeControl/{method}", node_pb2.JobRef(job_id=job, live=live).SerializeToString())
+    code, _, _ = rig.call(f"/parley.v1.NodeControl/{method}", node_pb2.JobRef(job_id=job, live=live).SerializeToString())
+    if job == rig.done_job and method in ("Abort", "Commit"):
+        # the coordinator committed the finished job: a later Abort is refused, Commit changes nothing
+        assert code == (grpc.StatusCode.FAILED_PRECONDITION if method == "Abort" else grpc.StatusCode.OK)
 
 
 @fuzz_settings(60)

@@ -266,7 +266,7 @@ async def test_peer_cannot_claim_another_identity(cluster: Cluster) -> None:
 
 
 async def test_only_the_coordinator_may_schedule_jobs(cluster: Cluster) -> None:
-    """Prepare (and Start/Status/Abort) from any other identity is refused before the request is looked at."""
+    """Prepare (and Start/Status/Abort/Commit) from any other identity is refused before the request is looked at."""
     addr = cluster.deployment.addresses["south"]
     spec = node_pb2.JobSpec(job_id="rogue-job", scenario="sec-four", parties=FOUR, threshold=1, timeout_s=10)
     ref = node_pb2.JobRef(job_id="rogue-job")
@@ -278,7 +278,7 @@ async def test_only_the_coordinator_may_schedule_jobs(cluster: Cluster) -> None:
             assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert f"'{who}' may not schedule jobs on south" in info.value.details()
             for call in (stub.Start(ref, timeout=10), stub.Status(ref, timeout=10), stub.Abort(ref, timeout=10),
-                         stub.CloseInputs(ref, timeout=10)):
+                         stub.Commit(ref, timeout=10), stub.CloseInputs(ref, timeout=10)):
                 assert await rpc_code(call) == grpc.StatusCode.PERMISSION_DENIED
     assert "rogue-job" not in cluster.stored_jobs("south")
     # the coordinator identity is allowed (and the node then judges the malformed spec on its merits)
@@ -301,17 +301,21 @@ def test_the_nodes_survived(cluster: Cluster) -> None:
     cluster.assert_alive()
 
 
-# ---- a job the coordinator declares failed releases nothing ----------------------------------------
+# ---- a job the coordinator reported DONE keeps its outputs ------------------------------------------
 
-async def test_abort_withdraws_the_outputs_of_a_job_a_node_had_finished(cluster: Cluster) -> None:
-    """The coordinator fails a job when one node never reports DONE (e.g. it died after the last
-    round) and aborts it everywhere: nodes that had finished must stop releasing its output."""
+async def test_abort_of_a_job_the_coordinator_reported_done_is_refused(cluster: Cluster) -> None:
+    """The coordinator records DONE, then commits the job on every node, then reports it. An Abort
+    for it afterwards (stale, or sent with the coordinator's certificate by mistake) is refused,
+    and every node keeps releasing its output share, also the node that is not a recipient.
+    (Abort of a job finished but not committed withdraws it: tests/integration/test_finish_race.py.)"""
     job = (await cluster.run("sec-four")).job_id
-    assert (await cluster.fetch(job, "total", "auditor")).value == sum(GOOD.values())
     for org in FOUR:
+        st = await cluster.node_status(org, job)
+        assert st.state == node_pb2.JOB_STATE_DONE and st.committed, (org, st)
         async with secure_channel(cluster.deployment.addresses[org], org, cluster.tls("coordinator")) as ch:
-            st = await node_pb2_grpc.NodeControlStub(ch).Abort(node_pb2.JobRef(job_id=job), timeout=10)
-        assert st.state == node_pb2.JOB_STATE_FAILED and "after it finished" in st.error
-        assert cluster.stored_outputs(org, job) == 0
-    with pytest.raises(FetchError):
-        await cluster.fetch(job, "total", "auditor")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await node_pb2_grpc.NodeControlStub(ch).Abort(node_pb2.JobRef(job_id=job), timeout=10)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "committed" in info.value.details()
+        assert cluster.stored_jobs(org)[job] == "DONE" and cluster.stored_outputs(org, job) == 1
+    assert (await cluster.fetch(job, "total", "auditor")).value == sum(GOOD.values())
