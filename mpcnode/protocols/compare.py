@@ -85,7 +85,8 @@ def _pow2_combine(bits: np.ndarray) -> np.ndarray:
     return field.sum_all(rot, axis=0)
 
 
-def _take(solved: Solved, start: int, count: int) -> Solved:
+def take_solved(solved: Solved, start: int, count: int) -> Solved:
+    """Elements start..start+count-1 of a batch of solved random bits."""
     r, rb = solved
     return r[start:start + count], rb[:, start:start + count]
 
@@ -273,6 +274,19 @@ async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_le
     return await ltz(s, label, field.sub(a, b), bit_length, solved=solved)
 
 
+async def less_than_select(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int,
+                           selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (), *,
+                           keep_bit: tuple[int, int] | None = None,
+                           solved: Solved | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """[a < b] for flat a, b with, for each (offset, X, Y), the fused selection
+    bit[offset:offset + len(X)] ? X : Y, and bit[lo:hi] if keep_bit = (lo, hi): the rounds of
+    one comparison (see _ltz_select). The Shamir engine's `less_than_select`."""
+    _check_bit_length(bit_length)
+    x = field.sub(*np.broadcast_arrays(_flat(a), _flat(b)))
+    solved = await _masks_for(s, label, x, solved)
+    return await _ltz_select(s, label, x, solved, selects, keep_bit)
+
+
 async def greater_equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
                         solved: Solved | None = None) -> np.ndarray:
     """Shares of [a >= b] = 1 - [a < b]."""
@@ -373,7 +387,7 @@ async def argmax_and_max(s: Session, label: str, x: np.ndarray,
         half = vals.size // 2
         lv, rv = _pairs(vals, half)
         li, ri = _pairs(idx, half)
-        (nv, ni), _ = await _ltz_select(s, f"{label}/l{level}", field.sub(lv, rv), _take(solved, used, half),
+        (nv, ni), _ = await _ltz_select(s, f"{label}/l{level}", field.sub(lv, rv), take_solved(solved, used, half),
                                         [(0, rv, lv), (0, ri, li)])     # [L < R] ? R : L
         used += half
         vals, idx = _carry(nv, vals), _carry(ni, idx)
@@ -427,7 +441,7 @@ async def top_two(s: Session, label: str, x: np.ndarray,
         li, ri = _pairs(idx, half)
         lab = f"{label}/l{level}"
         if level == 0:     # children are single elements: their seconds are the sentinel
-            (nm, ni), _ = await _ltz_select(s, lab, field.sub(lm, rm), _take(solved, used, half),
+            (nm, ni), _ = await _ltz_select(s, lab, field.sub(lm, rm), take_solved(solved, used, half),
                                             [(0, rm, lm), (0, ri, li)])
             used += half
             nu = u[:half]
@@ -436,7 +450,7 @@ async def top_two(s: Session, label: str, x: np.ndarray,
             lvv, rvv = _pairs(v, half)
             diffs = np.concatenate([field.sub(lm, rm), field.sub(lu, lvv), field.sub(ru, rvv)])
             (nm, ni, s_l, s_r), b = await _ltz_select(
-                s, lab, diffs, _take(solved, used, 3 * half),
+                s, lab, diffs, take_solved(solved, used, 3 * half),
                 [(0, rm, lm), (0, ri, li), (half, lvv, lu), (2 * half, rvv, ru)], (0, half))
             used += 3 * half
             # b = [L.max < R.max]: R won, so the winner's second is s_R
@@ -444,7 +458,7 @@ async def top_two(s: Session, label: str, x: np.ndarray,
         nv = field.sub(field.add(lm, rm), nm)        # the loser's max
         mx, idx, u, v = _carry(nm, mx), _carry(ni, idx), _carry(nu, u), _carry(nv, v)
         level += 1
-    (second,), _ = await _ltz_select(s, f"{label}/last", field.sub(u, v), _take(solved, used, 1),
+    (second,), _ = await _ltz_select(s, f"{label}/last", field.sub(u, v), take_solved(solved, used, 1),
                                      [(0, v, u)])
     used += 1
     assert used == solved[0].size
