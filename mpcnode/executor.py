@@ -21,7 +21,7 @@ from parley.v1 import circuit_pb2 as cpb
 
 from .circuit import Plan
 from .engines.base import Engine
-from .protocols import compare
+from .protocols import ballots, selection
 
 Values = dict[str, np.ndarray]
 
@@ -146,11 +146,11 @@ class Executor:
             pos += len(x)
 
     async def _argmax(self, label: str, op: cpb.Op, values: Values) -> None:
-        idx, mx = await compare.argmax_and_max(self.engine, label, values[op.args[0]], op.bit_length)
+        idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]], op.bit_length)
         values[op.out] = np.concatenate([idx, mx])
 
     async def _top_two(self, label: str, op: cpb.Op, values: Values) -> None:
-        idx, mx, second = await compare.top_two(self.engine, label, values[op.args[0]], op.bit_length)
+        idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]], op.bit_length)
         values[op.out] = np.concatenate([idx, mx, second])
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
@@ -159,7 +159,7 @@ class Executor:
         # is sound; client rows are unchecked and get the exact full-field test
         decl = next((d for d in self.circuit.inputs if d.name == op.args[0]), None)
         checked = decl is not None and decl.source == cpb.INPUT_SOURCE_NODE
-        values[op.out] = await compare.validate_ballots(self.engine, label, rows, exactly_one=bool(op.ints[1]),
+        values[op.out] = await ballots.validate_ballots(self.engine, label, rows, exactly_one=bool(op.ints[1]),
                                                         entry_range=(decl.lo, decl.hi) if checked else None)
 
 

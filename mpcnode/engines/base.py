@@ -80,6 +80,7 @@ class Engine(ABC):
     t: int                          # corruption threshold: up to t colluding parties learn nothing
     parties: tuple[int, ...]        # the live parties taking part, sorted
     share_shape: tuple[int, ...]    # trailing component axes of every share
+    field_modulus: int | None       # p if the plaintext domain is the prime field F_p, None for a ring
     max_bit_length: int             # comparisons accept operands with |v| < 2^bit_length up to this
 
     @property
@@ -177,10 +178,10 @@ class Engine(ABC):
     @abstractmethod
     async def less_than(self, label: str, a: Share, b: Share, bit_length: int, *,
                         masks: Masks | None = None) -> Share:
-        """Shares of the bits [a < b] for signed a, b with |a|, |b| < 2^bit_length, any shape.
-        bit_length is a range contract (checked for form by `check_bit_length`): an operand out
-        of range gives a wrong bit. `masks`: from comparison_masks for a.size elements, or made
-        here."""
+        """Shares of the bits [a < b] for signed a, b with |a|, |b| < 2^bit_length, any shape;
+        exact also when one operand is -(2^bit_length) (top_two's "minus infinity"). bit_length is
+        a range contract, checked for form only (`check_bit_length`): an operand out of range
+        gives a wrong bit. `masks`: from comparison_masks for every element, or made here."""
 
     @abstractmethod
     async def equal_zero(self, label: str, x: Share, *, masks: Masks | None = None) -> Share:

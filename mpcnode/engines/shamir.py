@@ -29,6 +29,7 @@ class ShamirEngine(Session, Engine):
 
     name = "shamir"
     share_shape: tuple[int, ...] = ()
+    field_modulus = field.P
     max_bit_length = compare.MAX_BIT_LENGTH      # |v| < 2^59 keeps differences below p/2
 
     @property
