@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
 
@@ -16,27 +16,30 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mpcnode.engines import ShamirEngine, engine_for  # noqa: E402
-from mpcnode.exchange import MemoryNetwork  # noqa: E402
+from mpcnode.engines import Engine, engine_for  # noqa: E402
+from mpcnode.exchange import MemoryExchange, MemoryNetwork  # noqa: E402
 
 T = TypeVar("T")
 
 
-async def run_parties(n: int, t: int, body: Callable[[ShamirEngine], Awaitable[T]], *,
-                      timeout_s: float = 30.0) -> tuple[list[T], MemoryNetwork, list[ShamirEngine]]:
-    """Run `body(engine)` for every party 0..n-1 concurrently on the Shamir engine, made the way a
-    node makes it (engine_for); returns (results, network, engines). The Shamir engine is also a
-    protocols.core.Session, so Session-level tests use it too.
+async def run_parties(n: int, t: int, body: Callable[[Any], Awaitable[T]], *, timeout_s: float = 30.0,
+                      make: Callable[[MemoryExchange, int], Engine] | None = None
+                      ) -> tuple[list[T], MemoryNetwork, list[Any]]:
+    """Run `body(engine)` for every party 0..n-1 concurrently; returns (results, network, engines).
 
-    A protocol bug that leaves a party waiting fails the test after `timeout_s` instead of hanging.
+    The engines are Shamir engines made the way a node makes them (engine_for), unless `make`
+    (exchange, t) -> engine says otherwise. The Shamir engine is also a protocols.core.Session, so
+    Session-level tests use it too. A protocol bug that leaves a party waiting fails the test
+    after `timeout_s` instead of hanging.
     """
     net = MemoryNetwork(n, timeout_s=timeout_s)
-    engines = [engine_for("shamir", net.exchange(i), t) for i in range(n)]
+    make = make or (lambda exchange, t: engine_for("shamir", exchange, t))
+    engines = [make(net.exchange(i), t) for i in range(n)]
     results = await asyncio.wait_for(asyncio.gather(*(body(e) for e in engines)), timeout_s + 5)
     return list(results), net, engines
 
 
 @pytest.fixture
-def parties() -> Callable[..., Awaitable[tuple[list, MemoryNetwork, list[ShamirEngine]]]]:
+def parties() -> Callable[..., Awaitable[tuple[list, MemoryNetwork, list[Any]]]]:
     """The `run_parties` helper as a fixture (for tests that prefer not to import conftest)."""
     return run_parties

@@ -9,6 +9,7 @@ from mpcnode import field, shamir
 from mpcnode.circuit import CircuitError, validate
 from mpcnode.executor import Executor
 from mpcnode.engines import Engine
+from tests.unit.pair_engine import PairEngine, shamir_share
 from parley.v1 import circuit_pb2 as cpb
 
 PARTIES = ["alpha", "bravo", "charlie", "delta"]
@@ -138,7 +139,9 @@ def _plaintext(x, y, z, bit, w) -> dict[str, np.ndarray]:
 
 
 async def _execute(parties, circuit: cpb.Circuit, values: dict[str, np.ndarray], n: int, t: int,
-                   party_names: list[str]):
+                   party_names: list[str], engine: str = "shamir"):
+    """Run the circuit on every party (on the Shamir engine, or on the two-component test engine
+    for engine="pair") and reconstruct every output outside the protocol."""
     plan = validate(circuit, party_names)
     owners = {d.name: d.owner for d in circuit.inputs}
 
@@ -149,22 +152,23 @@ async def _execute(parties, circuit: cpb.Circuit, values: dict[str, np.ndarray],
         shares = await ex.share_node_inputs(party_names, mine)
         return await ex.run(shares)
 
-    results, net, engines = await parties(n, t, body)
-    opened = {name: field.to_signed(shamir.reconstruct_checked({i: r[name] for i, r in enumerate(results)}, t))
-              for name in results[0]}
+    results, net, engines = await parties(n, t, body, make=PairEngine if engine == "pair" else None)
+    opened = {name: field.to_signed(shamir.reconstruct_checked(
+        {i: shamir_share(e, r[name]) for i, (e, r) in enumerate(zip(engines, results))}, t)) for name in results[0]}
     return opened, plan, engines
 
 
+@pytest.mark.parametrize("engine", ["shamir", "pair"])
 @pytest.mark.parametrize("bit", [0, 1])
 @pytest.mark.parametrize("n,t", [(4, 1), (5, 2), (7, 3)])
-async def test_executor_matches_numpy(parties, n: int, t: int, bit: int) -> None:
+async def test_executor_matches_numpy(parties, n: int, t: int, bit: int, engine: str) -> None:
     names = PARTIES + [f"extra{i}" for i in range(n - len(PARTIES))]
     circuit, _ = _executor_circuit()
     rng = np.random.default_rng(n * 2 + bit)
     values = {"x": rng.integers(-1000, 1001, 6), "y": rng.integers(-1000, 1001, 6), "z": rng.integers(-1000, 1001, 2),
               "bit": np.array([bit]), "w": rng.integers(-50, 51, 2)}
     values["x"][0], values["y"][0] = -1000, -1000
-    opened, plan, engines = await _execute(parties, circuit, values, n, t, names)
+    opened, plan, engines = await _execute(parties, circuit, values, n, t, names, engine)
     want = _plaintext(**values)
     assert set(opened) == set(want)
     for name, expected in want.items():
@@ -172,6 +176,32 @@ async def test_executor_matches_numpy(parties, n: int, t: int, bit: int) -> None
     # key round, input sharing one round; all products of level 1 share ONE round, level 2 one more
     assert plan.depth == 2
     assert [e.exchange.stats.rounds for e in engines] == [2 + plan.depth] * n
+
+
+@pytest.mark.parametrize("engine", ["shamir", "pair"])
+async def test_executor_comparisons_tournaments_and_ballots_match_numpy(parties, engine: str) -> None:
+    """LT, GE, EQ, ARGMAX, TOP_TWO and ROWS_VALID through the executor, against numpy. On the pair
+    engine this shows the executor's batching and slicing of these ops never cut into a share."""
+    b = CircuitBuilder("interactive")
+    x = b.input("x", "alpha", 6, -100, 100)
+    y = b.input("y", "bravo", 6, -100, 100)
+    votes = b.input("votes", "charlie", 8, -1, 2)           # four ballots of two options
+    outs = {"lt": b.lt(x, y, 8), "ge": b.ge(x, y, 8), "lt_scalar": b.lt(x[0], y, 8), "eq": b.eq(x, y),
+            "argmax": b.argmax(x, 8), "top_two": b.top_two(y, 8), "valid": b.rows_valid(votes, 2, True)}
+    outs["picked"] = b.select(outs["lt"][0], x, y)           # a level-2 product of a comparison
+    for name, arr in outs.items():
+        b.output(name, arr, ["alpha"])
+    xv, yv = np.array([5, -7, 9, 9, 0, 100]), np.array([5, 3, -9, 40, 0, 100])
+    vv = np.array([0, 1, 1, 1, 2, -1, 1, 0])
+    opened, plan, _ = await _execute(parties, b.build(), {"x": xv, "y": yv, "votes": vv}, 4, 1, PARTIES, engine)
+    rows = vv.reshape(-1, 2)
+    top = sorted(yv)
+    want = {"lt": xv < yv, "ge": xv >= yv, "lt_scalar": xv[0] < yv, "eq": xv == yv,
+            "argmax": [np.argmax(xv), xv.max()], "top_two": [np.argmax(yv), top[-1], top[-2]],
+            "valid": np.all((rows == 0) | (rows == 1), axis=1) & (rows.sum(axis=1) == 1),
+            "picked": xv if xv[0] < yv[0] else yv}
+    for name, expected in want.items():
+        assert opened[name].tolist() == np.asarray(expected).astype(np.int64).reshape(-1).tolist(), name
 
 
 async def test_products_of_one_level_use_exactly_one_round(parties) -> None:
