@@ -2,8 +2,6 @@
 on the Shamir engine and on the two-component test engine (pair_engine.py)."""
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
