@@ -1,9 +1,14 @@
-"""Runs a validated circuit on one party, level by level.
+"""Runs a validated circuit on one party, level by level, through an engine (engines/base.py).
 
 Local (linear) ops cost nothing; every interactive op of one level runs in the same
-communication round(s): all degree-2t products of a level (MUL, DOT, SELECT, MUL_ROWS)
-are reduced together in ONE round, all comparisons of one kind and bit length form ONE
-vectorized comparison, and the remaining interactive ops of the level run concurrently.
+communication round(s): all products of a level (MUL, DOT, SELECT, MUL_ROWS) are reduced
+together in ONE round (the engine's mul_local + reduce), all comparisons of one kind and bit
+length form ONE vectorized comparison, and the remaining interactive ops of the level run
+concurrently.
+
+The executor never looks inside a share: arithmetic goes through the engine, and structural ops
+(concat, slice, repeat, rows) act on the leading value axis only, so the same code runs an engine
+whose shares hold several ring elements per value (engines/base.py, "Shares").
 """
 from __future__ import annotations
 
@@ -14,18 +19,17 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
-from . import field
 from .circuit import Plan
-from .protocols import compare
-from .protocols.core import Session
+from .engines.base import Engine
+from .protocols import ballots, selection
 
 Values = dict[str, np.ndarray]
 
 
 class Executor:
-    def __init__(self, session: Session, circuit: cpb.Circuit, plan: Plan,
+    def __init__(self, engine: Engine, circuit: cpb.Circuit, plan: Plan,
                  on_level: Callable[[int], None] | None = None):
-        self.s = session
+        self.engine = engine
         self.circuit = circuit
         self.plan = plan
         self.on_level = on_level or (lambda level: None)
@@ -37,12 +41,12 @@ class Executor:
         for d in decls:
             owner = parties.index(d.owner)
             lengths[owner] = lengths.get(owner, 0) + d.length
-        me = self.s.party
+        me = self.engine.party
         mine = None
         if me in lengths:
             mine = np.concatenate([my_values[d.name].reshape(-1) for d in decls if d.owner == parties[me]])
-        shares = await self.s.share_from_many("inputs/node", {me: mine} if mine is not None else {},
-                                              {o: (n,) for o, n in lengths.items()})
+        shares = await self.engine.share_inputs("inputs/node", {me: mine} if mine is not None else {},
+                                                {o: (n,) for o, n in lengths.items()})
         values: Values = {}
         pos: dict[int, int] = {o: 0 for o in lengths}
         for d in decls:
@@ -59,7 +63,7 @@ class Executor:
                 await self._interactive_level(level, interactive, values)
             for op in ops:
                 if op.kind not in _INTERACTIVE_KINDS:
-                    values[op.out] = _local(op, values)
+                    values[op.out] = _local(self.engine, op, values)
             self.on_level(level)
         return {out.name: values[out.value] for out in self.circuit.outputs}
 
@@ -87,65 +91,67 @@ class Executor:
         await _gather_all(tasks)
 
     async def _products(self, label: str, ops: list[cpb.Op], values: Values) -> None:
+        E = self.engine
         local = []
         for op in ops:
             a = values[op.args[0]]
             if op.kind == cpb.OP_MUL:
-                x, y = _broadcast(a, values[op.args[1]], op)
-                local.append(field.mul(x, y))
+                local.append(E.mul_local(*_broadcast(a, values[op.args[1]], op)))
             elif op.kind == cpb.OP_DOT:
+                # only the sum is reduced: an inner product of any length costs one element
                 x, y = _same(a, values[op.args[1]], op)
-                local.append(field.sum_all(field.mul(x, y)).reshape(1))
+                local.append(E.sum(E.mul_local(x, y), keepdims=True))
             elif op.kind == cpb.OP_SELECT:
                 bit = a
-                if bit.size != 1:
+                if len(bit) != 1:
                     raise ValueError(f"select {op.out}: condition must have length 1")
                 x, y = _broadcast(values[op.args[1]], values[op.args[2]], op)
-                local.append(field.mul(field.sub(x, y), bit))
+                local.append(E.mul_local(E.sub(x, y), bit))      # bit ? x : y = y + bit (x - y)
             else:  # MUL_ROWS
                 width = op.ints[0]
                 rows = _rows(a, width, op)
                 scale = values[op.args[1]]
-                if scale.size != rows.shape[0]:
-                    raise ValueError(f"mul_rows {op.out}: {rows.shape[0]} rows but {scale.size} scales")
-                local.append(field.mul(rows, scale[:, None]).reshape(-1))
-        reduced = await self.s.reduce_degree(label, np.concatenate(local) if len(local) > 1 else local[0])
+                if len(scale) != len(rows):
+                    raise ValueError(f"mul_rows {op.out}: {len(rows)} rows but {len(scale)} scales")
+                prod = E.mul_local(rows, np.expand_dims(scale, 1))
+                local.append(prod.reshape((-1,) + prod.shape[2:]))
+        reduced = await E.reduce(label, np.concatenate(local) if len(local) > 1 else local[0])
         pos = 0
         for op, prod in zip(ops, local):
-            out = reduced[pos:pos + prod.size]
-            pos += prod.size
+            out = reduced[pos:pos + len(prod)]
+            pos += len(prod)
             if op.kind == cpb.OP_SELECT:
                 x, y = _broadcast(values[op.args[1]], values[op.args[2]], op)
-                out = field.add(out, y)
+                out = E.add(out, y)
             values[op.out] = out
 
     async def _compare(self, label: str, ops: list[cpb.Op], values: Values, bits: int) -> None:
+        E = self.engine
         pairs = [_broadcast(values[op.args[0]], values[op.args[1]], op) for op in ops]
-        a = np.concatenate([p[0] for p in pairs])
-        b = np.concatenate([p[1] for p in pairs])
-        lt = await compare.less_than(self.s, label, a, b, bits)
+        lt = await E.less_than(label, np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]),
+                               bits)
         pos = 0
         for op, (x, _) in zip(ops, pairs):
-            r = lt[pos:pos + x.size]
-            pos += x.size
-            values[op.out] = r if op.kind == cpb.OP_LT else field.sub(np.ones_like(r), r)
+            r = lt[pos:pos + len(x)]
+            pos += len(x)
+            values[op.out] = r if op.kind == cpb.OP_LT else E.one_minus(r)
 
     async def _equal(self, label: str, ops: list[cpb.Op], values: Values) -> None:
         pairs = [_broadcast(values[op.args[0]], values[op.args[1]], op) for op in ops]
-        eq = await compare.equal(self.s, label, np.concatenate([p[0] for p in pairs]),
-                                 np.concatenate([p[1] for p in pairs]))
+        eq = await self.engine.equal(label, np.concatenate([p[0] for p in pairs]),
+                                     np.concatenate([p[1] for p in pairs]))
         pos = 0
         for op, (x, _) in zip(ops, pairs):
-            values[op.out] = eq[pos:pos + x.size]
-            pos += x.size
+            values[op.out] = eq[pos:pos + len(x)]
+            pos += len(x)
 
     async def _argmax(self, label: str, op: cpb.Op, values: Values) -> None:
-        idx, mx = await compare.argmax_and_max(self.s, label, values[op.args[0]], op.bit_length)
-        values[op.out] = np.concatenate([idx.reshape(1), mx.reshape(1)])
+        idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]], op.bit_length)
+        values[op.out] = np.concatenate([idx, mx])
 
     async def _top_two(self, label: str, op: cpb.Op, values: Values) -> None:
-        idx, mx, second = await compare.top_two(self.s, label, values[op.args[0]], op.bit_length)
-        values[op.out] = np.concatenate([idx.reshape(1), mx.reshape(1), second.reshape(1)])
+        idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]], op.bit_length)
+        values[op.out] = np.concatenate([idx, mx, second])
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
         rows = _rows(values[op.args[0]], op.ints[0], op)
@@ -153,7 +159,7 @@ class Executor:
         # is sound; client rows are unchecked and get the exact full-field test
         decl = next((d for d in self.circuit.inputs if d.name == op.args[0]), None)
         checked = decl is not None and decl.source == cpb.INPUT_SOURCE_NODE
-        values[op.out] = await compare.validate_ballots(self.s, label, rows, exactly_one=bool(op.ints[1]),
+        values[op.out] = await ballots.validate_ballots(self.engine, label, rows, exactly_one=bool(op.ints[1]),
                                                         entry_range=(decl.lo, decl.hi) if checked else None)
 
 
@@ -176,62 +182,66 @@ async def _gather_all(tasks: list) -> None:
 
 
 def _broadcast(a: np.ndarray, b: np.ndarray, op: cpb.Op) -> tuple[np.ndarray, np.ndarray]:
-    if a.size == b.size:
+    """Equal lengths, or a length-1 operand repeated to the other's length."""
+    if len(a) == len(b):
         return a, b
-    if a.size == 1:
-        return np.broadcast_to(a, b.shape).copy(), b
-    if b.size == 1:
-        return a, np.broadcast_to(b, a.shape).copy()
-    raise ValueError(f"op {op.out}: lengths {a.size} and {b.size} do not match")
+    if len(a) == 1:
+        return np.broadcast_to(a, b.shape[:1] + a.shape[1:]).copy(), b
+    if len(b) == 1:
+        return a, np.broadcast_to(b, a.shape[:1] + b.shape[1:]).copy()
+    raise ValueError(f"op {op.out}: lengths {len(a)} and {len(b)} do not match")
 
 
 def _same(a: np.ndarray, b: np.ndarray, op: cpb.Op) -> tuple[np.ndarray, np.ndarray]:
-    if a.size != b.size:
-        raise ValueError(f"op {op.out}: lengths {a.size} and {b.size} differ")
+    if len(a) != len(b):
+        raise ValueError(f"op {op.out}: lengths {len(a)} and {len(b)} differ")
     return a, b
 
 
 def _rows(a: np.ndarray, width: int, op: cpb.Op) -> np.ndarray:
-    if a.size % width:
-        raise ValueError(f"op {op.out}: length {a.size} is not a multiple of {width}")
-    return a.reshape(-1, width)
+    """A flat array as rows of `width` values (component axes kept)."""
+    if len(a) % width:
+        raise ValueError(f"op {op.out}: length {len(a)} is not a multiple of {width}")
+    return a.reshape((-1, width) + a.shape[1:])
 
 
-def _consts(op: cpb.Op, size: int) -> np.ndarray:
-    c = field.asfield(np.array(list(op.consts), dtype=np.int64))
+def _consts(E: Engine, op: cpb.Op, size: int) -> np.ndarray:
+    """The op's signed constants in the engine's plaintext domain, one or one per element."""
+    c = E.encode(np.array(list(op.consts), dtype=np.int64))
     if c.size not in (1, size):
         raise ValueError(f"op {op.out}: {c.size} constants for {size} elements")
-    return c
+    return np.broadcast_to(c, (size,))
 
 
-def _local(op: cpb.Op, values: Values) -> np.ndarray:
-    """Linear ops on shares: every party applies them to its own share, no communication."""
+def _local(E: Engine, op: cpb.Op, values: Values) -> np.ndarray:
+    """Linear and structural ops on shares: every party applies them to its own share, no
+    communication."""
     k = op.kind
     a = values[op.args[0]] if op.args else None
     if k == cpb.OP_ADD:
-        return field.add(*_broadcast(a, values[op.args[1]], op))
+        return E.add(*_broadcast(a, values[op.args[1]], op))
     if k == cpb.OP_SUB:
-        return field.sub(*_broadcast(a, values[op.args[1]], op))
+        return E.sub(*_broadcast(a, values[op.args[1]], op))
     if k == cpb.OP_NEG:
-        return field.neg(a)
+        return E.neg(a)
     if k == cpb.OP_ADD_CONST:
-        # adding a public constant: every share shifts by it (the constant polynomial)
-        return field.add(a, np.broadcast_to(_consts(op, a.size), a.shape))
+        return E.add_const(a, _consts(E, op, len(a)))
     if k == cpb.OP_MUL_CONST:
-        return field.mul(a, np.broadcast_to(_consts(op, a.size), a.shape))
+        return E.mul_const(a, _consts(E, op, len(a)))
     if k == cpb.OP_SUM:
-        return field.sum_all(a).reshape(1)
+        return E.sum(a, keepdims=True)
     if k == cpb.OP_CONCAT:
         return np.concatenate([values[x] for x in op.args])
     if k == cpb.OP_SLICE:
         start, stop, step = op.ints
         return a[start:stop:step].copy()
     if k == cpb.OP_RESHAPE_SUM:
-        return field.sum_all(_rows(a, op.ints[0], op), axis=0)
+        return E.sum(_rows(a, op.ints[0], op), axis=0)
     if k == cpb.OP_REPEAT:
-        if a.size != 1:
+        if len(a) != 1:
             raise ValueError(f"repeat {op.out}: needs a length-1 array")
-        return np.repeat(a, op.ints[0])
+        return np.repeat(a, op.ints[0], axis=0)
     if k == cpb.OP_COUNT_ROWS:
-        return field.asfield(np.array([a.size // op.ints[0]], dtype=np.int64))
+        # the number of rows is public (it fixes the shapes): a constant share
+        return E.constant(E.encode([len(a) // op.ints[0]]))
     raise ValueError(f"op {op.out}: kind {k} is not a local op")

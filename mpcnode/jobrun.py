@@ -5,9 +5,10 @@ Both a real node (mpcnode/node.py, over its gRPC exchange) and the cost estimate
 the rounds and bytes a dry run counts are those a node sends: there is no second description of
 the protocol sequence that could drift from the first.
 
-The sequence, every step over the same exchange:
-1. `agree_on_job`: inside the session's first round (the pairwise keys), before any share leaves the
-   node (protocols/agreement.py);
+The job's engine comes from `engine_for(spec.protocol)` (engines/), and every step below talks to
+it, never to one sharing scheme's code. The sequence, every step over the same exchange:
+1. `agree_on_job`: inside the engine's first round (for Shamir, the pairwise keys), before any share
+   leaves the node (protocols/agreement.py);
 2. `Executor.share_node_inputs`: every owner deals all its node inputs in one round;
 3. `agree_on_clients`: one round per client input, fixing whose rows count and in which order;
 4. `Executor.run`: the circuit, level by level.
@@ -24,10 +25,10 @@ from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
 from .circuit import Plan
+from .engines import Engine, engine_for
 from .exchange import Exchange
 from .executor import Executor, Values
 from .protocols.agreement import agree_on_clients, agree_on_job
-from .protocols.core import Session
 
 # (shares this node holds, by client; clients in the order this node accepted them) for one
 # client input declaration
@@ -48,17 +49,17 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     it owns none). `client_rows(decl)` is read only after submission has closed.
     """
     parties = list(spec.parties)
-    session = Session(exchange, spec.threshold, [parties.index(p) for p in live])
+    engine = engine_for(spec.protocol or "shamir", exchange, spec.threshold, [parties.index(p) for p in live])
     # before any share leaves: every live node runs this exact computation with this live set
-    await agree_on_job(session, spec.job_id, spec.fingerprint, live)
-    executor = Executor(session, spec.circuit, plan)
+    await agree_on_job(engine, spec.job_id, spec.fingerprint, live)
+    executor = Executor(engine, spec.circuit, plan)
     values = await executor.share_node_inputs(parties, node_inputs)
-    labels = await take_client_rows(session, spec.circuit, values, client_rows)
+    labels = await take_client_rows(engine, spec.circuit, values, client_rows)
     outputs = await executor.run(values)
     return JobResult(outputs=outputs, row_labels=labels)
 
 
-async def take_client_rows(session: Session, circuit: cpb.Circuit, values: Values,
+async def take_client_rows(engine: Engine, circuit: cpb.Circuit, values: Values,
                            client_rows: ClientRows) -> list[str]:
     """After client submission closed: agree with the other nodes on whose input counts
     (protocols/agreement.py) and put those rows into `values`, in the agreed order. Returns the
@@ -67,9 +68,11 @@ async def take_client_rows(session: Session, circuit: cpb.Circuit, values: Value
     labels: list[str] = []
     for k, decl in enumerate(decls):
         got, order = client_rows(decl)
-        rows = await agree_on_clients(session, k, list(decl.clients), got, order)
+        rows = await agree_on_clients(engine, k, list(decl.clients), got, order)
         if not labels:
             labels = rows
+        # each client's share arrives as one array of decl.length values (component axes after)
         values[decl.name] = (np.concatenate([got[c] for c in rows]) if rows
-                             else np.zeros(0, dtype=np.uint64)).reshape(len(rows) * decl.length)
+                             else engine.constant(np.zeros(0, dtype=np.uint64))
+                             ).reshape((len(rows) * decl.length,) + tuple(engine.share_shape))
     return labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
 
@@ -16,25 +16,30 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mpcnode.exchange import MemoryNetwork  # noqa: E402
-from mpcnode.protocols.core import Session  # noqa: E402
+from mpcnode.engines import Engine, engine_for  # noqa: E402
+from mpcnode.exchange import MemoryExchange, MemoryNetwork  # noqa: E402
 
 T = TypeVar("T")
 
 
-async def run_parties(n: int, t: int, body: Callable[[Session], Awaitable[T]], *,
-                      timeout_s: float = 30.0) -> tuple[list[T], MemoryNetwork, list[Session]]:
-    """Run `body(session)` for every party 0..n-1 concurrently; returns (results, network, sessions).
+async def run_parties(n: int, t: int, body: Callable[[Any], Awaitable[T]], *, timeout_s: float = 30.0,
+                      make: Callable[[MemoryExchange, int], Engine] | None = None
+                      ) -> tuple[list[T], MemoryNetwork, list[Any]]:
+    """Run `body(engine)` for every party 0..n-1 concurrently; returns (results, network, engines).
 
-    A protocol bug that leaves a party waiting fails the test after `timeout_s` instead of hanging.
+    The engines are Shamir engines made the way a node makes them (engine_for), unless `make`
+    (exchange, t) -> engine says otherwise. The Shamir engine is also a protocols.core.Session, so
+    Session-level tests use it too. A protocol bug that leaves a party waiting fails the test
+    after `timeout_s` instead of hanging.
     """
     net = MemoryNetwork(n, timeout_s=timeout_s)
-    sessions = [Session(net.exchange(i), t) for i in range(n)]
-    results = await asyncio.wait_for(asyncio.gather(*(body(s) for s in sessions)), timeout_s + 5)
-    return list(results), net, sessions
+    make = make or (lambda exchange, t: engine_for("shamir", exchange, t))
+    engines = [make(net.exchange(i), t) for i in range(n)]
+    results = await asyncio.wait_for(asyncio.gather(*(body(e) for e in engines)), timeout_s + 5)
+    return list(results), net, engines
 
 
 @pytest.fixture
-def parties() -> Callable[..., Awaitable[tuple[list, MemoryNetwork, list[Session]]]]:
+def parties() -> Callable[..., Awaitable[tuple[list, MemoryNetwork, list[Any]]]]:
     """The `run_parties` helper as a fixture (for tests that prefer not to import conftest)."""
     return run_parties

@@ -1,1 +1,2 @@
-"""MPC protocols written against the Exchange interface; no networking here."""
+"""MPC protocols, no networking here: the Shamir session and its comparisons (core, compare), and
+protocols written once against the Engine interface (selection, ballots, agreement)."""

@@ -3,7 +3,7 @@ input clients count once client submission has closed.
 
 Each node checks its own approval of the computation in Prepare, but a dishonest coordinator
 could send different circuits (each approved by someone) or different live sets to different
-nodes under one job id. The session's first round (pairwise keys) fixes that: every live node
+nodes under one job id. The engine's first round (Shamir: the pairwise keys) fixes that: every live node
 also sends every other a digest of (job id, fingerprint, live parties) and goes on only if all
 digests equal its own. It costs 32 bytes per peer and no extra round; any mismatch fails the
 job before input sharing starts.
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..computation.spec import canonical_json
 from ..exchange import ProtocolViolation
-from .core import Session
+from ..engines.base import Engine
 
 _WORD = np.uint64((1 << 60) - 1)   # digest words are sent as field elements, each below p
 
@@ -27,13 +27,14 @@ def job_digest(job_id: str, fingerprint: str, live: Sequence[str]) -> np.ndarray
     return np.frombuffer(raw, dtype="<u8").astype(np.uint64) & _WORD
 
 
-async def agree_on_job(session: Session, job_id: str, fingerprint: str, live: Sequence[str]) -> None:
-    """Folded into the session's key round (Session.establish): no extra round. Raises
-    ProtocolViolation naming the parties whose digest differs; nothing has been dealt then."""
-    await session.establish(job_digest(job_id, fingerprint, live))
+async def agree_on_job(engine: Engine, job_id: str, fingerprint: str, live: Sequence[str]) -> None:
+    """Folded into the engine's first round (Engine.establish; Shamir: the key round): no extra
+    round. Raises ProtocolViolation naming the parties whose digest differs; nothing has been
+    dealt then."""
+    await engine.establish(job_digest(job_id, fingerprint, live))
 
 
-async def agree_on_clients(session: Session, k: int, clients: list[str], got: Mapping[str, object],
+async def agree_on_clients(engine: Engine, k: int, clients: list[str], got: Mapping[str, object],
                            order: list[str]) -> list[str]:
     """Which listed clients' rows count, in which order (one round, label clients/<k>).
 
@@ -43,9 +44,9 @@ async def agree_on_clients(session: Session, k: int, clients: list[str], got: Ma
     """
     rank = {c: i + 1 for i, c in enumerate(order)}
     ranks = np.array([rank.get(c, 0) if c in got else 0 for c in clients], dtype=np.uint64)
-    everyone = list(session.parties)
-    peers = await session.ex.round(f"clients/{k}", {j: ranks for j in everyone if j != session.party}, everyone)
-    peers[session.party] = ranks
+    everyone = list(engine.parties)
+    peers = await engine.exchange.round(f"clients/{k}", {j: ranks for j in everyone if j != engine.party}, everyone)
+    peers[engine.party] = ranks
     for i, r in peers.items():
         if r.shape != ranks.shape:
             raise ProtocolViolation(f"client agreement: party {i} sent {r.size} ranks, expected {ranks.size}")

@@ -1,4 +1,8 @@
-"""Comparison, equality, selection, tournaments and ballot checks on Shamir shares.
+"""Comparison and equality on Shamir shares: the Shamir engine's building blocks.
+
+engines/shamir.py exposes these as the Engine's less_than, less_than_select, equal_zero,
+equal_zero_bounded and comparison_masks; the protocols built from them (selection, tournaments,
+ballots) are engine-independent and live in protocols/selection.py and protocols/ballots.py.
 
 All functions take a Session and a round label first and handle a whole batch per round:
 every field operation is vectorized over the batch (and over the bits of every element),
@@ -29,9 +33,12 @@ protocols do not depend on it beyond the range check (the LSB trick works for ev
 |x| < p/2 ~ 2^60, so the difference of two 59-bit operands is fine). Inputs must be
 range-checked before they are shared: an out-of-range operand gives a wrong bit.
 
-Selecting right after a comparison is fused: select(ltz(x), X, Y) = Y + a*D + lt*(1-2a)*D
-with D = X - Y and LSB = a XOR lt, where a*D rides on the first tree round, so a
-comparison followed by a selection costs the same number of rounds as a comparison.
+Selecting right after a comparison is fused (less_than_select): select(ltz(x), X, Y) =
+Y + a*D + lt*(1-2a)*D with D = X - Y and LSB = a XOR lt, where a*D rides on the first tree
+round, so a comparison followed by a selection costs the same number of rounds as a comparison.
+
+equal_zero_bounded: a cheaper zero test for values whose range the nodes enforced (ballots
+that are node inputs), with a statistical mask of STATISTICAL_SECURITY bits.
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import field
+from ..randomness import random_field
 from .core import Session
 
 BITS = field.BITS                 # 61 bits per solved random value
@@ -85,7 +93,8 @@ def _pow2_combine(bits: np.ndarray) -> np.ndarray:
     return field.sum_all(rot, axis=0)
 
 
-def _take(solved: Solved, start: int, count: int) -> Solved:
+def take_solved(solved: Solved, start: int, count: int) -> Solved:
+    """Elements start..start+count-1 of a batch of solved random bits."""
     r, rb = solved
     return r[start:start + count], rb[:, start:start + count]
 
@@ -273,6 +282,19 @@ async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_le
     return await ltz(s, label, field.sub(a, b), bit_length, solved=solved)
 
 
+async def less_than_select(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int,
+                           selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (), *,
+                           keep_bit: tuple[int, int] | None = None,
+                           solved: Solved | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """[a < b] for flat a, b with, for each (offset, X, Y), the fused selection
+    bit[offset:offset + len(X)] ? X : Y, and bit[lo:hi] if keep_bit = (lo, hi): the rounds of
+    one comparison (see _ltz_select). The Shamir engine's `less_than_select`."""
+    _check_bit_length(bit_length)
+    x = field.sub(*np.broadcast_arrays(_flat(a), _flat(b)))
+    solved = await _masks_for(s, label, x, solved)
+    return await _ltz_select(s, label, x, solved, selects, keep_bit)
+
+
 async def greater_equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
                         solved: Solved | None = None) -> np.ndarray:
     """Shares of [a >= b] = 1 - [a < b]."""
@@ -332,126 +354,7 @@ async def equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, *,
     return await equal_zero(s, label, field.sub(a, b), solved=solved)
 
 
-# ---- selection ----------------------------------------------------------------------
-
-async def select(s: Session, label: str, bit: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """bit ? a : b = b + bit (a - b) for a shared bit: one multiplication round."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
-    return field.add(b, await s.mul(label, bit, field.sub(a, b)))
-
-
-# ---- tournaments ----------------------------------------------------------------------
-
-def _pairs(v: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
-    return v[0:2 * half:2], v[1:2 * half:2]
-
-
-def _carry(new: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """Append the unpaired last block of an odd level."""
-    return np.concatenate([new, old[-1:]]) if old.size % 2 else new
-
-
-async def argmax_and_max(s: Session, label: str, x: np.ndarray,
-                         bit_length: int = MAX_BIT_LENGTH) -> tuple[np.ndarray, np.ndarray]:
-    """(index, max) of shared x (length n >= 1), each as a length-1 share array.
-
-    The index is 0-based and that of the FIRST maximum: ties go to the earlier element
-    (the left block of every pair wins unless it is strictly smaller). Tournament of
-    ceil(log2 n) levels; each level is one batched comparison with the value/index
-    selection fused into its last round. n - 1 comparisons; their random bits are
-    made in one go up front.
-    """
-    _check_bit_length(bit_length)
-    vals = _flat(x)
-    n = vals.size
-    if n == 0:
-        raise ValueError(f"{label}: argmax of an empty array")
-    idx = np.arange(n, dtype=np.uint64)          # public indices are their own shares
-    solved = await random_solved_bits(s, f"{label}/rand", n - 1)
-    used, level = 0, 0
-    while vals.size > 1:
-        half = vals.size // 2
-        lv, rv = _pairs(vals, half)
-        li, ri = _pairs(idx, half)
-        (nv, ni), _ = await _ltz_select(s, f"{label}/l{level}", field.sub(lv, rv), _take(solved, used, half),
-                                        [(0, rv, lv), (0, ri, li)])     # [L < R] ? R : L
-        used += half
-        vals, idx = _carry(nv, vals), _carry(ni, idx)
-        level += 1
-    return idx, vals
-
-
-def _top_two_comparisons(n: int) -> int:
-    total, size, level = 0, n, 0
-    while size > 1:
-        half = size // 2
-        total += half if level == 0 else 3 * half
-        size -= half
-        level += 1
-    return total + (1 if n > 1 else 0)
-
-
-async def top_two(s: Session, label: str, x: np.ndarray,
-                  bit_length: int = MAX_BIT_LENGTH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(index_of_max, max, second_max) of shared x (length n >= 1), each of length 1.
-
-    Ties: the earliest maximum wins, and second_max is the highest value among the
-    others, so it equals max when the top value is tied (Vickrey price). For n = 1 the
-    second is the sentinel "minus infinity" -(2^bit_length) (all values must satisfy
-    |v| < 2^bit_length, bit_length <= 59, so differences with it stay below 2^60 < p/2).
-
-    Tournament where a block keeps (max, idx, u, v) with second = max(u, v) left
-    unresolved: merging L and R compares [L.max < R.max] together with u vs v of both
-    children in one batch; the fused selections give the new max/idx and both
-    children's seconds s_L, s_R; the new block has v = loser's max (linear:
-    L.max + R.max - max) and u = winner's second = select(b, s_L, s_R) (one more round).
-    2(n-1) comparisons in all; latency per level: 7 + 1 (the first level: 7), + 7 at the end,
-    after one batch of random bits for all comparisons.
-    """
-    bl = _check_bit_length(bit_length)
-    mx = _flat(x)
-    n = mx.size
-    if n == 0:
-        raise ValueError(f"{label}: top_two of an empty array")
-    sentinel = np.uint64(field.asfield(-(1 << bl)))
-    if n == 1:
-        return np.zeros(1, dtype=np.uint64), mx.copy(), np.full(1, sentinel, dtype=np.uint64)
-    idx = np.arange(n, dtype=np.uint64)
-    u = np.full(n, sentinel, dtype=np.uint64)
-    v = u.copy()
-    solved = await random_solved_bits(s, f"{label}/rand", _top_two_comparisons(n))
-    used, level = 0, 0
-    while mx.size > 1:
-        half = mx.size // 2
-        lm, rm = _pairs(mx, half)
-        li, ri = _pairs(idx, half)
-        lab = f"{label}/l{level}"
-        if level == 0:     # children are single elements: their seconds are the sentinel
-            (nm, ni), _ = await _ltz_select(s, lab, field.sub(lm, rm), _take(solved, used, half),
-                                            [(0, rm, lm), (0, ri, li)])
-            used += half
-            nu = u[:half]
-        else:
-            lu, ru = _pairs(u, half)
-            lvv, rvv = _pairs(v, half)
-            diffs = np.concatenate([field.sub(lm, rm), field.sub(lu, lvv), field.sub(ru, rvv)])
-            (nm, ni, s_l, s_r), b = await _ltz_select(
-                s, lab, diffs, _take(solved, used, 3 * half),
-                [(0, rm, lm), (0, ri, li), (half, lvv, lu), (2 * half, rvv, ru)], (0, half))
-            used += 3 * half
-            # b = [L.max < R.max]: R won, so the winner's second is s_R
-            nu = await select(s, f"{lab}/second", b, s_r, s_l)
-        nv = field.sub(field.add(lm, rm), nm)        # the loser's max
-        mx, idx, u, v = _carry(nm, mx), _carry(ni, idx), _carry(nu, u), _carry(nv, v)
-        level += 1
-    (second,), _ = await _ltz_select(s, f"{label}/last", field.sub(u, v), _take(solved, used, 1),
-                                     [(0, v, u)])
-    used += 1
-    assert used == solved[0].size
-    return idx, mx, second
-
-
-# ---- ballots ------------------------------------------------------------------------
+# ---- bounded zero test: only for values whose range the nodes enforced ----------------
 
 STATISTICAL_SECURITY = 40   # bits, for masks of values with an enforced small range
 
@@ -474,8 +377,6 @@ async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) 
     dealers = s.parties[: s.t + 1]
     mine = None
     if s.party in dealers:
-        from ..randomness import random_field
-
         mine = random_field(m) & np.uint64((1 << STATISTICAL_SECURITY) - 1)
     bits, highs = await asyncio.gather(
         s.random_bits(f"{label}/bits", width * m),
@@ -492,93 +393,3 @@ async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) 
     # 1 - (c_i XOR r_i): linear in the shared bit r_i because c_i is public
     same = np.where(cb == _ONE, bits, _one_minus(bits))
     return (await _product_tree(s, f"{label}/and", same)).reshape(np.shape(x))
-
-
-async def validate_ballots(s: Session, label: str, ballots: np.ndarray, exactly_one: bool,
-                           entry_range: tuple[int, int] | None = None) -> np.ndarray:
-    """Shares (N,) of 0/1: ballot row i is valid iff every entry is 0 or 1 and, if
-    `exactly_one`, the row sums to 1 (approval voting: any number of ones).
-
-    e_k = x_k (x_k - 1) in one round; public random rho_0..rho_K opened from a fresh
-    Session.random after the ballots are shared; z = sum_k rho_k e_k (+ rho_K (sum_k x_k - 1))
-    and valid = [z == 0]. An invalid ballot is accepted with probability <= 1/p (z is then
-    a nonzero linear form in independent uniform rho); a valid one is always accepted.
-    The squaring round, the coin (random + open) and the solved bits run concurrently, so
-    the latency is max(1, 2, random bits) + 1 open + 5 rounds (8 for t = 1).
-    """
-    ballots = np.asarray(ballots, dtype=np.uint64)
-    if ballots.ndim != 2:
-        raise ValueError(f"{label}: ballots must be (N, K), got shape {ballots.shape}")
-    nb, k = ballots.shape
-    if nb == 0:
-        return np.zeros(0, dtype=np.uint64)
-    if k == 0:
-        raise ValueError(f"{label}: ballots have no options")
-    if entry_range is not None:
-        return await _validate_bounded(s, label, ballots, exactly_one, entry_range)
-    ncoef = k + 1 if exactly_one else k
-
-    async def coins() -> np.ndarray:
-        rho = await s.random(f"{label}/rho", (ncoef,))
-        return await s.open(f"{label}/rho_open", rho)
-
-    e, rho, solved = await asyncio.gather(
-        s.mul(f"{label}/sq", ballots, field.sub(ballots, np.full(ballots.shape, _ONE, dtype=np.uint64))),
-        coins(),
-        random_solved_bits(s, f"{label}/rand", nb))
-    z = field.sum_all(field.mul(e, rho[None, :k]), axis=1)
-    if exactly_one:
-        total = field.sub(field.sum_all(ballots, axis=1), np.full(nb, _ONE, dtype=np.uint64))
-        z = field.add(z, field.mul(total, rho[k]))
-    return await equal_zero(s, f"{label}/zero", z, solved=solved)
-
-
-async def _validate_bounded(s: Session, label: str, ballots: np.ndarray, exactly_one: bool,
-                            entry_range: tuple[int, int]) -> np.ndarray:
-    """Ballots whose entries the nodes range-checked before sharing (lo <= x <= hi): the defect
-    d = sum_k x_k (x_k - 1) [+ (sum_k x_k - 1)^2] is a sum of non-negative integers, zero
-    exactly for a valid ballot, and at most a known bound, so a bounded zero test suffices."""
-    lo, hi = entry_range
-    nb, k = ballots.shape
-    ones = np.full(ballots.shape, _ONE, dtype=np.uint64)
-    bound = k * max(lo * (lo - 1), hi * (hi - 1))
-    factors = [(ballots, field.sub(ballots, ones))]
-    if exactly_one:
-        total = field.sub(field.sum_all(ballots, axis=1), np.full(nb, _ONE, dtype=np.uint64))
-        factors.append((total, total))
-        bound += max(abs(k * lo - 1), abs(k * hi - 1)) ** 2
-    prods = await s.mul_many(f"{label}/sq", factors)
-    d = field.sum_all(prods[0], axis=1)
-    if exactly_one:
-        d = field.add(d, prods[1])
-    return await equal_zero_bounded(s, f"{label}/zero", d, bound)
-
-
-async def tally(s: Session, label: str, ballots: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(counts (K,), invalid (1,)) shares: column sums of valid_i * x_ik over the valid
-    ballots only (one multiplication round), and N - sum(valid)."""
-    ballots = np.asarray(ballots, dtype=np.uint64)
-    valid = _flat(valid)
-    nb, k = ballots.shape
-    if valid.size != nb:
-        raise ValueError(f"{label}: {valid.size} validity bits for {nb} ballots")
-    counted = await s.mul(f"{label}/mask", ballots, valid[:, None])
-    counts = field.sum_all(counted, axis=0) if nb else np.zeros(k, dtype=np.uint64)
-    invalid = field.sub(np.full(1, np.uint64(nb), dtype=np.uint64), field.sum_all(valid).reshape(1))
-    return counts, invalid
-
-
-async def winner_of(s: Session, label: str, counts: np.ndarray,
-                    bit_length: int = MAX_BIT_LENGTH) -> np.ndarray:
-    """Shares (1,) of the index of the option with the most votes; a tie goes to the
-    earliest option (lowest index)."""
-    index, _ = await argmax_and_max(s, label, counts, bit_length)
-    return index
-
-
-async def referendum(s: Session, label: str, yes_count: np.ndarray, valid_count: np.ndarray,
-                     bit_length: int = MAX_BIT_LENGTH) -> np.ndarray:
-    """Shares of [2 * yes >= valid]: the proposition passes with at least half of the
-    valid votes (an exact half passes). Needs 2 * valid < 2^bit_length."""
-    yes = np.asarray(yes_count, dtype=np.uint64)
-    return await greater_equal(s, label, field.add(yes, yes), valid_count, bit_length)

@@ -1,5 +1,8 @@
 """Input sharing, opening, multiplication and random values for semi-honest Shamir MPC.
 
+The session of the Shamir engine (engines/shamir.py, which subclasses Session): the executor and
+the engine-independent protocols reach this code through the Engine interface only.
+
 Model: n parties, threshold t with 2t < n; up to t parties may collude and follow the
 protocol (semi-honest). Every array of shares is a uint64 numpy array of field elements,
 and every method handles a whole batch in one communication round.

@@ -8,7 +8,8 @@ from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field, shamir
 from mpcnode.circuit import CircuitError, validate
 from mpcnode.executor import Executor
-from mpcnode.protocols.core import Session
+from mpcnode.engines import Engine
+from tests.unit.pair_engine import PairEngine, shamir_share
 from parley.v1 import circuit_pb2 as cpb
 
 PARTIES = ["alpha", "bravo", "charlie", "delta"]
@@ -138,40 +139,69 @@ def _plaintext(x, y, z, bit, w) -> dict[str, np.ndarray]:
 
 
 async def _execute(parties, circuit: cpb.Circuit, values: dict[str, np.ndarray], n: int, t: int,
-                   party_names: list[str]):
+                   party_names: list[str], engine: str = "shamir"):
+    """Run the circuit on every party (on the Shamir engine, or on the two-component test engine
+    for engine="pair") and reconstruct every output outside the protocol."""
     plan = validate(circuit, party_names)
     owners = {d.name: d.owner for d in circuit.inputs}
 
-    async def body(s: Session) -> dict[str, np.ndarray]:
-        me = party_names[s.party]
+    async def body(e: Engine) -> dict[str, np.ndarray]:
+        me = party_names[e.party]
         mine = {k: field.asfield(v) for k, v in values.items() if owners[k] == me}
-        ex = Executor(s, circuit, plan)
+        ex = Executor(e, circuit, plan)
         shares = await ex.share_node_inputs(party_names, mine)
         return await ex.run(shares)
 
-    results, net, sessions = await parties(n, t, body)
-    opened = {name: field.to_signed(shamir.reconstruct_checked({i: r[name] for i, r in enumerate(results)}, t))
-              for name in results[0]}
-    return opened, plan, sessions
+    results, net, engines = await parties(n, t, body, make=PairEngine if engine == "pair" else None)
+    opened = {name: field.to_signed(shamir.reconstruct_checked(
+        {i: shamir_share(e, r[name]) for i, (e, r) in enumerate(zip(engines, results))}, t)) for name in results[0]}
+    return opened, plan, engines
 
 
+@pytest.mark.parametrize("engine", ["shamir", "pair"])
 @pytest.mark.parametrize("bit", [0, 1])
 @pytest.mark.parametrize("n,t", [(4, 1), (5, 2), (7, 3)])
-async def test_executor_matches_numpy(parties, n: int, t: int, bit: int) -> None:
+async def test_executor_matches_numpy(parties, n: int, t: int, bit: int, engine: str) -> None:
     names = PARTIES + [f"extra{i}" for i in range(n - len(PARTIES))]
     circuit, _ = _executor_circuit()
     rng = np.random.default_rng(n * 2 + bit)
     values = {"x": rng.integers(-1000, 1001, 6), "y": rng.integers(-1000, 1001, 6), "z": rng.integers(-1000, 1001, 2),
               "bit": np.array([bit]), "w": rng.integers(-50, 51, 2)}
     values["x"][0], values["y"][0] = -1000, -1000
-    opened, plan, sessions = await _execute(parties, circuit, values, n, t, names)
+    opened, plan, engines = await _execute(parties, circuit, values, n, t, names, engine)
     want = _plaintext(**values)
     assert set(opened) == set(want)
     for name, expected in want.items():
         assert opened[name].tolist() == np.asarray(expected).reshape(-1).tolist(), name
     # key round, input sharing one round; all products of level 1 share ONE round, level 2 one more
     assert plan.depth == 2
-    assert [s.ex.stats.rounds for s in sessions] == [2 + plan.depth] * n
+    assert [e.exchange.stats.rounds for e in engines] == [2 + plan.depth] * n
+
+
+@pytest.mark.parametrize("engine", ["shamir", "pair"])
+async def test_executor_comparisons_tournaments_and_ballots_match_numpy(parties, engine: str) -> None:
+    """LT, GE, EQ, ARGMAX, TOP_TWO and ROWS_VALID through the executor, against numpy. On the pair
+    engine this shows the executor's batching and slicing of these ops never cut into a share."""
+    b = CircuitBuilder("interactive")
+    x = b.input("x", "alpha", 6, -100, 100)
+    y = b.input("y", "bravo", 6, -100, 100)
+    votes = b.input("votes", "charlie", 8, -1, 2)           # four ballots of two options
+    outs = {"lt": b.lt(x, y, 8), "ge": b.ge(x, y, 8), "lt_scalar": b.lt(x[0], y, 8), "eq": b.eq(x, y),
+            "argmax": b.argmax(x, 8), "top_two": b.top_two(y, 8), "valid": b.rows_valid(votes, 2, True)}
+    outs["picked"] = b.select(outs["lt"][0], x, y)           # a level-2 product of a comparison
+    for name, arr in outs.items():
+        b.output(name, arr, ["alpha"])
+    xv, yv = np.array([5, -7, 9, 9, 0, 100]), np.array([5, 3, -9, 40, 0, 100])
+    vv = np.array([0, 1, 1, 1, 2, -1, 1, 0])
+    opened, plan, _ = await _execute(parties, b.build(), {"x": xv, "y": yv, "votes": vv}, 4, 1, PARTIES, engine)
+    rows = vv.reshape(-1, 2)
+    top = sorted(yv)
+    want = {"lt": xv < yv, "ge": xv >= yv, "lt_scalar": xv[0] < yv, "eq": xv == yv,
+            "argmax": [np.argmax(xv), xv.max()], "top_two": [np.argmax(yv), top[-1], top[-2]],
+            "valid": np.all((rows == 0) | (rows == 1), axis=1) & (rows.sum(axis=1) == 1),
+            "picked": xv if xv[0] < yv[0] else yv}
+    for name, expected in want.items():
+        assert opened[name].tolist() == np.asarray(expected).astype(np.int64).reshape(-1).tolist(), name
 
 
 async def test_products_of_one_level_use_exactly_one_round(parties) -> None:
@@ -184,14 +214,14 @@ async def test_products_of_one_level_use_exactly_one_round(parties) -> None:
     b.output("all", b.concat(prods), ["alpha"])
     circuit = b.build()
     xv, yv, cv = np.array([1, -2, 3, -4]), np.array([-5, 6, 7, -8]), np.array([1])
-    opened, plan, sessions = await _execute(parties, circuit, {"x": xv, "y": yv, "c": cv}, 4, 1, PARTIES)
+    opened, plan, engines = await _execute(parties, circuit, {"x": xv, "y": yv, "c": cv}, 4, 1, PARTIES)
     assert plan.depth == 1
     want = np.concatenate([xv * yv, xv * xv, [xv @ yv], [yv @ yv], xv, (xv.reshape(2, 2) * yv[:2, None]).reshape(-1),
                            (xv + yv) * (xv - yv)])
     assert opened["all"].tolist() == want.tolist()
-    for s in sessions:
-        assert s.ex.stats.rounds == 3  # keys + inputs + one round for all seven products
-        assert s.ex.stats.labels == {"keys", "inputs/node", "L1/prod"}
+    for e in engines:
+        assert e.exchange.stats.rounds == 3  # keys + inputs + one round for all seven products
+        assert e.exchange.stats.labels == {"keys", "inputs/node", "L1/prod"}
 
 
 async def test_linear_only_circuit_needs_no_round_after_inputs(parties) -> None:
@@ -199,10 +229,10 @@ async def test_linear_only_circuit_needs_no_round_after_inputs(parties) -> None:
     x = b.input("x", "alpha", 3, -10, 10)
     y = b.input("y", "delta", 3, -10, 10)
     b.output("out", b.sum(b.scale(b.add(x, y), 2)), ["bravo"])
-    opened, plan, sessions = await _execute(parties, b.build(), {"x": np.array([1, 2, 3]), "y": np.array([-4, 5, 6])},
+    opened, plan, engines = await _execute(parties, b.build(), {"x": np.array([1, 2, 3]), "y": np.array([-4, 5, 6])},
                                             4, 1, PARTIES)
     assert opened["out"].tolist() == [26]
-    assert plan.depth == 0 and all(s.ex.stats.rounds == 2 for s in sessions)  # keys + inputs
+    assert plan.depth == 0 and all(e.exchange.stats.rounds == 2 for e in engines)  # keys + inputs
 
 
 async def test_executor_rejects_mismatched_lengths(parties) -> None:

@@ -1,52 +1,26 @@
-"""Comparison, equality, tournaments and ballot checks (mpcnode/protocols/compare.py)
-over the in-memory network, against plaintext."""
+"""Comparison and equality on Shamir shares (mpcnode/protocols/compare.py) over the in-memory
+network, against plaintext. The engine-independent protocols built on them are tested in
+test_selection.py and test_ballots.py."""
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mpcnode import field, shamir
+from mpcnode.engines import ShamirEngine
 from mpcnode.exchange import MemoryNetwork
 from mpcnode.protocols import compare as C
 from mpcnode.protocols.core import Session
+from tests.unit.local_mpc import deal, mpc
 
 NS = [3, 4, 5]
 B59 = (1 << 59) - 1
 B48 = (1 << 48) - 1
 RNG = np.random.default_rng(20261123)
 HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-# ---- helpers ------------------------------------------------------------------------
-
-def deal(values, n: int) -> np.ndarray:
-    """Test-side dealer: shares (n, *shape) of signed integers, threshold default_threshold(n)."""
-    return shamir.share(field.asfield(np.asarray(values, dtype=np.int64)), n, shamir.default_threshold(n))
-
-
-def reveal(shares: list[np.ndarray], n: int) -> np.ndarray:
-    """Reconstruct from all n parties' shares (checking consistency) and decode signed."""
-    return field.to_signed(shamir.reconstruct_checked(dict(enumerate(shares)), shamir.default_threshold(n)))
-
-
-def mpc(n: int, body: Callable[[Session], Awaitable], *, timeout_s: float = 60.0):
-    """Run body(session) on all n parties concurrently; open every returned array (or each
-    element of a returned tuple). Returns (opened, sessions)."""
-    net = MemoryNetwork(n, timeout_s=timeout_s)
-    sessions = [Session(net.exchange(i), shamir.default_threshold(n)) for i in range(n)]
-
-    async def main():
-        return await asyncio.gather(*(body(s) for s in sessions))
-
-    results = asyncio.run(main())
-    assert all(not box for box in net._mail), "undelivered messages left behind"
-    if isinstance(results[0], tuple):
-        return tuple(reveal([r[k] for r in results], n) for k in range(len(results[0]))), sessions
-    return reveal(results, n), sessions
 
 
 def bounds(b: int) -> list[int]:
@@ -136,15 +110,17 @@ def test_ltz_with_precomputed_bits_and_2d_shape() -> None:
 
 @pytest.mark.parametrize("bad", [0, 60, 61, -3, True, 2.5])
 def test_bit_length_is_validated(bad) -> None:
-    s = Session(MemoryNetwork(3).exchange(0), 1)
+    s = ShamirEngine(MemoryNetwork(3).exchange(0), 1)
     x = np.zeros(2, dtype=np.uint64)
+    # checked before any round: a lone party would otherwise wait for its peers
     for call in (C.ltz(s, "z", x, bad), C.less_than(s, "lt", x, x, bad), C.greater_equal(s, "ge", x, x, bad),
-                 C.argmax_and_max(s, "am", x, bad), C.top_two(s, "tt", x, bad)):
+                 C.less_than_select(s, "ls", x, x, bad), s.less_than("elt", x, x, bad),
+                 s.greater_equal("ege", x, x, bad)):
         with pytest.raises(ValueError, match="bit_length"):
             asyncio.run(call)
 
 
-# ---- equality and selection ---------------------------------------------------------
+# ---- equality ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", NS)
 def test_equal_and_equal_zero(n: int) -> None:
@@ -170,175 +146,6 @@ def test_equal_zero_on_arbitrary_field_elements() -> None:
     X = shamir.share(x, n, shamir.default_threshold(n))
     got, _ = mpc(n, lambda s: C.equal_zero(s, "ez", X[s.party]))
     assert got.tolist() == (x == 0).astype(int).tolist()
-
-
-@pytest.mark.parametrize("n", NS)
-def test_select(n: int) -> None:
-    bit = np.array([1, 0, 1, 0])
-    a = np.array([10, -20, B59, 0])
-    b = np.array([-1, 30, 5, -B59])
-    Bt, A, Bv = deal(bit, n), deal(a, n), deal(b, n)
-    got, _ = mpc(n, lambda s: C.select(s, "sel", Bt[s.party], A[s.party], Bv[s.party]))
-    assert got.tolist() == np.where(bit == 1, a, b).tolist()
-
-
-# ---- tournaments ----------------------------------------------------------------------
-
-def first_argmax(x) -> int:
-    return int(np.argmax(np.asarray(x)))          # numpy returns the first maximum
-
-
-@pytest.mark.parametrize("n", NS)
-@pytest.mark.parametrize("x", [[5], [3, 3], [1, 9, 9, 2, 9], [9, 9, 9, 9, 9, 9, 9],
-                               [-5, -3, -3, -B59 + 1], [B59, -B59, B59 - 1], [0, 1, 2, 3, 4, 5, 6, 7, 8],
-                               [8, 7, 6, 5, 4, 3, 2, 1, 0, 8]])
-def test_argmax_and_max_ties_go_to_the_earliest(n: int, x: list[int]) -> None:
-    X = deal(x, n)
-    (idx, mx), _ = mpc(n, lambda s: C.argmax_and_max(s, "am", X[s.party]))
-    assert idx.shape == (1,) and mx.shape == (1,)
-    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
-
-
-@HYP
-@given(n=st.sampled_from(NS),
-       x=st.lists(st.integers(-50, 50) | st.integers(-B48, B48), min_size=1, max_size=40))
-def test_argmax_and_top_two_random(n: int, x: list[int]) -> None:
-    X = deal(x, n)
-
-    async def body(s: Session):
-        idx, mx = await C.argmax_and_max(s, "am", X[s.party], 48)
-        tidx, tmx, second = await C.top_two(s, "tt", X[s.party], 48)
-        return idx, mx, tidx, tmx, second
-
-    (idx, mx, tidx, tmx, second), _ = mpc(n, body)
-    srt = sorted(x)
-    want_second = srt[-2] if len(x) > 1 else -(1 << 48)
-    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
-    assert (int(tidx[0]), int(tmx[0]), int(second[0])) == (first_argmax(x), max(x), want_second)
-
-
-@pytest.mark.parametrize("n", NS)
-@pytest.mark.parametrize("x,want", [
-    ([3, 8, 8], (1, 8, 8)),                       # tied top bids: the price is the top bid
-    ([8, 3, 8, 1, 8], (0, 8, 8)),
-    ([1, 2, 3, 4, 5, 6, 7, 100, 99], (7, 100, 99)),
-    ([-7], (0, -7, -(1 << 59))),                  # a single bid: the sentinel second
-    ([4, -2], (0, 4, -2)),
-    ([B59 - 1, -B59 + 1, B59 - 2], (0, B59 - 1, B59 - 2)),
-    ([-B59 + 1, -B59 + 1], (0, -B59 + 1, -B59 + 1)),
-])
-def test_top_two_vickrey(n: int, x: list[int], want: tuple[int, int, int]) -> None:
-    X = deal(x, n)
-    (idx, mx, second), _ = mpc(n, lambda s: C.top_two(s, "tt", X[s.party]))
-    assert (int(idx[0]), int(mx[0]), int(second[0])) == want
-
-
-def test_seven_parties_tournament_and_comparisons() -> None:
-    n = 7
-    x = RNG.integers(-B48, B48, 23)
-    x[5] = x[17] = x.max() + 1
-    y = RNG.integers(-B48, B48, 23)
-    y[:4] = x[:4]
-    X, Y = deal(x, n), deal(y, n)
-
-    async def body(s: Session):
-        lt = await C.less_than(s, "lt", X[s.party], Y[s.party], 48)
-        eq = await C.equal(s, "eq", X[s.party], Y[s.party])
-        idx, mx, second = await C.top_two(s, "tt", X[s.party], 48)
-        return lt, eq, idx, mx, second
-
-    (lt, eq, idx, mx, second), _ = mpc(n, body)
-    assert lt.tolist() == (x < y).astype(int).tolist()
-    assert eq.tolist() == (x == y).astype(int).tolist()
-    assert (int(idx[0]), int(mx[0]), int(second[0])) == (5, x.max(), x.max())
-
-
-# ---- ballots ------------------------------------------------------------------------
-
-PLURALITY = [
-    ([0, 1, 0], True), ([1, 0, 0], True), ([0, 0, 1], True),
-    ([0, 0, 0], False),          # no choice
-    ([1, 1, 0], False),          # two choices
-    ([2, 0, 0], False),          # not a bit
-    ([2, -1, 0], False),         # sums to 1 but not bits
-    ([-1, 1, 1], False),
-    ([0, 3, -2], False),
-    ([1, 0, 1 << 40], False),
-]
-APPROVAL = [
-    ([1, 1, 0], True), ([0, 0, 0], True), ([1, 1, 1], True), ([0, 1, 0], True),
-    ([2, 0, 0], False), ([1, -1, 1], False), ([2, -1, 0], False), ([0, 0, 5], False),
-]
-
-
-def plain_tally(rows: list[list[int]], ok: list[bool]) -> tuple[list[int], int]:
-    counts = [sum(r[k] for r, v in zip(rows, ok) if v) for k in range(len(rows[0]))]
-    return counts, ok.count(False)
-
-
-@pytest.mark.parametrize("n", NS)
-@pytest.mark.parametrize("exactly_one,cases", [(True, PLURALITY), (False, APPROVAL)])
-def test_validate_and_tally(n: int, exactly_one: bool, cases) -> None:
-    rows = [r for r, _ in cases] + [[0, 1, 0], [0, 0, 1], [0, 1, 0]]
-    ok = [v for _, v in cases] + [True] * 3
-    X = deal(np.array(rows), n)
-
-    async def body(s: Session):
-        valid = await C.validate_ballots(s, "vb", X[s.party], exactly_one)
-        counts, invalid = await C.tally(s, "tally", X[s.party], valid)
-        winner = await C.winner_of(s, "win", counts)
-        return valid, counts, invalid, winner
-
-    (valid, counts, invalid, winner), _ = mpc(n, body)
-    want_counts, want_invalid = plain_tally(rows, ok)
-    assert valid.tolist() == [int(v) for v in ok]
-    assert counts.tolist() == want_counts and invalid.tolist() == [want_invalid]
-    assert int(winner[0]) == first_argmax(want_counts)
-
-
-@HYP
-@given(data=st.data(), k=st.integers(1, 5), exactly_one=st.booleans())
-def test_validate_random_ballots(data, k: int, exactly_one: bool) -> None:
-    n = 3
-    entry = st.sampled_from([0, 1]) | st.integers(-3, 3)
-    rows = data.draw(st.lists(st.lists(entry, min_size=k, max_size=k), min_size=1, max_size=12))
-    ok = [all(v in (0, 1) for v in r) and (not exactly_one or sum(r) == 1) for r in rows]
-    X = deal(np.array(rows), n)
-    valid, _ = mpc(n, lambda s: C.validate_ballots(s, "vb", X[s.party], exactly_one))
-    assert valid.tolist() == [int(v) for v in ok]
-
-
-def test_winner_ties_go_to_the_earliest_option() -> None:
-    n = 3
-    counts = [4, 9, 2, 9, 9]
-    X = deal(counts, n)
-    got, _ = mpc(n, lambda s: C.winner_of(s, "w", X[s.party]))
-    assert got.tolist() == [1]
-
-
-@pytest.mark.parametrize("n", NS)
-def test_referendum_passes_with_at_least_half(n: int) -> None:
-    yes = np.array([5, 4, 6, 0, 0, 1, 50, 49])
-    valid = np.array([10, 10, 10, 0, 1, 1, 99, 99])
-    Y, V = deal(yes, n), deal(valid, n)
-    got, _ = mpc(n, lambda s: C.referendum(s, "ref", Y[s.party], V[s.party]))
-    assert got.tolist() == (2 * yes >= valid).astype(int).tolist()
-
-
-def test_referendum_from_a_yes_no_tally() -> None:
-    n = 4
-    rows = [[1, 0], [0, 1], [1, 0], [1, 1], [0, 1], [1, 0], [2, 0]]   # two invalid ballots
-    X = deal(np.array(rows), n)
-
-    async def body(s: Session):
-        valid = await C.validate_ballots(s, "vb", X[s.party], True)
-        counts, invalid = await C.tally(s, "t", X[s.party], valid)
-        total = field.sub(field.add(counts[0:1], counts[1:2]), np.zeros(1, dtype=np.uint64))
-        passed = await C.referendum(s, "ref", counts[0:1], total)
-        return counts, invalid, passed
-
-    (counts, invalid, passed), _ = mpc(n, body)
-    assert counts.tolist() == [3, 2] and invalid.tolist() == [2] and passed.tolist() == [1]
 
 
 @pytest.mark.parametrize("r_value", [0, field.P, field.P - 1, 1])
@@ -383,21 +190,3 @@ def test_equal_zero_bounded_refuses_a_bound_too_wide_for_the_mask() -> None:
 
     with pytest.raises(ValueError, match="too large"):
         mpc(3, body)
-
-
-@pytest.mark.parametrize("n,k,exactly_one", [(3, 5, True), (3, 2, True), (5, 4, False)])
-def test_validate_ballots_with_an_enforced_entry_range(n: int, k: int, exactly_one: bool) -> None:
-    rng = np.random.default_rng(k)
-    rows = rng.integers(-1, 3, size=(400, k))           # entries in the declared range [-1, 2]
-    rows[:200] = 0
-    rows[np.arange(200), rng.integers(0, k, 200)] = 1    # half of them valid one-hot ballots
-    sh = deal(rows.reshape(-1), n)
-
-    async def body(s: Session) -> np.ndarray:
-        valid = await C.validate_ballots(s, "v", sh[s.party].reshape(-1, k), exactly_one, entry_range=(-1, 2))
-        return await s.open("o", valid)
-
-    want = np.all((rows == 0) | (rows == 1), axis=1)
-    if exactly_one:
-        want &= rows.sum(axis=1) == 1
-    assert mpc(n, body)[0].tolist() == want.astype(int).tolist()

@@ -1,0 +1,239 @@
+"""The engine interface: what the executor, the job runner and every engine-independent protocol
+(selection, ballots; later client-input checks, DP noise, trees) are written against.
+
+An engine is one party's view of one job under one secret-sharing scheme: its exchange, the
+parties, and the protocols of that scheme. Parley has the Shamir engine (engines/shamir.py); a
+three-party replicated engine is next. Nothing outside an engine module may assume how a share
+looks, so a protocol written here once runs on every engine.
+
+Shares
+------
+A share of a secret array of shape S is a uint64 numpy array of shape ``S + engine.share_shape``:
+the value axes come first, then the engine's per-element component axes. ``share_shape`` is ()
+for Shamir (one field element per value) and will be (2,) for replicated sharing (two ring
+elements per value). Hence two kinds of operations:
+
+* Structural ones act on the leading (value) axes and are plain numpy, the same for every
+  engine: ``len(x)``, ``x[i:j:k]``, ``np.concatenate(xs)`` (axis 0), ``np.repeat(x, k, axis=0)``,
+  ``np.expand_dims(x, 1)``, reshaping the value axes (``x.reshape((rows, width) + x.shape[1:])``,
+  or `flatten` / `value_shape` below). Never ``x.size``, ``x.reshape(-1)`` or ``x[:, None]``:
+  they would cut through the component axes.
+* Arithmetic always goes through the engine (`add`, `sub`, `neg`, `add_const`, `mul_const`,
+  `sum`, `mul_local`, ...), because what "add a constant" does to a share depends on the scheme
+  (Shamir: add it to every share; replicated: to one component).
+
+Public values
+-------------
+A public (opened) array is a uint64 array of the engine's plaintext domain, shaped like the value,
+without component axes: what `open` returns. `encode` makes one from signed integers;
+`add_const`, `mul_const` and `constant` take one and broadcast it against the value axes (the
+engine aligns it with its component axes).
+
+Products
+--------
+`mul_local` is the local half of a multiplication: an array, shaped like the value, that is not a
+share yet (Shamir: a degree-2t sharing; replicated: a three-out-of-three additive sharing). `add`,
+`sub`, `sum` and slicing apply to it; `reduce` turns any batch of them back into shares in one
+round. That split is what lets the executor reduce every product of a circuit level (MUL, DOT,
+SELECT, MUL_ROWS) in one round, and lets a DOT reduce only its sum.
+
+Rounds and labels
+-----------------
+Every interactive method takes a round label first and handles a whole batch in its rounds;
+sub-steps use sub-labels ``f"{label}/step"``, so concurrent steps never share a label. All
+parties call the same methods in the same order with the same public arguments: control flow
+depends on public data only (shapes, parties, opened masked values).
+
+Why comparisons are engine methods and tournaments are not
+-----------------------------------------------------------
+[a < b], [x == 0] and the fused "compare, then select by the bit" (`less_than_select`) depend on
+the sharing (Shamir uses the LSB trick on a prime field, a ring engine would not), so each engine
+implements them. select, argmax, top-two and the ballot checks are compositions of these building
+blocks and are written once (protocols/selection.py, protocols/ballots.py). A tournament level is
+one `less_than_select`, so an engine that fuses the selection into its comparison (Shamir does, at
+no extra round) makes every tournament faster without the tournament knowing.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..exchange import Exchange
+
+Share = np.ndarray        # value axes + engine.share_shape
+Public = np.ndarray       # value axes only, the engine's plaintext domain
+Product = np.ndarray      # a local product (mul_local): value axes first, not yet a share
+Masks = Any               # engine-defined preprocessing for comparisons (comparison_masks)
+# (offset, if_true, if_false): bit[offset:offset + len(if_true)] ? if_true : if_false
+Selection = tuple[int, Share, Share]
+
+
+class Engine(ABC):
+    """One party's side of one job under one sharing scheme. See the module docstring for the
+    share layout; every method handles a batch."""
+
+    name: str                       # the JobSpec.protocol value that selects this engine
+    party: int                      # this party's 0-based id
+    n: int                          # parties in the job
+    t: int                          # corruption threshold: up to t colluding parties learn nothing
+    parties: tuple[int, ...]        # the live parties taking part, sorted
+    share_shape: tuple[int, ...]    # trailing component axes of every share
+    field_modulus: int | None       # p if the plaintext domain is the prime field F_p, None for a ring
+    max_bit_length: int             # comparisons accept operands with |v| < 2^bit_length up to this
+
+    @property
+    @abstractmethod
+    def exchange(self) -> Exchange:
+        """The exchange every round goes over (its `stats` are the job's traffic counters)."""
+
+    # ---- session ----------------------------------------------------------------------
+    @abstractmethod
+    async def establish(self, binding: np.ndarray | None = None) -> None:
+        """The engine's first round (keys, or whatever its setup needs). With `binding` (a short
+        digest, protocols/agreement.py), it also checks that every live party sends the same
+        binding, and fails with ProtocolViolation before any share is dealt if one does not."""
+
+    # ---- input and output -------------------------------------------------------------
+    @abstractmethod
+    async def share_inputs(self, label: str, values_by_owner: dict[int, Public | None],
+                           shapes: dict[int, tuple[int, ...]]) -> dict[int, Share]:
+        """Every owner in `shapes` secret-shares its public-domain values (ours are
+        values_by_owner[party] if we own some), all in one round. Returns {owner: our share}."""
+
+    @abstractmethod
+    async def open(self, label: str, x: Share, to: Sequence[int] | None = None) -> Public | None:
+        """Reveal x to the parties in `to` (default: all live parties); others return None."""
+
+    # ---- public values and linear operations (local: no communication) -----------------
+    @abstractmethod
+    def encode(self, values: np.ndarray | int | list[int]) -> Public:
+        """Signed integers -> the plaintext domain (the circuit's constants are signed)."""
+
+    @abstractmethod
+    def constant(self, values: Public) -> Share:
+        """A share of a public array that every party knows (no communication)."""
+
+    @abstractmethod
+    def add(self, a: Share, b: Share) -> Share:
+        """a + b, elementwise with numpy broadcasting over the value axes (also for products)."""
+
+    @abstractmethod
+    def sub(self, a: Share, b: Share) -> Share:
+        """a - b (also for products)."""
+
+    @abstractmethod
+    def neg(self, a: Share) -> Share:
+        """-a."""
+
+    @abstractmethod
+    def add_const(self, a: Share, c: Public) -> Share:
+        """a + c for a public c broadcast against a's value axes."""
+
+    @abstractmethod
+    def mul_const(self, a: Share, c: Public) -> Share:
+        """a * c for a public c broadcast against a's value axes (also for products)."""
+
+    @abstractmethod
+    def sum(self, a: Share, axis: int = 0, keepdims: bool = False) -> Share:
+        """Sum over value axis `axis` (>= 0), like np.sum (also for products)."""
+
+    # ---- multiplication -------------------------------------------------------------------
+    @abstractmethod
+    def mul_local(self, a: Share, b: Share) -> Product:
+        """The local half of a*b (broadcasting over the value axes); `reduce` finishes it."""
+
+    @abstractmethod
+    async def reduce(self, label: str, products: Product) -> Share:
+        """Local products (any batch, any value shape) -> shares of the same values: one round."""
+
+    @abstractmethod
+    async def mul(self, label: str, a: Share, b: Share) -> Share:
+        """a * b elementwise: reduce(mul_local(a, b)), one round."""
+
+    @abstractmethod
+    async def mul_many(self, label: str, pairs: Sequence[tuple[Share, Share]]) -> list[Share]:
+        """Several independent products in one round (none: no round)."""
+
+    # ---- randomness ---------------------------------------------------------------------
+    @abstractmethod
+    async def random(self, label: str, shape: tuple[int, ...]) -> Share:
+        """Shares of uniform elements of the plaintext domain that no t parties know."""
+
+    @abstractmethod
+    async def random_bits(self, label: str, count: int) -> Share:
+        """Shares (count,) of uniform bits that no t parties know."""
+
+    # ---- comparison and equality (engine-specific building blocks) -------------------------
+    @abstractmethod
+    async def comparison_masks(self, label: str, count: int) -> Masks:
+        """Input-independent preprocessing for `count` comparisons or zero tests, made ahead in
+        one batch (a tournament makes all of its masks at once). Each mask is used once."""
+
+    @abstractmethod
+    def take_masks(self, masks: Masks, start: int, count: int) -> Masks:
+        """Masks start..start+count-1 of a batch from `comparison_masks`."""
+
+    @abstractmethod
+    async def less_than(self, label: str, a: Share, b: Share, bit_length: int, *,
+                        masks: Masks | None = None) -> Share:
+        """Shares of the bits [a < b] for signed a, b with |a|, |b| < 2^bit_length, any shape;
+        exact also when one operand is -(2^bit_length) (top_two's "minus infinity"). bit_length is
+        a range contract, checked for form only (`check_bit_length`): an operand out of range
+        gives a wrong bit. `masks`: from comparison_masks for every element, or made here."""
+
+    @abstractmethod
+    async def equal_zero(self, label: str, x: Share, *, masks: Masks | None = None) -> Share:
+        """Shares of the bits [x == 0], exact for every element of the plaintext domain."""
+
+    async def less_than_select(self, label: str, a: Share, b: Share, bit_length: int,
+                               selects: Sequence[Selection] = (), *, keep_bit: tuple[int, int] | None = None,
+                               masks: Masks | None = None) -> tuple[list[Share], Share | None]:
+        """[a < b] for flat a, b and, for each (offset, X, Y) in `selects`, the selection
+        bit[offset:offset + len(X)] ? X : Y; also bit[lo:hi] if keep_bit = (lo, hi).
+
+        This default is the comparison followed by one multiplication round for the selections;
+        an engine that can fold the selections into its comparison overrides it (Shamir does)."""
+        bit = await self.less_than(label, a, b, bit_length, masks=masks)
+        prods = await self.mul_many(f"{label}/select",
+                                    [(bit[off:off + len(x)], self.sub(x, y)) for off, x, y in selects])
+        chosen = [self.add(y, p) for (_, _, y), p in zip(selects, prods)]
+        return chosen, None if keep_bit is None else bit[keep_bit[0]:keep_bit[1]]
+
+    async def equal_zero_bounded(self, label: str, x: Share, bound: int) -> Share:
+        """[x == 0] for x that is guaranteed to lie in [0, bound] because the nodes range-checked
+        the inputs it derives from. NOT for unchecked values. This default is the exact
+        `equal_zero`, right for any x; an engine with a cheaper test for small known ranges
+        overrides it (Shamir: a statistically masked opening)."""
+        return await self.equal_zero(label, x)
+
+    # ---- derived operations: the same for every engine -----------------------------------
+    async def equal(self, label: str, a: Share, b: Share, *, masks: Masks | None = None) -> Share:
+        """Shares of [a == b] (exact)."""
+        a, b = np.broadcast_arrays(a, b)
+        return await self.equal_zero(label, self.sub(a, b), masks=masks)
+
+    async def greater_equal(self, label: str, a: Share, b: Share, bit_length: int, *,
+                            masks: Masks | None = None) -> Share:
+        """Shares of [a >= b] = 1 - [a < b]."""
+        return self.one_minus(await self.less_than(label, a, b, bit_length, masks=masks))
+
+    def one_minus(self, bit: Share) -> Share:
+        """1 - bit (NOT of a shared bit)."""
+        return self.sub(self.constant(self.encode(np.ones(self.value_shape(bit), dtype=np.int64))), bit)
+
+    def value_shape(self, x: Share) -> tuple[int, ...]:
+        """The shape of the secret array that share x holds (its shape minus the component axes)."""
+        return x.shape[:x.ndim - len(self.share_shape)]
+
+    def flatten(self, x: Share) -> Share:
+        """x with its value axes flattened to one (the component axes kept)."""
+        return np.ascontiguousarray(x).reshape((-1,) + tuple(self.share_shape))
+
+    def check_bit_length(self, bit_length: Any) -> int:
+        """bit_length as an int if it is an integer in 1..max_bit_length, else ValueError."""
+        if isinstance(bit_length, bool) or not isinstance(bit_length, (int, np.integer)) \
+                or not 1 <= int(bit_length) <= self.max_bit_length:
+            raise ValueError(f"bit_length must be an integer in 1..{self.max_bit_length}, got {bit_length!r}")
+        return int(bit_length)

@@ -1,0 +1,100 @@
+"""The Shamir engine: semi-honest honest-majority Shamir sharing over F_p, p = 2^61 - 1.
+
+It is `protocols.core.Session` (dealing, input sharing, opening, GRR multiplication, random
+values and bits, the key round) seen through the Engine interface, with the comparison and
+equality protocols of `protocols.compare`. This module adds no protocol of its own: it names
+today's Shamir code by the interface's methods, so rounds, bytes and labels are exactly those of
+the Session and compare functions it calls.
+
+A share is one field element per value (share_shape = ()), so the linear operations are the
+field's (mpcnode/field.py), and a public constant c is its own share: the constant polynomial c.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .. import field
+from ..exchange import Exchange
+from ..protocols import compare
+from ..protocols.core import Session
+from .base import Engine, Public, Selection, Share
+
+
+class ShamirEngine(Session, Engine):
+    """`Session` (which supplies establish, open, mul, mul_many, random and random_bits
+    unchanged) plus the rest of the Engine interface. Also a Session, so the Shamir-specific
+    protocol modules (protocols/compare.py) take it directly."""
+
+    name = "shamir"
+    share_shape: tuple[int, ...] = ()
+    field_modulus = field.P
+    max_bit_length = compare.MAX_BIT_LENGTH      # |v| < 2^59 keeps differences below p/2
+
+    @property
+    def exchange(self) -> Exchange:
+        return self.ex
+
+    async def share_inputs(self, label: str, values_by_owner: dict[int, Public | None],
+                           shapes: dict[int, tuple[int, ...]]) -> dict[int, Share]:
+        return await self.share_from_many(label, values_by_owner, shapes)
+
+    # ---- public values and linear operations: the field's ------------------------------
+    def encode(self, values: np.ndarray | int | list[int]) -> Public:
+        return field.asfield(values)
+
+    def constant(self, values: Public) -> Share:
+        return np.asarray(values, dtype=np.uint64)
+
+    def add(self, a: Share, b: Share) -> Share:
+        return field.add(a, b)
+
+    def sub(self, a: Share, b: Share) -> Share:
+        return field.sub(a, b)
+
+    def neg(self, a: Share) -> Share:
+        return field.neg(a)
+
+    def add_const(self, a: Share, c: Public) -> Share:
+        return field.add(a, np.asarray(c, dtype=np.uint64))
+
+    def mul_const(self, a: Share, c: Public) -> Share:
+        return field.mul(a, np.asarray(c, dtype=np.uint64))
+
+    def sum(self, a: Share, axis: int = 0, keepdims: bool = False) -> Share:
+        total = field.sum_all(a, axis=axis)
+        return np.expand_dims(total, axis) if keepdims else total
+
+    # ---- multiplication: a local product is a degree-2t sharing --------------------------
+    def mul_local(self, a: Share, b: Share) -> Share:
+        return field.mul(*np.broadcast_arrays(a, b))
+
+    async def reduce(self, label: str, products: Share) -> Share:
+        return await self.reduce_degree(label, products)
+
+    # ---- comparison and equality: protocols/compare.py -----------------------------------
+    async def comparison_masks(self, label: str, count: int) -> compare.Solved:
+        return await compare.random_solved_bits(self, label, count)
+
+    def take_masks(self, masks: compare.Solved, start: int, count: int) -> compare.Solved:
+        return compare.take_solved(masks, start, count)
+
+    async def less_than(self, label: str, a: Share, b: Share, bit_length: int, *,
+                        masks: compare.Solved | None = None) -> Share:
+        return await compare.less_than(self, label, a, b, bit_length, solved=masks)
+
+    async def equal_zero(self, label: str, x: Share, *, masks: compare.Solved | None = None) -> Share:
+        return await compare.equal_zero(self, label, x, solved=masks)
+
+    async def less_than_select(self, label: str, a: Share, b: Share, bit_length: int,
+                               selects: Sequence[Selection] = (), *, keep_bit: tuple[int, int] | None = None,
+                               masks: compare.Solved | None = None) -> tuple[list[Share], Share | None]:
+        """Fused: the selections ride on the comparison's own rounds (compare._ltz_select)."""
+        return await compare.less_than_select(self, label, a, b, bit_length, selects, keep_bit=keep_bit,
+                                              solved=masks)
+
+    async def equal_zero_bounded(self, label: str, x: Share, bound: int) -> Share:
+        """A statistically masked opening of x (compare.equal_zero_bounded): L random bits and
+        L - 1 products for bound < 2^L instead of 61 and 60."""
+        return await compare.equal_zero_bounded(self, label, x, bound)

@@ -1,0 +1,116 @@
+"""Ballots: validity checks, the tally, the winner and a referendum, on any engine.
+
+Written once against the Engine interface (engines/base.py). The zero tests are the engine's:
+`equal_zero` (exact, for ballots nobody range-checked) and `equal_zero_bounded` (for ballots whose
+entries the nodes range-checked before sharing; Shamir has a cheaper statistically masked test
+for them). docs/protocols-comparison.md, "Ballots", states the protocols and their costs.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from ..engines.base import Engine, Public, Share
+from .selection import argmax_and_max
+
+
+def _ballot_shape(engine: Engine, label: str, ballots: Share) -> tuple[int, int]:
+    shape = engine.value_shape(ballots)
+    if len(shape) != 2:
+        raise ValueError(f"{label}: ballots must be (N, K), got shape {shape}")
+    return shape[0], shape[1]
+
+
+async def validate_ballots(engine: Engine, label: str, ballots: Share, exactly_one: bool,
+                           entry_range: tuple[int, int] | None = None) -> Share:
+    """Shares (N,) of 0/1: ballot row i is valid iff every entry is 0 or 1 and, if
+    `exactly_one`, the row sums to 1 (approval voting: any number of ones).
+
+    e_k = x_k (x_k - 1) in one round; public random rho_0..rho_K opened from a fresh
+    engine.random after the ballots are shared; z = sum_k rho_k e_k (+ rho_K (sum_k x_k - 1))
+    and valid = [z == 0]. An invalid ballot is accepted with probability <= 1/p (z is then a
+    nonzero linear form in independent uniform rho over F_p); a valid one always is. Needs an
+    engine over a prime field (engine.field_modulus).
+    The squaring round, the coin (random + open) and the comparison masks run concurrently.
+
+    `entry_range` = (lo, hi): the nodes checked lo <= x <= hi for every entry before sharing
+    (a node input); then a bounded defect and the engine's bounded zero test are used instead.
+    """
+    nb, k = _ballot_shape(engine, label, ballots)
+    if nb == 0:
+        return engine.constant(np.zeros(0, dtype=np.uint64))
+    if k == 0:
+        raise ValueError(f"{label}: ballots have no options")
+    if entry_range is not None:
+        return await _validate_bounded(engine, label, ballots, exactly_one, entry_range)
+    if engine.field_modulus is None:
+        # over a ring Z_2^k a defect such as 2^(k-1) survives every even rho: the random linear
+        # combination below is sound over a field only
+        raise ValueError(f"{label}: the {engine.name} engine has no prime field for the ballot check")
+    ncoef = k + 1 if exactly_one else k
+    minus_one = engine.encode(-1)
+
+    async def coins() -> Public:
+        rho = await engine.random(f"{label}/rho", (ncoef,))
+        return await engine.open(f"{label}/rho_open", rho)
+
+    e, rho, masks = await asyncio.gather(
+        engine.mul(f"{label}/sq", ballots, engine.add_const(ballots, minus_one)),
+        coins(),
+        engine.comparison_masks(f"{label}/rand", nb))
+    z = engine.sum(engine.mul_const(e, rho[None, :k]), axis=1)
+    if exactly_one:
+        total = engine.add_const(engine.sum(ballots, axis=1), minus_one)
+        z = engine.add(z, engine.mul_const(total, rho[k]))
+    return await engine.equal_zero(f"{label}/zero", z, masks=masks)
+
+
+async def _validate_bounded(engine: Engine, label: str, ballots: Share, exactly_one: bool,
+                            entry_range: tuple[int, int]) -> Share:
+    """Ballots whose entries the nodes range-checked before sharing (lo <= x <= hi): the defect
+    d = sum_k x_k (x_k - 1) [+ (sum_k x_k - 1)^2] is a sum of non-negative integers, zero
+    exactly for a valid ballot, and at most a known bound, so a bounded zero test suffices."""
+    lo, hi = entry_range
+    _, k = _ballot_shape(engine, label, ballots)
+    minus_one = engine.encode(-1)
+    bound = k * max(lo * (lo - 1), hi * (hi - 1))
+    factors = [(ballots, engine.add_const(ballots, minus_one))]
+    if exactly_one:
+        total = engine.add_const(engine.sum(ballots, axis=1), minus_one)
+        factors.append((total, total))
+        bound += max(abs(k * lo - 1), abs(k * hi - 1)) ** 2
+    prods = await engine.mul_many(f"{label}/sq", factors)
+    d = engine.sum(prods[0], axis=1)
+    if exactly_one:
+        d = engine.add(d, prods[1])
+    return await engine.equal_zero_bounded(f"{label}/zero", d, bound)
+
+
+async def tally(engine: Engine, label: str, ballots: Share, valid: Share) -> tuple[Share, Share]:
+    """(counts (K,), invalid (1,)) shares: column sums of valid_i * x_ik over the valid
+    ballots only (one multiplication round), and N - sum(valid)."""
+    nb, k = _ballot_shape(engine, label, ballots)
+    valid = engine.flatten(valid)
+    if len(valid) != nb:
+        raise ValueError(f"{label}: {len(valid)} validity bits for {nb} ballots")
+    counted = await engine.mul(f"{label}/mask", ballots, np.expand_dims(valid, 1))
+    counts = engine.sum(counted, axis=0) if nb else engine.constant(np.zeros(k, dtype=np.uint64))
+    invalid = engine.sub(engine.constant(engine.encode([nb])), engine.sum(valid, keepdims=True))
+    return counts, invalid
+
+
+async def winner_of(engine: Engine, label: str, counts: Share, bit_length: int | None = None) -> Share:
+    """Shares (1,) of the index of the option with the most votes; a tie goes to the
+    earliest option (lowest index)."""
+    index, _ = await argmax_and_max(engine, label, counts, bit_length)
+    return index
+
+
+async def referendum(engine: Engine, label: str, yes_count: Share, valid_count: Share,
+                     bit_length: int | None = None) -> Share:
+    """Shares of [2 * yes >= valid]: the proposition passes with at least half of the
+    valid votes (an exact half passes). Needs 2 * valid < 2^bit_length (default: the engine's
+    maximum)."""
+    bl = engine.max_bit_length if bit_length is None else bit_length
+    return await engine.greater_equal(label, engine.add(yes_count, yes_count), valid_count, bl)

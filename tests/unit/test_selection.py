@@ -1,0 +1,117 @@
+"""select, argmax and top-two (mpcnode/protocols/selection.py) against plaintext, on the Shamir
+engine and on the two-component test engine (pair_engine.py): written once against the Engine
+interface, they must give the same answers on both."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mpcnode.engines import ShamirEngine
+from mpcnode.engines.base import Engine
+from mpcnode.exchange import MemoryNetwork
+from mpcnode.protocols import selection as S
+from tests.unit.local_mpc import deal, mine, mpc
+
+NS = [3, 4, 5]
+ENGINES = ["shamir", "pair"]
+B59 = (1 << 59) - 1
+B48 = (1 << 48) - 1
+RNG = np.random.default_rng(20261124)
+HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("bad", [0, 60, 61, -3, True, 2.5])
+def test_bit_length_is_validated(bad) -> None:
+    s = ShamirEngine(MemoryNetwork(3).exchange(0), 1)
+    x = np.zeros(2, dtype=np.uint64)
+    for call in (S.argmax_and_max(s, "am", x, bad), S.top_two(s, "tt", x, bad)):
+        with pytest.raises(ValueError, match="bit_length"):
+            asyncio.run(call)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n", NS)
+def test_select(n: int, engine: str) -> None:
+    bit = np.array([1, 0, 1, 0])
+    a = np.array([10, -20, B59, 0])
+    b = np.array([-1, 30, 5, -B59])
+    Bt, A, Bv = deal(bit, n), deal(a, n), deal(b, n)
+    got, _ = mpc(n, lambda s: S.select(s, "sel", mine(s, Bt), mine(s, A), mine(s, Bv)), engine=engine)
+    assert got.tolist() == np.where(bit == 1, a, b).tolist()
+
+
+# ---- tournaments ----------------------------------------------------------------------
+
+def first_argmax(x) -> int:
+    return int(np.argmax(np.asarray(x)))          # numpy returns the first maximum
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("x", [[5], [3, 3], [1, 9, 9, 2, 9], [9, 9, 9, 9, 9, 9, 9],
+                               [-5, -3, -3, -B59 + 1], [B59, -B59, B59 - 1], [0, 1, 2, 3, 4, 5, 6, 7, 8],
+                               [8, 7, 6, 5, 4, 3, 2, 1, 0, 8]])
+def test_argmax_and_max_ties_go_to_the_earliest(n: int, x: list[int], engine: str) -> None:
+    X = deal(x, n)
+    (idx, mx), _ = mpc(n, lambda s: S.argmax_and_max(s, "am", mine(s, X)), engine=engine)
+    assert idx.shape == (1,) and mx.shape == (1,)
+    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
+
+
+@HYP
+@given(n=st.sampled_from(NS), engine=st.sampled_from(ENGINES),
+       x=st.lists(st.integers(-50, 50) | st.integers(-B48, B48), min_size=1, max_size=40))
+def test_argmax_and_top_two_random(n: int, engine: str, x: list[int]) -> None:
+    X = deal(x, n)
+
+    async def body(s: Engine):
+        idx, mx = await S.argmax_and_max(s, "am", mine(s, X), 48)
+        tidx, tmx, second = await S.top_two(s, "tt", mine(s, X), 48)
+        return idx, mx, tidx, tmx, second
+
+    (idx, mx, tidx, tmx, second), _ = mpc(n, body, engine=engine)
+    srt = sorted(x)
+    want_second = srt[-2] if len(x) > 1 else -(1 << 48)
+    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
+    assert (int(tidx[0]), int(tmx[0]), int(second[0])) == (first_argmax(x), max(x), want_second)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("x,want", [
+    ([3, 8, 8], (1, 8, 8)),                       # tied top bids: the price is the top bid
+    ([8, 3, 8, 1, 8], (0, 8, 8)),
+    ([1, 2, 3, 4, 5, 6, 7, 100, 99], (7, 100, 99)),
+    ([-7], (0, -7, -(1 << 59))),                  # a single bid: the sentinel second
+    ([4, -2], (0, 4, -2)),
+    ([B59 - 1, -B59 + 1, B59 - 2], (0, B59 - 1, B59 - 2)),
+    ([-B59 + 1, -B59 + 1], (0, -B59 + 1, -B59 + 1)),
+])
+def test_top_two_vickrey(n: int, x: list[int], want: tuple[int, int, int], engine: str) -> None:
+    X = deal(x, n)
+    (idx, mx, second), _ = mpc(n, lambda s: S.top_two(s, "tt", mine(s, X)), engine=engine)
+    assert (int(idx[0]), int(mx[0]), int(second[0])) == want
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_seven_parties_tournament_and_comparisons(engine: str) -> None:
+    n = 7
+    x = RNG.integers(-B48, B48, 23)
+    x[5] = x[17] = x.max() + 1
+    y = RNG.integers(-B48, B48, 23)
+    y[:4] = x[:4]
+    X, Y = deal(x, n), deal(y, n)
+
+    async def body(s: Engine):
+        lt = await s.less_than("lt", mine(s, X), mine(s, Y), 48)
+        eq = await s.equal("eq", mine(s, X), mine(s, Y))
+        idx, mx, second = await S.top_two(s, "tt", mine(s, X), 48)
+        return lt, eq, idx, mx, second
+
+    (lt, eq, idx, mx, second), _ = mpc(n, body, engine=engine)
+    assert lt.tolist() == (x < y).astype(int).tolist()
+    assert eq.tolist() == (x == y).astype(int).tolist()
+    assert (int(idx[0]), int(mx[0]), int(second[0])) == (5, x.max(), x.max())
