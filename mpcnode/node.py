@@ -60,6 +60,10 @@ class Job:
     live: list[str] = dc_field(default_factory=list)
     client_inputs: set[str] = dc_field(default_factory=set)
     canonical: bytes = b""   # the computation document the job runs (shown to input clients)
+    # client input name -> the clients it lists, as a set: a membership test per submission must not
+    # scan a list of a million voters; and how many shares this node accepted for it so far
+    client_lists: dict[str, frozenset[str]] = dc_field(default_factory=dict)
+    client_counts: dict[str, int] = dc_field(default_factory=dict)
     committed: bool = False   # DONE and the coordinator recorded it DONE (see Node.commit)
 
 
@@ -173,8 +177,9 @@ class Node:
             if stray:
                 raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
         me = parties.index(self.org)
+        lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
         job = Job(spec=spec, plan=plan, me=me, mailbox=Mailbox(spec.job_id, parties, me), inputs=inputs,
-                  canonical=canonical)
+                  canonical=canonical, client_lists=lists, client_counts={name: 0 for name in lists})
         return job, approval
 
     def start(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
@@ -284,7 +289,7 @@ class Node:
             rounds_total=job.plan.depth, bytes_sent=ex.stats.bytes_sent if ex else 0, error=job.error,
             committed=job.committed,
             elapsed_s=(end - job.started) if job.started else 0.0,
-            inputs_received=self.store.count_client_shares(job.spec.job_id))
+            inputs_received=sum(job.client_counts.values()))
 
     def _fail(self, job: Job, reason: str) -> None:
         if job.state in (State.DONE, State.FAILED):
@@ -401,7 +406,7 @@ class Node:
                      if d.name == req.input and d.source == cpb.INPUT_SOURCE_CLIENTS), None)
         if decl is None:
             raise NotFound(f"job {req.job_id} takes no client input {req.input!r}")
-        if caller is None or caller not in decl.clients:
+        if caller is None or caller not in job.client_lists[decl.name]:
             raise Denied(f"{caller!r} is not an input client of {req.input!r} in job {req.job_id}")
         if job.inputs_closed.is_set() or job.state not in (State.PREPARED, State.RUNNING) or (
                 job.spec.input_deadline_unix and time.time() > job.spec.input_deadline_unix):
@@ -410,10 +415,11 @@ class Node:
         if share.shape != (decl.length,):
             raise ValueError(f"input {req.input!r} takes {decl.length} values per client, got shape {list(share.shape)}")
         try:
-            count = self.store.add_client_share(req.job_id, req.input, caller, share)
+            self.store.add_client_share(req.job_id, req.input, caller, share)
         except DuplicateSubmission as exc:
             raise Conflict(str(exc)) from None
-        return node_pb2.ClientAck(accepted_count=count)
+        job.client_counts[decl.name] += 1
+        return node_pb2.ClientAck(accepted_count=job.client_counts[decl.name])
 
     def job_info(self, caller: str | None, job_id: str) -> node_pb2.PublicJob:
         """The computation an input client's data would feed, as the canonical document this node
@@ -422,8 +428,7 @@ class Node:
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} is not open on {self.org}")
-        if caller not in self.cfg.policy.coordinators and not any(
-                caller in d.clients for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS):
+        if caller not in self.cfg.policy.coordinators and not any(caller in s for s in job.client_lists.values()):
             raise Denied(f"{caller!r} is not an input client of job {job_id}")
         return node_pb2.PublicJob(job_id=job_id, spec=job.canonical, fingerprint=job.spec.fingerprint,
                                   live=job.spec.live, input_deadline_unix=job.spec.input_deadline_unix)

@@ -126,14 +126,15 @@ class ShareStore:
                            (job_id,))
 
     # ---- client input shares ------------------------------------------------------
-    def add_client_share(self, job_id: str, input_name: str, client: str, share: np.ndarray) -> int:
-        """Store one client's share; a second submission by the same client is refused."""
+    def add_client_share(self, job_id: str, input_name: str, client: str, share: np.ndarray) -> None:
+        """Store one client's share; a second submission by the same client is refused. One indexed
+        insert: its cost does not grow with the number of shares already held (no count here; the
+        node keeps its own counter)."""
         try:
             self._tx([("INSERT INTO client_shares (job_id, input, client, share, received) VALUES (?,?,?,?,?)",
                        (job_id, input_name, client, share.astype("<u8").tobytes(), time.time()))])
         except sqlite3.IntegrityError:
             raise DuplicateSubmission(f"{client} already submitted input {input_name!r} for job {job_id}") from None
-        return self._query("SELECT COUNT(*) FROM client_shares WHERE job_id=? AND input=?", (job_id, input_name))[0][0]
 
     def client_shares(self, job_id: str, input_name: str) -> dict[str, np.ndarray]:
         rows = self._query("SELECT client, share FROM client_shares WHERE job_id=? AND input=?", (job_id, input_name))
@@ -145,8 +146,6 @@ class ShareStore:
                            (job_id, input_name))
         return [r[0] for r in rows]
 
-    def count_client_shares(self, job_id: str) -> int:
-        return self._query("SELECT COUNT(*) FROM client_shares WHERE job_id=?", (job_id,))[0][0]
 
     # ---- outputs ------------------------------------------------------------------
     def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]]) -> None:
