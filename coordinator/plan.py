@@ -48,7 +48,7 @@ def named_identities(sc: AnyScenario) -> list[tuple[str, list[str]]]:
     """(scenario field, the identities it names), in the order an error should name them."""
     fields = [("parties", list(sc.parties)), ("recipients", list(sc.recipients))]
     if isinstance(sc, AuctionScenario):
-        fields.append(("bidders", list(sc.bidders)))
+        fields.append(("bidders", sc.bidder_names))
     if isinstance(sc, VoteScenario):
         fields.append(("voters", sc.voter_names))
     # a kind added later still has all its identities checked, if under a coarser field name

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-from .common import DATASET_PATTERN, Common, Strict, check_names
+from .common import DATASET_PATTERN, ClientRange, Common, Strict, client_names
 
 
 class ReserveSpec(Strict):
@@ -42,12 +42,21 @@ class AuctionSpec(Strict):
 class AuctionScenario(Common):
     kind: Literal["auction"]
     auction: AuctionSpec
-    bidders: list[str] = Field(min_length=2)
+    bidders: list[str] | ClientRange = Field(description="bidder credentials, or {prefix, count}")
 
-    _b = field_validator("bidders")(check_names)
+    @field_validator("bidders")
+    @classmethod
+    def _two_or_more(cls, v: "list[str] | ClientRange") -> "list[str] | ClientRange":
+        if len(client_names(v)) < 2:
+            raise ValueError("an auction needs at least two bidders")
+        return v
+
+    @property
+    def bidder_names(self) -> list[str]:
+        return client_names(self.bidders)
 
     def identities(self) -> set[str]:
-        return super().identities() | set(self.bidders)
+        return super().identities() | set(self.bidder_names)
 
     def build(self) -> cpb.Circuit:
         return auction_circuit(self)
@@ -62,7 +71,7 @@ def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     if max(abs(spec.min_bid), abs(max_bid)) >= (1 << bits):
         raise ValueError(f"auction.bit_length: bids in [{spec.min_bid}, {max_bid}] need more than {bits} bits")
     b = CircuitBuilder(sc.name)
-    bids = b.client_input("bids", sc.bidders, 1, spec.min_bid, max_bid)
+    bids = b.client_input("bids", sc.bidder_names, 1, spec.min_bid, max_bid)
     # differences of two bids need one bit more than the bids themselves
     cmp_bits = bits + 1
     if spec.type == "second-price":

@@ -46,6 +46,22 @@ class InputSpec(Strict):
         return v
 
 
+class ClientRange(Strict):
+    """A population of input clients named by a prefix and a count (prefix001 ... prefixN), so a
+    scenario can list a million voters or bidders in two fields; the computation document pins the
+    expanded list by its content hash."""
+    prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
+    count: int = Field(ge=1, le=10_000_000)
+
+    def names(self) -> list[str]:
+        width = max(3, len(str(self.count)))
+        return [f"{self.prefix}{i:0{width}d}" for i in range(1, self.count + 1)]
+
+
+def client_names(clients: "list[str] | ClientRange") -> list[str]:
+    return clients.names() if isinstance(clients, ClientRange) else check_names(list(clients))
+
+
 class Common(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-from .common import Common, Strict, check_names
+from .common import ClientRange, Common, Strict, client_names
 
 
 class VoteSpec(Strict):
@@ -25,23 +25,14 @@ class VoteSpec(Strict):
         return self
 
 
-class VoterRange(Strict):
-    prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
-    count: int = Field(ge=1, le=10_000_000)
-
-    def names(self) -> list[str]:
-        width = max(3, len(str(self.count)))
-        return [f"{self.prefix}{i:0{width}d}" for i in range(1, self.count + 1)]
-
-
 class VoteScenario(Common):
     kind: Literal["vote"]
     vote: VoteSpec
-    voters: list[str] | VoterRange
+    voters: list[str] | ClientRange
 
     @property
     def voter_names(self) -> list[str]:
-        return self.voters.names() if isinstance(self.voters, VoterRange) else check_names(list(self.voters))
+        return client_names(self.voters)
 
     def identities(self) -> set[str]:
         return super().identities() | set(self.voter_names)

@@ -141,7 +141,7 @@ def test_json_pins_the_fingerprint_and_words_name_every_recipient_and_contributo
     words = "\n".join(got["words"])
     sc = load_scenario(path)
     contributors = sc.contributors if scenario["kind"] == "total" else \
-        sc.bidders if scenario["kind"] == "auction" else sc.voter_names
+        sc.bidder_names if scenario["kind"] == "auction" else sc.voter_names
     for name in [*sc.recipients, *contributors, *sc.parties]:
         assert name in words, f"{name} is missing from the words"
     if scenario["kind"] == "total":

@@ -210,3 +210,21 @@ def test_insecure_approval_of_anything_must_be_asked_for_by_name() -> None:
     with pytest.raises(Denied):
         _check(_admission({}), comp)
     assert _check(_admission({"approve_any_computation_insecure": True}), comp).note == "approve_any_computation_insecure"
+
+
+def test_an_auction_can_name_a_large_bidder_population_by_prefix_and_count() -> None:
+    """The 128 KiB scenario limit no longer caps an auction at ~16,000 listed bidders; the document
+    pins the expanded population by its content hash, as it does for voters."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "scenarios" / "art-auction.yaml").read_text())
+    data["bidders"] = {"prefix": "bidder-", "count": 200_000}
+    sc = parse_scenario(data, Path("big-auction.yaml"))
+    assert len(sc.bidder_names) == 200_000 and sc.bidder_names[0] == "bidder-000001"
+    doc = sc.computation().document()
+    bids = next(d for d in doc["inputs"] if d["name"] == "bids")
+    assert bids["clients"]["count"] == 200_000
+    smaller = parse_scenario({**data, "bidders": {"prefix": "bidder-", "count": 199_999}}, Path("b.yaml"))
+    assert smaller.computation().fingerprint() != sc.computation().fingerprint()
+    with pytest.raises(Exception, match="at least two bidders"):
+        parse_scenario({**data, "bidders": {"prefix": "bidder-", "count": 1}}, Path("c.yaml"))
