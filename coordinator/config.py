@@ -21,6 +21,9 @@ class CoordinatorConfig(BaseModel):
     prepare_timeout_s: float = Field(default=5.0, gt=0,
                                      description="how long Prepare waits for a node that is not reachable yet")
     poll_interval_s: float = Field(default=0.2, gt=0)
+    status_wait_s: float = Field(default=1.0, ge=0, le=5,
+                                 description="a running job's Status is held by the node until the job ends or this "
+                                             "long: the coordinator learns of the end at once (0: plain polling)")
 
 
 def load_coordinator_config(path: Path | str) -> CoordinatorConfig:

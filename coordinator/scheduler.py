@@ -308,7 +308,12 @@ class Scheduler:
                 await self._close_inputs(job_id, plan)
                 closed = True
             live = self.live[job_id].live or plan.parties
-            statuses = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id))
+            # while client input is open, poll (a close request must not wait for a held reply);
+            # afterwards each node holds its reply until the job ends there, so the end is seen at once
+            polling = has_clients and not closed
+            wait = 0.0 if polling else self.cfg.status_wait_s
+            statuses = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id, wait_s=wait),
+                                                         timeout=self.cfg.rpc_timeout_s + wait)
                                               for o in live), return_exceptions=True)
             now = time.monotonic()
             errors = []
@@ -340,7 +345,8 @@ class Scheduler:
             if now > deadline:
                 await self._decide(job_id, plan, "FAILED", f"job timed out after {plan.timeout_s:g}s")
                 return
-            await asyncio.sleep(self.cfg.poll_interval_s)
+            if polling or not wait or len(rounds) < len(live):   # nothing was held: do not spin
+                await asyncio.sleep(self.cfg.poll_interval_s)
 
     # ---- the outcome ---------------------------------------------------------------------
     async def _decide(self, job_id: str, plan: JobPlan, state: str, error: str) -> None:

@@ -30,6 +30,7 @@ from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, 
 from .transport.tls import TlsMaterial
 
 log = logging.getLogger("parley.node")
+MAX_STATUS_WAIT_S = 5.0
 
 
 class State:
@@ -65,6 +66,7 @@ class Job:
     client_lists: dict[str, frozenset[str]] = dc_field(default_factory=dict)
     client_counts: dict[str, int] = dc_field(default_factory=dict)
     committed: bool = False   # DONE and the coordinator recorded it DONE (see Node.commit)
+    ended: asyncio.Event = dc_field(default_factory=asyncio.Event)   # set once DONE or FAILED
 
 
 class Node:
@@ -194,6 +196,18 @@ class Node:
             self.store.audit("started", job_id, job.spec.fingerprint, f"live parties: {', '.join(job.live)}")
         return self._status(job)
 
+    async def wait_status(self, caller: str | None, job_id: str, wait_s: float) -> node_pb2.JobStatus:
+        """Status, held until the job ends or `wait_s` (at most MAX_STATUS_WAIT_S) passes: the
+        coordinator's watch learns of a job's end when it happens, not at its next poll."""
+        self._require_coordinator(caller)
+        job = self.jobs.get(job_id)
+        if job is not None and wait_s > 0 and not job.ended.is_set():
+            try:
+                await asyncio.wait_for(job.ended.wait(), min(wait_s, MAX_STATUS_WAIT_S))
+            except TimeoutError:
+                pass
+        return self.status(caller, job_id)
+
     def status(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
         if job_id in self.jobs:
@@ -300,6 +314,7 @@ class Node:
         job.mailbox.close(reason)
         self.store.set_state(job.spec.job_id, State.FAILED, reason)
         self.store.audit("failed", job.spec.job_id, job.spec.fingerprint, reason)
+        job.ended.set()
         log.warning("job %s failed: %s", job.spec.job_id, reason)
 
     # ---- running a job ---------------------------------------------------------------
@@ -322,6 +337,7 @@ class Node:
             job.finished = time.monotonic()
             self.store.audit("done", spec.job_id, spec.fingerprint,
                              f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
+            job.ended.set()
             job.mailbox.close("done")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
                      job.exchange.stats.rounds, job.exchange.stats.bytes_sent)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -40,7 +41,8 @@ def rpc(handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         caller = caller_identity(context)
         try:
-            return handler(self, caller, request)
+            result = handler(self, caller, request)
+            return await result if inspect.isawaitable(result) else result
         except tuple(e for e, _ in _STATUS) as exc:
             code = next(c for e, c in _STATUS if isinstance(exc, e))
             if isinstance(exc, ProtocolViolation) and "duplicate" in str(exc):
@@ -73,7 +75,7 @@ class NodeControl(node_pb2_grpc.NodeControlServicer):
 
     @rpc
     def Status(self, caller, request):
-        return self.node.status(caller, request.job_id)
+        return self.node.wait_status(caller, request.job_id, request.wait_s)
 
     @rpc
     def CloseInputs(self, caller, request):

@@ -510,7 +510,9 @@ async def test_a_job_built_in_code_is_reattached_by_a_restarted_scheduler(cluste
     """Scheduler.submit_plan records the circuit itself, so a restarted coordinator can re-attach."""
     db = cluster.root / f"code-{uuid.uuid4().hex[:6]}.sqlite3"
     job_id = f"fault-total-code-{uuid.uuid4().hex[:6]}"
-    async with cluster.local_coordinator(database=db, poll_interval_s=0.05) as (sched, _):
+    # plain polling (no held Status replies), so this scheduler sees the rounds progress and can be
+    # stopped while the job is still running
+    async with cluster.local_coordinator(database=db, poll_interval_s=0.05, status_wait_s=0.0) as (sched, _):
         sched.submit_plan(job_id, chain_plan(levels=25, width=50_000))
         live = sched.live[job_id]
         async with asyncio.timeout(40):
