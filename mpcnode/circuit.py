@@ -47,6 +47,10 @@ def validate(circuit: cpb.Circuit, parties: list[str]) -> Plan:
         elif decl.source == cpb.INPUT_SOURCE_CLIENTS:
             if not decl.clients:
                 raise CircuitError(f"input {decl.name}: no input clients listed")
+            if len(set(decl.clients)) != len(decl.clients):
+                # a client listed twice would count its one row twice (ballot stuffing), and the
+                # document shows the population only by count and hash, where nobody would see it
+                raise CircuitError(f"input {decl.name}: a client is listed twice")
         else:
             raise CircuitError(f"input {decl.name}: unknown source")
         if decl.length < 1:

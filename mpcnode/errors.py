@@ -12,3 +12,8 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The request conflicts with the job's state (e.g. a second submission)."""
+
+
+class ConsentStop(RuntimeError):
+    """A running job would break the organization's policy (too few actual contributors); the job
+    stops before anything is opened. str() is public: it names the rule and counts, no values."""

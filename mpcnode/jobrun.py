@@ -42,11 +42,14 @@ class JobResult:
 
 
 async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: Sequence[str],
-                  node_inputs: dict[str, np.ndarray], client_rows: ClientRows) -> JobResult:
+                  node_inputs: dict[str, np.ndarray], client_rows: ClientRows,
+                  check_rows: Callable[[dict[str, int]], None] | None = None) -> JobResult:
     """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
 
     `node_inputs`: this node's own input arrays as field elements, keyed by input name (empty if
-    it owns none). `client_rows(decl)` is read only after submission has closed.
+    it owns none). `client_rows(decl)` is read only after submission has closed. `check_rows`, if
+    given, sees how many client rows each client input got once the nodes agreed on them, and may
+    raise to stop the job before the circuit runs (nothing has been opened by then).
     """
     parties = list(spec.parties)
     engine = engine_for(spec.protocol or "shamir", exchange, spec.threshold, [parties.index(p) for p in live])
@@ -55,6 +58,9 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     executor = Executor(engine, spec.circuit, plan)
     values = await executor.share_node_inputs(parties, node_inputs)
     labels = await take_client_rows(engine, spec.circuit, values, client_rows)
+    if check_rows is not None:
+        check_rows({d.name: int(values[d.name].shape[0]) // d.length
+                    for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS})
     outputs = await executor.run(values)
     return JobResult(outputs=outputs, row_labels=labels)
 

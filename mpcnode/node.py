@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field as dc_field
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -17,10 +18,9 @@ from parley.v1 import node_pb2
 
 from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan, validate
-from .computation.spec import Computation, protocol_parameters
+from .computation.spec import Computation, Feeds, output_feeds
 from .config import NodeConfig
-from .configfile import ConfigError
-from .errors import Conflict, Denied, NotFound
+from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .inputs import InputError, load_node_inputs
 from .jobrun import run_job
@@ -67,6 +67,8 @@ class Job:
     client_counts: dict[str, int] = dc_field(default_factory=dict)
     committed: bool = False   # DONE and the coordinator recorded it DONE (see Node.commit)
     ended: asyncio.Event = dc_field(default_factory=asyncio.Event)   # set once DONE or FAILED
+    feeds: dict[str, Feeds] = dc_field(default_factory=dict)   # per output: the inputs behind it
+    approval: Approved | None = None
 
 
 class Node:
@@ -157,7 +159,6 @@ class Node:
         plan = validate(spec.circuit, parties)
         comp = Computation.of_job(spec)
         try:
-            protocol_parameters(comp.protocol)
             doc = comp.document()
             canonical = comp.canonical()
         except ValueError as exc:
@@ -181,13 +182,20 @@ class Node:
         me = parties.index(self.org)
         lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
         job = Job(spec=spec, plan=plan, me=me, mailbox=Mailbox(spec.job_id, parties, me), inputs=inputs,
-                  canonical=canonical, client_lists=lists, client_counts={name: 0 for name in lists})
+                  canonical=canonical, client_lists=lists, client_counts={name: 0 for name in lists},
+                  feeds=output_feeds(doc), approval=approval)
         return job, approval
 
     def start(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
         job = self._job(job_id)
         if job.state == State.PREPARED and job.task is None:
+            expires = job.approval.expires if job.approval else None
+            if expires is not None and datetime.now(timezone.utc) >= expires:
+                # an approval bounds when our data may be used, not only when a job may be prepared
+                self._fail(job, f"{self.org}'s approval of computation {job.spec.fingerprint[:16]}... expired "
+                                f"at {expires:%Y-%m-%dT%H:%M:%SZ} before the job started")
+                return self._status(job)
             self._set_live(job, live)
             job.state = State.RUNNING
             job.started = time.monotonic()
@@ -221,7 +229,10 @@ class Node:
         self._require_coordinator(caller)
         job = self._job(job_id)
         if not job.inputs_closed.is_set():
+            before = list(job.live)
             self._set_live(job, live)
+            if job.live != before:
+                self.store.audit("live", job_id, job.spec.fingerprint, f"live parties now: {', '.join(job.live)}")
         job.inputs_closed.set()
         return self._status(job)
 
@@ -329,7 +340,8 @@ class Node:
                 # the same function `coordinator plan` dry-runs (jobrun.py), so its cost estimate is this run's cost
                 result = await run_job(job.exchange, spec, job.plan, job.live or list(spec.parties), job.inputs,
                                        lambda decl: (self.store.client_shares(spec.job_id, decl.name),
-                                                     self.store.client_order(spec.job_id, decl.name)))
+                                                     self.store.client_order(spec.job_id, decl.name)),
+                                       lambda rows: self._check_contributors(job, rows))
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), result.row_labels)
                 for out in spec.circuit.outputs})
@@ -346,18 +358,25 @@ class Node:
         except TimeoutError as exc:
             reason = str(exc) if isinstance(exc, ExchangeTimeout) else f"job timed out after {spec.timeout_s:g}s"
             self._fail(job, reason)
-        except (PeerUnavailable, ProtocolViolation, InputError) as exc:
-            self._fail(job, str(exc))   # InputError's str() is its public part
-        except ValueError as exc:
-            if isinstance(exc, ConfigError):   # names a local file: it stays in this node's log
-                log.warning("job %s failed: %s", spec.job_id, exc)
-                self._fail(job, f"configuration error on {self.org} (details in its log)")
-            else:   # protocol and executor checks name ops, rounds and shapes, never values
-                self._fail(job, str(exc))
+        except (PeerUnavailable, ProtocolViolation, ConsentStop) as exc:
+            self._fail(job, str(exc))   # these name peers, rounds, rules and counts, never a value
         except Exception as exc:  # the job fails cleanly; the node keeps serving
             # the message may hold anything the failing code saw: it stays in this node's log
             log.exception("job %s crashed", spec.job_id)
             self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
+
+    def _check_contributors(self, job: Job, rows: dict[str, int]) -> None:
+        """min_contributors against the clients whose rows actually count, once the nodes agreed on
+        them: an auction approved for eight bidders may close with one. Every node sees the same
+        agreed counts, so all stop together, before anything is opened."""
+        floor = self.cfg.policy.min_contributors
+        for name, feeds in job.feeds.items():
+            if self.org not in feeds.owners:
+                continue
+            actual = len(feeds.owners) + sum(rows.get(i, 0) for i in feeds.inputs)
+            if actual < floor:
+                raise ConsentStop(f"{self.org}'s policy requires at least {floor} contributors behind every output "
+                                  f"its data feeds; output {name!r} has {actual} once client input closed")
 
     async def _wait_client_inputs(self, job: Job) -> None:
         """Client submission stays open until the coordinator closes it or the deadline passes."""

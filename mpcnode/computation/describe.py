@@ -2,8 +2,14 @@
 computes it and with which threshold. Shown by `coordinator plan`, by the input client before it
 sends anything, and usable by an approver reviewing a fingerprint (docs/approving.md).
 
-Everything here is derived from the document itself (the thing the fingerprint covers), so the
-words cannot say something the fingerprint does not pin.
+Everything here is derived from the document itself (the thing the fingerprint covers). Two
+kinds of statement come out of it, and the words keep them apart: what follows from the structure
+(who contributes, who receives, how many values an output opens, which inputs feed it) is checked
+by construction; what an output "means" (only the winner and the price, only YES/NO) is the
+output's description, pinned by the fingerprint but not proved by it, so it is shown as
+"described as". A reviewer who builds the computation from a scenario file (`coordinator plan`)
+gets both from the same builder; one who reviews a bare document should compare the opened
+lengths with the description.
 """
 from __future__ import annotations
 
@@ -47,7 +53,8 @@ def _learns(out: dict) -> str:
 def describe(doc: Document) -> list[str]:
     lines = [f"computation {doc['name']!r}: {doc['description'] or '(no description)'}"]
     parties = doc["parties"]
-    drop = ("may run without parties that are down before the computation starts, within the threshold"
+    drop = ("may run without parties that are down before the computation starts, as long as every input "
+            "owner and enough parties remain (t+1 for sums, 2t+1 with products)"
             if doc["dropouts"] == "within-threshold" else "runs only with all its parties")
     lines.append(f"computed by {len(parties)} nodes: {', '.join(parties)}; threshold t={doc['threshold']} "
                  f"(any {doc['threshold']} of them together learn nothing about the inputs; "
@@ -68,6 +75,7 @@ def describe(doc: Document) -> list[str]:
             lines.append(f"up to {c['count']} listed input clients (list sha256 {c['sha256'][:16]}...) each "
                          f"contribute {d['name']}: {_values(d['length'])} in {_range(d)}")
     feeds = output_feeds(doc)
+    lengths = array_lengths(doc)
     for out in doc["outputs"]:
         f = feeds[out["name"]]
         who = []
@@ -75,9 +83,54 @@ def describe(doc: Document) -> list[str]:
             who.append(", ".join(f.owners))
         if f.clients:
             who.append(f"up to {f.clients} clients")
-        lines.append(f"{', '.join(out['recipients'])} learn {out['name']!r}: {_learns(out)}; "
+        opened = lengths.get(out["value"])
+        size = f"{_values(opened)} opened" if opened is not None else "values opened"
+        lines.append(f"{', '.join(out['recipients'])} learn {out['name']!r} ({size}), described as: {_learns(out)}; "
                      f"computed from {' and '.join(who) or 'no input'} ({f.contributors} contributor(s))")
     recipients = sorted({r for o in doc["outputs"] for r in o["recipients"]})
-    lines.append(f"nobody else learns any result: not the coordinator, not a compute node unless listed "
-                 f"above ({', '.join(recipients)})")
+    lines.append(f"nobody else learns any result ({', '.join(recipients)} do): not the coordinator unless listed, "
+                 f"not a compute node unless listed")
     return lines
+
+
+_SAME_AS_ARGS = {"add", "sub", "mul", "lt", "ge", "eq"}
+
+
+def array_lengths(doc: Document) -> dict[str, int]:
+    """How many values each array holds, from the declarations and ops alone (every listed client
+    assumed to submit): the size of what each output opens. Unknown cases are left out."""
+    n: dict[str, int] = {}
+    for d in doc["inputs"]:
+        rows = d["clients"]["count"] if d["source"] == "clients" else 1
+        n[d["name"]] = rows * d["length"]
+    for op in doc["ops"]:
+        args = [n.get(a) for a in op["args"]]
+        if any(a is None for a in args):
+            continue
+        kind, ints = op["op"], [int(v) for v in op["ints"]]
+        size: int | None
+        if kind in _SAME_AS_ARGS:
+            size = max(args)
+        elif kind in ("neg", "add_const", "mul_const", "mul_rows"):
+            size = args[0]
+        elif kind in ("sum", "dot", "count_rows"):
+            size = 1
+        elif kind == "concat":
+            size = sum(args)
+        elif kind == "slice":
+            size = len(range(*[min(v, args[0]) if v >= 0 else v for v in ints[:2]], ints[2]))
+        elif kind in ("reshape_sum", "repeat"):
+            size = ints[0]
+        elif kind == "select":
+            size = max(args[1:])
+        elif kind == "argmax":
+            size = 2
+        elif kind == "top_two":
+            size = 3
+        elif kind == "rows_valid":
+            size = args[0] // ints[0] if ints and ints[0] else None
+        else:
+            size = None
+        if size is not None:
+            n[op["out"]] = size
+    return n

@@ -92,6 +92,8 @@ FIVE_STRICT = _total("five-sum-strict", FIVE, ["alice"], contributors=THREE, dro
 AUCTION = {"name": "sealed-bid", "kind": "auction", "parties": THREE, "recipients": ["alice"],
            "auction": {"type": "second-price", "bit_length": 20, "min_bid": 0, "max_bid": 1_000_000},
            "bidders": BIDDERS, "timeout_s": JOB_TIMEOUT}
+RESERVED = _variant(AUCTION, name="reserved-bid",   # carlos inputs a secret reserve and wants >= 3 contributors
+                    auction={**AUCTION["auction"], "type": "first-price", "reserve": {"secret_from": "carlos"}})
 LIMITED = _total("limited-sum", THREE, THREE)      # alice allows one run
 EXPIRED = _total("expired-sum", THREE, THREE)      # bob's approval expired in 2020
 
@@ -127,7 +129,7 @@ CANARY_CASES: dict[str, tuple[object, tuple[str, ...]]] = {
 CANARY_SCENARIOS = {case: _total(f"canary-{case}", THREE, ["alice"], input={"name": "amount", "range": [0, 10 ** 12]})
                     for case in CANARY_CASES}
 
-SCENARIOS = [RAISE, BREACH, FIVE_SUM, FIVE_STRICT, AUCTION, LIMITED, EXPIRED, *CANARY_SCENARIOS.values()]
+SCENARIOS = [RAISE, BREACH, FIVE_SUM, FIVE_STRICT, AUCTION, RESERVED, LIMITED, EXPIRED, *CANARY_SCENARIOS.values()]
 RAISES = {"alice": 5_000, "bob": 7_000, "carlos": 3_000, "david": 1_000}
 INPUTS: dict[str, dict[str, object]] = {
     "raise-average": dict(RAISES),
@@ -135,6 +137,7 @@ INPUTS: dict[str, dict[str, object]] = {
     "five-sum": {"alice": 1, "bob": 2, "carlos": 3},
     "five-sum-strict": {"alice": 1, "bob": 2, "carlos": 3},
     "limited-sum": {"alice": 11, "bob": 22, "carlos": 33},
+    "reserved-bid": {"carlos": {"reserve": 400}},
     "expired-sum": {"alice": 11, "bob": 22, "carlos": 33},
 }
 for _case, (_value, _) in CANARY_CASES.items():
@@ -161,7 +164,7 @@ APPROVE = {
     "david": [fp(RAISE_TO_COORDINATOR), fp(BREACH_T1), fp(RAISE_PAIR)],
     "erin": [fp(BREACH_T1)],
 }
-POLICY = {"erin": {"min_threshold": 2}, "david": {"min_contributors": 3}}
+POLICY = {"erin": {"min_threshold": 2}, "david": {"min_contributors": 3}, "carlos": {"min_contributors": 3}}
 
 
 # dataset -> the input file carlos's config names for it (filled by the cluster fixture)
@@ -966,3 +969,30 @@ def test_canary_search_finds_what_the_victim_logs(cluster: Cluster) -> None:
 def test_the_nodes_survived(cluster: Cluster) -> None:
     """No attack above crashed a node or the coordinator."""
     cluster.assert_alive()
+
+
+async def _reserved_auction(cluster: Cluster, bids: dict[str, int]) -> cop.JobProgress:
+    job = await cluster.submit("reserved-bid")
+    for org in THREE:
+        await cluster.wait_running(org, job)
+    for bidder, bid in bids.items():
+        await client_submit(job, "bids", [bid], cluster.nodes_of("reserved-bid"), cluster.tls(bidder),
+                            cluster.fingerprint("reserved-bid"))
+    await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job)
+    return await cluster.watch(job)
+
+
+async def test_min_contributors_counts_the_clients_who_actually_submitted(cluster: Cluster) -> None:
+    """carlos feeds a secret reserve into an auction listing three bidders (4 contributors on paper) and
+    wants at least 3. The coordinator closes input after ONE bid: the winner and price would reveal that
+    bid next to carlos's reserve. Must hold: the job stops after the nodes agreed on the rows and before
+    the circuit runs, naming the rule and the count; nothing is stored or released. With two bids it runs."""
+    final = await _reserved_auction(cluster, {"bidder-1": 900})
+    assert final.state == "FAILED", final
+    assert ("carlos's policy requires at least 3 contributors behind every output its data feeds; "
+            "output 'result' has 2 once client input closed") in final.error, final.error
+    for org in THREE:
+        assert cluster.stored_outputs(org, final.job_id) == 0
+    final = await _reserved_auction(cluster, {"bidder-2": 900, "bidder-3": 500})
+    assert final.state == "DONE", final.error
+    assert (await cluster.fetch(final.job_id, "result", "alice")).values == [1, 1, 900]

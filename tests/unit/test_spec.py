@@ -228,3 +228,26 @@ def test_an_auction_can_name_a_large_bidder_population_by_prefix_and_count() -> 
     assert smaller.computation().fingerprint() != sc.computation().fingerprint()
     with pytest.raises(Exception, match="at least two bidders"):
         parse_scenario({**data, "bidders": {"prefix": "bidder-", "count": 1}}, Path("c.yaml"))
+
+
+def test_a_client_listed_twice_is_refused() -> None:
+    """Listed twice, one client's row would count twice under an approved fingerprint (the document
+    shows the population only by count and hash)."""
+    from mpcnode.circuit import CircuitError, validate
+
+    comp = known()
+    comp.circuit.inputs[1].clients.append("c1")
+    with pytest.raises(CircuitError, match="input votes: a client is listed twice"):
+        validate(comp.circuit, list(PARTIES))
+
+
+def test_words_show_how_much_an_output_opens_whatever_its_description_claims() -> None:
+    """A circuit that opens every bid under an auction's render note: the description still says
+    "only the winner and the price", but the words also say 8 values are opened, from the structure."""
+    sc = load_scenario(REPO / "scenarios" / "art-auction.yaml")
+    comp = sc.computation()
+    comp.circuit.outputs[0].value = "bids"
+    words = "\n".join(describe(comp.document()))
+    assert "learn 'result' (8 values opened), described as: whether the item sold" in words
+    honest = "\n".join(describe(sc.computation().document()))
+    assert "learn 'result' (3 values opened)" in honest
