@@ -6,12 +6,14 @@ Serves PeerExchange.Link with the real transport (PeerLinks, GrpcExchange, Mailb
 with the identity NAME from DIR) and runs synthetic jobs against the other processes started
 with the same addresses and plan, then prints one JSON object with the timing of every round.
 
-Plan: {"jobs": [{"job": id, "kind": "chain" | "bulk", "rounds": n, "bytes": b, "start_after_s": s}],
-       "round_timeout_s": t}
+Plan: {"jobs": [{"job": id, "kind": "chain" | "bulk", "rounds": n, "bytes": b, "start_after_s": s,
+                 "pairs": [[i, j], ...]}], "round_timeout_s": t}
 * chain: a chain of dependent rounds with one 8-byte element per message, in the pattern of a
   Shamir multiplication with n = 3, t = 1 (party i sends to i-1 and waits for i+1);
-* bulk: every party sends `bytes` to every other party each round and waits for theirs.
-A job starts `start_after_s` after every peer answered a first exchange (a barrier round).
+* bulk: each round, party i sends `bytes` to party j for every [i, j] in `pairs` (default: every
+  ordered pair) and waits for what it is sent.
+A job starts `start_after_s` after every peer answered a first exchange (a barrier round); its
+data is made before that, so making it does not hold up the other jobs.
 """
 from __future__ import annotations
 
@@ -52,14 +54,18 @@ class Inbox:
         self.boxes[job_id].fail(exc)
 
 
-class _Node:
-    """What the PeerExchange servicer needs: the links."""
+class LinksOnly:
+    """What the PeerExchange servicer needs of a node: its links."""
 
     def __init__(self, links: PeerLinks):
         self.links = links
 
 
-async def run_job(ex: GrpcExchange, spec: dict, ready_at: float) -> dict:
+def bulk_data(spec: dict) -> np.ndarray | None:
+    return field.asfield(np.arange(spec["bytes"] // 8, dtype=np.int64)) if spec["kind"] == "bulk" else None
+
+
+async def run_job(ex: GrpcExchange, spec: dict, data: np.ndarray | None, ready_at: float) -> dict:
     await asyncio.sleep(max(0.0, ready_at + spec.get("start_after_s", 0.0) - time.monotonic()))
     n, me = ex.n, ex.party
     rounds = []
@@ -71,10 +77,12 @@ async def run_job(ex: GrpcExchange, spec: dict, ready_at: float) -> dict:
             x = got[(me + 1) % n]
             rounds.append((t, time.monotonic()))
     else:
-        data = field.asfield(np.arange(spec["bytes"] // 8, dtype=np.int64))
+        pairs = spec.get("pairs") or [[i, j] for i in range(n) for j in range(n) if i != j]
+        to = [j for i, j in pairs if i == me]
+        expect = [i for i, j in pairs if j == me]
         for r in range(spec["rounds"]):
             t = time.monotonic()
-            await ex.round(f"b{r}", {j: data for j in range(n) if j != me}, [j for j in range(n) if j != me])
+            await ex.round(f"b{r}", {j: data for j in to}, expect)
             rounds.append((t, time.monotonic()))
     return {"job": spec["job"], "kind": spec["kind"], "rounds": rounds}
 
@@ -91,12 +99,13 @@ async def main_async(args: argparse.Namespace) -> dict:
     inbox = Inbox(parties, me, ["barrier", *jobs], 4 * links.max_message_bytes)
     links.inbox = inbox
     server = grpc.aio.server(options=message_options(args.max_mb))
-    add_service(server, node_pb2, "PeerExchange", PeerExchange(_Node(links)))
+    add_service(server, node_pb2, "PeerExchange", PeerExchange(LinksOnly(links)))
     if not server.add_secure_port(addresses[args.me], tls.server_credentials()):
         raise SystemExit(f"cannot bind {addresses[args.me]}")
     await server.start()
     timeout = plan.get("round_timeout_s", 60.0)
     try:
+        data = {s["job"]: bulk_data(s) for s in plan["jobs"]}
         # a barrier: every party has its server up and its links open before the clock starts
         barrier = GrpcExchange("barrier", parties, me, links, inbox.boxes["barrier"], timeout)
         others = [j for j in range(len(parties)) if j != me]
@@ -105,7 +114,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         cpu0 = time.process_time()
         threads0 = _thread_cpu()
         exchanges = {j: GrpcExchange(j, parties, me, links, inbox.boxes[j], timeout) for j in jobs}
-        results = await asyncio.gather(*(run_job(exchanges[s["job"]], s, ready_at) for s in plan["jobs"]))
+        results = await asyncio.gather(*(run_job(exchanges[s["job"]], s, data[s["job"]], ready_at)
+                                         for s in plan["jobs"]))
         cpu = time.process_time() - cpu0   # all threads of this process (gRPC's poller included)
         threads = {k: round(v - threads0.get(k, 0.0), 3) for k, v in _thread_cpu().items()}
         await barrier.round("done", {j: np.zeros(1, dtype=np.uint64) for j in others}, others)

@@ -98,7 +98,8 @@ class OutboundLink:
     async def write_now(self, job_id: str, label: str, arr: np.ndarray) -> bool:
         """The latency path: when the stream is open and idle and the message fits one frame, the
         caller's own task writes it (no hand-over to the writer task, one event-loop turn less per
-        round). False when it cannot: queue it with `send` instead."""
+        round). False when it cannot, or when the stream turned out to be gone (nothing was written
+        then): queue it with `send` instead, which opens a new stream."""
         call = self._call
         if call is None or self._writing or self._jobs or arr.size * 8 > frames.CHUNK_BYTES:
             return False
@@ -111,7 +112,7 @@ class OutboundLink:
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
             if call is self._call:
                 self._broken(f"the stream failed ({_describe(exc)})")
-            raise PeerUnavailable(self.peer, job_id, label, f"the link broke: {_describe(exc)}") from None
+            return False
         finally:
             self._writing = False
             if self._jobs:

@@ -71,6 +71,8 @@ class PeerLinks:
         self.inbox: Inbox | None = None    # set by the node: where inbound messages go
         self._tls = tls
         self._ca = _first_cert(tls.ca)
+        # what this node's listener presents (HELLO tells senders): its credentials are fixed when
+        # the server starts, so a reload of the TLS files changes this only after a restart
         self._own_fingerprint = fingerprint(_first_cert(tls.cert))
         self._revoked_ids: set[str] = set()
         self._revoked_fps: set[str] = set()
@@ -84,7 +86,7 @@ class PeerLinks:
         """Queue one message; the future completes when it was handed to gRPC, or fails with
         PeerUnavailable (or PeerRefused) naming the peer."""
         link = self._out.get(peer)
-        if link is None:
+        if link is None or peer in self._revoked_ids:
             why = ("no address configured" if peer not in self.addresses else
                    f"{peer}'s certificate is revoked on {self.me}" if peer in self._revoked_ids else "")
             if why:
@@ -99,7 +101,7 @@ class PeerLinks:
         """Write a small message from the caller's task if the link to `peer` is open and idle
         (see OutboundLink.write_now); False: use `send`."""
         link = self._out.get(peer)
-        return link is not None and await link.write_now(job_id, label, arr)
+        return link is not None and peer not in self._revoked_ids and await link.write_now(job_id, label, arr)
 
     def _channel(self, peer: str) -> grpc.aio.Channel:
         ch = self._channels.get(peer)
@@ -193,7 +195,6 @@ class PeerLinks:
         changed = tls != self._tls
         self._tls = tls
         self._ca = _first_cert(tls.ca)
-        self._own_fingerprint = fingerprint(_first_cert(tls.cert))
         closed = 0
         if changed:
             for peer, link in self._out.items():
@@ -218,6 +219,11 @@ class PeerLinks:
                     self._close_inbound(b, reason)
         await asyncio.sleep(0)   # let the closed streams' handlers run their cleanup
         return closed
+
+    def connected(self, peer: str) -> bool:
+        """Whether this node has an open stream to `peer` (tests, operators)."""
+        link = self._out.get(peer)
+        return link is not None and link.connected
 
     def inbound_fingerprints(self, peer: str) -> list[str]:
         """The certificates the open inbound streams from `peer` are bound to (tests, operators)."""
