@@ -326,6 +326,8 @@ class OutboundLink:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, asyncio.InvalidStateError):
+        return "it had already ended"
     return type(exc).__name__
 
 

@@ -224,8 +224,9 @@ def chain_plan(levels: int = 60, width: int = 150_000) -> JobPlan:
 
 async def test_node_killed_mid_computation_fails_cleanly_and_names_it(cluster: Cluster, revive) -> None:
     """The coordinator here waits the production default (30 s) before it calls a silent node gone,
-    so it is the surviving nodes that notice first: their round deadline (round_timeout_s) expires,
-    each fails naming the missing node, and the coordinator reports their reasons."""
+    so it is the surviving nodes that notice first: the killed node's Link streams end, the rounds
+    waiting for it fail at once (before their deadline, round_timeout_s), each survivor fails naming
+    the missing node, and the coordinator reports their reasons."""
     victim, survivors = "birch", ["ash", "cedar"]
     async with cluster.local_coordinator(rpc_timeout_s=30.0, poll_interval_s=0.05) as (sched, addr):
         job_id = f"fault-total-chain-{uuid.uuid4().hex[:6]}"
@@ -246,7 +247,7 @@ async def test_node_killed_mid_computation_fails_cleanly_and_names_it(cluster: C
     assert victim in final.error, final.error
     assert final.rounds_done >= 4                     # it really was in the middle
     assert took < 60, took                            # within the job's timeout ...
-    assert took < ROUND_TIMEOUT_S + 15, took          # ... and in fact within about one round timeout
+    assert took < ROUND_TIMEOUT_S, took               # ... and before any round deadline (measured: 0.05 s)
     # the first survivor to notice names the node; the coordinator reports that and aborts the rest
     errors = {org: (await cluster.node_status(org, job_id)).error for org in survivors}
     naming = {org: e for org, e in errors.items() if f"waiting for {victim}" in e or f"to {victim}:" in e}
