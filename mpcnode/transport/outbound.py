@@ -91,7 +91,7 @@ class OutboundLink:
             queue = self._jobs[job_id] = collections.deque()
         queue.append(out)
         self._wake.set()
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link {self.me}->{self.peer}")
         return fut
 
@@ -137,6 +137,15 @@ class OutboundLink:
 
     # ---- the writer ------------------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._write_loop()
+        except Exception:   # a bug here must not leave messages waiting for a writer that is gone
+            log.exception("link %s -> %s: writer failed", self.me, self.peer)
+            self._broken("the sending side failed (details in this node's log)")
+        finally:
+            self._task = None
+
+    async def _write_loop(self) -> None:
         while not self.closed:
             out = None if self._writing else self._pick()
             if out is None:

@@ -22,7 +22,8 @@ import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from ..errors import Denied
+from parley.v1 import node_pb2
+
 from ..exchange import ProtocolViolation, TrafficStats
 from .errors import LinkLost, PeerRefused, PeerUnavailable
 from .frames import MAX_LABEL
@@ -77,7 +78,6 @@ class PeerLinks:
         self._revoked_ids: set[str] = set()
         self._revoked_fps: set[str] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._retired: list[grpc.aio.Channel] = []
         self._out: dict[str, OutboundLink] = {}
         self._in: dict[str, list[_Binding]] = {}
 
@@ -147,6 +147,9 @@ class PeerLinks:
             await context.write(hello(self._own_fingerprint))
             async for raw in request_iterator:
                 for notice in stream.on_frame(raw):
+                    if notice.kind == node_pb2.NOTICE_KIND_REFUSED:
+                        log.info("link from %s: refused round %r of job %s: %s", peer, notice.round[:80],
+                                 notice.job_id[:80], notice.detail)
                     await context.write(notice)
         except asyncio.CancelledError:
             if not binding.close_reason:
@@ -200,9 +203,10 @@ class PeerLinks:
             for peer, link in self._out.items():
                 closed += link.connected
                 await link.reset(f"{self.me} reloaded its TLS material")
-            # channels hold the old credentials: new ones for later streams (old ones close below)
-            self._retired += self._channels.values()
-            self._channels = {}
+            # channels hold the old credentials: later streams use new ones
+            old, self._channels = self._channels, {}
+            for ch in old.values():
+                await ch.close()
         return closed + await self._recheck("TLS material reloaded")
 
     async def _recheck(self, why: str) -> int:
@@ -235,9 +239,9 @@ class PeerLinks:
         for bindings in self._in.values():
             for b in list(bindings):
                 self._close_inbound(b, f"{self.me} is shutting down")
-        for ch in [*self._channels.values(), *self._retired]:
+        for ch in self._channels.values():
             await ch.close()
-        self._channels, self._retired = {}, []
+        self._channels = {}
 
 
 class GrpcExchange:
