@@ -1,10 +1,10 @@
 """A node that speaks only the Link protocol, for measuring the links without any MPC compute.
 
-    python -m bench.linkpeer --certs DIR --me NAME --addresses JSON --plan JSON
+    python -m bench.linkpeer --certs DIR --me NAME --addresses JSON --plan JSON --out FILE
 
 Serves PeerExchange.Link with the real transport (PeerLinks, GrpcExchange, Mailbox, mutual TLS
 with the identity NAME from DIR) and runs synthetic jobs against the other processes started
-with the same addresses and plan, then prints one JSON object with the timing of every round.
+with the same addresses and plan, then writes one JSON object with the timing of every round to FILE.
 
 Plan: {"jobs": [{"job": id, "kind": "chain" | "bulk", "rounds": n, "bytes": b, "start_after_s": s,
                  "pairs": [[i, j], ...]}], "round_timeout_s": t}
@@ -161,17 +161,18 @@ def run_cluster(workdir: Path, plan: dict, timeout_s: float = 120.0, max_mb: int
     addresses = {p: f"127.0.0.1:{port}" for p, port in zip(PARTIES, free_ports(len(PARTIES)))}
     procs = [subprocess.Popen([sys.executable, "-m", "bench.linkpeer", "--certs", str(certs), "--me", p,
                                "--addresses", json.dumps(addresses), "--plan", json.dumps(plan),
-                               "--max-mb", str(max_mb)],
-                              cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              start_new_session=True)
+                               "--max-mb", str(max_mb), "--out", str(workdir / f"{p}.json")],
+                              cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL,
+                              stderr=open(workdir / f"{p}.log", "wb"), start_new_session=True)
              for p in PARTIES]
     reports = []
     try:
         for p, proc in zip(PARTIES, procs):
-            out, err = proc.communicate(timeout=timeout_s)
+            proc.wait(timeout=timeout_s)
             if proc.returncode != 0:
-                raise RuntimeError(f"linkpeer {p} exited with {proc.returncode}: {err.decode()[-3000:]}")
-            reports.append(json.loads(out))
+                raise RuntimeError(f"linkpeer {p} exited with {proc.returncode}: "
+                                   f"{(workdir / f'{p}.log').read_text(errors='replace')[-3000:]}")
+            reports.append(json.loads((workdir / f"{p}.json").read_text()))
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -197,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--addresses", required=True, help='JSON {"identity": "host:port", ...}, this node included')
     parser.add_argument("--plan", required=True, help="JSON plan (see the module docstring)")
     parser.add_argument("--max-mb", type=int, default=256)
+    parser.add_argument("--out", required=True, help="where to write the JSON report")
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(main_async(args))), flush=True)
+    report = asyncio.run(main_async(args))
+    Path(args.out).write_text(json.dumps(report))
     return 0
 
 
