@@ -4,7 +4,8 @@ Each workload prints a comment row and ends with one machine-readable line:
 BENCH name=<workload> parley_s=<s> mpyc_s=<s> speedup=<mpyc_s/parley_s> rounds=<n> bytes_per_node=<n>
 and the input-client measurement prints BENCH name=submit per_s=<submissions/s> p99_ms=<ms>.
 The round-latency measurement (a chain of 200 dependent products; parley_bench.run_latency) prints
-BENCH name=latency engine=shamir ms_per_round=<ms> rounds=<n>.
+BENCH name=latency engine=shamir ms_per_round=<ms> rounds=<n>, then the same chain's pattern over the
+node links alone, without MPC work (bench/linkpeer.py): BENCH name=link_latency ms_per_round=<ms> rounds=<n>.
 
 Parley's time runs from submitting the job to the recipient holding the reconstructed result
 (input sharing, policy checks, computation and the result fetch included). MPyC's time is
@@ -17,7 +18,7 @@ import argparse
 import asyncio
 import sys
 
-from . import parley_bench
+from . import linkpeer, parley_bench
 
 # name -> size, as the issues ask
 WORKLOADS = {
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# latency      chain of {LATENCY_ROUNDS} dependent products: {ms:.3f} ms per round "
                   f"(marginal; {plain_ms:.3f} ms with the fixed part of the job spread over its {rounds} rounds)")
             print(f"BENCH name=latency engine=shamir ms_per_round={ms:.3f} rounds={rounds}", flush=True)
+            link_rounds = 3000
+            link_ms = linkpeer.chain_ms_per_round(link_rounds)
+            print(f"# link_latency the same pattern over the links alone (8-byte messages, no MPC work): "
+                  f"{link_ms:.3f} ms per round")
+            print(f"BENCH name=link_latency ms_per_round={link_ms:.3f} rounds={link_rounds}", flush=True)
             continue
         if name == "submit":
             count = max(10, int(SUBMISSIONS * args.scale))
