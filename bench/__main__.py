@@ -43,7 +43,8 @@ def run_parley(name: str, size: int) -> parley_bench.Figures:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency"], help="run only these workloads")
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency"],
+                        help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
     args = parser.parse_args(argv)

@@ -173,7 +173,8 @@ class Node:
                 raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
         me = parties.index(self.org)
         # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped
-        mailbox = Mailbox(spec.job_id, parties, me, max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes)
+        mailbox = Mailbox(spec.job_id, parties, me,
+                          max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes)
         job = Job(spec=spec, plan=plan, me=me, mailbox=mailbox, inputs=inputs, canonical=canonical)
         mailbox.on_violation = lambda reason: self._violation(job, reason)
         return job, approval

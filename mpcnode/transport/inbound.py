@@ -29,7 +29,8 @@ from .mailbox import SMALL_DIGEST_BYTES, BufferFull, ConflictingMessage, Mailbox
 
 MAX_PARTIALS = 64           # chunked messages in progress on one stream at once
 MAX_DROPPING = 1024         # refused chunked messages whose remaining chunks are being skipped
-MAX_DETAIL = 1000           # refusal details travel to the peer and into logs: one bounded line
+MAX_DETAIL = 1000           # refusal details travel to the peer, in status details (trailing metadata,
+                            # 8 KiB by default) and into logs: one bounded line
 
 _HELLO, _ACK, _REFUSED, _CREDIT = (node_pb2.NOTICE_KIND_HELLO, node_pb2.NOTICE_KIND_ACK,
                                    node_pb2.NOTICE_KIND_REFUSED, node_pb2.NOTICE_KIND_CREDIT)
