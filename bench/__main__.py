@@ -3,6 +3,9 @@
 Each workload prints a comment row and ends with one machine-readable line:
 BENCH name=<workload> parley_s=<s> mpyc_s=<s> speedup=<mpyc_s/parley_s> rounds=<n> bytes_per_node=<n>
 and the input-client measurement prints BENCH name=submit per_s=<submissions/s> p99_ms=<ms>.
+The round-latency measurement (a chain of 200 dependent products; parley_bench.run_latency) prints
+BENCH name=latency engine=shamir ms_per_round=<ms> rounds=<n>, then the same chain's pattern over the
+node links alone, without MPC work (bench/linkpeer.py): BENCH name=link_latency ms_per_round=<ms> rounds=<n>.
 
 Parley's time runs from submitting the job to the recipient holding the reconstructed result
 (input sharing, policy checks, computation and the result fetch included). MPyC's time is
@@ -15,7 +18,7 @@ import argparse
 import asyncio
 import sys
 
-from . import parley_bench
+from . import linkpeer, parley_bench
 
 # name -> size, as the issues ask
 WORKLOADS = {
@@ -28,6 +31,7 @@ WORKLOADS = {
     "referendum": 1_000_000,
 }
 SUBMISSIONS = 2_000
+LATENCY_ROUNDS = 200
 
 
 def run_parley(name: str, size: int) -> parley_bench.Figures:
@@ -39,15 +43,27 @@ def run_parley(name: str, size: int) -> parley_bench.Figures:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit"], help="run only these workloads")
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency"],
+                        help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
     args = parser.parse_args(argv)
     from .mpyc_runner import run_mpyc
 
     status = 0
-    names = args.only or [*WORKLOADS, "submit"]
+    names = args.only or [*WORKLOADS, "submit", "latency"]
     for name in names:
+        if name == "latency":
+            ms, plain_ms, rounds = asyncio.run(parley_bench.run_latency(LATENCY_ROUNDS))
+            print(f"# latency      chain of {LATENCY_ROUNDS} dependent products: {ms:.3f} ms per round "
+                  f"(marginal; {plain_ms:.3f} ms with the fixed part of the job spread over its {rounds} rounds)")
+            print(f"BENCH name=latency engine=shamir ms_per_round={ms:.3f} rounds={rounds}", flush=True)
+            link_rounds = 3000
+            link_ms = linkpeer.chain_ms_per_round(link_rounds)
+            print(f"# link_latency the same pattern over the links alone (8-byte messages, no MPC work): "
+                  f"{link_ms:.3f} ms per round")
+            print(f"BENCH name=link_latency ms_per_round={link_ms:.3f} rounds={link_rounds}", flush=True)
+            continue
         if name == "submit":
             count = max(10, int(SUBMISSIONS * args.scale))
             per_s, p99_ms, _ = asyncio.run(parley_bench.run_submissions(count))

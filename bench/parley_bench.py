@@ -37,8 +37,9 @@ class Figures:
 class Cluster:
     """Three node processes and an in-process scheduler (the coordinator's own code)."""
 
-    def __init__(self, workdir: Path, inputs: dict[str, Path], clients: list[str] = ()):
+    def __init__(self, workdir: Path, inputs: dict[str, Path], clients: list[str] = (), poll_interval_s: float = 0.01):
         self.workdir = workdir
+        self.poll_interval_s = poll_interval_s
         self.certs = workdir / "certs"
         ensure(self.certs, PARTIES + ["coordinator", "operator", RECIPIENT, *clients])
         self.dep: Deployment = write_nodes(workdir, self.certs, PARTIES, {PARTIES[0]: inputs},
@@ -59,7 +60,7 @@ class Cluster:
                                                             "cert": self.certs / "coordinator.pem",
                                                             "key": self.certs / "coordinator.key"},
                                 nodes=self.dep.addresses, database=self.workdir / "coordinator.sqlite3",
-                                poll_interval_s=0.01, rpc_timeout_s=600.0)
+                                poll_interval_s=self.poll_interval_s, rpc_timeout_s=600.0)
         self.scheduler = Scheduler(cfg, TlsMaterial.for_identity(self.certs, "coordinator"))
         return self
 
@@ -95,6 +96,53 @@ class Cluster:
             async with secure_channel(self.dep.addresses[org], org, tls) as ch:
                 out.append(await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.JobRef(job_id=job_id), timeout=30))
         return out
+
+
+def chain_circuit(rounds: int, name: str = "bench-latency"):
+    """x * x * ... * x: `rounds` dependent products, one interactive round each (x = -1, so the
+    result is known without big numbers and no round is cheaper than another)."""
+    b = CircuitBuilder(name)
+    x = b.input("x", PARTIES[0], 1, -1, 1)
+    y = x
+    for _ in range(rounds):
+        y = y * x
+    b.output("y", y, [RECIPIENT])
+    return b.build()
+
+
+async def run_latency(rounds: int = 200, repeats: int = 5) -> tuple[float, float, int]:
+    """Milliseconds per dependent round of a chain of `rounds` products among the 3 nodes.
+
+    Measured from the nodes' own timers (JobStatus.elapsed_s: Start until the outputs are
+    stored) as the marginal cost of a round: the same job with 0 products has the same fixed
+    part (key round, input sharing, storing outputs), so
+    ms_per_round = (elapsed(chain) - elapsed(no chain)) / (rounds(chain) - rounds(no chain)),
+    medians over `repeats` alternating runs. Also returns the plain elapsed/rounds of the chain
+    job (fixed part included) and the chain job's round count."""
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        work = Path(tmp)
+        np.savez(work / "inputs.npz", x=np.array([-1], dtype=np.int64))
+        # both circuits are named bench-latency: a node input's dataset is the circuit's name. The
+        # figure comes from the nodes' timers, so the scheduler polls them rarely: 100 Status calls
+        # a second per node would take CPU from the rounds measured on this 2-core machine
+        async with Cluster(work, {"bench-latency": work / "inputs.npz"}, poll_interval_s=0.25) as cluster:
+            chain, empty = chain_circuit(rounds), chain_circuit(0)
+            samples: list[tuple[float, float, int, int]] = []
+            for k in range(repeats + 1):     # the first pair warms up both circuits
+                pair = []
+                for tag, circuit in (("c", chain), ("e", empty)):
+                    job_id = f"bench-latency-{tag}{k}"
+                    figs = await cluster.run(job_id, circuit, "y")
+                    want = [(-1) ** (rounds + 1)] if tag == "c" else [-1]
+                    if figs.result != want:
+                        raise RuntimeError(f"latency: wrong result {figs.result} != {want}")
+                    st = await cluster.node_status(job_id)
+                    pair.append((max(s.elapsed_s for s in st), max(s.rounds_done for s in st)))
+                if k:
+                    samples.append((pair[0][0], pair[1][0], pair[0][1], pair[1][1]))
+    per_round = sorted((c - e) / (rc - re) for c, e, rc, re in samples)[len(samples) // 2]
+    plain = sorted(c / rc for c, _, rc, _ in samples)[len(samples) // 2]
+    return per_round * 1000, plain * 1000, samples[0][2]
 
 
 def sum_circuit(n: int):

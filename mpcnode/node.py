@@ -32,6 +32,10 @@ from .transport.tls import TlsMaterial
 log = logging.getLogger("parley.node")
 MAX_STATUS_WAIT_S = 5.0
 
+# How many messages of the largest allowed size (max_message_mb) one peer may have waiting in a
+# job's mailbox, counting those still arriving in chunks (transport/mailbox.py)
+PENDING_MESSAGES_OF_MAX_SIZE = 2
+
 
 class State:
     PREPARED = "PREPARED"
@@ -79,7 +83,8 @@ class Node:
         if approvals is None:
             approvals = resolve_approvals(cfg, "(node config)")
         self.admission = Admission(cfg, approvals, self.store.jobs_with_fingerprint)
-        self.links = PeerLinks(self.org, cfg.peers, tls, cfg.max_message_mb)
+        self.links = PeerLinks(self.org, cfg.peers, tls, cfg.max_message_mb, connect_timeout_s=cfg.rpc_timeout_s)
+        self.links.inbox = self   # mailbox / peer_lost / job_failed below
         self.jobs: dict[str, Job] = {}
         self._recover()
 
@@ -181,9 +186,13 @@ class Node:
                 raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
         me = parties.index(self.org)
         lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
-        job = Job(spec=spec, plan=plan, me=me, mailbox=Mailbox(spec.job_id, parties, me), inputs=inputs,
-                  canonical=canonical, client_lists=lists, client_counts={name: 0 for name in lists},
+        # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped
+        mailbox = Mailbox(spec.job_id, parties, me,
+                          max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes)
+        job = Job(spec=spec, plan=plan, me=me, mailbox=mailbox, inputs=inputs, canonical=canonical,
+                  client_lists=lists, client_counts={name: 0 for name in lists},
                   feeds=output_feeds(doc), approval=approval)
+        mailbox.on_violation = lambda reason: self._violation(job, reason)
         return job, approval
 
     def start(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
@@ -332,8 +341,7 @@ class Node:
     async def _run(self, job: Job) -> None:
         spec = job.spec
         round_timeout = min(self.cfg.round_timeout_s, 0.9 * spec.timeout_s)
-        job.exchange = GrpcExchange(spec.job_id, list(spec.parties), job.me, self.links, job.mailbox,
-                                    round_timeout, self.cfg.rpc_timeout_s)
+        job.exchange = GrpcExchange(spec.job_id, list(spec.parties), job.me, self.links, job.mailbox, round_timeout)
         try:
             async with asyncio.timeout(spec.timeout_s):
                 await self._wait_client_inputs(job)
@@ -392,17 +400,34 @@ class Node:
             await job.inputs_closed.wait()
         job.inputs_closed.set()
 
-    # ---- node <-> node ----------------------------------------------------------------
-    def deliver(self, caller: str | None, msg: node_pb2.PeerMessage) -> None:
-        if caller is None or caller not in self.cfg.peers:
-            raise Denied(f"{caller!r} is not a peer of {self.org}")
-        if msg.sender != caller:
-            raise Denied(f"caller {caller} claims to be {msg.sender!r}")
-        job = self.jobs.get(msg.job_id)
+    # ---- node <-> node (transport/inbound.py's Inbox) ----------------------------------------
+    def mailbox(self, peer: str, job_id: str) -> Mailbox:
+        """Where a peer's message for `job_id` goes. The link checked the peer's certificate when
+        the stream opened; messages of a job that is not active here are refused."""
+        if peer not in self.cfg.peers:
+            raise Denied(f"{peer!r} is not a peer of {self.org}")
+        job = self.jobs.get(job_id)
         if job is None or job.state not in (State.PREPARED, State.RUNNING):
-            raise NotFound(f"job {msg.job_id} is not active on {self.org}")
-        arr = serde.decode(msg.payload, list(msg.shape), f"round {msg.round} from {caller}")
-        job.mailbox.deliver(msg.round, msg.sender, msg.receiver, arr)
+            raise NotFound(f"job {job_id} is not active on {self.org}")
+        return job.mailbox
+
+    def peer_lost(self, peer: str, job_id: str, detail: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.state in (State.PREPARED, State.RUNNING):
+            job.mailbox.peer_lost(peer, detail)
+
+    def job_failed(self, job_id: str, exc: Exception) -> None:
+        """A peer refused one of the job's messages: its waits raise `exc`, and the job fails with
+        that reason (in _run)."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.state in (State.PREPARED, State.RUNNING):
+            job.mailbox.fail(exc)
+
+    def _violation(self, job: Job, reason: str) -> None:
+        """A peer broke the protocol in this job (two different messages under one label)."""
+        self._fail(job, reason)
+        if job.task:
+            job.task.cancel()
 
     # ---- recipient -> node ------------------------------------------------------------
     def fetch_output(self, caller: str | None, req: node_pb2.OutputRequest) -> node_pb2.OutputShare:

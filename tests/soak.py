@@ -69,6 +69,7 @@ from mpcnode import field as F  # noqa: E402
 from mpcnode.computation.spec import Computation  # noqa: E402
 from mpcnode.client import SubmitError, submit as client_submit  # noqa: E402
 from mpcnode.recipient import FetchError  # noqa: E402
+from mpcnode.transport import frames  # noqa: E402
 from mpcnode.transport.tls import secure_channel  # noqa: E402
 from parley.v1 import circuit_pb2 as cpb  # noqa: E402
 from parley.v1 import coordinator_pb2 as cop  # noqa: E402
@@ -486,7 +487,7 @@ class RpcFuzzer:
         "/parley.v1.NodeControl/Start": "coordinator", "/parley.v1.NodeControl/Status": "coordinator",
         "/parley.v1.NodeControl/CloseInputs": "coordinator", "/parley.v1.NodeControl/Abort": "coordinator",
         "/parley.v1.NodeControl/Commit": "coordinator",
-        "/parley.v1.PeerExchange/Deliver": "<peer>", "/parley.v1.ResultRelease/FetchOutput": READER,
+        "/parley.v1.PeerExchange/Link": "<peer>", "/parley.v1.ResultRelease/FetchOutput": READER,
         "/parley.v1.InputIntake/JobInfo": VOTERS[0], "/parley.v1.InputIntake/SubmitShare": VOTERS[0],
         "/parley.v1.Coordinator/Submit": "operator", "/parley.v1.Coordinator/Watch": "operator",
         "/parley.v1.Coordinator/CloseInputs": "operator",
@@ -548,10 +549,13 @@ class RpcFuzzer:
                 # and counted the outputs it had itself withdrawn as data_lost).
                 job = f"soak-fuzz-never-{self.rng.randrange(10 ** 9)}"
             return node_pb2.JobRef(job_id=job, live=[self.text() for _ in range(self.rng.randrange(4))]).SerializeToString()
-        if name == "Deliver":
-            return node_pb2.PeerMessage(job_id=self.text(), round=self.text(), sender=peer if self.rng.random() < 0.7
-                                        else self.text(), receiver=target, payload=self.payload(),
-                                        shape=self.shape()).SerializeToString()
+        if name == "Link":
+            payload = self.payload()
+            header = node_pb2.LinkHeader(job_id=self.text(), round=self.text(), sender=peer if self.rng.random() < 0.7
+                                         else self.text(), receiver=target, shape=self.shape(),
+                                         total=self.rng.choice([len(payload), 0, 2 ** 64 - 1, 2 ** 20]),
+                                         offset=self.rng.choice([0, 0, 8]), want_ack=True)
+            return frames.encode(header, payload)
         if name == "FetchOutput":
             return node_pb2.OutputRequest(job_id=self.text(), output=self.text()).SerializeToString()
         if name == "SubmitShare":
@@ -585,7 +589,13 @@ class RpcFuzzer:
                    else self.c.deployment.addresses[target])
         try:
             async with secure_channel(address, target, self.c.tls(identity)) as ch:
-                if method.endswith("/Watch"):   # the first snapshot is the answer; a running job streams on
+                if method.endswith("/Link"):   # one frame on a stream of its own, then every notice
+                    call = ch.stream_stream(method, request_serializer=None, response_deserializer=None)(timeout=30)
+                    await call.write(body)
+                    await call.done_writing()
+                    async for _ in call:
+                        pass
+                elif method.endswith("/Watch"):   # the first snapshot is the answer; a running job streams on
                     call = ch.unary_stream(method, request_serializer=None, response_deserializer=None)(body, timeout=30)
                     async for _ in call:
                         call.cancel()

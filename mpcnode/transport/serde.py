@@ -12,8 +12,8 @@ def encode(arr: np.ndarray) -> tuple[bytes, list[int]]:
     return np.ascontiguousarray(arr, dtype="<u8").tobytes(), list(arr.shape)
 
 
-def decode(payload: bytes, shape: list[int] | tuple[int, ...], what: str) -> np.ndarray:
-    """Decode and validate peer-supplied field elements: length matches shape, every element < p."""
+def check_shape(shape: list[int] | tuple[int, ...], nbytes: int, what: str) -> None:
+    """`nbytes` of uint64 elements fill exactly `shape` (checked without a huge product)."""
     if len(shape) > MAX_DIMS:
         raise ValueError(f"{what}: {len(shape)} dimensions, at most {MAX_DIMS}")
     if any(d < 0 for d in shape):
@@ -21,9 +21,15 @@ def decode(payload: bytes, shape: list[int] | tuple[int, ...], what: str) -> np.
     count = 0 if 0 in shape else 1
     for d in shape:
         count *= d
-        if count > len(payload) // 8:  # stop early: a hostile shape must not cost a huge product
+        if count > nbytes // 8:  # stop early: a hostile shape must not cost a huge product
             break
-    if len(payload) != 8 * count:
-        raise ValueError(f"{what}: {len(payload)} bytes do not hold shape {list(shape)}")
+    if nbytes != 8 * count:
+        raise ValueError(f"{what}: {nbytes} bytes do not hold shape {list(shape)}")
+
+
+def decode(payload: bytes | memoryview, shape: list[int] | tuple[int, ...], what: str) -> np.ndarray:
+    """Decode and validate peer-supplied field elements: length matches shape, every element < p.
+    The array is a read-only view of `payload` (no copy)."""
+    check_shape(shape, len(payload), what)
     arr = np.frombuffer(payload, dtype="<u8").astype(np.uint64, copy=False).reshape(tuple(shape))
     return field.check_canonical(arr, what)

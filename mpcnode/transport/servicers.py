@@ -11,6 +11,7 @@ import grpc
 from parley.v1 import node_pb2, node_pb2_grpc
 
 from ..node import Conflict, Denied, Node, NotFound
+from .inbound import one_line as _one_line
 from .peers import ProtocolViolation
 from .tls import caller_identity
 
@@ -26,16 +27,6 @@ _STATUS = [
 ]
 
 
-MAX_DETAIL = 1000  # status details travel in trailing metadata (8 KiB by default) and into logs
-
-
-def _one_line(text: str) -> str:
-    """A refusal reason as one line of bounded length: a hostile request (a 10^6-character job id, a
-    round label with newlines) must not forge log lines or exceed the caller's metadata limit."""
-    text = " ".join(text.splitlines())
-    return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + f"... ({len(text) - MAX_DETAIL} more characters)"
-
-
 def rpc(handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -45,8 +36,6 @@ def rpc(handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             return await result if inspect.isawaitable(result) else result
         except tuple(e for e, _ in _STATUS) as exc:
             code = next(c for e, c in _STATUS if isinstance(exc, e))
-            if isinstance(exc, ProtocolViolation) and "duplicate" in str(exc):
-                code = grpc.StatusCode.ALREADY_EXISTS
             if isinstance(exc, Conflict) and "already submitted" in str(exc):
                 code = grpc.StatusCode.ALREADY_EXISTS
             detail = _one_line(str(exc))
@@ -91,13 +80,14 @@ class NodeControl(node_pb2_grpc.NodeControlServicer):
 
 
 class PeerExchange(node_pb2_grpc.PeerExchangeServicer):
+    """Link streams are served by the node's links (peers.py): they bind the stream to the caller's
+    certificate and judge every frame on their own, so that a refused frame does not end the stream."""
+
     def __init__(self, node: Node):
         self.node = node
 
-    @rpc
-    def Deliver(self, caller, request):
-        self.node.deliver(caller, request)
-        return node_pb2.PeerAck()
+    async def Link(self, request_iterator, context):
+        await self.node.links.serve(request_iterator, context)
 
 
 class ResultRelease(node_pb2_grpc.ResultReleaseServicer):
@@ -139,6 +129,11 @@ def add_service(server: grpc.aio.Server, pb2_module: Any, service: str, servicer
         request_type = getattr(pb2_module, method.input_type.name)
         reply_type = getattr(pb2_module, method.output_type.name)
         behavior = getattr(servicer, method.name)
+        if method.client_streaming:
+            # Link: frames arrive as raw bytes, parsed one by one by the stream's handler (frames.py)
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                behavior, request_deserializer=None, response_serializer=reply_type.SerializeToString)
+            continue
         make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
         handlers[method.name] = make(_refusing_malformed(behavior, method.server_streaming, service, method.name),
                                      request_deserializer=_lenient(request_type),

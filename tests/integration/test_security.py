@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.integration.cluster import Cluster, make_foreign_identity, rpc_code, run_sync
+from tests.integration.handlink import HandLink
 from mpcnode.computation.scenario import parse_scenario
 from mpcnode.recipient import FetchError, fetch
 from mpcnode.transport.tls import TlsMaterial, message_options, secure_channel
@@ -240,27 +241,20 @@ async def test_bad_node_input_fails_at_prepare_naming_input_and_rule(cluster: Cl
 
 # ---- (6) identities on node RPCs ------------------------------------------------------------------
 
-def _peer_message(job: str, sender: str, receiver: str) -> node_pb2.PeerMessage:
-    return node_pb2.PeerMessage(job_id=job, round="inputs/node", sender=sender, receiver=receiver,
-                                payload=np.zeros(1, dtype="<u8").tobytes(), shape=[1])
-
-
 async def test_peer_cannot_claim_another_identity(cluster: Cluster) -> None:
     addr = cluster.deployment.addresses["east"]
-    async with secure_channel(addr, "east", cluster.tls("north")) as ch:
-        stub = node_pb2_grpc.PeerExchangeStub(ch)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Deliver(_peer_message("whatever", "south", "east"), timeout=10)
-        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "claims to be 'south'" in info.value.details()
+    async with HandLink(addr, "east", cluster.tls("north")) as link:
+        answer = await link.send("whatever", "inputs/node", "south", "east", (0,))
+        assert answer.kind == "refused" and answer.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "claims to be 'south'" in answer.detail
         # claiming its own identity passes the identity check (and then finds no such job)
-        assert await rpc_code(stub.Deliver(_peer_message("whatever", "north", "east"), timeout=10)) == \
-            grpc.StatusCode.NOT_FOUND
-    # a valid certificate that is not a peer at all
+        answer = await link.send("whatever", "inputs/node", "north", "east", (0,))
+        assert answer.kind == "refused" and answer.code == grpc.StatusCode.NOT_FOUND, answer
+    # a valid certificate that is not a peer at all: the link is refused when it opens
     for who in ("outsider", "coordinator", "auditor"):
-        async with secure_channel(addr, "east", cluster.tls(who)) as ch:
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await node_pb2_grpc.PeerExchangeStub(ch).Deliver(_peer_message("whatever", who, "east"), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async with HandLink(addr, "east", cluster.tls(who)):
+                pass
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "is not a peer of east" in info.value.details()
 
