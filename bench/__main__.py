@@ -1,11 +1,13 @@
 """make bench: Parley against MPyC (3 processes each, t = 1), side by side in one run.
 
 Each workload prints a comment row and ends with one machine-readable line:
-BENCH name=<workload> parley_s=<s> mpyc_s=<s> speedup=<mpyc_s/parley_s> rounds=<n> bytes_per_node=<n>
-and the input-client measurement prints BENCH name=submit per_s=<submissions/s> p99_ms=<ms>.
+BENCH name=<workload> engine=shamir parley_s=<s> mpyc_s=<s> speedup=<mpyc_s/parley_s> rounds=<n> bytes_per_node=<n>
+and the input-client measurement prints BENCH name=submit engine=shamir per_s=<submissions/s> p99_ms=<ms>.
 The round-latency measurement (a chain of 200 dependent products; parley_bench.run_latency) prints
 BENCH name=latency engine=shamir ms_per_round=<ms> rounds=<n>, then the same chain's pattern over the
-node links alone, without MPC work (bench/linkpeer.py): BENCH name=link_latency ms_per_round=<ms> rounds=<n>.
+node links alone, without MPC work (bench/linkpeer.py): BENCH name=link_latency engine=none ms_per_round=<ms> rounds=<n>.
+The fixed cost of a job (an empty job, submission to the recipient's result; parley_bench.run_noop)
+prints BENCH name=noop engine=shamir parley_s=<median s> min_s=<s>.
 
 Parley's time runs from submitting the job to the recipient holding the reconstructed result
 (input sharing, policy checks, computation and the result fetch included). MPyC's time is
@@ -43,7 +45,7 @@ def run_parley(name: str, size: int) -> parley_bench.Figures:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency"],
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency", "noop"],
                         help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
@@ -51,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     from .mpyc_runner import run_mpyc
 
     status = 0
-    names = args.only or [*WORKLOADS, "submit", "latency"]
+    names = args.only or [*WORKLOADS, "submit", "latency", "noop"]
     for name in names:
+        if name == "noop":
+            median, fastest = asyncio.run(parley_bench.run_noop())
+            print(f"# noop         an empty job, submission to the recipient's result: {median * 1000:.1f} ms median, "
+                  f"{fastest * 1000:.1f} ms fastest")
+            print(f"BENCH name=noop engine=shamir parley_s={median:.4f} min_s={fastest:.4f}", flush=True)
+            continue
         if name == "latency":
             ms, plain_ms, rounds = asyncio.run(parley_bench.run_latency(LATENCY_ROUNDS))
             print(f"# latency      chain of {LATENCY_ROUNDS} dependent products: {ms:.3f} ms per round "
@@ -62,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             link_ms = linkpeer.chain_ms_per_round(link_rounds)
             print(f"# link_latency the same pattern over the links alone (8-byte messages, no MPC work): "
                   f"{link_ms:.3f} ms per round")
-            print(f"BENCH name=link_latency ms_per_round={link_ms:.3f} rounds={link_rounds}", flush=True)
+            print(f"BENCH name=link_latency engine=none ms_per_round={link_ms:.3f} rounds={link_rounds}", flush=True)
             continue
         if name == "submit":
             count = max(10, int(SUBMISSIONS * args.scale))
             per_s, p99_ms, _ = asyncio.run(parley_bench.run_submissions(count))
             print(f"# submit       {count} ballots from concurrent clients over mutual TLS: "
                   f"{per_s:.0f}/s, p99 {p99_ms:.0f} ms")
-            print(f"BENCH name=submit per_s={per_s:.1f} p99_ms={p99_ms:.1f}", flush=True)
+            print(f"BENCH name=submit engine=shamir per_s={per_s:.1f} p99_ms={p99_ms:.1f}", flush=True)
             continue
         size = max(10, int(WORKLOADS[name] * args.scale))
         try:
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         speedup = mpyc_s / figs.seconds
         print(f"# {name:<12} size={size:<9} parley {figs.seconds:8.3f}s  mpyc {mpyc_s:8.3f}s  "
               f"x{speedup:6.1f}  rounds={figs.rounds} bytes/node={figs.bytes_per_node}")
-        print(f"BENCH name={name} parley_s={figs.seconds:.4f} mpyc_s={mpyc_s:.4f} speedup={speedup:.2f} "
+        print(f"BENCH name={name} engine=shamir parley_s={figs.seconds:.4f} mpyc_s={mpyc_s:.4f} speedup={speedup:.2f} "
               f"rounds={figs.rounds} bytes_per_node={figs.bytes_per_node}", flush=True)
     return status
 
