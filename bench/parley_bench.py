@@ -306,6 +306,8 @@ async def run_submissions(count: int, concurrency: int = 64) -> tuple[float, flo
         b.output("tally", b.column_sums(x, 5), [RECIPIENT])
         circuit = b.build()
         latencies: list[float] = []
+        # what the organizers would publish: each client checks every node runs exactly this
+        expected = JobPlan(circuit.name, circuit, PARTIES, 1, 1800).computation.fingerprint()
         async with Cluster(work, {}, clients=voters) as cluster:
             gate = asyncio.Semaphore(concurrency)
             tls = {v: TlsMaterial.for_identity(cluster.certs, v) for v in voters}
@@ -315,7 +317,7 @@ async def run_submissions(count: int, concurrency: int = 64) -> tuple[float, flo
                 async with gate:
                     t = time.perf_counter()
                     await submit("bench-submit", "ballots", [int(j == k % 5) for j in range(5)],
-                                 cluster.dep.addresses, tls[v])
+                                 cluster.dep.addresses, tls[v], expected)
                     latencies.append(time.perf_counter() - t)
 
             async def submit_all(job_id: str) -> None:
