@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from mpcnode.circuit import validate
+from mpcnode.computation.liveness import live_set_problem
 from mpcnode.computation.spec import Computation
 from mpcnode.transport.tls import TlsMaterial, secure_channel
 from mpcnode.configfile import ConfigError
@@ -56,16 +57,9 @@ class JobPlan:
         must take part, and t+1 parties suffice for linear circuits, 2t+1 for products."""
         if not down:
             return ""
-        if self.dropouts == "none":
-            return "the computation runs with all its parties only (dropouts: none)"
-        owners = sorted(down & {d.owner for d in self.circuit.inputs if d.owner})
-        if owners:
-            return f"{', '.join(owners)} must provide input"
-        need = 2 * self.t + 1 if validate(self.circuit, self.parties).depth else self.t + 1
-        left = len(self.parties) - len(down)
-        if left < need:
-            return f"{left} parties left, t={self.t} needs {need}"
-        return ""
+        owners = {d.owner for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
+        return live_set_problem(self.parties, self.t, owners, validate(self.circuit, self.parties).depth > 0,
+                                self.dropouts, [p for p in self.parties if p not in down])
 
     def to_json(self) -> str:
         """Everything needed to run the plan again (the coordinator keeps it for circuits built in code)."""

@@ -18,7 +18,8 @@ from parley.v1 import node_pb2, node_pb2_grpc
 
 from . import field, shamir
 from .computation.describe import describe
-from .computation.spec import Document, SpecError, parse_document
+from .computation.liveness import live_set_problem
+from .computation.spec import INTERACTIVE_OPS, Document, SpecError, parse_document
 from .inputs import InputError, check_values
 from .recipient import parse_nodes
 from .transport import serde
@@ -80,14 +81,12 @@ async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str],
                           f"({expected_fingerprint.strip()[:16]}...); not submitting")
     parties = list(document["parties"])
     live = list(next(iter(shown.values())).live) or parties
-    # whoever set the live set, it must be one the computation allows: parties of the job, each
-    # once, all of them when the computation runs with all its parties only, and enough to compute
-    if len(set(live)) != len(live) or not set(live) <= set(parties):
-        raise SubmitError("the nodes show a live set that is not a set of the job's parties; not submitting")
-    if document["dropouts"] == "none" and sorted(live) != sorted(parties):
-        raise SubmitError("the computation runs with all its parties only, but the nodes show fewer; not submitting")
-    if len(live) < int(document["threshold"]) + 1:
-        raise SubmitError(f"only {len(live)} live parties, fewer than t+1; not submitting")
+    # whoever set the live set, it must be one the computation allows (the same rule the nodes enforce)
+    owners = {d["owner"] for d in document["inputs"] if d["source"] == "node"}
+    multiplies = any(op["op"] in INTERACTIVE_OPS for op in document["ops"])
+    problem = live_set_problem(parties, int(document["threshold"]), owners, multiplies, document["dropouts"], live)
+    if problem:
+        raise SubmitError(f"the nodes show a live set the computation does not allow: {problem}; not submitting")
     # a node that is not taking part (down when the job started) may be unreachable or not know the job
     missing = [p for p in live if p not in shown]
     if missing:

@@ -18,6 +18,7 @@ from parley.v1 import node_pb2
 
 from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan, validate
+from .computation.liveness import live_set_problem
 from .computation.spec import Computation, Feeds, output_feeds
 from .config import NodeConfig
 from .errors import Conflict, ConsentStop, Denied, NotFound
@@ -293,18 +294,13 @@ class Node:
         """Which parties take part; the computation starts only after this is final."""
         parties = list(job.spec.parties)
         live = list(live) if live else parties
-        t = job.spec.threshold
-        if job.spec.dropouts == "none" and sorted(live) != sorted(parties):
-            raise ValueError("this computation was approved to run with all its parties only (dropouts: none)")
-        if not set(live) <= set(parties) or self.org not in live:
-            raise ValueError(f"live parties {live} must be parties of the job and include {self.org}")
-        missing_owners = sorted({d.owner for d in job.spec.circuit.inputs
-                                 if d.source == cpb.INPUT_SOURCE_NODE and d.owner not in live})
-        if missing_owners:
-            raise ValueError(f"cannot run without input owners {', '.join(missing_owners)}")
-        need = 2 * t + 1 if job.plan.depth else t + 1
-        if len(live) < need:
-            raise ValueError(f"{len(live)} live parties, this circuit needs {need} with t={t}")
+        if self.org not in live:
+            raise ValueError(f"live parties {live} must include {self.org}")
+        owners = {d.owner for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
+        problem = live_set_problem(parties, job.spec.threshold, owners, job.plan.depth > 0,
+                                   job.spec.dropouts or "within-threshold", live)
+        if problem:
+            raise ValueError(problem)
         job.live = sorted(live, key=parties.index)
         del job.spec.live[:]
         job.spec.live.extend(job.live)

@@ -68,6 +68,10 @@ def _op_name(kind: int) -> str:
     return cpb.OpKind.Name(kind).removeprefix("OP_").lower()
 
 
+# the document's names of the ops that need a round (mpcnode.circuit.INTERACTIVE)
+INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid"})
+
+
 def _input_doc(d: cpb.InputDecl) -> Document:
     doc: Document = {"name": d.name, "length": d.length, "range": [str(d.lo), str(d.hi)]}
     if d.source == cpb.INPUT_SOURCE_NODE:

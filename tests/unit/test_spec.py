@@ -251,3 +251,23 @@ def test_words_show_how_much_an_output_opens_whatever_its_description_claims() -
     assert "learn 'result' (8 values opened), described as: whether the item sold" in words
     honest = "\n".join(describe(sc.computation().document()))
     assert "learn 'result' (3 values opened)" in honest
+
+
+def test_interactive_op_names_match_the_circuit_module() -> None:
+    from mpcnode.circuit import INTERACTIVE
+    from mpcnode.computation.spec import INTERACTIVE_OPS
+
+    assert {cpb.OpKind.Name(k).removeprefix("OP_").lower() for k in INTERACTIVE} == INTERACTIVE_OPS
+
+
+def test_one_live_set_rule() -> None:
+    from mpcnode.computation.liveness import live_set_problem
+
+    five = ["a", "b", "c", "d", "e"]
+    assert live_set_problem(five, 2, {"a"}, True, "within-threshold", five) == ""
+    assert "needs 5 with t=2" in live_set_problem(five, 2, {"a"}, True, "within-threshold", five[:4])
+    assert live_set_problem(five, 2, {"a"}, False, "within-threshold", five[:3]) == ""   # t+1 for sums
+    assert "input owners e" in live_set_problem(five, 2, {"e"}, False, "within-threshold", five[:4])
+    assert "all its parties only" in live_set_problem(five, 2, set(), False, "none", five[:4])
+    assert "distinct parties" in live_set_problem(five, 2, set(), False, "within-threshold", ["a", "a", "b"])
+    assert "distinct parties" in live_set_problem(five, 2, set(), False, "within-threshold", ["a", "b", "z"])
