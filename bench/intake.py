@@ -173,7 +173,7 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
                 ok = [d for d in done if not d[2]]
                 t_end = done[-1][0]
                 rates = window_rates(t0, [d[0] for d in ok], windows)
-                lat = sorted(d[1] for d in ok)
+                lat = sorted(d[1] for d in ok) or [float("nan")]   # every submission refused: no latency
                 figs["r"] = IntakeFigures(count, t_end - t0, len(ok) / (t_end - t0), rates,
                                           lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
                                           lat[len(lat) // 2] * 1000, len(done) - len(ok), cert_s, node_cpu,
