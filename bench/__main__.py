@@ -8,6 +8,9 @@ BENCH name=latency engine=shamir ms_per_round=<ms> rounds=<n>, then the same cha
 node links alone, without MPC work (bench/linkpeer.py): BENCH name=link_latency engine=none ms_per_round=<ms> rounds=<n>.
 The fixed cost of a job (an empty job, submission to the recipient's result; parley_bench.run_noop)
 prints BENCH name=noop engine=shamir parley_s=<median s> min_s=<s>.
+Client intake at scale (bench/intake.py: N listed voters, each its own certificate on fresh channels,
+from client processes separate from the nodes; rates per tenth of N) prints
+BENCH name=intake engine=shamir clients=<N> per_s=<overall> first_per_s=<first tenth> last_per_s=<last tenth> p99_ms=<ms>.
 
 Parley's time runs from submitting the job to the recipient holding the reconstructed result
 (input sharing, policy checks, computation and the result fetch included). MPyC's time is
@@ -20,7 +23,7 @@ import argparse
 import asyncio
 import sys
 
-from . import linkpeer, parley_bench
+from . import intake, linkpeer, parley_bench
 
 # name -> size, as the issues ask
 WORKLOADS = {
@@ -33,6 +36,7 @@ WORKLOADS = {
     "referendum": 1_000_000,
 }
 SUBMISSIONS = 2_000
+INTAKE_CLIENTS = 20_000
 LATENCY_ROUNDS = 200
 
 
@@ -45,16 +49,34 @@ def run_parley(name: str, size: int) -> parley_bench.Figures:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency", "noop"],
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency", "noop", "intake"],
                         help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
+    parser.add_argument("--intake-clients", type=int, default=INTAKE_CLIENTS,
+                        help=f"listed voters in the intake benchmark, each submitting once (default {INTAKE_CLIENTS}; "
+                             "not scaled by --scale)")
+    parser.add_argument("--intake-procs", type=int, default=3, help="client processes in the intake benchmark")
+    parser.add_argument("--intake-concurrency", type=int, default=32,
+                        help="clients in flight per client process in the intake benchmark")
     args = parser.parse_args(argv)
     from .mpyc_runner import run_mpyc
 
     status = 0
-    names = args.only or [*WORKLOADS, "submit", "latency", "noop"]
+    names = args.only or [*WORKLOADS, "submit", "intake", "latency", "noop"]
     for name in names:
+        if name == "intake":
+            f = asyncio.run(intake.run_intake(args.intake_clients, args.intake_procs, args.intake_concurrency))
+            print(f"# intake       {f.count} voters from {args.intake_procs} client processes x {args.intake_concurrency} "
+                  f"in flight: {f.per_s:.0f}/s overall, p50 {f.p50_ms:.0f} ms, p99 {f.p99_ms:.0f} ms, "
+                  f"{f.errors} errors{' (first: ' + f.first_error + ')' if f.errors else ''}")
+            print("# intake       per tenth of N: " + " ".join(f"{r:.0f}" for r in f.windows) + " /s; "
+                  f"node CPU s: {' '.join(f'{c:.0f}' for c in f.node_cpu_s)}, client CPU s: {f.client_cpu_s:.0f}, "
+                  f"over {f.seconds:.0f} s (certificates: {f.cert_s:.0f} s, not counted)")
+            print(f"BENCH name=intake engine=shamir clients={f.count} per_s={f.per_s:.1f} first_per_s={f.windows[0]:.1f} "
+                  f"last_per_s={f.windows[-1]:.1f} p99_ms={f.p99_ms:.1f}", flush=True)
+            status |= int(f.errors > 0)
+            continue
         if name == "noop":
             median, fastest = asyncio.run(parley_bench.run_noop())
             print(f"# noop         an empty job, submission to the recipient's result: {median * 1000:.1f} ms median, "
