@@ -175,16 +175,17 @@ class Node:
                                f"the job claims {spec.fingerprint[:16]}...")
         approval = self.admission.check(comp, doc, fp)
         policy = self.cfg.policy
-        mine = [d for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org]
-        inputs: dict[str, np.ndarray] = {}
-        for dataset in sorted({d.dataset for d in mine}):
-            inputs.update(load_node_inputs(self.cfg.inputs.get(dataset), [d for d in mine if d.dataset == dataset],
-                                           dataset))
         clients = {c for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS for c in d.clients}
         if clients and "*" not in policy.input_clients:
             stray = sorted(clients - set(policy.input_clients))
             if stray:
                 raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
+        # every policy check is done: only now is our data read (a refusal above never touched it)
+        mine = [d for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org]
+        inputs: dict[str, np.ndarray] = {}
+        for dataset in sorted({d.dataset for d in mine}):
+            inputs.update(load_node_inputs(self.cfg.inputs.get(dataset), [d for d in mine if d.dataset == dataset],
+                                           dataset))
         me = parties.index(self.org)
         lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
         # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped
