@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .computation.spec import Computation, Document, output_feeds
+from .computation.spec import Computation, Document, Feeds, output_feeds
 from .config import NodeConfig
 from .configfile import ConfigError
-from .errors import Denied
+from .errors import ConsentStop, Denied
 
 log = logging.getLogger("parley.node")
 
@@ -85,6 +85,19 @@ class Admission:
                 raise Denied(f"{self.org}'s policy requires at least {floor} contributors behind every output "
                              f"its data feeds; output {name!r} has {feeds.contributors}")
         return approval
+
+    def check_rows(self, feeds: dict[str, Feeds], rows: dict[str, int]) -> None:
+        """min_contributors against the clients whose rows actually count, once the nodes agreed on
+        them: an auction approved for eight bidders may close with one. Every node sees the same
+        agreed counts, so all stop together, before anything is opened."""
+        floor = self.policy.min_contributors
+        for name, f in feeds.items():
+            if self.org not in f.owners:
+                continue
+            actual = len(f.owners) + sum(rows.get(i, 0) for i in f.inputs)
+            if actual < floor:
+                raise ConsentStop(f"{self.org}'s policy requires at least {floor} contributors behind every output "
+                                  f"its data feeds; output {name!r} has {actual} once client input closed")
 
     def _approval(self, fp: str, now: datetime) -> Approved:
         matching = [a for a in self.approvals if a.fingerprint == fp]

@@ -346,7 +346,7 @@ class Node:
                 result = await run_job(job.exchange, spec, job.plan, job.live or list(spec.parties), job.inputs,
                                        lambda decl: (self.store.client_shares(spec.job_id, decl.name),
                                                      self.store.client_order(spec.job_id, decl.name)),
-                                       lambda rows: self._check_contributors(job, rows))
+                                       lambda rows: self.admission.check_rows(job.feeds, rows))
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), result.row_labels)
                 for out in spec.circuit.outputs})
@@ -369,19 +369,6 @@ class Node:
             # the message may hold anything the failing code saw: it stays in this node's log
             log.exception("job %s crashed", spec.job_id)
             self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
-
-    def _check_contributors(self, job: Job, rows: dict[str, int]) -> None:
-        """min_contributors against the clients whose rows actually count, once the nodes agreed on
-        them: an auction approved for eight bidders may close with one. Every node sees the same
-        agreed counts, so all stop together, before anything is opened."""
-        floor = self.cfg.policy.min_contributors
-        for name, feeds in job.feeds.items():
-            if self.org not in feeds.owners:
-                continue
-            actual = len(feeds.owners) + sum(rows.get(i, 0) for i in feeds.inputs)
-            if actual < floor:
-                raise ConsentStop(f"{self.org}'s policy requires at least {floor} contributors behind every output "
-                                  f"its data feeds; output {name!r} has {actual} once client input closed")
 
     async def _wait_client_inputs(self, job: Job) -> None:
         """Client submission stays open until the coordinator closes it or the deadline passes."""

@@ -108,16 +108,22 @@ class OutboundLink:
                                      total=len(payload), shape=arr.shape)
         self._writing = True
         try:
-            await call.write(frames.encode(header, payload))
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
-            if call is self._call:
-                self._broken(f"the stream failed ({_describe(exc)})")
-            return False
+            return await self._write(call, frames.encode(header, payload))
         finally:
             self._writing = False
             if self._jobs:
                 self._wake.set()
-        return True
+
+    async def _write(self, call: grpc.aio.StreamStreamCall, frame: bytes) -> bool:
+        """Write one frame; on failure mark the stream broken (if it is still the current one) and
+        return False."""
+        try:
+            await call.write(frame)
+            return True
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
+            if call is self._call:
+                self._broken(f"the stream failed ({_describe(exc)})")
+            return False
 
     @property
     def connected(self) -> bool:
@@ -162,13 +168,11 @@ class OutboundLink:
                 header.shape.extend(out.shape)
             self._writing = True
             try:
-                await call.write(frames.encode(header, piece))
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
-                if call is self._call:
-                    self._broken(f"the stream failed ({_describe(exc)})")
-                continue
+                written = await self._write(call, frames.encode(header, piece))
             finally:
                 self._writing = False
+            if not written:
+                continue
             if call is not self._call:
                 continue   # the stream broke while this frame was written: the message failed with it
             if out.chunked:
