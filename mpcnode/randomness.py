@@ -50,6 +50,13 @@ class KeyedStream:
         count = int(np.prod(shape, dtype=np.int64))
         return _to_field(_aes_words(self._key, _nonce_for(label), count), shape)
 
+    def ring(self, label: bytes, shape: tuple[int, ...] | int) -> np.ndarray:
+        """Deterministic pseudo-random elements of Z_2^64 (whole uint64 words, also used as
+        64 packed random bits)."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        count = int(np.prod(shape, dtype=np.int64))
+        return _aes_words(self._key, _nonce_for(label), count).reshape(shape)
+
 
 def _nonce_for(label: bytes) -> bytes:
     from hashlib import sha256
@@ -64,6 +71,15 @@ def random_field(shape: tuple[int, ...] | int) -> np.ndarray:
     if count <= 512:
         return _to_field(np.frombuffer(os.urandom(8 * count), dtype=np.uint64).copy(), shape)
     return _to_field(_aes_words(os.urandom(32), os.urandom(16), count), shape)
+
+
+def random_ring(shape: tuple[int, ...] | int) -> np.ndarray:
+    """Fresh uniform elements of Z_2^64 (uint64 words) from the OS CSPRNG expanded with AES-CTR."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    if count <= 512:
+        return np.frombuffer(os.urandom(8 * count), dtype=np.uint64).copy().reshape(shape)
+    return _aes_words(os.urandom(32), os.urandom(16), count).reshape(shape)
 
 
 def random_bits(count: int) -> np.ndarray:
