@@ -130,6 +130,14 @@ def render_text(plan: ScenarioPlan) -> str:
         lines.append(f"  {p.party:<{width}}  {p.rounds:>7}  {p.bytes_sent:>14,}  {p.messages_sent:>9}")
     lines.append(f"  measured by a dry run on dummy inputs ({cost.dry_run_s:.2f}s); protocol costs do not depend "
                  "on the input values")
+    lines += ["", "what the nodes open while it runs (besides the outputs; docs/security-model.md):"]
+    by_purpose: dict[str, list[int]] = {}
+    for o in cost.opened:
+        if o.purpose != "output":
+            by_purpose.setdefault(o.purpose, []).append(o.count)
+    lines += [f"  {purpose}: {sum(counts):,} values in {len(counts)} openings" for purpose, counts in by_purpose.items()]
+    if not by_purpose:
+        lines.append("  nothing")
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@
 
 The node appends one row per event to the `audit` table of its store (store.py, node.py): a job
 accepted (which approved computation, which datasets fed it), refused (the public rule), started
-(the live parties), done, failed, and each fetch of an output (who fetched which output). The
+(the live parties), every value opened while it ran (label, count, purpose and to whom: each is a
+masked value, public coins or an output, mpcnode/opened.py), done, failed, and each fetch of an output (who fetched which output). The
 node writes public rules, names and dataset names only; this module prints what is there and
 adds nothing else.
 
@@ -37,7 +38,7 @@ class AuditUnavailable(Exception):
 @dataclass(frozen=True)
 class AuditEvent:
     ts: float            # seconds since the epoch, as the node wrote it
-    event: str           # accepted, refused, started, done, failed, fetched
+    event: str           # accepted, refused, started, opened, done, failed, fetched
     job_id: str
     fingerprint: str     # sha256 hex of the job's computation document ('' if the request had none)
     detail: str
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mpcnode audit",
         description="Print this node's audit log: jobs accepted (approved computation, datasets fed), refused "
-                    "(the rule), started, done, failed, and who fetched which output. Reads the node's store "
+                    "(the rule), started, every value opened (label, count, purpose, to whom), done, failed, and who "
+                    "fetched which output. Reads the node's store "
                     "read-only, so it is safe while the node runs.")
     parser.add_argument("--config", type=Path, required=True, help="the node's config YAML (finds its data_dir)")
     parser.add_argument("--job", help="only the events of this job id")

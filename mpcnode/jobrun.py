@@ -26,6 +26,7 @@ from parley.v1 import node_pb2
 
 from .circuit import Plan
 from .engines import Engine, engine_for
+from .opened import Opened
 from .exchange import Exchange
 from .executor import Executor, Values
 from .protocols.agreement import agree_on_clients, agree_on_job
@@ -39,6 +40,7 @@ ClientRows = Callable[[cpb.InputDecl], tuple[Mapping[str, np.ndarray], list[str]
 class JobResult:
     outputs: Values           # this node's shares of every output, keyed by output name
     row_labels: list[str]     # the clients whose rows counted, in the agreed order (empty: none)
+    opened: list[Opened]      # every value this node opened in the job, outputs last (mpcnode/opened.py)
 
 
 async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: Sequence[str],
@@ -62,7 +64,12 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
         check_rows({d.name: int(values[d.name].shape[0]) // d.length
                     for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS})
     outputs = await executor.run(values)
-    return JobResult(outputs=outputs, row_labels=labels)
+    opened = list(engine.opened)
+    for out in spec.circuit.outputs:
+        # an output is opened when its recipients fetch it; which values and to whom is fixed here
+        count = int(np.prod(engine.value_shape(outputs[out.name]), dtype=np.int64))
+        opened.append(Opened(f"output/{out.name}", count, "output", tuple(out.recipients)))
+    return JobResult(outputs=outputs, row_labels=labels, opened=opened)
 
 
 async def take_client_rows(engine: Engine, circuit: cpb.Circuit, values: Values,

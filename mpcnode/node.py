@@ -25,6 +25,7 @@ from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .inputs import InputError, load_node_inputs
 from .jobrun import run_job
+from .opened import describe as describe_opened
 from .store import DuplicateSubmission, ShareStore
 from .transport import serde
 from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, ProtocolViolation
@@ -349,7 +350,7 @@ class Node:
                                        lambda rows: self.admission.check_rows(job.feeds, rows))
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), result.row_labels)
-                for out in spec.circuit.outputs})
+                for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]))
             job.state = State.DONE
             job.finished = time.monotonic()
             self.store.audit("done", spec.job_id, spec.fingerprint,

@@ -148,11 +148,18 @@ class ShareStore:
 
 
     # ---- outputs ------------------------------------------------------------------
-    def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]]) -> None:
-        """Write every output share and mark the job done, atomically."""
+    def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]],
+                   opened: tuple[str, list[str]] = ("", [])) -> None:
+        """Write every output share and mark the job done, atomically. `opened`: (the job's
+        fingerprint, one audit line per value the node opened), written in the same transaction
+        as "opened" audit events, so a finished job always has its opened-values log."""
         stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, row_labels) VALUES (?,?,?,?,?)",
                   (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(labels)))
                  for name, (share, rec, labels) in outputs.items()]
+        now = time.time()
+        fingerprint, lines = opened
+        stmts += [("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
+                   (now, "opened", job_id[:128], fingerprint[:64], line[:1000])) for line in lines]
         stmts.append(("UPDATE jobs SET state=?, error='', updated=? WHERE job_id=?", ("DONE", time.time(), job_id)))
         self._tx(stmts)
 

@@ -38,6 +38,7 @@ from .. import field
 from ..circuit import validate
 from ..exchange import MemoryNetwork
 from ..jobrun import ClientRows, JobResult, run_job
+from ..opened import Opened
 from .spec import Computation
 
 DRY_RUN_JOB_ID = "plan-dry-run"   # job agreement hashes it to a fixed-size digest: the id's length costs nothing
@@ -59,6 +60,7 @@ class CostEstimate:
     parties: tuple[PartyCost, ...]        # in party order
     client_rows: dict[str, int]           # client input -> rows assumed to count
     interactive_levels: int               # the circuit's depth in interactive ops
+    opened: tuple[Opened, ...] = ()       # what the first party opens, in order (mpcnode/opened.py)
     dry_run_s: float = dc_field(default=0.0, compare=False)   # wall time of the dry run, not a cost
 
     def of(self, party: str) -> PartyCost:
@@ -71,6 +73,8 @@ class CostEstimate:
         return {"parties": [{"party": p.party, "rounds": p.rounds, "bytes_sent": p.bytes_sent,
                              "messages_sent": p.messages_sent} for p in self.parties],
                 "client_rows": dict(self.client_rows), "interactive_levels": self.interactive_levels,
+                "opened": [{"label": o.label, "count": o.count, "purpose": o.purpose, "to": list(o.to)}
+                           for o in self.opened],
                 "dry_run_s": round(self.dry_run_s, 3)}
 
 
@@ -126,13 +130,13 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]
     started = time.monotonic()
-    await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]), feed)
+    results = await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]), feed)
                for i, ex in enumerate(exchanges))
     elapsed = time.monotonic() - started
     return CostEstimate(
         parties=tuple(PartyCost(parties[i], ex.stats.rounds, ex.stats.bytes_sent, ex.stats.messages_sent)
                       for i, ex in enumerate(exchanges)),
-        client_rows=rows, interactive_levels=plan.depth, dry_run_s=elapsed)
+        client_rows=rows, interactive_levels=plan.depth, opened=tuple(results[0].opened), dry_run_s=elapsed)
 
 
 def estimate(computation: Computation, client_rows: dict[str, int] | None = None) -> CostEstimate:

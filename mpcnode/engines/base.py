@@ -61,6 +61,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..exchange import Exchange
+from ..opened import OpenLog
 
 Share = np.ndarray        # value axes + engine.share_shape
 Public = np.ndarray       # value axes only, the engine's plaintext domain
@@ -102,9 +103,14 @@ class Engine(ABC):
         """Every owner in `shapes` secret-shares its public-domain values (ours are
         values_by_owner[party] if we own some), all in one round. Returns {owner: our share}."""
 
+    opened: OpenLog                 # every opening of this job so far (see OPEN_PURPOSES)
+
     @abstractmethod
-    async def open(self, label: str, x: Share, to: Sequence[int] | None = None) -> Public | None:
-        """Reveal x to the parties in `to` (default: all live parties); others return None."""
+    async def open(self, label: str, x: Share, to: Sequence[int] | None = None, *,
+                   purpose: str | None = None) -> Public | None:
+        """Reveal x to the parties in `to` (default: all live parties); others return None.
+        `purpose` (a key of OPEN_PURPOSES) is recorded in `opened`; a protocol that opens
+        anything must state it (the opened-values test fails on "unstated")."""
 
     # ---- public values and linear operations (local: no communication) -----------------
     @abstractmethod

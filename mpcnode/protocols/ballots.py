@@ -53,7 +53,7 @@ async def validate_ballots(engine: Engine, label: str, ballots: Share, exactly_o
 
     async def coins() -> Public:
         rho = await engine.random(f"{label}/rho", (ncoef,))
-        return await engine.open(f"{label}/rho_open", rho)
+        return await engine.open(f"{label}/rho_open", rho, purpose="public-coins")
 
     e, rho, masks = await asyncio.gather(
         engine.mul(f"{label}/sq", ballots, engine.add_const(ballots, minus_one)),

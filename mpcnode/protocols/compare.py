@@ -229,7 +229,7 @@ async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
     """
     r, rb = solved
     y = field.add(x, x)
-    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(y, r)),
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(y, r), purpose="masked-comparison"),
                                 _pair_products(s, f"{label}/pairs", rb))
     r0 = rb[0]
     a = np.where((c & _ONE) == 1, _one_minus(r0), r0)
@@ -331,7 +331,7 @@ async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | 
     if m == 0:
         return np.zeros(x.shape, dtype=np.uint64)
     r, rb = await _masks_for(s, label, flat, solved)
-    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(flat, r)),
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(flat, r), purpose="masked-comparison"),
                                 _pair_products(s, f"{label}/pairs", rb))
     zero = np.flatnonzero(c == 0)          # public: every party takes the same branch
     if zero.size:
@@ -388,7 +388,7 @@ async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) 
     # shares of sum 2^i r_i: the weights are below 2^width < p, so a shifted sum is exact mod p
     r_lo = field.sum_all(field.mul(bits, (np.uint64(1) << np.arange(width, dtype=np.uint64))[:, None]), axis=0)
     mask = field.add(r_lo, field.mul_const(high, 1 << width))
-    c = await s.open(f"{label}/open", field.add(vals, mask))
+    c = await s.open(f"{label}/open", field.add(vals, mask), purpose="masked-zero-test")
     cb = (c[None, :] >> np.arange(width, dtype=np.uint64)[:, None]) & _ONE
     # 1 - (c_i XOR r_i): linear in the shared bit r_i because c_i is public
     same = np.where(cb == _ONE, bits, _one_minus(bits))

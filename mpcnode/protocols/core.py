@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import field, shamir
 from ..exchange import Exchange, ProtocolViolation
+from ..opened import OpenLog
 from ..randomness import KeyedStream, random_bits, random_field
 
 
@@ -41,6 +42,7 @@ class Session:
         self._reduce_weights = shamir.lagrange_at_zero(self._reducers)
         self._streams: dict[int, KeyedStream] | None = None
         self._streams_lock = asyncio.Lock()
+        self.opened = OpenLog()
 
     # ---- dealing: the one place where fresh sharings are made and sent ---------------
     def seeded_receivers(self, dealer: int) -> tuple[int, ...]:
@@ -149,13 +151,16 @@ class Session:
         return {o: got[o].reshape(shapes[o]) for o in shapes}
 
     # ---- opening --------------------------------------------------------------------
-    async def open(self, label: str, x: np.ndarray, to: Sequence[int] | None = None) -> np.ndarray | None:
-        """Reveal x to the parties in `to` (default: all). Others return None.
+    async def open(self, label: str, x: np.ndarray, to: Sequence[int] | None = None, *,
+                   purpose: str | None = None) -> np.ndarray | None:
+        """Reveal x to the parties in `to` (default: all). Others return None. Recorded in
+        `opened` with its purpose (engines/base.py OPEN_PURPOSES).
 
         Recipients check that all n shares lie on one degree-t polynomial, so a single
         inconsistent share is detected rather than silently producing a wrong value.
         """
         to = tuple(self.parties if to is None else to)
+        self.opened.note(label, x.size, purpose, to)
         send = {j: x for j in to if j != self.party}
         expect = [i for i in self.parties if i != self.party] if self.party in to else []
         got = await self.ex.round(label, send, expect)

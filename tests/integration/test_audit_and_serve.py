@@ -229,7 +229,10 @@ def test_audit_log_shows_what_the_data_fed_what_was_refused_and_who_fetched(serv
         assert ISO_UTC.match(e["time"]), e
         by_job.setdefault(e["job"], []).append(e)
     ok = {e["event"]: e for e in by_job["raise-ok"]}
-    assert list(ok) == ["accepted", "started", "done", "committed", "fetched"], by_job["raise-ok"]
+    assert list(ok) == ["accepted", "started", "opened", "done", "committed", "fetched"], by_job["raise-ok"]
+    # a total opens nothing while it runs: its only openings are the outputs, to their recipients
+    assert [e["detail"] for e in by_job["raise-ok"] if e["event"] == "opened"] == [
+        f"output/{name}: 1 values, output, to alice,bob,carlos,david" for name in ("total", "average")]
     assert ok["accepted"]["fingerprint"] == fingerprint
     assert "approved computation raise-average" in ok["accepted"]["detail"]
     assert "datasets fed: raise-average" in ok["accepted"]["detail"]   # the dataset defaults to the scenario name

@@ -57,8 +57,12 @@ class PairEngine(Engine):
         got = await self.inner.share_inputs(label, values_by_owner, shapes)
         return {o: self.split(s) for o, s in got.items()}
 
-    async def open(self, label, x, to=None):
-        return await self.inner.open(label, self.join(x), to)
+    async def open(self, label, x, to=None, *, purpose=None):
+        return await self.inner.open(label, self.join(x), to, purpose=purpose)
+
+    @property
+    def opened(self):
+        return self.inner.opened
 
     def encode(self, values):
         return field.asfield(values)
