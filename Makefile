@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - set up everything, start nodes + coordinator on localhost, run every scenario, print results"
 	@echo "make test   - set up everything and run the test suite"
 	@echo "make bench  - benchmarks against MPyC (3 processes, gmpy2 + uvloop)"
-	@echo "make soak   - fault, fuzz and load tests at a larger size"
+	@echo "make soak   - fault, fuzz and load tests at a larger size, then an auction and a vote with 100,000 clients each"
 	@echo "make certs  - create the demo deployment CA and one certificate per organization"
 	@echo "make proto  - generate Python code from proto/"
 
@@ -59,6 +59,7 @@ bench: certs
 
 soak: certs
 	$(PY) -m tests.soak
+	$(PY) -m tests.soak_clients
 
 clean:
 	rm -rf $(VENV) parley deploy/certs .demo

@@ -1,5 +1,6 @@
-"""Client intake at scale (issue 9, item 4): N listed voters of one vote job each submit a ballot,
-each with its own certificate over fresh channels (submit() as a real client runs it: JobInfo to
+"""Client intake at scale (issue 9, item 4): N listed clients of one job each submit their input
+(a ballot of a vote, or a bid of a Vickrey auction, as the scenario kinds build them, with the
+population named by prefix and count), each with its own certificate over fresh channels (submit() as a real client runs it: JobInfo to
 every node, checks, then one SubmitShare per node), from client processes separate from the
 3 node processes. Reports the rate per window of N/10 accepted submissions, so that a cost which
 grows as the job fills shows as falling windows.
@@ -20,16 +21,54 @@ from pathlib import Path
 
 from coordinator.scheduler import JobPlan
 from mpcnode.certs import create_ca, ensure, issue, load_ca
-from mpcnode.computation.builder import CircuitBuilder
+from mpcnode.computation.auction import AuctionScenario
+from mpcnode.computation.common import ClientRange, client_names
+from mpcnode.computation.vote import VoteScenario
 
 from .parley_bench import PARTIES, RECIPIENT, Cluster
 
 JOB = "bench-intake"
 OPTIONS = 5
+KINDS = ("vote", "auction")
+BID_MODULUS = 1_000_003        # a prime: bids (7919 i mod it) + 1 are distinct for i < it
+BID_BITS = 20                  # every bid is below 2^20
 
 
-def voter_name(i: int) -> str:
-    return f"voter-{i:06d}"
+def scenario(kind: str, count: int) -> VoteScenario | AuctionScenario:
+    """The job: a 5-option tally over `count` voters, or a second-price auction among `count`
+    bidders, the clients named by a prefix and a count as a scenario file would name them."""
+    common = {"name": JOB, "parties": PARTIES, "recipients": [RECIPIENT], "timeout_s": 7200}
+    if kind == "vote":
+        return VoteScenario(kind="vote", vote={"options": [f"option-{j}" for j in range(OPTIONS)], "output": "tally"},
+                            voters=ClientRange(prefix="voter-", count=count), **common)
+    if kind == "auction":
+        return AuctionScenario(kind="auction", auction={"type": "second-price", "bit_length": BID_BITS,
+                                                        "max_bid": (1 << BID_BITS) - 1},
+                               bidders=ClientRange(prefix="bidder-", count=count), **common)
+    raise ValueError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+
+
+def client_value(kind: str, i: int) -> list[int]:
+    """What client i (0-based) submits: a one-hot ballot, or its bid."""
+    if kind == "vote":
+        return [int(j == i % OPTIONS) for j in range(OPTIONS)]
+    return [(7919 * i) % BID_MODULUS + 1]
+
+
+def input_name(kind: str) -> str:
+    return "ballots" if kind == "vote" else "bids"
+
+
+def check_result(kind: str, names: list[str], value: object) -> None:
+    """The plaintext answer when every client submitted once; RuntimeError otherwise."""
+    count = len(names)
+    if kind == "vote":
+        expect = {f"option-{j}": len(range(j, count, OPTIONS)) for j in range(OPTIONS)} | {"invalid": 0}
+    else:
+        bids = sorted((client_value(kind, i)[0], names[i]) for i in range(count))
+        expect = {"sold": True, "winner": bids[-1][1], "price": bids[-2][0]}
+    if value != expect:
+        raise RuntimeError(f"intake {kind}: result {value} != plaintext {expect}")
 
 
 def _issue_slice(out: str, names: list[str]) -> int:
@@ -52,7 +91,7 @@ def issue_parallel(out: Path, names: list[str], procs: int) -> float:
     return time.perf_counter() - t0
 
 
-def _client_proc(worker: int, voters: list[tuple[str, int]], certs: str, addresses: dict[str, str],
+def _client_proc(worker: int, kind: str, voters: list[tuple[str, int]], certs: str, addresses: dict[str, str],
                  expected: str, concurrency: int, ready, go, results) -> None:
     """One client process: its own asyncio loop, `concurrency` clients at a time, each a distinct
     identity on fresh channels. Sends back (completion wall-clock time, latency, error or '')."""
@@ -70,8 +109,8 @@ def _client_proc(worker: int, voters: list[tuple[str, int]], certs: str, address
                 t = time.perf_counter()
                 err = ""
                 try:
-                    await submit(JOB, "ballots", [int(j == k % OPTIONS) for j in range(OPTIONS)],
-                                 addresses, tls[v], expected, timeout=60.0)
+                    await submit(JOB, input_name(kind), client_value(kind, k), addresses, tls[v], expected,
+                                 timeout=60.0)
                 except Exception as exc:  # counted and reported, never retried
                     err = str(exc)[:200]
                 out.append((time.time(), time.perf_counter() - t, err))
@@ -86,6 +125,7 @@ def _client_proc(worker: int, voters: list[tuple[str, int]], certs: str, address
 
 @dataclass
 class IntakeFigures:
+    kind: str
     count: int
     seconds: float
     per_s: float
@@ -124,19 +164,19 @@ def _children_cpu_s() -> float:
 
 
 async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows: int = 10,
-                     workdir: Path | None = None, on_running=None) -> IntakeFigures:
-    """`count` voters, `procs` client processes with `concurrency` clients each in flight.
-    on_running(node_pids) is called (if given) once the clients are released, e.g. to profile."""
-    voters = [voter_name(i) for i in range(count)]
+                     workdir: Path | None = None, on_running=None, kind: str = "vote") -> IntakeFigures:
+    """`count` clients of a `kind` job, `procs` client processes with `concurrency` clients each in
+    flight. on_running(node_pids) is called (if given) once the clients are released, e.g. to
+    profile. Checks the result against the plaintext answer (RuntimeError if it differs) unless
+    some submission failed (then the figures report the errors)."""
+    sc = scenario(kind, count)
+    circuit = sc.build()
+    voters = client_names(sc.voters if kind == "vote" else sc.bidders)
     with tempfile.TemporaryDirectory(prefix="parley-intake-") as tmp:
         work = workdir or Path(tmp)
         certs = work / "certs"
         ensure(certs, PARTIES + ["coordinator", "operator", RECIPIENT])
         cert_s = issue_parallel(certs, voters, max(1, min(os.cpu_count() or 2, 4)))
-        b = CircuitBuilder(JOB)
-        x = b.client_input("ballots", voters, OPTIONS, 0, 1)
-        b.output("tally", b.column_sums(x, OPTIONS), [RECIPIENT])
-        circuit = b.build()
         expected = JobPlan(circuit.name, circuit, PARTIES, 1, 7200).computation.fingerprint()
         figs: dict[str, IntakeFigures] = {}
         async with Cluster(work, {}, clients=voters, poll_interval_s=0.25) as cluster:
@@ -148,7 +188,7 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
                 ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
                 work_items = list(zip(voters, range(count)))
                 workers = [ctx.Process(target=_client_proc,
-                                       args=(w, work_items[w::procs], str(certs), cluster.dep.addresses, expected,
+                                       args=(w, kind, work_items[w::procs], str(certs), cluster.dep.addresses, expected,
                                              concurrency, ready, go, results), daemon=True)
                            for w in range(procs)]
                 for p in workers:
@@ -174,15 +214,13 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
                 t_end = done[-1][0]
                 rates = window_rates(t0, [d[0] for d in ok], windows)
                 lat = sorted(d[1] for d in ok) or [float("nan")]   # every submission refused: no latency
-                figs["r"] = IntakeFigures(count, t_end - t0, len(ok) / (t_end - t0), rates,
+                figs["r"] = IntakeFigures(kind, count, t_end - t0, len(ok) / (t_end - t0), rates,
                                           lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
                                           lat[len(lat) // 2] * 1000, len(done) - len(ok), cert_s, node_cpu,
                                           client_cpu, next((d[2] for d in done if d[2]), ""))
 
-            res = await cluster.run(JOB, circuit, "tally", before_close=submit_all, timeout_s=7200)
+            res = await cluster.run(JOB, circuit, circuit.outputs[0].name, before_close=submit_all, timeout_s=7200)
         fig = figs["r"]
         if not fig.errors:
-            expect = [len(range(j, count, OPTIONS)) for j in range(OPTIONS)]
-            if res.result != expect:
-                raise RuntimeError(f"intake: tally {res.result} != {expect}")
+            check_result(kind, voters, res.value)
         return fig

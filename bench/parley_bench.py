@@ -32,6 +32,7 @@ class Figures:
     rounds: int
     bytes_per_node: int
     result: list[int]
+    value: object = None          # the result as the recipient renders it (recipient.Result.value)
 
 
 class Cluster:
@@ -90,7 +91,8 @@ class Cluster:
         res = await fetch(job_id, output, self.dep.addresses, TlsMaterial.for_identity(self.certs, RECIPIENT))
         elapsed = time.perf_counter() - t0
         statuses = await self.node_status(job_id)
-        return Figures(elapsed, max(s.rounds_done for s in statuses), max(s.bytes_sent for s in statuses), res.values)
+        return Figures(elapsed, max(s.rounds_done for s in statuses), max(s.bytes_sent for s in statuses), res.values,
+                       res.value)
 
     async def node_status(self, job_id: str) -> list[node_pb2.JobStatus]:
         tls = TlsMaterial.for_identity(self.certs, "coordinator")
