@@ -1,13 +1,14 @@
 """make bench: Parley against MPyC (3 processes each, t = 1), side by side in one run.
 
 Each workload prints a comment row and ends with one machine-readable line:
-BENCH name=<workload> engine=shamir parley_s=<s> mpyc_s=<s> speedup=<mpyc_s/parley_s> rounds=<n> bytes_per_node=<n>
+BENCH name=<workload> engine=<shamir|replicated3> parties=<3|5> parley_s=<s> mpyc_s=<s> speedup=<mpyc_s/parley_s> rounds=<n> bytes_per_node=<n>
+(every workload on every engine, 3 compute nodes; Shamir also on 5; MPyC always 3 parties),
 and the input-client measurement prints BENCH name=submit engine=shamir per_s=<submissions/s> p99_ms=<ms>.
 The round-latency measurement (a chain of 200 dependent products; parley_bench.run_latency) prints
-BENCH name=latency engine=shamir ms_per_round=<ms> rounds=<n>, then the same chain's pattern over the
+BENCH name=latency engine=<e> ms_per_round=<ms> rounds=<n> per engine, then the same chain's pattern over the
 node links alone, without MPC work (bench/linkpeer.py): BENCH name=link_latency engine=none ms_per_round=<ms> rounds=<n>.
 The fixed cost of a job (an empty job, submission to the recipient's result; parley_bench.run_noop)
-prints BENCH name=noop engine=shamir parley_s=<median s> min_s=<s>.
+prints BENCH name=noop engine=<e> parley_s=<median s> min_s=<s> per engine.
 Client intake at scale (bench/intake.py: N listed voters, each its own certificate on fresh channels,
 from client processes separate from the nodes; rates per tenth of N) prints
 BENCH name=intake engine=shamir clients=<N> per_s=<overall> first_per_s=<first tenth> last_per_s=<last tenth> p99_ms=<ms>.
@@ -22,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+
+from mpcnode.engines import ENGINES
 
 from . import intake, linkpeer, parley_bench
 
@@ -40,10 +43,18 @@ INTAKE_CLIENTS = 20_000
 LATENCY_ROUNDS = 200
 
 
-def run_parley(name: str, size: int) -> parley_bench.Figures:
+def setups(engines: list[str]) -> list[parley_bench.Setup]:
+    """Every engine of `engines` this node code runs, on 3 compute nodes; Shamir also on 5."""
+    out = [parley_bench.Setup(e, 3) for e in engines if e in ENGINES]
+    if "shamir" in engines:
+        out.append(parley_bench.Setup("shamir", 5))
+    return out
+
+
+def run_parley(name: str, size: int, setup: parley_bench.Setup) -> parley_bench.Figures:
     runner = parley_bench.run_arith if name in ("sum", "mul") else parley_bench.run_secure
-    asyncio.run(runner(name, min(size, 100)))   # warm-up: imports, caches
-    return asyncio.run(runner(name, size))
+    asyncio.run(runner(name, min(size, 100), setup))   # warm-up: imports, caches
+    return asyncio.run(runner(name, size, setup))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
+    parser.add_argument("--engines", nargs="*", choices=sorted(ENGINES), default=sorted(ENGINES),
+                        help="engines to run the MPC workloads, noop and latency on (default: all; Shamir also "
+                             "with 5 compute nodes)")
     parser.add_argument("--intake-clients", type=int, default=INTAKE_CLIENTS,
                         help=f"listed voters in the intake benchmark, each submitting once (default {INTAKE_CLIENTS}; "
                              "not scaled by --scale)")
@@ -78,16 +92,22 @@ def main(argv: list[str] | None = None) -> int:
             status |= int(f.errors > 0)
             continue
         if name == "noop":
-            median, fastest = asyncio.run(parley_bench.run_noop())
-            print(f"# noop         an empty job, submission to the recipient's result: {median * 1000:.1f} ms median, "
-                  f"{fastest * 1000:.1f} ms fastest")
-            print(f"BENCH name=noop engine=shamir parley_s={median:.4f} min_s={fastest:.4f}", flush=True)
+            for setup in setups(args.engines):
+                if setup.n != 3:
+                    continue
+                median, fastest = asyncio.run(parley_bench.run_noop(setup=setup))
+                print(f"# noop         {setup.protocol}: an empty job, submission to the recipient's result: "
+                      f"{median * 1000:.1f} ms median, {fastest * 1000:.1f} ms fastest")
+                print(f"BENCH name=noop engine={setup.protocol} parley_s={median:.4f} min_s={fastest:.4f}", flush=True)
             continue
         if name == "latency":
-            ms, plain_ms, rounds = asyncio.run(parley_bench.run_latency(LATENCY_ROUNDS))
-            print(f"# latency      chain of {LATENCY_ROUNDS} dependent products: {ms:.3f} ms per round "
-                  f"(marginal; {plain_ms:.3f} ms with the fixed part of the job spread over its {rounds} rounds)")
-            print(f"BENCH name=latency engine=shamir ms_per_round={ms:.3f} rounds={rounds}", flush=True)
+            for setup in setups(args.engines):
+                if setup.n != 3:
+                    continue
+                ms, plain_ms, rounds = asyncio.run(parley_bench.run_latency(LATENCY_ROUNDS, setup=setup))
+                print(f"# latency      {setup.protocol}: chain of {LATENCY_ROUNDS} dependent products: {ms:.3f} ms per "
+                      f"round (marginal; {plain_ms:.3f} ms with the fixed part of the job spread over its {rounds} rounds)")
+                print(f"BENCH name=latency engine={setup.protocol} ms_per_round={ms:.3f} rounds={rounds}", flush=True)
             link_rounds = 3000
             link_ms = linkpeer.chain_ms_per_round(link_rounds)
             print(f"# link_latency the same pattern over the links alone (8-byte messages, no MPC work): "
@@ -102,12 +122,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"BENCH name=submit engine=shamir per_s={per_s:.1f} p99_ms={p99_ms:.1f}", flush=True)
             continue
         size = max(10, int(WORKLOADS[name] * args.scale))
-        try:
-            figs = run_parley(name, size)
-        except Exception as exc:
-            print(f"# parley {name} failed: {exc}", file=sys.stderr)
-            status = 1
-            continue
         mpyc_s = float("nan")
         if not args.no_mpyc:
             try:
@@ -116,11 +130,19 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # report, keep going with the other workloads
                 print(f"# mpyc {name} failed: {str(exc)[-500:]}", file=sys.stderr)
                 status = 1
-        speedup = mpyc_s / figs.seconds
-        print(f"# {name:<12} size={size:<9} parley {figs.seconds:8.3f}s  mpyc {mpyc_s:8.3f}s  "
-              f"x{speedup:6.1f}  rounds={figs.rounds} bytes/node={figs.bytes_per_node}")
-        print(f"BENCH name={name} engine=shamir parley_s={figs.seconds:.4f} mpyc_s={mpyc_s:.4f} speedup={speedup:.2f} "
-              f"rounds={figs.rounds} bytes_per_node={figs.bytes_per_node}", flush=True)
+        for setup in setups(args.engines):
+            try:
+                figs = run_parley(name, size, setup)
+            except Exception as exc:
+                print(f"# parley {name} {setup.protocol} n={setup.n} failed: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            speedup = mpyc_s / figs.seconds
+            print(f"# {name:<12} size={size:<9} {setup.protocol:<11} n={setup.n} parley {figs.seconds:8.3f}s  "
+                  f"mpyc {mpyc_s:8.3f}s  x{speedup:6.1f}  rounds={figs.rounds} bytes/node={figs.bytes_per_node}")
+            print(f"BENCH name={name} engine={setup.protocol} parties={setup.n} parley_s={figs.seconds:.4f} "
+                  f"mpyc_s={mpyc_s:.4f} speedup={speedup:.2f} rounds={figs.rounds} bytes_per_node={figs.bytes_per_node}",
+                  flush=True)
     return status
 
 

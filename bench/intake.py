@@ -19,13 +19,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordinator.scheduler import JobPlan
 from mpcnode.certs import create_ca, ensure, issue, load_ca
 from mpcnode.computation.auction import AuctionScenario
 from mpcnode.computation.common import ClientRange, client_names
 from mpcnode.computation.vote import VoteScenario
 
-from .parley_bench import PARTIES, RECIPIENT, Cluster
+from .parley_bench import PARTIES, RECIPIENT, SHAMIR3, Cluster
 
 JOB = "bench-intake"
 OPTIONS = 5
@@ -177,7 +176,7 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
         certs = work / "certs"
         ensure(certs, PARTIES + ["coordinator", "operator", RECIPIENT])
         cert_s = issue_parallel(certs, voters, max(1, min(os.cpu_count() or 2, 4)))
-        expected = JobPlan(circuit.name, circuit, PARTIES, 1, 7200).computation.fingerprint()
+        expected = SHAMIR3.plan(circuit, 7200).computation.fingerprint()
         figs: dict[str, IntakeFigures] = {}
         async with Cluster(work, {}, clients=voters, poll_interval_s=0.25) as cluster:
             node_pids = [p.pid for p in cluster.procs]

@@ -26,6 +26,30 @@ PARTIES = ["bench-p0", "bench-p1", "bench-p2"]
 RECIPIENT = "bench-recipient"
 
 
+def parties_for(n: int) -> list[str]:
+    """The compute nodes of an n-party benchmark deployment (bench-p0 owns every node input)."""
+    return [f"bench-p{i}" for i in range(n)]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Which engine and how many compute nodes a benchmark job runs with."""
+    protocol: str = "shamir"
+    n: int = 3
+
+    @property
+    def parties(self) -> list[str]:
+        return parties_for(self.n)
+
+    def plan(self, circuit, timeout_s: float) -> JobPlan:
+        # the replicated engine runs with all three parties (no dropout rule but "none")
+        return JobPlan(circuit.name, circuit, self.parties, (self.n - 1) // 2, timeout_s, protocol=self.protocol,
+                       dropouts="none" if self.protocol == "replicated3" else "within-threshold")
+
+
+SHAMIR3 = Setup()
+
+
 @dataclass
 class Figures:
     seconds: float
@@ -36,20 +60,23 @@ class Figures:
 
 
 class Cluster:
-    """Three node processes and an in-process scheduler (the coordinator's own code)."""
+    """The compute node processes of `setup` (three by default) and an in-process scheduler (the
+    coordinator's own code)."""
 
     def __init__(self, workdir: Path, inputs: dict[str, Path], clients: list[str] = (), poll_interval_s: float = 0.01,
-                 status_wait_s: float = 1.0):
+                 status_wait_s: float = 1.0, setup: Setup = SHAMIR3):
         self.workdir = workdir
+        self.setup = setup
+        parties = setup.parties
         self.poll_interval_s = poll_interval_s
         self.status_wait_s = status_wait_s
         self.certs = workdir / "certs"
-        ensure(self.certs, PARTIES + ["coordinator", "operator", RECIPIENT, *clients])
-        self.dep: Deployment = write_nodes(workdir, self.certs, PARTIES, {PARTIES[0]: inputs},
+        ensure(self.certs, parties + ["coordinator", "operator", RECIPIENT, *clients])
+        self.dep: Deployment = write_nodes(workdir, self.certs, parties, {parties[0]: inputs},
                                            # benchmarks build circuits of every size on the fly; consent
                                            # is not what they measure (the approval check is a hash lookup)
-                                           {o: {"approve_any_computation_insecure": True} for o in PARTIES},
-                                           {o: {"round_timeout_s": 600.0, "rpc_timeout_s": 600.0} for o in PARTIES})
+                                           {o: {"approve_any_computation_insecure": True} for o in parties},
+                                           {o: {"round_timeout_s": 600.0, "rpc_timeout_s": 600.0} for o in parties})
         self.procs = []
 
     async def __aenter__(self) -> "Cluster":
@@ -58,7 +85,7 @@ class Cluster:
             self.procs.append(processes.start_node(cfg, self.workdir / "logs" / f"{org}.log"))
         await asyncio.gather(*(processes.wait_node_ready(o, self.dep.addresses[o], operator, p,
                                                          log=self.workdir / "logs" / f"{o}.log")
-                               for o, p in zip(PARTIES, self.procs)))
+                               for o, p in zip(self.setup.parties, self.procs)))
         cfg = CoordinatorConfig(listen="127.0.0.1:0", tls={"ca": self.certs / "ca.pem",
                                                             "cert": self.certs / "coordinator.pem",
                                                             "key": self.certs / "coordinator.key"},
@@ -76,7 +103,7 @@ class Cluster:
     async def run(self, job_id: str, circuit, output: str, before_close: Callable | None = None,
                   timeout_s: float = 1800) -> Figures:
         t0 = time.perf_counter()
-        plan = JobPlan(circuit.name, circuit, PARTIES, 1, timeout_s)
+        plan = self.setup.plan(circuit, timeout_s)
         self.scheduler.submit_plan(job_id, plan)
         live = self.scheduler.live[job_id]
         if before_close is not None:
@@ -97,7 +124,7 @@ class Cluster:
     async def node_status(self, job_id: str) -> list[node_pb2.JobStatus]:
         tls = TlsMaterial.for_identity(self.certs, "coordinator")
         out = []
-        for org in PARTIES:
+        for org in self.setup.parties:
             async with secure_channel(self.dep.addresses[org], org, tls) as ch:
                 out.append(await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.JobRef(job_id=job_id), timeout=30))
         return out
@@ -115,7 +142,7 @@ def chain_circuit(rounds: int, name: str = "bench-latency"):
     return b.build()
 
 
-async def run_noop(repeats: int = 30) -> tuple[float, float]:
+async def run_noop(repeats: int = 30, setup: Setup = SHAMIR3) -> tuple[float, float]:
     """Fixed cost of a job: an empty one (one node input of one value, summed, opened to one
     recipient), from submission to the recipient holding the result: Prepare with the consent
     checks, the key round with the job agreement, input sharing, held Status replies, the decision
@@ -125,7 +152,7 @@ async def run_noop(repeats: int = 30) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", x=np.array([3], dtype=np.int64))
-        async with Cluster(work, {"bench-noop": work / "inputs.npz"}, poll_interval_s=0.2) as cluster:
+        async with Cluster(work, {"bench-noop": work / "inputs.npz"}, poll_interval_s=0.2, setup=setup) as cluster:
             b = CircuitBuilder("bench-noop")
             b.output("y", b.sum(b.input("x", PARTIES[0], 1, 0, 10)), [RECIPIENT])
             circuit = b.build()
@@ -139,7 +166,7 @@ async def run_noop(repeats: int = 30) -> tuple[float, float]:
     return times[len(times) // 2], times[0]
 
 
-async def run_latency(rounds: int = 200, repeats: int = 5) -> tuple[float, float, int]:
+async def run_latency(rounds: int = 200, repeats: int = 5, setup: Setup = SHAMIR3) -> tuple[float, float, int]:
     """Milliseconds per dependent round of a chain of `rounds` products among the 3 nodes.
 
     Measured from the nodes' own timers (JobStatus.elapsed_s: Start until the outputs are
@@ -154,7 +181,8 @@ async def run_latency(rounds: int = 200, repeats: int = 5) -> tuple[float, float
         # both circuits are named bench-latency: a node input's dataset is the circuit's name. The
         # figure comes from the nodes' timers, so the scheduler polls them rarely: 100 Status calls
         # a second per node would take CPU from the rounds measured on this 2-core machine
-        async with Cluster(work, {"bench-latency": work / "inputs.npz"}, poll_interval_s=0.25) as cluster:
+        async with Cluster(work, {"bench-latency": work / "inputs.npz"}, poll_interval_s=0.25,
+                           setup=setup) as cluster:
             chain, empty = chain_circuit(rounds), chain_circuit(0)
             samples: list[tuple[float, float, int, int]] = []
             for k in range(repeats + 1):     # the first pair warms up both circuits
@@ -200,13 +228,13 @@ def workload_inputs(workload: str, n: int, seed: int = 7) -> dict[str, np.ndarra
     raise ValueError(workload)
 
 
-async def run_arith(workload: str, n: int) -> Figures:
+async def run_arith(workload: str, n: int, setup: Setup = SHAMIR3) -> Figures:
     """sum: total of n inputs; mul: n elementwise products, all opened to the recipient (as MPyC does)."""
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         work = Path(tmp)
         data = workload_inputs(workload, n)
         np.savez(work / "inputs.npz", **data)
-        async with Cluster(work, {f"bench-{workload}": work / "inputs.npz"}) as cluster:
+        async with Cluster(work, {f"bench-{workload}": work / "inputs.npz"}, setup=setup) as cluster:
             circuit = sum_circuit(n) if workload == "sum" else mul_circuit(n)
             circuit.name = f"bench-{workload}"
             figs = await cluster.run(f"bench-{workload}", circuit, "total" if workload == "sum" else "products")
@@ -283,12 +311,12 @@ def secure_workload(workload: str, n: int, seed: int = 11):
     return b.build(), {"ballots": ballots.reshape(-1)}, "passed", [int(2 * counts[0] >= valid.sum())]
 
 
-async def run_secure(workload: str, n: int) -> Figures:
+async def run_secure(workload: str, n: int, setup: Setup = SHAMIR3) -> Figures:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         work = Path(tmp)
         circuit, data, output, want = secure_workload(workload, n)
         np.savez(work / "inputs.npz", **data)
-        async with Cluster(work, {circuit.name: work / "inputs.npz"}) as cluster:
+        async with Cluster(work, {circuit.name: work / "inputs.npz"}, setup=setup) as cluster:
             figs = await cluster.run(circuit.name, circuit, output)
         if figs.result != want:
             shown = figs.result[:8], want[:8]
@@ -309,7 +337,7 @@ async def run_submissions(count: int, concurrency: int = 64) -> tuple[float, flo
         circuit = b.build()
         latencies: list[float] = []
         # what the organizers would publish: each client checks every node runs exactly this
-        expected = JobPlan(circuit.name, circuit, PARTIES, 1, 1800).computation.fingerprint()
+        expected = SHAMIR3.plan(circuit, 1800).computation.fingerprint()
         async with Cluster(work, {}, clients=voters) as cluster:
             gate = asyncio.Semaphore(concurrency)
             tls = {v: TlsMaterial.for_identity(cluster.certs, v) for v in voters}
