@@ -134,6 +134,7 @@ class IntakeFigures:
     errors: int
     cert_s: float
     node_cpu_s: list[float] = field(default_factory=list)
+    after_close_s: float = 0.0    # closing the inputs to the recipient's result: the MPC on N client rows
     client_cpu_s: float = 0.0
     first_error: str = ""
 
@@ -220,6 +221,7 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
 
             res = await cluster.run(JOB, circuit, circuit.outputs[0].name, before_close=submit_all, timeout_s=7200)
         fig = figs["r"]
+        fig.after_close_s = res.after_close_s
         if not fig.errors:
             check_result(kind, voters, res.value)
         return fig

@@ -57,6 +57,7 @@ class Figures:
     bytes_per_node: int
     result: list[int]
     value: object = None          # the result as the recipient renders it (recipient.Result.value)
+    after_close_s: float = 0.0    # from closing client inputs to the recipient's result (client jobs)
 
 
 class Cluster:
@@ -102,7 +103,7 @@ class Cluster:
 
     async def run(self, job_id: str, circuit, output: str, before_close: Callable | None = None,
                   timeout_s: float = 1800) -> Figures:
-        t0 = time.perf_counter()
+        t0 = t_close = time.perf_counter()
         plan = self.setup.plan(circuit, timeout_s)
         self.scheduler.submit_plan(job_id, plan)
         live = self.scheduler.live[job_id]
@@ -110,6 +111,7 @@ class Cluster:
             while live.state not in ("RUNNING", "DONE", "FAILED"):
                 await live.changed.wait()
             await before_close(job_id)
+            t_close = time.perf_counter()
             self.scheduler.request_close(job_id)
         while live.state not in ("DONE", "FAILED"):
             await live.changed.wait()
@@ -119,7 +121,7 @@ class Cluster:
         elapsed = time.perf_counter() - t0
         statuses = await self.node_status(job_id)
         return Figures(elapsed, max(s.rounds_done for s in statuses), max(s.bytes_sent for s in statuses), res.values,
-                       res.value)
+                       res.value, time.perf_counter() - t_close)
 
     async def node_status(self, job_id: str) -> list[node_pb2.JobStatus]:
         tls = TlsMaterial.for_identity(self.certs, "coordinator")

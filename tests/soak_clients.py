@@ -10,7 +10,8 @@ falling tenths.
 
 Output, one line per kind, machine-readable:
   SOAK_CLIENTS kind=<vote|auction> clients=<N> per_s=<overall> first_per_s=<first tenth>
-               last_per_s=<last tenth> min_tenth_per_s=<slowest tenth> errors=<n> result=<ok|wrong>
+               last_per_s=<last tenth> min_tenth_per_s=<slowest tenth> errors=<n>
+               close_to_result_s=<the MPC on N client rows, closing inputs to the result> result=<ok|wrong>
 Exit status 1 if a submission failed or a result differs from the plaintext answer.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
               f"certificates and setup); per tenth: " + " ".join(f"{r:.0f}" for r in f.windows) + " /s", flush=True)
         print(f"SOAK_CLIENTS kind={kind} clients={f.count} per_s={f.per_s:.1f} first_per_s={f.windows[0]:.1f} "
               f"last_per_s={f.windows[-1]:.1f} min_tenth_per_s={min(f.windows):.1f} errors={f.errors} "
-              f"result={result}", flush=True)
+              f"close_to_result_s={f.after_close_s:.2f} result={result}", flush=True)
     return 1 if failed else 0
 
 
