@@ -272,8 +272,16 @@ class Replicated3Engine(Engine):
     def mul_local(self, a: Share, b: Share) -> np.ndarray:
         """z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i."""
         a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
-        z = np.multiply(a0, b0 + b1)
-        z += a1 * b0
+        z = np.add(b0, b1)
+        if z.shape == np.broadcast_shapes(z.shape, a0.shape):
+            np.multiply(z, a0, out=z)
+        else:
+            z = np.multiply(z, a0)
+        t = np.multiply(a1, b0)
+        if t.shape == z.shape:
+            z += t
+        else:
+            z = z + t
         return z
 
     async def reduce(self, label: str, products: np.ndarray) -> Share:
@@ -285,17 +293,13 @@ class Replicated3Engine(Engine):
         """A 3-out-of-3 sharing z (arithmetic, or XOR with xor=True) -> replicated: one round."""
         await self._prf_ready()
         z = np.asarray(z, dtype=_U)
-        shape = z.shape
-        out = np.empty(shape + (2,), dtype=_U)
-        mine = out[..., 0]
-        alpha = self.zero_sharing(label, z.size, xor).reshape(shape)
+        mine = self.zero_sharing(label, z.size, xor)      # fresh buffer: add z into it in place
         if xor:
-            np.bitwise_xor(z, alpha, out=mine)
+            mine ^= z.reshape(-1)
         else:
-            np.add(z, alpha, out=mine)
-        got = await self.ex.round(label, {self.prev: mine.reshape(-1)}, [self.next])
-        out[..., 1] = _checked(got[self.next], z.size, label, self.next).reshape(shape)
-        return out
+            mine += z.reshape(-1)
+        got = await self.ex.round(label, {self.prev: mine}, [self.next])
+        return np.stack([mine, _checked(got[self.next], z.size, label, self.next)], axis=-1).reshape(z.shape + (2,))
 
     async def mul(self, label: str, a: Share, b: Share) -> Share:
         return await self.reduce(label, self.mul_local(a, b))

@@ -50,10 +50,11 @@ WORD_BITS = 64
 
 # ---- local operations on XOR shares ---------------------------------------------------------
 
-def and_local(x: Share, y: Share) -> np.ndarray:
-    """The 3-out-of-3 XOR sharing z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i of x & y."""
+def and_local(x: Share, y: Share, out: np.ndarray | None = None) -> np.ndarray:
+    """The 3-out-of-3 XOR sharing z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i of x & y
+    (written into `out`, value-shaped, if given)."""
     x0, x1, y0, y1 = x[..., 0], x[..., 1], y[..., 0], y[..., 1]
-    z = np.bitwise_xor(y0, y1)
+    z = np.bitwise_xor(y0, y1, out=out)
     z &= x0
     z ^= x1 & y0
     return z
@@ -102,16 +103,18 @@ async def and_words(engine: "Replicated3Engine", label: str, x: Share, y: Share)
 async def prefix_carries(engine: "Replicated3Engine", label: str, g: Share, p: Share, levels: int) -> Share:
     """Kogge-Stone: after `levels` rounds, G at bit i = the carry out of bits
     max(0, i - 2^levels + 1)..i of the sum whose generate and propagate words are g and p."""
-    G, P = g, p
+    G, P = np.array(g, copy=True), p
     m = len(g)
+    z = np.empty(2 * m, dtype=_U)          # the local ANDs of one level, reshared in one round
     for level in range(levels):
         k = _U(1 << level)
         if level == levels - 1:
-            G = G ^ await and_words(engine, f"{label}/ks{level}", P, G << k)
+            G ^= await engine.reshare(f"{label}/ks{level}", and_local(P, G << k, out=z[:m]), xor=True)
         else:
-            both = await and_words(engine, f"{label}/ks{level}", np.concatenate([P, P]),
-                                   np.concatenate([G << k, P << k]))
-            G = G ^ both[:m]
+            and_local(P, G << k, out=z[:m])
+            and_local(P, P << k, out=z[m:])
+            both = await engine.reshare(f"{label}/ks{level}", z, xor=True)
+            G ^= both[:m]
             P = both[m:]
     return G
 
