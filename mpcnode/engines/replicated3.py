@@ -32,10 +32,10 @@ open to k parties         1                       2k el
 mul / reduce / AND word   1                       3 el (1 per party)
 random                    0                       0
 random_bits               1                       4 el per bit (bit injection)
-A2B (64-bit)              1 + 6                   4 el + 6 levels * 6 el = 40 el
+A2B (64-bit)              1 + 6 = 7               4 + 5 * 6 + 3 = 37 el
 less_than (bit_length l)  2 + ceil(log2(l + 1))   4 el + (L - 1) * 6 el + 3 el + 4 el
   l = 1 / 32 / 62         3 / 8 / 8               11 / 41 / 41 el
-equal_zero                1 + 6 + 1 = 8           1 + 6 * 3 + 4 = 23 el
+equal_zero                1 + 5 + 1 = 7           6 + 5 * 3 + 4 = 25 el
 less_than_select          the comparison + 1      + 3 el per selected value
 comparison_masks          0 (no preprocessing: everything is derived from the pairwise keys)
 
@@ -64,6 +64,9 @@ from .base import Engine, Public, Share
 
 _U = np.uint64
 MAX_BIT_LENGTH = 62        # |a|, |b| < 2^62 keeps a - b inside the signed 64-bit range
+# In a cross round the output components g_0 = F(K_0) and g_1 = F(K_1) are pseudo-random: party 0
+# holds both (slots 0, 1), party 1 holds g_1 (slot 0), party 2 holds g_0 (slot 1).
+_OWN_SLOTS = {0: (0, 1), 1: (0,), 2: (1,)}
 
 
 class Replicated3Engine(Engine):
@@ -177,11 +180,11 @@ class Replicated3Engine(Engine):
             v = values_by_owner.get(me)
             if v is None or np.shape(v) != tuple(shapes[me]):
                 raise ValueError(f"{label}: owner must supply values of shape {shapes[me]}")
-            r = self._keys[1].ring(self._input_tag(label, me), sizes[me])   # x_{o+1}, shared with next
+            r = self._prf("in", f"{label}|{me}", sizes[me], (1,))[1]       # x_{o+1}, on the key with next
             x_o = np.asarray(v, dtype=_U).reshape(-1) - r
             send[self.prev] = x_o
             out[me] = np.stack([x_o, r], axis=-1)
-        expect = [o for o in shapes if o == self.next]       # our prev-owner... owner o sends to o-1 = us
+        expect = [o for o in shapes if o == self.next]       # owner o sends to o - 1: to us if o is next
         got = await self.ex.round(label, send, expect)
         for o, size in sizes.items():
             if o == me:
@@ -190,14 +193,9 @@ class Replicated3Engine(Engine):
                 x_o = _checked(got[o], size, label, o)
                 out[o] = np.stack([np.zeros(size, dtype=_U), x_o], axis=-1)
             else:                       # we are o + 1: we hold (x_{o+1}, x_{o+2}) = (F(K_{o+1}), 0)
-                r = self._keys[0].ring(self._input_tag(label, o), size)
+                r = self._prf("in", f"{label}|{o}", size, (0,))[0]
                 out[o] = np.stack([r, np.zeros(size, dtype=_U)], axis=-1)
         return {o: out[o].reshape(tuple(shapes[o]) + (2,)) for o in shapes}
-
-    def _input_tag(self, label: str, owner: int) -> bytes:
-        tag = f"in|{label}|{owner}".encode()
-        # shared by two parties' streams, used once each: the round label is unique per job
-        return tag
 
     async def open(self, label: str, x: Share, to: Sequence[int] | None = None) -> Public | None:
         """Each recipient r gets its missing component x_{r+2} from both of its holders (party
@@ -332,59 +330,81 @@ class Replicated3Engine(Engine):
         return await binary.inject_bit(self, label, np.stack([a & _U(1), b & _U(1)], axis=-1))
 
     # ---- cross rounds: the one-round steps of the boolean layer (binary.py) -----------------
-    async def cross_and(self, label: str, s: np.ndarray | None, y: np.ndarray | None,
-                        with_and: bool = True) -> tuple[Share, Share | None]:
+    async def cross_and(self, label: str, s: np.ndarray | None, y: np.ndarray | None) -> tuple[Share, Share]:
         """Party 0 knows words s, parties 1 and 2 know words y (flat, same length). One round
-        gives XOR shares of s and (with_and) of s & y:
+        gives XOR shares of s and of s & y:
 
         [s] = (s ^ W, W, 0) with W = F(K_1) (parties 0, 1): party 0 sends s ^ W to party 2.
         [s & y] = (g0, g1, g2) with g_j = F(K_j), g2 = (s & y) ^ g0 ^ g1: party 0 also sends
         s ^ V (V = F(K_0), parties 0, 2) to party 1; party 1 sends (W & y) ^ g1 to party 2 and
         party 2 sends (V & y) ^ g0 to party 1. Then party 2 has ((s ^ W) & y) ^ (W & y) ^ g1 ^ g0
         = g2 and party 1 likewise. Every message is masked by a key its recipient lacks.
-        Cost: with_and 4 words per value (party 0: 2, parties 1 and 2: 1), else 1 word."""
+        Cost: 4 words per value (party 0: 2, parties 1 and 2: 1)."""
         await self._prf_ready()
         me = self.party
         size = (s if me == 0 else y).size
-        # component randomness: W on K_1 (parties 0, 1), V on K_0 (parties 0, 2)
-        W, V = self._masks("x", label, size)
-        g = self._prf("xg", label, size) if with_and else None
-        send: dict[int, np.ndarray] = {}
+        W, V = self._masks("x", label, size)     # W on K_1 (parties 0, 1), V on K_0 (parties 0, 2)
+        g = self._prf("xg", label, size, _OWN_SLOTS[me])
         if me == 0:
-            send[2] = s ^ W
-            if with_and:
-                send[1] = s ^ V
-            expect = []
-        elif me == 1:
-            if with_and:
-                send[2] = (W & y) ^ g[0]
-                expect = [0, 2]
-            else:
-                expect = []
-        else:
-            if with_and:
-                send[1] = (V & y) ^ g[1]
-            expect = [0, 1] if with_and else [0]
-        got = await self.ex.round(label, send, expect)
+            sw = s ^ W
+            await self.ex.round(label, {2: sw, 1: s ^ V}, [])
+            return np.stack([sw, W], axis=-1), np.stack([g[0], g[1]], axis=-1)
         zero = np.zeros(size, dtype=_U)
+        if me == 1:
+            got = await self.ex.round(label, {2: (W & y) ^ g[0]}, [0, 2])
+            sv = _checked(got[0], size, label, 0)                          # s ^ V
+            g2 = (sv & y) ^ _checked(got[2], size, label, 2) ^ g[0]
+            return np.stack([W, zero], axis=-1), np.stack([g[0], g2], axis=-1)
+        got = await self.ex.round(label, {1: (V & y) ^ g[1]}, [0, 1])
+        sw = _checked(got[0], size, label, 0)                              # s ^ W
+        g2 = (sw & y) ^ _checked(got[1], size, label, 1) ^ g[1]
+        return np.stack([zero, sw], axis=-1), np.stack([g2, g[1]], axis=-1)
+
+    async def cross_and_rot(self, label: str, a: np.ndarray | None, y: np.ndarray | None, r: int) -> Share:
+        """Party 0 knows words a, parties 1 and 2 know words y: XOR shares of f = e & rot_r(e)
+        for e = a ^ y (rot_r: rotate right by r bits) in one round, no shares of e needed.
+
+        With W = F(K_1) (parties 0, 1) and A = a ^ W: (A ^ y) & rot(A ^ y) = f ^ C0 ^ C1, where
+        C0 = a & rot W ^ W & rot a ^ W & rot W (party 0) and C1 = y & rot W ^ W & rot y (party 1).
+        Party 0 sends A and C0 ^ M (M = F(K_1)) to party 2, party 1 sends C1 ^ M ^ g1; party 2
+        then has g2 = f ^ g0 ^ g1. Party 1 gets the same with V = F(K_0) from parties 0 and 2.
+        Result (g0, g1, g2) with g_j = F(K_j). 6 words per value (party 0: 4)."""
+        await self._prf_ready()
+        me = self.party
+        size = (a if me == 0 else y).size
+        W, V = self._masks("r", label, size)
+        M, M2 = self._masks("rm", label, size)           # M on K_1, M2 on K_0
+        g = self._prf("rg", label, size, _OWN_SLOTS[me])
+        rot = _U(r)
+        back = _U(64 - r)
+
+        def rotr(w: np.ndarray) -> np.ndarray:
+            return (w >> rot) | (w << back)
+
+        def own_part(w: np.ndarray) -> np.ndarray:       # C0 for mask w
+            rw = rotr(w)
+            return (a & rw) ^ (w & rotr(a)) ^ (w & rw)
+
+        def their_part(w: np.ndarray) -> np.ndarray:     # C1 for mask w
+            return (y & rotr(w)) ^ (w & rotr(y))
+
+        def fold(masked: np.ndarray, c0: np.ndarray, c1: np.ndarray, g_other: np.ndarray) -> np.ndarray:
+            e = masked ^ y
+            return (e & rotr(e)) ^ c0 ^ c1 ^ g_other
+
         if me == 0:
-            s_sh = np.stack([s ^ W, W], axis=-1)
-            and_sh = np.stack(g, axis=-1) if with_and else None
-        elif me == 1:
-            s_sh = np.stack([W, zero], axis=-1)
-            and_sh = None
-            if with_and:
-                masked = _checked(got[0], size, label, 0)          # s ^ V
-                g2 = (masked & y) ^ _checked(got[2], size, label, 2) ^ g[0]
-                and_sh = np.stack([g[0], g2], axis=-1)
-        else:
-            sw = _checked(got[0], size, label, 0)                  # s ^ W
-            s_sh = np.stack([zero, sw], axis=-1)
-            and_sh = None
-            if with_and:
-                g2 = (sw & y) ^ _checked(got[1], size, label, 1) ^ g[1]
-                and_sh = np.stack([g2, g[1]], axis=-1)
-        return s_sh, and_sh
+            await self.ex.round(label, {2: np.concatenate([a ^ W, own_part(W) ^ M]),
+                                        1: np.concatenate([a ^ V, own_part(V) ^ M2])}, [])
+            return np.stack([g[0], g[1]], axis=-1)
+        if me == 1:
+            got = await self.ex.round(label, {2: their_part(W) ^ M ^ g[0]}, [0, 2])
+            msg = _checked(got[0], 2 * size, label, 0)
+            g2 = fold(msg[:size], msg[size:], _checked(got[2], size, label, 2), g[0])
+            return np.stack([g[0], g2], axis=-1)
+        got = await self.ex.round(label, {1: their_part(V) ^ M2 ^ g[1]}, [0, 1])
+        msg = _checked(got[0], 2 * size, label, 0)
+        g2 = fold(msg[:size], msg[size:], _checked(got[1], size, label, 1), g[1])
+        return np.stack([g2, g[1]], axis=-1)
 
     async def cross_inject(self, label: str, u: np.ndarray | None, b: np.ndarray | None) -> Share:
         """Party 0 knows bits u, parties 1 and 2 know bits b (flat 0/1 words): arithmetic shares
@@ -396,7 +416,7 @@ class Replicated3Engine(Engine):
         me = self.party
         size = (u if me == 0 else b).size
         W, V = self._masks("i", label, size)
-        c = self._prf("ic", label, size)
+        c = self._prf("ic", label, size, _OWN_SLOTS[me])
         send: dict[int, np.ndarray] = {}
         if me == 0:
             send = {2: u + W, 1: u + V}
@@ -439,7 +459,7 @@ class Replicated3Engine(Engine):
         return bit.reshape(shape + (2,))
 
     async def equal_zero(self, label: str, x: Share, *, masks: None = None) -> Share:
-        """[x == 0] for every x in Z_2^64 by binary.equal_zero: 8 rounds."""
+        """[x == 0] for every x in Z_2^64 by binary.equal_zero: 7 rounds."""
         shape = self.value_shape(x)
         bit = await binary.equal_zero(self, label, self.flatten(x))
         return bit.reshape(shape + (2,))

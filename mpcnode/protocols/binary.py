@@ -22,14 +22,15 @@ Protocols (Mohassel, Rindal, ABY3, CCS 2018, sections 5.1-5.4; Kogge, Stone, IEE
 * Sign of d = a - b for |a|, |b| < 2^l (one of them may be -(2^l)): d fits l + 2 signed bits,
   so sign = bit l + 1 of s + y = p_{l+1} ^ G_l, which needs the carry over the l + 1 bits
   0..l: L = ceil(log2(l + 1)) levels.
-* Zero test: x == 0 iff s == -y, i.e. iff every bit of e = NOT(s ^ (-y)) is 1: [s] by a cross
-  round without the AND, then an AND-tree within the word (e & (e >> 32), >> 16, ... >> 1: six
-  rounds), no adder.
+* Zero test: x == 0 iff s == -y, i.e. iff every bit of e = NOT(s) ^ (-y) is 1: an AND-tree
+  within the word (e & rot32(e), then >> 16, ... >> 1), no adder. Its first level is computed
+  in the cross round itself (`engine.cross_and_rot`: party 0 knows NOT(s), parties 1 and 2 know
+  -y), so the zero test has 1 + 5 AND rounds.
 * Bit injection (B2A of one bit): b = b_0 ^ b_1 ^ b_2 with u = b_0 ^ b_1 at party 0 and b_2 at
   parties 1 and 2; u ^ b_2 = u (1 - 2 b_2) + b_2 is linear in u once b_2 is known, so
   `engine.cross_inject` makes it in one round (4 elements per bit).
 
-Rounds: A2B 7; less_than 2 + ceil(log2(l + 1)) (l = 1: 3, l = 32 or 62: 8); equal_zero 8.
+Rounds: A2B 7; less_than 2 + ceil(log2(l + 1)) (l = 1: 3, l = 32 or 62: 8); equal_zero 7.
 """
 from __future__ import annotations
 
@@ -160,13 +161,13 @@ async def less_than_zero(engine: "Replicated3Engine", label: str, d: Share, bit_
 
 async def equal_zero(engine: "Replicated3Engine", label: str, x: Share) -> Share:
     """Arithmetic shares of [x == 0] for flat x (m, 2), exact on Z_2^64: x == 0 iff s == -y,
-    so AND all 64 bits of NOT(s ^ -y). Rounds: 1 (share s) + 6 (AND-tree) + 1 (inject) = 8."""
+    i.e. iff every bit of e = NOT(s) ^ (-y) is 1. The first AND-tree level e & rot32(e) comes
+    out of the cross round (engine.cross_and_rot) with no shares of e, then five more levels
+    (>> 16, 8, 4, 2, 1) and the injection: 1 + 5 + 1 = 7 rounds."""
     s, y = split_sum(engine.party, x)
-    s_sh, _ = await engine.cross_and(f"{label}/cross", s, None if y is None else -y, with_and=False)
-    e = s_sh ^ component2_share(engine.party, None if y is None else -y, len(x))
-    e = xor_const(engine.party, e, _ALL)
-    width = WORD_BITS
-    level = 0
+    e = await engine.cross_and_rot(f"{label}/cross", None if s is None else ~s, None if y is None else -y, 32)
+    width = WORD_BITS // 2
+    level = 1
     while width > 1:
         width //= 2
         e = await and_words(engine, f"{label}/and{level}", e, e >> _U(width))

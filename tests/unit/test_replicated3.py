@@ -230,16 +230,18 @@ def test_a2b_round_trip_and_bit_injection() -> None:
 
     async def body(e: Replicated3Engine):
         await e.establish()
-        r0 = e.exchange.stats.rounds
+        r0, s0 = e.exchange.stats.rounds, e.exchange.stats.bytes_sent
         b = await binary.a2b(e, "a2b", mine(e, X))
         assert e.exchange.stats.rounds == r0 + 7
+        a2b_bytes = e.exchange.stats.bytes_sent - s0
         injected = await binary.inject_bit(e, "b2a", binary.extract_bit(XB[e.party], 0))
         low = await binary.inject_bit(e, "low", binary.extract_bit(b, 0))
         top = await binary.inject_bit(e, "top", binary.extract_bit(b, 63))
-        return b, injected, low, top
+        return b, injected, low, top, a2b_bytes
 
     results, _ = run3(body)
     assert not any(isinstance(r, Exception) for r in results), results
+    assert sum(r[4] for r in results) == 8 * len(x) * (4 + 5 * 6 + 3)
     assert words([r[0] for r in results]).tolist() == replicated.encode(x).tolist()
     assert arith([r[1] for r in results]).tolist() == bits.astype(np.int64).tolist()
     assert arith([r[2] for r in results]).tolist() == (x & 1).tolist()
@@ -294,7 +296,7 @@ def test_less_than_keeps_the_value_shape_and_the_derived_comparisons() -> None:
     assert eq.tolist() == (a == b).astype(int).tolist() and bc.tolist() == (a < b[:1]).astype(int).tolist()
 
 
-def test_equal_zero_is_exact_on_the_whole_ring_and_costs_eight_rounds() -> None:
+def test_equal_zero_is_exact_on_the_whole_ring_and_costs_seven_rounds() -> None:
     x = np.concatenate([signed(EDGE + [0, 0]), RNG.integers(-(1 << 63), (1 << 63) - 1, 200),
                         signed([1 << k for k in range(63)])])
     x[200:230] = 0
@@ -309,8 +311,8 @@ def test_equal_zero_is_exact_on_the_whole_ring_and_costs_eight_rounds() -> None:
     results, _ = run3(body)
     assert not any(isinstance(r, Exception) for r in results), results
     assert arith([r[0] for r in results]).tolist() == (x == 0).astype(int).tolist()
-    assert {r[1] for r in results} == {8}
-    assert sum(r[2] for r in results) == 8 * len(x) * (1 + 6 * 3 + 4)
+    assert {r[1] for r in results} == {7}
+    assert sum(r[2] for r in results) == 8 * len(x) * (6 + 5 * 3 + 4)
 
 
 def test_comparison_masks_are_not_needed() -> None:
