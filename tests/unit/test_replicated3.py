@@ -339,3 +339,42 @@ def test_no_other_randomness_in_the_engine() -> None:
     for path in (root / "engines" / "replicated3.py", root / "protocols" / "binary.py"):
         text = path.read_text()
         assert not re.search(r"np\.random|import random|from random", text), path
+
+
+def test_a_circuit_runs_through_the_job_runner_on_replicated3() -> None:
+    """The executor and run_job with protocol replicated3: products of one level in one round,
+    comparisons, equality, select, argmax, top-two and a range-checked ballot check."""
+    from mpcnode.circuit import validate
+    from mpcnode.computation.builder import CircuitBuilder
+    from mpcnode.jobrun import run_job
+
+    x = np.array([5, -3, 900, 7, 7, -1000])
+    y = np.array([4, -3, 901, -7, 8, 1000])
+    votes = np.array([0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0])           # 4 rows of 3, one invalid
+    b = CircuitBuilder("rep3")
+    X, Y = b.input("x", "a", 6, -1000, 1000), b.input("y", "b", 6, -1000, 1000)
+    V = b.input("v", "c", 12, 0, 1)
+    lt = b.lt(X, Y, 11)
+    outs = {"prod": b.mul(X, Y), "dot": b.dot(X, Y), "lt": lt, "ge": b.ge(X, Y, 11), "eq": b.eq(X, Y),
+            "sel": b.select(b.slice(lt, 0, 1), b.slice(X, 0, 1), b.slice(Y, 0, 1)),
+            "am": b.argmax(X, 11), "tt": b.top_two(Y, 11), "valid": b.rows_valid(V, 3, True)}
+    for name, arr in outs.items():
+        b.output(name, arr, ["a"])
+    comp = Computation(circuit=b.build(), parties=("a", "b", "c"), threshold=1, protocol="replicated3",
+                       dropouts="none")
+    spec = comp.job_spec("j-rep3", timeout_s=30)
+    plan = validate(spec.circuit, list(spec.parties))
+    net = MemoryNetwork(3, timeout_s=30)
+    mine_in = [{"x": replicated.encode(x)}, {"y": replicated.encode(y)}, {"v": replicated.encode(votes)}]
+
+    async def main():
+        return await asyncio.gather(*(run_job(net.exchange(i), spec, plan, list(spec.parties), mine_in[i],
+                                              lambda d: ({}, [])) for i in range(3)))
+
+    results = asyncio.run(main())
+    got = {name: arith([r.outputs[name] for r in results]).tolist() for name in outs}
+    assert got["prod"] == (x * y).tolist() and got["dot"] == [int(x @ y)]
+    assert got["lt"] == (x < y).astype(int).tolist() and got["ge"] == (x >= y).astype(int).tolist()
+    assert got["eq"] == (x == y).astype(int).tolist() and got["sel"] == [int(y[0])]
+    assert got["am"] == [2, 900] and got["tt"] == [5, 1000, 901]
+    assert got["valid"] == [1, 1, 1, 0]
