@@ -288,16 +288,28 @@ class Replicated3Engine(Engine):
         return await self.reshare(label, products, xor=False)
 
     async def reshare(self, label: str, z: np.ndarray, xor: bool) -> Share:
-        """A 3-out-of-3 sharing z (arithmetic, or XOR with xor=True) -> replicated: one round."""
-        await self._prf_ready()
+        """A 3-out-of-3 sharing z (arithmetic, or XOR with xor=True) -> replicated shares in the
+        (..., 2) layout: one round."""
         z = np.asarray(z, dtype=_U)
+        mine, got = await self._reshare(label, z.reshape(-1), xor)
+        return np.stack([mine, got], axis=-1).reshape(z.shape + (2,))
+
+    async def reshare_planar(self, label: str, z: np.ndarray, xor: bool) -> np.ndarray:
+        """As `reshare` for flat z, but the result planar (2, m): row 0 = slot 0, row 1 = slot 1
+        (contiguous rows for the word operations of binary.py)."""
+        return np.stack(await self._reshare(label, np.asarray(z, dtype=_U).reshape(-1), xor))
+
+    async def _reshare(self, label: str, z: np.ndarray, xor: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(z_i + alpha_i, z_{i+1} + alpha_{i+1}): add a fresh zero-sharing, send ours to party
+        i - 1, receive party i + 1's."""
+        await self._prf_ready()
         mine = self.zero_sharing(label, z.size, xor)      # fresh buffer: add z into it in place
         if xor:
-            mine ^= z.reshape(-1)
+            mine ^= z
         else:
-            mine += z.reshape(-1)
+            mine += z
         got = await self.ex.round(label, {self.prev: mine}, [self.next])
-        return np.stack([mine, _checked(got[self.next], z.size, label, self.next)], axis=-1).reshape(z.shape + (2,))
+        return mine, _checked(got[self.next], z.size, label, self.next)
 
     async def mul(self, label: str, a: Share, b: Share) -> Share:
         return await self.reduce(label, self.mul_local(a, b))
@@ -327,12 +339,12 @@ class Replicated3Engine(Engine):
         (binary.inject_bit): one round, 4 elements per bit."""
         await self._prf_ready()
         a, b = self._prf("rbit", label, count)
-        return await binary.inject_bit(self, label, np.stack([a & _U(1), b & _U(1)], axis=-1))
+        return await binary.inject_bit(self, label, np.stack([a & _U(1), b & _U(1)]))
 
     # ---- cross rounds: the one-round steps of the boolean layer (binary.py) -----------------
-    async def cross_and(self, label: str, s: np.ndarray | None, y: np.ndarray | None) -> tuple[Share, Share]:
+    async def cross_and(self, label: str, s: np.ndarray | None, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Party 0 knows words s, parties 1 and 2 know words y (flat, same length). One round
-        gives XOR shares of s and of s & y:
+        gives XOR shares, planar (2, m) as in binary.py, of s and of s & y:
 
         [s] = (s ^ W, W, 0) with W = F(K_1) (parties 0, 1): party 0 sends s ^ W to party 2.
         [s & y] = (g0, g1, g2) with g_j = F(K_j), g2 = (s & y) ^ g0 ^ g1: party 0 also sends
@@ -348,20 +360,20 @@ class Replicated3Engine(Engine):
         if me == 0:
             sw = s ^ W
             await self.ex.round(label, {2: sw, 1: s ^ V}, [])
-            return np.stack([sw, W], axis=-1), np.stack([g[0], g[1]], axis=-1)
+            return np.stack([sw, W]), np.stack([g[0], g[1]])
         zero = np.zeros(size, dtype=_U)
         if me == 1:
             got = await self.ex.round(label, {2: (W & y) ^ g[0]}, [0, 2])
             sv = _checked(got[0], size, label, 0)                          # s ^ V
             g2 = (sv & y) ^ _checked(got[2], size, label, 2) ^ g[0]
-            return np.stack([W, zero], axis=-1), np.stack([g[0], g2], axis=-1)
+            return np.stack([W, zero]), np.stack([g[0], g2])
         got = await self.ex.round(label, {1: (V & y) ^ g[1]}, [0, 1])
         sw = _checked(got[0], size, label, 0)                              # s ^ W
         g2 = (sw & y) ^ _checked(got[1], size, label, 1) ^ g[1]
-        return np.stack([zero, sw], axis=-1), np.stack([g2, g[1]], axis=-1)
+        return np.stack([zero, sw]), np.stack([g2, g[1]])
 
-    async def cross_and_rot(self, label: str, a: np.ndarray | None, y: np.ndarray | None, r: int) -> Share:
-        """Party 0 knows words a, parties 1 and 2 know words y: XOR shares of f = e & rot_r(e)
+    async def cross_and_rot(self, label: str, a: np.ndarray | None, y: np.ndarray | None, r: int) -> np.ndarray:
+        """Party 0 knows words a, parties 1 and 2 know words y: XOR shares (planar) of f = e & rot_r(e)
         for e = a ^ y (rot_r: rotate right by r bits) in one round, no shares of e needed.
 
         With W = F(K_1) (parties 0, 1) and A = a ^ W: (A ^ y) & rot(A ^ y) = f ^ C0 ^ C1, where
@@ -395,16 +407,16 @@ class Replicated3Engine(Engine):
         if me == 0:
             await self.ex.round(label, {2: np.concatenate([a ^ W, own_part(W) ^ M]),
                                         1: np.concatenate([a ^ V, own_part(V) ^ M2])}, [])
-            return np.stack([g[0], g[1]], axis=-1)
+            return np.stack([g[0], g[1]])
         if me == 1:
             got = await self.ex.round(label, {2: their_part(W) ^ M ^ g[0]}, [0, 2])
             msg = _checked(got[0], 2 * size, label, 0)
             g2 = fold(msg[:size], msg[size:], _checked(got[2], size, label, 2), g[0])
-            return np.stack([g[0], g2], axis=-1)
+            return np.stack([g[0], g2])
         got = await self.ex.round(label, {1: their_part(V) ^ M2 ^ g[1]}, [0, 1])
         msg = _checked(got[0], 2 * size, label, 0)
         g2 = fold(msg[:size], msg[size:], _checked(got[1], size, label, 1), g[1])
-        return np.stack([g2, g[1]], axis=-1)
+        return np.stack([g2, g[1]])
 
     async def cross_inject(self, label: str, u: np.ndarray | None, b: np.ndarray | None) -> Share:
         """Party 0 knows bits u, parties 1 and 2 know bits b (flat 0/1 words): arithmetic shares

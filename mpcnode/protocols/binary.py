@@ -1,15 +1,18 @@
 """The boolean layer of the replicated3 engine: XOR shares of packed words, AND, A2B with a
 Kogge-Stone adder, bit injection, the sign bit and the zero test. Protocol math only: every round
-is an engine method (`reshare`, `cross_and`, `cross_inject` of engines/replicated3.py).
+is an engine method (`reshare_planar`, `cross_and`, `cross_and_rot`, `cross_inject` of
+engines/replicated3.py).
 
-Boolean shares have the replicated layout of mpcnode/replicated.py with XOR for +: words
-w = w_0 ^ w_1 ^ w_2, party i holds (w_i, w_{i+1}) on the last axis. One uint64 word per value,
-bit k of the word = bit k of the value (LSB = bit 0), so a shift of the word moves carries.
+Boolean shares are replicated XOR shares: words w = w_0 ^ w_1 ^ w_2, party i holds (w_i, w_{i+1}).
+Inside this module they are PLANAR, shape (2, m) (row 0 = w_i, row 1 = w_{i+1}), so that every
+word operation runs on contiguous rows; `layout` / `planar` convert to and from the (m, 2)
+layout of mpcnode/replicated.py. One uint64 word per value, bit k of the word = bit k of the
+value (LSB = bit 0), so a shift of the word moves carries.
 
 Protocols (Mohassel, Rindal, ABY3, CCS 2018, sections 5.1-5.4; Kogge, Stone, IEEE TC 1973)
 -------------------------------------------------------------------------------------------
 * AND of words: z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i is a 3-out-of-3 XOR sharing of
-  x & y; `engine.reshare(xor=True)` adds a XOR zero-sharing and sends z_i to party i - 1: one
+  x & y; `engine.reshare_planar(xor=True)` adds a XOR zero-sharing and sends z_i to party i - 1: one
   round, one word per AND per party.
 * Split A2B. For an arithmetic x = x_0 + x_1 + x_2, party 0 holds s = x_0 + x_1 and parties 1
   and 2 both hold y = x_2, so x = s + y needs ONE two-operand adder. `engine.cross_and` gives
@@ -49,15 +52,24 @@ _ALL = _U(0xFFFF_FFFF_FFFF_FFFF)
 WORD_BITS = 64
 
 
-# ---- local operations on XOR shares ---------------------------------------------------------
+# ---- local operations on XOR shares (planar) ---------------------------------------------------
+
+def planar(x: Share) -> Share:
+    """(m, 2) layout -> planar (2, m)."""
+    return np.ascontiguousarray(np.moveaxis(x, -1, 0))
+
+
+def layout(x: Share) -> Share:
+    """Planar (2, m) -> the (m, 2) layout of mpcnode/replicated.py."""
+    return np.ascontiguousarray(np.moveaxis(x, 0, -1))
+
 
 def and_local(x: Share, y: Share, out: np.ndarray | None = None) -> np.ndarray:
     """The 3-out-of-3 XOR sharing z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i of x & y
-    (written into `out`, value-shaped, if given)."""
-    x0, x1, y0, y1 = x[..., 0], x[..., 1], y[..., 0], y[..., 1]
-    z = np.bitwise_xor(y0, y1, out=out)
-    z &= x0
-    z ^= x1 & y0
+    (written into `out`, shape (m,), if given)."""
+    z = np.bitwise_xor(y[0], y[1], out=out)
+    z &= x[0]
+    z ^= x[1] & y[0]
     return z
 
 
@@ -66,7 +78,7 @@ def xor_const(party: int, x: Share, c: np.ndarray | np.uint64) -> Share:
     out = np.array(x, dtype=_U, copy=True)
     slot = {0: 0, 2: 1}.get(party)
     if slot is not None:
-        out[..., slot] ^= c
+        out[slot] ^= c
     return out
 
 
@@ -78,11 +90,11 @@ def extract_bit(x: Share, k: int) -> Share:
 def component2_share(party: int, y: np.ndarray | None, size: int) -> Share:
     """The sharing (0, 0, y) of words y known to parties 1 and 2 (component 2): no communication,
     valid for XOR and for arithmetic sharing."""
-    out = np.zeros((size, 2), dtype=_U)
+    out = np.zeros((2, size), dtype=_U)
     if party == 1:
-        out[:, 1] = y
+        out[1] = y
     elif party == 2:
-        out[:, 0] = y
+        out[0] = y
     return out
 
 
@@ -98,25 +110,25 @@ def split_sum(party: int, x: Share) -> tuple[np.ndarray | None, np.ndarray | Non
 
 async def and_words(engine: "Replicated3Engine", label: str, x: Share, y: Share) -> Share:
     """x & y on XOR-shared words: one round, one word per AND per party."""
-    return await engine.reshare(label, and_local(x, y), xor=True)
+    return await engine.reshare_planar(label, and_local(x, y), xor=True)
 
 
 async def prefix_carries(engine: "Replicated3Engine", label: str, g: Share, p: Share, levels: int) -> Share:
     """Kogge-Stone: after `levels` rounds, G at bit i = the carry out of bits
     max(0, i - 2^levels + 1)..i of the sum whose generate and propagate words are g and p."""
     G, P = np.array(g, copy=True), p
-    m = len(g)
+    m = g.shape[1]
     z = np.empty(2 * m, dtype=_U)          # the local ANDs of one level, reshared in one round
     for level in range(levels):
         k = _U(1 << level)
         if level == levels - 1:
-            G ^= await engine.reshare(f"{label}/ks{level}", and_local(P, G << k, out=z[:m]), xor=True)
+            G ^= await engine.reshare_planar(f"{label}/ks{level}", and_local(P, G << k, out=z[:m]), xor=True)
         else:
             and_local(P, G << k, out=z[:m])
             and_local(P, P << k, out=z[m:])
-            both = await engine.reshare(f"{label}/ks{level}", z, xor=True)
-            G ^= both[:m]
-            P = both[m:]
+            both = await engine.reshare_planar(f"{label}/ks{level}", z, xor=True)
+            G ^= both[:, :m]
+            P = both[:, m:]
     return G
 
 
@@ -129,7 +141,7 @@ async def _split_adder(engine: "Replicated3Engine", label: str, x: Share) -> tup
 
 
 async def a2b(engine: "Replicated3Engine", label: str, x: Share) -> Share:
-    """Flat arithmetic shares (m, 2) -> XOR shares (m, 2) of the same 64-bit words: 7 rounds
+    """Flat arithmetic shares (m, 2) -> planar XOR shares (2, m) of the same 64-bit words: 7 rounds
     (the cross round and 6 prefix levels)."""
     g, p = await _split_adder(engine, label, x)
     G = await prefix_carries(engine, f"{label}/add", g, p, 6)
@@ -137,10 +149,11 @@ async def a2b(engine: "Replicated3Engine", label: str, x: Share) -> Share:
 
 
 async def inject_bit(engine: "Replicated3Engine", label: str, b: Share) -> Share:
-    """XOR shares (m, 2) of 0/1 words -> arithmetic shares of the same bits: one round."""
+    """Planar XOR shares (2, m) of 0/1 words -> arithmetic shares (m, 2) of the same bits: one
+    round."""
     party = engine.party
-    u = (b[:, 0] ^ b[:, 1]) if party == 0 else None
-    y = None if party == 0 else np.ascontiguousarray(b[:, 1] if party == 1 else b[:, 0])
+    u = (b[0] ^ b[1]) if party == 0 else None
+    y = None if party == 0 else b[1] if party == 1 else b[0]
     return await engine.cross_inject(f"{label}/b2a", u, y)
 
 

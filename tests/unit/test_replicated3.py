@@ -234,7 +234,7 @@ def test_a2b_round_trip_and_bit_injection() -> None:
         b = await binary.a2b(e, "a2b", mine(e, X))
         assert e.exchange.stats.rounds == r0 + 7
         a2b_bytes = e.exchange.stats.bytes_sent - s0
-        injected = await binary.inject_bit(e, "b2a", binary.extract_bit(XB[e.party], 0))
+        injected = await binary.inject_bit(e, "b2a", binary.extract_bit(binary.planar(XB[e.party]), 0))
         low = await binary.inject_bit(e, "low", binary.extract_bit(b, 0))
         top = await binary.inject_bit(e, "top", binary.extract_bit(b, 63))
         return b, injected, low, top, a2b_bytes
@@ -242,7 +242,7 @@ def test_a2b_round_trip_and_bit_injection() -> None:
     results, _ = run3(body)
     assert not any(isinstance(r, Exception) for r in results), results
     assert sum(r[4] for r in results) == 8 * len(x) * (4 + 5 * 6 + 3)
-    assert words([r[0] for r in results]).tolist() == replicated.encode(x).tolist()
+    assert words([binary.layout(r[0]) for r in results]).tolist() == replicated.encode(x).tolist()
     assert arith([r[1] for r in results]).tolist() == bits.astype(np.int64).tolist()
     assert arith([r[2] for r in results]).tolist() == (x & 1).tolist()
     assert arith([r[3] for r in results]).tolist() == (x < 0).astype(int).tolist()
