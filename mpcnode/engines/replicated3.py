@@ -153,14 +153,11 @@ class Replicated3Engine(Engine):
         if self._keys is None:
             await self._streams()
 
-    def zero_sharing(self, label: str, size: int, xor: bool = False) -> np.ndarray:
-        """This party's part of a 3-out-of-3 sharing of zero (arithmetic, or XOR with xor=True)."""
+    def zero_sharing(self, label: str, size: int, xor: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """This party's part of a 3-out-of-3 sharing of zero (arithmetic, or XOR with xor=True),
+        written into `out` if given."""
         a, b = self._prf("xzero" if xor else "zero", label, size)
-        if xor:
-            a ^= b
-        else:
-            a -= b
-        return a
+        return (np.bitwise_xor if xor else np.subtract)(a, b, out=a if out is None else out)
 
     def prf_components(self, purpose: str, label: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Pseudo-random (F(K_party), F(K_party+1)) for a protocol step (binary.py)."""
@@ -297,13 +294,18 @@ class Replicated3Engine(Engine):
     async def reshare_planar(self, label: str, z: np.ndarray, xor: bool) -> np.ndarray:
         """As `reshare` for flat z, but the result planar (2, m): row 0 = slot 0, row 1 = slot 1
         (contiguous rows for the word operations of binary.py)."""
-        return np.stack(await self._reshare(label, np.asarray(z, dtype=_U).reshape(-1), xor))
+        z = np.asarray(z, dtype=_U).reshape(-1)
+        out = np.empty((2, z.size), dtype=_U)
+        _, got = await self._reshare(label, z, xor, out[0])
+        out[1] = got
+        return out
 
-    async def _reshare(self, label: str, z: np.ndarray, xor: bool) -> tuple[np.ndarray, np.ndarray]:
+    async def _reshare(self, label: str, z: np.ndarray, xor: bool,
+                       out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(z_i + alpha_i, z_{i+1} + alpha_{i+1}): add a fresh zero-sharing, send ours to party
-        i - 1, receive party i + 1's."""
+        i - 1, receive party i + 1's. Ours is written into `out` if given."""
         await self._prf_ready()
-        mine = self.zero_sharing(label, z.size, xor)      # fresh buffer: add z into it in place
+        mine = self.zero_sharing(label, z.size, xor, out)
         if xor:
             mine ^= z
         else:

@@ -378,3 +378,18 @@ def test_a_circuit_runs_through_the_job_runner_on_replicated3() -> None:
     assert got["eq"] == (x == y).astype(int).tolist() and got["sel"] == [int(y[0])]
     assert got["am"] == [2, 900] and got["tt"] == [5, 1000, 901]
     assert got["valid"] == [1, 1, 1, 0]
+
+
+def test_empty_batches_cost_rounds_but_no_elements() -> None:
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        z = e.constant(e.encode(np.zeros(0, dtype=np.int64)))
+        lt = await e.less_than("lt", z, z, 5)
+        eq = await e.equal_zero("eq", z)
+        rb = await e.random_bits("rb", 0)
+        m = await e.mul("m", z, z)
+        return lt, eq, rb, m
+
+    results, _ = run3(body)
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert all(a.shape == (0, 2) for r in results for a in r)
