@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 Share = np.ndarray
 _U = np.uint64
 _ONE = _U(1)
-_ALL = _U(0xFFFF_FFFF_FFFF_FFFF)
 WORD_BITS = 64
 
 
@@ -71,15 +70,6 @@ def and_local(x: Share, y: Share, out: np.ndarray | None = None) -> np.ndarray:
     z &= x[0]
     z ^= x[1] & y[0]
     return z
-
-
-def xor_const(party: int, x: Share, c: np.ndarray | np.uint64) -> Share:
-    """x ^ c for public words c: c goes into component 0 (party 0 slot 0, party 2 slot 1)."""
-    out = np.array(x, dtype=_U, copy=True)
-    slot = {0: 0, 2: 1}.get(party)
-    if slot is not None:
-        out[slot] ^= c
-    return out
 
 
 def extract_bit(x: Share, k: int) -> Share:

@@ -393,3 +393,20 @@ def test_empty_batches_cost_rounds_but_no_elements() -> None:
     results, _ = run3(body)
     assert not any(isinstance(r, Exception) for r in results), results
     assert all(a.shape == (0, 2) for r in results for a in r)
+
+
+@pytest.mark.parametrize("kw,error", [
+    (dict(parties=["a", "b", "c", "d"]), "exactly 3 parties and threshold 1"),
+    (dict(parties=["a", "b", "c"]), "set dropouts: none"),
+    (dict(parties=["a", "b", "c"], dropouts="none"), None),
+])
+def test_a_scenario_naming_replicated3_needs_three_live_parties(kw, error) -> None:
+    from pydantic import ValidationError
+
+    from mpcnode.computation.common import Common
+
+    if error is None:
+        assert Common(name="x", recipients=["a"], protocol="replicated3", **kw).t == 1
+    else:
+        with pytest.raises(ValidationError, match=error):
+            Common(name="x", recipients=["a"], protocol="replicated3", **kw)
