@@ -80,6 +80,12 @@ class Common(Strict):
     def _threshold(self) -> "Common":
         if self.threshold is not None and not 2 * self.threshold < len(self.parties):
             raise ValueError(f"threshold: t={self.threshold} needs 2t < {len(self.parties)} parties")
+        if self.protocol == "replicated3":
+            if len(self.parties) != 3 or self.t != 1:
+                raise ValueError(f"protocol: replicated3 runs with exactly 3 parties and threshold 1, "
+                                 f"got {len(self.parties)} parties and t={self.t}")
+            if self.dropouts != "none":
+                raise ValueError("dropouts: replicated3 needs all three parties live; set dropouts: none")
         return self
 
     @property

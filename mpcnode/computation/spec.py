@@ -31,7 +31,7 @@ from parley.v1 import node_pb2
 from .. import field
 
 FORMAT = "parley-computation-v1"
-PROTOCOLS = ("shamir",)
+PROTOCOLS = ("shamir", "replicated3")
 DROPOUT_RULES = ("within-threshold", "none")
 # Statistical security of masks for values whose range the nodes enforced (ballot zero test);
 # mirrors mpcnode.protocols.compare.STATISTICAL_SECURITY, checked by a unit test.
@@ -43,10 +43,15 @@ Document = dict[str, Any]
 def protocol_parameters(engine: str) -> dict[str, Any]:
     """The parameters a node's code runs with for `engine`: part of the fingerprint, so a node whose
     code changes them (another field, weaker masks) no longer matches an older approval."""
-    if engine != "shamir":
-        raise ValueError(f"protocol: {engine!r} is not supported (supported: {', '.join(PROTOCOLS)})")
-    return {"engine": "shamir", "field_modulus": str(field.P), "dealing": "seeded-aes256-ctr",
-            "comparison": "lsb-exact", "statistical_security_bits": STATISTICAL_SECURITY_BITS}
+    if engine == "shamir":
+        return {"engine": "shamir", "field_modulus": str(field.P), "dealing": "seeded-aes256-ctr",
+                "comparison": "lsb-exact", "statistical_security_bits": STATISTICAL_SECURITY_BITS}
+    if engine == "replicated3":
+        # mpcnode/engines/replicated3.py and mpcnode/protocols/binary.py
+        return {"engine": "replicated3", "ring": "Z_2^64", "parties": 3, "corruptions": 1,
+                "share_layout": "party i holds (x_i, x_i+1 mod 3)", "dealing": "seeded-aes256-ctr-one-message",
+                "comparison": "split-a2b-kogge-stone", "equality": "and-tree-64", "bit_injection": "one-round-correlated"}
+    raise ValueError(f"protocol: {engine!r} is not supported (supported: {', '.join(PROTOCOLS)})")
 
 
 def canonical_json(doc: Any) -> bytes:

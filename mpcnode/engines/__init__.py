@@ -9,9 +9,10 @@ from typing import Sequence
 
 from ..exchange import Exchange
 from .base import Engine
+from .replicated3 import Replicated3Engine
 from .shamir import ShamirEngine
 
-ENGINES: dict[str, type] = {"shamir": ShamirEngine}
+ENGINES: dict[str, type] = {"shamir": ShamirEngine, "replicated3": Replicated3Engine}
 
 
 def engine_for(protocol: str, exchange: Exchange, t: int, live: Sequence[int] | None = None) -> Engine:
@@ -25,4 +26,4 @@ def engine_for(protocol: str, exchange: Exchange, t: int, live: Sequence[int] | 
     return make(exchange, t, live)
 
 
-__all__ = ["ENGINES", "Engine", "ShamirEngine", "engine_for"]
+__all__ = ["ENGINES", "Engine", "Replicated3Engine", "ShamirEngine", "engine_for"]

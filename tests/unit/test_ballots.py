@@ -12,6 +12,11 @@ from tests.unit.local_mpc import deal, mine, mpc
 
 NS = [3, 4, 5]
 ENGINES = ["shamir", "pair"]
+# (n, engine): the Shamir-based engines for every n, replicated3 for its three parties. The
+# unchecked ballot check needs a prime field, so replicated3 runs only the tests without it (and
+# test_the_ring_engine_refuses_unchecked_ballots).
+CASES = [(n, e) for n in NS for e in ENGINES] + [(3, "replicated3")]
+ALL_ENGINES = ENGINES + ["replicated3"]
 HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -73,7 +78,7 @@ def test_validate_random_ballots(data, k: int, exactly_one: bool, engine: str) -
     assert valid.tolist() == [int(v) for v in ok]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ALL_ENGINES)
 def test_winner_ties_go_to_the_earliest_option(engine: str) -> None:
     n = 3
     counts = [4, 9, 2, 9, 9]
@@ -82,8 +87,7 @@ def test_winner_ties_go_to_the_earliest_option(engine: str) -> None:
     assert got.tolist() == [1]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("n,engine", CASES)
 def test_referendum_passes_with_at_least_half(n: int, engine: str) -> None:
     yes = np.array([5, 4, 6, 0, 0, 1, 50, 49])
     valid = np.array([10, 10, 10, 0, 1, 1, 99, 99])
@@ -109,8 +113,9 @@ def test_referendum_from_a_yes_no_tally(engine: str) -> None:
     assert counts.tolist() == [3, 2] and invalid.tolist() == [2] and passed.tolist() == [1]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("n,k,exactly_one", [(3, 5, True), (3, 2, True), (5, 4, False)])
+@pytest.mark.parametrize("n,k,exactly_one,engine",
+                         [(n, k, one, e) for n, k, one in [(3, 5, True), (3, 2, True), (5, 4, False)] for e in ENGINES]
+                         + [(3, 5, True, "replicated3"), (3, 2, True, "replicated3"), (3, 4, False, "replicated3")])
 def test_validate_ballots_with_an_enforced_entry_range(n: int, k: int, exactly_one: bool, engine: str) -> None:
     rng = np.random.default_rng(k)
     rows = rng.integers(-1, 3, size=(400, k))           # entries in the declared range [-1, 2]
@@ -126,3 +131,23 @@ def test_validate_ballots_with_an_enforced_entry_range(n: int, k: int, exactly_o
     if exactly_one:
         want &= rows.sum(axis=1) == 1
     assert mpc(n, body, engine=engine)[0].tolist() == want.astype(int).tolist()
+
+
+def test_the_ring_engine_refuses_unchecked_ballots_and_tallies_checked_ones() -> None:
+    rows = np.array([[0, 1, 0], [1, 1, 0], [0, 0, 1], [2, -1, 0]])
+    X = deal(rows, 3)
+
+    async def refused(s: Engine):
+        with pytest.raises(ValueError, match="no prime field"):
+            await B.validate_ballots(s, "vb", mine(s, X), True)
+        return s.constant(s.encode([0]))
+
+    mpc(3, refused, engine="replicated3")
+
+    async def body(s: Engine):
+        valid = await B.validate_ballots(s, "vb", mine(s, X), True, entry_range=(-1, 2))
+        counts, invalid = await B.tally(s, "tally", mine(s, X), valid)
+        return valid, counts, invalid
+
+    (valid, counts, invalid), _ = mpc(3, body, engine="replicated3")
+    assert valid.tolist() == [1, 0, 1, 0] and counts.tolist() == [0, 1, 1] and invalid.tolist() == [2]

@@ -11,7 +11,7 @@ from mpcnode import field
 from mpcnode.circuit import validate
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode.computation.spec import PROTOCOLS, Computation
-from mpcnode.engines import ENGINES, Engine, ShamirEngine, engine_for
+from mpcnode.engines import ENGINES, Engine, Replicated3Engine, ShamirEngine, engine_for
 from mpcnode.exchange import MemoryNetwork
 from mpcnode.jobrun import run_job
 from mpcnode.protocols.core import Session
@@ -25,8 +25,19 @@ def test_engine_for_picks_the_shamir_engine_and_names_what_it_does_not_run() -> 
     assert isinstance(e, ShamirEngine) and isinstance(e, Engine) and isinstance(e, Session)
     assert (e.name, e.party, e.n, e.t, e.parties, e.share_shape) == ("shamir", 1, 3, 1, (0, 1, 2), ())
     assert e.exchange is e.ex and e.field_modulus == field.P and e.max_bit_length == 59
-    with pytest.raises(ValueError, match="'replicated3' is not supported"):
-        engine_for("replicated3", MemoryNetwork(3).exchange(0), 1)
+    with pytest.raises(ValueError, match="'spdz2k' is not supported"):
+        engine_for("spdz2k", MemoryNetwork(3).exchange(0), 1)
+
+
+def test_engine_for_picks_the_replicated3_engine_for_three_live_parties_only() -> None:
+    e = engine_for("replicated3", MemoryNetwork(3).exchange(2), 1, [0, 1, 2])
+    assert isinstance(e, Replicated3Engine) and isinstance(e, Engine)
+    assert (e.name, e.party, e.n, e.t, e.parties, e.share_shape) == ("replicated3", 2, 3, 1, (0, 1, 2), (2,))
+    assert e.field_modulus is None and e.max_bit_length == 62
+    with pytest.raises(ValueError, match="all three parties live"):
+        engine_for("replicated3", MemoryNetwork(3).exchange(0), 1, [0, 1])
+    with pytest.raises(ValueError, match="exactly 3 parties"):
+        engine_for("replicated3", MemoryNetwork(4).exchange(0), 1)
 
 
 def test_every_protocol_a_computation_may_name_has_an_engine() -> None:
@@ -62,7 +73,7 @@ def test_shamir_linear_operations_are_the_fields() -> None:
     assert np.array_equal(e.one_minus(e.constant(e.encode([0, 1]))), [1, 0])
 
 
-@pytest.mark.parametrize("make", [ShamirEngine, PairEngine])
+@pytest.mark.parametrize("make", [ShamirEngine, PairEngine, Replicated3Engine])
 def test_layout_helpers_keep_the_component_axes(make) -> None:
     e = make(MemoryNetwork(3).exchange(0), 1)
     x = e.constant(e.encode(np.arange(6).reshape(2, 3)))

@@ -1,0 +1,485 @@
+"""The replicated3 engine: semi-honest three-party replicated secret sharing over Z_2^64.
+
+Araki, Furukawa, Lindell, Nof, Ohara (CCS 2016) for sharing and multiplication; Mohassel and
+Rindal, ABY3 (CCS 2018) for the boolean layer and the conversions (protocols/binary.py). Three
+parties, one of which may be corrupted (t = 1), all three live: with replicated sharing a missing
+party takes a component with it, so there are no dropouts.
+
+Layout (mpcnode/replicated.py): x = x_0 + x_1 + x_2 mod 2^64 and party i holds (x_i, x_{i+1}) as
+the last axis of its share ([..., 0], [..., 1]); component j is held by parties j and j - 1.
+Boolean (XOR) shares have the same layout with XOR for +, 64 bits packed per uint64 word.
+
+Keys and correlated randomness
+------------------------------
+`establish` agrees on one AES key per pair of parties in one round (the lower id picks it; every
+party also sends the binding digest to both others and checks theirs). Key K_j is the key of the
+pair (j, j - 1), i.e. of the two holders of component j: party i holds K_i (slot 0, shared with
+party i - 1) and K_{i+1} (slot 1, shared with party i + 1), so component j's pseudo-random value
+F(K_j, label) is computed by exactly its two holders. From it, with no communication:
+* a random sharing: r_j = F(K_j, "rand|label");
+* an arithmetic zero-sharing (3-out-of-3): a_i = F(K_i, l) - F(K_{i+1}, l), a_0 + a_1 + a_2 = 0;
+* a boolean zero-sharing: a_i = F(K_i, l) ^ F(K_{i+1}, l).
+Every PRF label is "purpose|round label", and a label is refused if used twice (no key+label is
+ever used for two purposes or twice).
+
+Protocols and costs (per value; "el" = one 8-byte ring element or 64-bit word)
+------------------------------------------------------------------------------
+op                        rounds                  sent in total (all parties)
+share_inputs              1                       1 el per value (owner -> party owner-1)
+open (to all)             1                       6 el (each recipient gets its missing
+                                                  component from both holders, and checks)
+open to k parties         1                       2k el
+mul / reduce / AND word   1                       3 el (1 per party)
+random                    0                       0
+random_bits               1                       4 el per bit (bit injection)
+A2B (64-bit)              1 + 6 = 7               4 + 5 * 6 + 3 = 37 el
+less_than (bit_length l)  2 + ceil(log2(l + 1))   4 el + (L - 1) * 6 el + 3 el + 4 el
+  l = 1 / 32 / 62         3 / 8 / 8               11 / 41 / 41 el
+equal_zero                1 + 5 + 1 = 7           6 + 5 * 3 + 4 = 25 el
+less_than_select          the comparison + 1      + 3 el per selected value
+comparison_masks          0 (no preprocessing: everything is derived from the pairwise keys)
+
+Input sharing: owner o sets x_{o+1} = F(K_{o+1}, "in|label"), known to party o + 1 already,
+x_{o+2} = 0, and sends x_o = v - x_{o+1} to party o - 1 (= o + 2). No single party's two
+components depend on v (party o + 1 sees (r, 0), party o + 2 sees (0, v - r) with r unknown to
+it), and a later open reveals only the value: a recipient's missing component is fixed by the
+value and the two it holds.
+
+Multiplication: the local product z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i is a 3-out-of-3
+sharing of xy; reduce adds a zero-sharing and sends z_i to party i - 1, giving (z_i, z_{i+1}).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from .. import replicated
+from ..exchange import Exchange, ProtocolViolation
+from ..protocols import binary
+from ..randomness import KeyedStream, new_key
+from .base import Engine, Public, Share
+
+_U = np.uint64
+MAX_BIT_LENGTH = 62        # |a|, |b| < 2^62 keeps a - b inside the signed 64-bit range
+# In a cross round the output components g_0 = F(K_0) and g_1 = F(K_1) are pseudo-random: party 0
+# holds both (slots 0, 1), party 1 holds g_1 (slot 0), party 2 holds g_0 (slot 1).
+_OWN_SLOTS = {0: (0, 1), 1: (0,), 2: (1,)}
+
+
+class Replicated3Engine(Engine):
+    """One party's side of a three-party replicated-sharing job (see the module docstring)."""
+
+    name = "replicated3"
+    share_shape: tuple[int, ...] = (2,)
+    field_modulus = None
+    max_bit_length = MAX_BIT_LENGTH
+
+    def __init__(self, exchange: Exchange, t: int = 1, live: Sequence[int] | None = None):
+        if exchange.n != 3:
+            raise ValueError(f"replicated3 runs with exactly 3 parties, the job has {exchange.n}")
+        if t != 1:
+            raise ValueError(f"replicated3 tolerates exactly t=1 corrupted party, the job asks t={t}")
+        parties = tuple(sorted(set(range(3) if live is None else live)))
+        if parties != (0, 1, 2):
+            raise ValueError(f"replicated3 needs all three parties live (no dropouts with replicated "
+                             f"sharing), live: {list(parties)}")
+        self.ex = exchange
+        self.party = exchange.party
+        self.n, self.t, self.parties = 3, 1, parties
+        self.prev = (self.party - 1) % 3            # shares K_party (slot 0) with us
+        self.next = (self.party + 1) % 3            # shares K_party+1 (slot 1) with us
+        self._keys: tuple[KeyedStream, KeyedStream] | None = None
+        self._keys_lock = asyncio.Lock()
+        self._prf_labels: set[bytes] = set()
+
+    @property
+    def exchange(self) -> Exchange:
+        return self.ex
+
+    # ---- keys and correlated randomness --------------------------------------------------
+    async def establish(self, binding: np.ndarray | None = None) -> None:
+        """One round: a key per pair (the lower id picks it) and, with `binding`, a check that
+        both other parties send the same digest; ProtocolViolation before anything is dealt."""
+        await self._streams(binding)
+
+    async def _streams(self, binding: np.ndarray | None = None) -> tuple[KeyedStream, KeyedStream]:
+        """(stream of K_party: slot 0, shared with prev; stream of K_party+1: slot 1, with next)."""
+        if self._keys is None:
+            async with self._keys_lock:
+                if self._keys is None:
+                    bind = np.zeros(0, dtype=_U) if binding is None else np.asarray(binding).astype(_U)
+                    others = [j for j in self.parties if j != self.party]
+                    picked = {j: np.frombuffer(new_key(), dtype="<u8").astype(_U) for j in others if j > self.party}
+                    send = {j: np.concatenate([picked[j], bind]) if j in picked else bind for j in others}
+                    send = {j: a for j, a in send.items() if a.size}
+                    expect = [j for j in others if j < self.party or bind.size]
+                    got = await self.ex.round("keys", send, expect)
+                    keys = dict(picked)
+                    differ = []
+                    for i, arr in got.items():
+                        arr = _checked(arr, (4 if i < self.party else 0) + bind.size, "keys", i)
+                        if i < self.party:
+                            keys[i], arr = arr[:4], arr[4:]
+                        if not np.array_equal(arr, bind):
+                            differ.append(i)
+                    if differ:
+                        raise ProtocolViolation(f"parties {sorted(differ)} run a different computation or live set; "
+                                                "nothing was shared")
+                    salt = b"parley-replicated3-v1" + bind.astype("<u8").tobytes()
+
+                    def stream(j: int) -> KeyedStream:
+                        return KeyedStream(hashlib.sha256(keys[j].astype("<u8").tobytes() + salt).digest())
+
+                    self._keys = (stream(self.prev), stream(self.next))
+        return self._keys
+
+    def _prf(self, purpose: str, label: str, shape: tuple[int, ...] | int,
+             slots: tuple[int, ...] = (0, 1)) -> list[np.ndarray | None]:
+        """[F(K_party, l), F(K_party+1, l)] for l = purpose|label (only the `slots` asked for,
+        None for the others): this party's components of the pseudo-random sharing named l.
+        Each label is used once per job."""
+        if self._keys is None:
+            raise RuntimeError("replicated3: keys are not established (call establish first)")
+        tag = f"{purpose}|{label}".encode()
+        if tag in self._prf_labels:
+            raise ValueError(f"replicated3: randomness label {tag.decode()!r} used twice")
+        self._prf_labels.add(tag)
+        return [self._keys[k].ring(tag, shape) if k in slots else None for k in (0, 1)]
+
+    async def _prf_ready(self) -> None:
+        if self._keys is None:
+            await self._streams()
+
+    def zero_sharing(self, label: str, size: int, xor: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """This party's part of a 3-out-of-3 sharing of zero (arithmetic, or XOR with xor=True),
+        written into `out` if given."""
+        a, b = self._prf("xzero" if xor else "zero", label, size)
+        return (np.bitwise_xor if xor else np.subtract)(a, b, out=a if out is None else out)
+
+    def prf_components(self, purpose: str, label: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pseudo-random (F(K_party), F(K_party+1)) for a protocol step (binary.py)."""
+        return self._prf(purpose, label, size)
+
+    # ---- input and output ------------------------------------------------------------------
+    async def share_inputs(self, label: str, values_by_owner: dict[int, Public | None],
+                           shapes: dict[int, tuple[int, ...]]) -> dict[int, Share]:
+        """Every owner o sends x_o = v - F(K_{o+1}) to party o - 1 only; x_{o+1} comes from the
+        key party o + 1 shares with o, and x_{o+2} = 0. One round, one element per value."""
+        await self._prf_ready()
+        sizes = {o: int(np.prod(shape, dtype=np.int64)) for o, shape in shapes.items()}
+        send: dict[int, np.ndarray] = {}
+        out: dict[int, Share] = {}
+        me = self.party
+        if me in shapes:
+            v = values_by_owner.get(me)
+            if v is None or np.shape(v) != tuple(shapes[me]):
+                raise ValueError(f"{label}: owner must supply values of shape {shapes[me]}")
+            r = self._prf("in", f"{label}|{me}", sizes[me], (1,))[1]       # x_{o+1}, on the key with next
+            x_o = np.asarray(v, dtype=_U).reshape(-1) - r
+            send[self.prev] = x_o
+            out[me] = np.stack([x_o, r], axis=-1)
+        expect = [o for o in shapes if o == self.next]       # owner o sends to o - 1: to us if o is next
+        got = await self.ex.round(label, send, expect)
+        for o, size in sizes.items():
+            if o == me:
+                continue
+            if o == self.next:          # we are o - 1: we hold (x_{o+2}, x_o) = (0, received)
+                x_o = _checked(got[o], size, label, o)
+                out[o] = np.stack([np.zeros(size, dtype=_U), x_o], axis=-1)
+            else:                       # we are o + 1: we hold (x_{o+1}, x_{o+2}) = (F(K_{o+1}), 0)
+                r = self._prf("in", f"{label}|{o}", size, (0,))[0]
+                out[o] = np.stack([r, np.zeros(size, dtype=_U)], axis=-1)
+        return {o: out[o].reshape(tuple(shapes[o]) + (2,)) for o in shapes}
+
+    async def open(self, label: str, x: Share, to: Sequence[int] | None = None) -> Public | None:
+        """Each recipient r gets its missing component x_{r+2} from both of its holders (party
+        r + 1 sends slot 1, party r + 2 slot 0) and checks that they agree."""
+        to = tuple(sorted(set(self.parties if to is None else to)))
+        x = np.asarray(x, dtype=_U)
+        if x.shape[-1:] != (2,):
+            raise ValueError(f"{label}: not a replicated share, shape {x.shape}")
+        send = {}
+        if self.prev in to:                     # prev misses x_{prev+2} = x_{party+1}: our slot 1
+            send[self.prev] = np.ascontiguousarray(x[..., 1]).reshape(-1)
+        if self.next in to:                     # next misses x_{next+2} = x_party: our slot 0
+            send[self.next] = np.ascontiguousarray(x[..., 0]).reshape(-1)
+        expect = [self.next, self.prev] if self.party in to else []
+        got = await self.ex.round(label, send, expect)
+        if self.party not in to:
+            return None
+        size = int(np.prod(x.shape[:-1], dtype=np.int64))
+        a = _checked(got[self.next], size, label, self.next)
+        b = _checked(got[self.prev], size, label, self.prev)
+        if not np.array_equal(a, b):
+            lo, hi = sorted((self.next, self.prev))
+            raise ProtocolViolation(f"round {label!r}: parties {lo} and {hi} sent different values of the "
+                                    f"component they both hold (one of them is inconsistent)")
+        total = x[..., 0] + x[..., 1]
+        total += a.reshape(total.shape)
+        return total
+
+    # ---- public values and linear operations ------------------------------------------------
+    def encode(self, values: np.ndarray | int | list[int]) -> Public:
+        return replicated.encode(values)
+
+    def constant(self, values: Public) -> Share:
+        """c as the sharing (c, 0, 0): party 0 holds it in slot 0, party 2 in slot 1."""
+        values = np.asarray(values, dtype=_U)
+        out = np.zeros(values.shape + (2,), dtype=_U)
+        slot = self._const_slot()
+        if slot is not None:
+            out[..., slot] = values
+        return out
+
+    def _const_slot(self) -> int | None:
+        """Where this party holds component 0 (which carries public constants)."""
+        return {0: 0, 2: 1}.get(self.party)
+
+    def add(self, a: Share, b: Share) -> Share:
+        return np.add(a, b, dtype=_U)
+
+    def sub(self, a: Share, b: Share) -> Share:
+        return np.subtract(a, b, dtype=_U)
+
+    def neg(self, a: Share) -> Share:
+        return np.negative(a, dtype=_U)
+
+    def add_const(self, a: Share, c: Public) -> Share:
+        c = np.asarray(c, dtype=_U)
+        shape = np.broadcast_shapes(a.shape[:-1], c.shape)
+        out = np.array(np.broadcast_to(a, shape + (2,)), dtype=_U)
+        slot = self._const_slot()
+        if slot is not None:
+            out[..., slot] += c
+        return out
+
+    def mul_const(self, a: Share, c: Public) -> Share:
+        """a * c for a share; for a local product (no component axis) c must be a scalar."""
+        return np.multiply(a, np.asarray(c, dtype=_U)[..., None], dtype=_U)
+
+    def sum(self, a: Share, axis: int = 0, keepdims: bool = False) -> Share:
+        return np.sum(a, axis=axis, dtype=_U, keepdims=keepdims)
+
+    # ---- multiplication -------------------------------------------------------------------
+    def mul_local(self, a: Share, b: Share) -> np.ndarray:
+        """z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i."""
+        a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+        z = np.add(b0, b1)
+        if z.shape == np.broadcast_shapes(z.shape, a0.shape):
+            np.multiply(z, a0, out=z)
+        else:
+            z = np.multiply(z, a0)
+        t = np.multiply(a1, b0)
+        if t.shape == z.shape:
+            z += t
+        else:
+            z = z + t
+        return z
+
+    async def reduce(self, label: str, products: np.ndarray) -> Share:
+        """Add a fresh zero-sharing, send z_i to party i - 1, return (z_i, z_{i+1}): one round,
+        one element per product per party."""
+        return await self.reshare(label, products, xor=False)
+
+    async def reshare(self, label: str, z: np.ndarray, xor: bool) -> Share:
+        """A 3-out-of-3 sharing z (arithmetic, or XOR with xor=True) -> replicated shares in the
+        (..., 2) layout: one round."""
+        z = np.asarray(z, dtype=_U)
+        mine, got = await self._reshare(label, z.reshape(-1), xor)
+        return np.stack([mine, got], axis=-1).reshape(z.shape + (2,))
+
+    async def reshare_planar(self, label: str, z: np.ndarray, xor: bool) -> np.ndarray:
+        """As `reshare` for flat z, but the result planar (2, m): row 0 = slot 0, row 1 = slot 1
+        (contiguous rows for the word operations of binary.py)."""
+        z = np.asarray(z, dtype=_U).reshape(-1)
+        out = np.empty((2, z.size), dtype=_U)
+        _, got = await self._reshare(label, z, xor, out[0])
+        out[1] = got
+        return out
+
+    async def _reshare(self, label: str, z: np.ndarray, xor: bool,
+                       out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(z_i + alpha_i, z_{i+1} + alpha_{i+1}): add a fresh zero-sharing, send ours to party
+        i - 1, receive party i + 1's. Ours is written into `out` if given."""
+        await self._prf_ready()
+        mine = self.zero_sharing(label, z.size, xor, out)
+        if xor:
+            mine ^= z
+        else:
+            mine += z
+        got = await self.ex.round(label, {self.prev: mine}, [self.next])
+        return mine, _checked(got[self.next], z.size, label, self.next)
+
+    async def mul(self, label: str, a: Share, b: Share) -> Share:
+        return await self.reduce(label, self.mul_local(a, b))
+
+    async def mul_many(self, label: str, pairs: Sequence[tuple[Share, Share]]) -> list[Share]:
+        prods = [self.mul_local(a, b) for a, b in pairs]
+        if not prods:
+            return []
+        flat = await self.reduce(label, prods[0].reshape(-1) if len(prods) == 1
+                                 else np.concatenate([p.reshape(-1) for p in prods]))
+        out, pos = [], 0
+        for p in prods:
+            out.append(flat[pos:pos + p.size].reshape(p.shape + (2,)))
+            pos += p.size
+        return out
+
+    # ---- randomness -----------------------------------------------------------------------
+    async def random(self, label: str, shape: tuple[int, ...]) -> Share:
+        """r_j = F(K_j, "rand|label"): no communication."""
+        await self._prf_ready()
+        size = int(np.prod(shape, dtype=np.int64))
+        a, b = self._prf("rand", label, size)
+        return np.stack([a, b], axis=-1).reshape(tuple(shape) + (2,))
+
+    async def random_bits(self, label: str, count: int) -> Share:
+        """Bit 0 of a pseudo-random boolean sharing (no communication), injected into the ring
+        (binary.inject_bit): one round, 4 elements per bit."""
+        await self._prf_ready()
+        a, b = self._prf("rbit", label, count)
+        return await binary.inject_bit(self, label, np.stack([a & _U(1), b & _U(1)]))
+
+    # ---- cross rounds: the one-round steps of the boolean layer (binary.py) -----------------
+    async def cross_and(self, label: str, s: np.ndarray | None, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Party 0 knows words s, parties 1 and 2 know words y (flat, same length). One round
+        gives XOR shares, planar (2, m) as in binary.py, of s and of s & y:
+
+        [s] = (s ^ W, W, 0) with W = F(K_1) (parties 0, 1): party 0 sends s ^ W to party 2.
+        [s & y] = (g0, g1, g2) with g_j = F(K_j), g2 = (s & y) ^ g0 ^ g1: party 0 also sends
+        s ^ V (V = F(K_0), parties 0, 2) to party 1; party 1 sends (W & y) ^ g1 to party 2 and
+        party 2 sends (V & y) ^ g0 to party 1. Then party 2 has ((s ^ W) & y) ^ (W & y) ^ g1 ^ g0
+        = g2 and party 1 likewise. Every message is masked by a key its recipient lacks.
+        Cost: 4 words per value (party 0: 2, parties 1 and 2: 1)."""
+        await self._prf_ready()
+        me = self.party
+        size = (s if me == 0 else y).size
+        W, V = self._masks("x", label, size)     # W on K_1 (parties 0, 1), V on K_0 (parties 0, 2)
+        g = self._prf("xg", label, size, _OWN_SLOTS[me])
+        if me == 0:
+            sw = s ^ W
+            await self.ex.round(label, {2: sw, 1: s ^ V}, [])
+            return np.stack([sw, W]), np.stack([g[0], g[1]])
+        zero = np.zeros(size, dtype=_U)
+        if me == 1:
+            got = await self.ex.round(label, {2: (W & y) ^ g[0]}, [0, 2])
+            sv = _checked(got[0], size, label, 0)                          # s ^ V
+            g2 = (sv & y) ^ _checked(got[2], size, label, 2) ^ g[0]
+            return np.stack([W, zero]), np.stack([g[0], g2])
+        got = await self.ex.round(label, {1: (V & y) ^ g[1]}, [0, 1])
+        sw = _checked(got[0], size, label, 0)                              # s ^ W
+        g2 = (sw & y) ^ _checked(got[1], size, label, 1) ^ g[1]
+        return np.stack([zero, sw]), np.stack([g2, g[1]])
+
+    async def cross_and_rot(self, label: str, a: np.ndarray | None, y: np.ndarray | None, r: int) -> np.ndarray:
+        """Party 0 knows words a, parties 1 and 2 know words y: XOR shares (planar) of f = e & rot_r(e)
+        for e = a ^ y (rot_r: rotate right by r bits) in one round, no shares of e needed.
+
+        With W = F(K_1) (parties 0, 1) and A = a ^ W: (A ^ y) & rot(A ^ y) = f ^ C0 ^ C1, where
+        C0 = a & rot W ^ W & rot a ^ W & rot W (party 0) and C1 = y & rot W ^ W & rot y (party 1).
+        Party 0 sends A and C0 ^ M (M = F(K_1)) to party 2, party 1 sends C1 ^ M ^ g1; party 2
+        then has g2 = f ^ g0 ^ g1. Party 1 gets the same with V = F(K_0) from parties 0 and 2.
+        Result (g0, g1, g2) with g_j = F(K_j). 6 words per value (party 0: 4)."""
+        await self._prf_ready()
+        me = self.party
+        size = (a if me == 0 else y).size
+        W, V = self._masks("r", label, size)
+        M, M2 = self._masks("rm", label, size)           # M on K_1, M2 on K_0
+        g = self._prf("rg", label, size, _OWN_SLOTS[me])
+        rot = _U(r)
+        back = _U(64 - r)
+
+        def rotr(w: np.ndarray) -> np.ndarray:
+            return (w >> rot) | (w << back)
+
+        def own_part(w: np.ndarray) -> np.ndarray:       # C0 for mask w
+            rw = rotr(w)
+            return (a & rw) ^ (w & rotr(a)) ^ (w & rw)
+
+        def their_part(w: np.ndarray) -> np.ndarray:     # C1 for mask w
+            return (y & rotr(w)) ^ (w & rotr(y))
+
+        def fold(masked: np.ndarray, c0: np.ndarray, c1: np.ndarray, g_other: np.ndarray) -> np.ndarray:
+            e = masked ^ y
+            return (e & rotr(e)) ^ c0 ^ c1 ^ g_other
+
+        if me == 0:
+            await self.ex.round(label, {2: np.concatenate([a ^ W, own_part(W) ^ M]),
+                                        1: np.concatenate([a ^ V, own_part(V) ^ M2])}, [])
+            return np.stack([g[0], g[1]])
+        if me == 1:
+            got = await self.ex.round(label, {2: their_part(W) ^ M ^ g[0]}, [0, 2])
+            msg = _checked(got[0], 2 * size, label, 0)
+            g2 = fold(msg[:size], msg[size:], _checked(got[2], size, label, 2), g[0])
+            return np.stack([g[0], g2])
+        got = await self.ex.round(label, {1: their_part(V) ^ M2 ^ g[1]}, [0, 1])
+        msg = _checked(got[0], 2 * size, label, 0)
+        g2 = fold(msg[:size], msg[size:], _checked(got[1], size, label, 1), g[1])
+        return np.stack([g2, g[1]])
+
+    async def cross_inject(self, label: str, u: np.ndarray | None, b: np.ndarray | None) -> Share:
+        """Party 0 knows bits u, parties 1 and 2 know bits b (flat 0/1 words): arithmetic shares
+        of u ^ b = u (1 - 2b) + b in one round, by the same correlation as cross_and:
+        components c_j = F(K_j) for j = 0, 1 and c2 = u ^ b - c0 - c1; party 0 sends u + W to
+        party 2 and u + V to party 1; party 1 sends W (1 - 2b) + c1 to party 2, party 2 sends
+        V (1 - 2b) + c0 to party 1. 4 elements per bit."""
+        await self._prf_ready()
+        me = self.party
+        size = (u if me == 0 else b).size
+        W, V = self._masks("i", label, size)
+        c = self._prf("ic", label, size, _OWN_SLOTS[me])
+        send: dict[int, np.ndarray] = {}
+        if me == 0:
+            send = {2: u + W, 1: u + V}
+            got = await self.ex.round(label, send, [])
+            return np.stack(c, axis=-1)
+        sign = _U(1) - (b << _U(1))                                 # 1 - 2b mod 2^64
+        if me == 1:
+            got = await self.ex.round(label, {2: W * sign + c[0]}, [0, 2])
+            m = _checked(got[0], size, label, 0) * sign - _checked(got[2], size, label, 2) + b - c[0]
+            return np.stack([c[0], m], axis=-1)
+        got = await self.ex.round(label, {1: V * sign + c[1]}, [0, 1])
+        m = _checked(got[0], size, label, 0) * sign - _checked(got[1], size, label, 1) + b - c[1]
+        return np.stack([m, c[1]], axis=-1)
+
+    def _masks(self, purpose: str, label: str, size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(W, V) of a cross round: W = F(K_1) for parties 0 and 1, V = F(K_0) for parties 0 and 2
+        (None where this party lacks the key)."""
+        me = self.party
+        W = None if me == 2 else self._prf(purpose + "w", label, size, (1 if me == 0 else 0,))[1 if me == 0 else 0]
+        V = None if me == 1 else self._prf(purpose + "v", label, size, (0 if me == 0 else 1,))[0 if me == 0 else 1]
+        return W, V
+
+    # ---- comparison and equality: protocols/binary.py ---------------------------------------
+    async def comparison_masks(self, label: str, count: int) -> None:
+        """No preprocessing: every comparison draws its correlated randomness from the pairwise
+        keys under its own round labels, so there is nothing to make ahead."""
+        return None
+
+    def take_masks(self, masks: None, start: int, count: int) -> None:
+        return None
+
+    async def less_than(self, label: str, a: Share, b: Share, bit_length: int, *,
+                        masks: None = None) -> Share:
+        """[a < b] = sign(a - b) by binary.less_than_zero: 2 + ceil(log2(bit_length + 1)) rounds."""
+        bl = self.check_bit_length(bit_length)
+        a, b = np.broadcast_arrays(a, b)
+        d = self.sub(a, b)
+        shape = self.value_shape(d)
+        bit = await binary.less_than_zero(self, label, self.flatten(d), bl)
+        return bit.reshape(shape + (2,))
+
+    async def equal_zero(self, label: str, x: Share, *, masks: None = None) -> Share:
+        """[x == 0] for every x in Z_2^64 by binary.equal_zero: 7 rounds."""
+        shape = self.value_shape(x)
+        bit = await binary.equal_zero(self, label, self.flatten(x))
+        return bit.reshape(shape + (2,))
+
+
+def _checked(arr: np.ndarray, size: int, label: str, sender: int) -> np.ndarray:
+    if arr.size != size:
+        raise ProtocolViolation(f"round {label!r}: party {sender} sent {arr.size} elements, expected {size}")
+    return arr.reshape(-1)

@@ -1,0 +1,178 @@
+"""The boolean layer of the replicated3 engine: XOR shares of packed words, AND, A2B with a
+Kogge-Stone adder, bit injection, the sign bit and the zero test. Protocol math only: every round
+is an engine method (`reshare_planar`, `cross_and`, `cross_and_rot`, `cross_inject` of
+engines/replicated3.py).
+
+Boolean shares are replicated XOR shares: words w = w_0 ^ w_1 ^ w_2, party i holds (w_i, w_{i+1}).
+Inside this module they are PLANAR, shape (2, m) (row 0 = w_i, row 1 = w_{i+1}), so that every
+word operation runs on contiguous rows; `layout` / `planar` convert to and from the (m, 2)
+layout of mpcnode/replicated.py. One uint64 word per value, bit k of the word = bit k of the
+value (LSB = bit 0), so a shift of the word moves carries.
+
+Protocols (Mohassel, Rindal, ABY3, CCS 2018, sections 5.1-5.4; Kogge, Stone, IEEE TC 1973)
+-------------------------------------------------------------------------------------------
+* AND of words: z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i is a 3-out-of-3 XOR sharing of
+  x & y; `engine.reshare_planar(xor=True)` adds a XOR zero-sharing and sends z_i to party i - 1: one
+  round, one word per AND per party.
+* Split A2B. For an arithmetic x = x_0 + x_1 + x_2, party 0 holds s = x_0 + x_1 and parties 1
+  and 2 both hold y = x_2, so x = s + y needs ONE two-operand adder. `engine.cross_and` gives
+  [s] and the generate word [g] = [s & y] in one round (4 words per value); [y] = (0, 0, y) and
+  the propagate word p = s ^ y are local.
+* Kogge-Stone prefix: G <- G ^ (P & (G << k)), P <- P & (P << k) for k = 1, 2, 4, ...; XOR is OR
+  here because a group cannot both generate and propagate. One round per level, 2 ANDs per level
+  (1 at the last level). After L levels G at bit i is the carry out of bits max(0, i-2^L+1)..i,
+  and the sum is p ^ (G << 1).
+* Sign of d = a - b for |a|, |b| < 2^l (one of them may be -(2^l)): d fits l + 2 signed bits,
+  so sign = bit l + 1 of s + y = p_{l+1} ^ G_l, which needs the carry over the l + 1 bits
+  0..l: L = ceil(log2(l + 1)) levels.
+* Zero test: x == 0 iff s == -y, i.e. iff every bit of e = NOT(s) ^ (-y) is 1: an AND-tree
+  within the word (e & rot32(e), then >> 16, ... >> 1), no adder. Its first level is computed
+  in the cross round itself (`engine.cross_and_rot`: party 0 knows NOT(s), parties 1 and 2 know
+  -y), so the zero test has 1 + 5 AND rounds.
+* Bit injection (B2A of one bit): b = b_0 ^ b_1 ^ b_2 with u = b_0 ^ b_1 at party 0 and b_2 at
+  parties 1 and 2; u ^ b_2 = u (1 - 2 b_2) + b_2 is linear in u once b_2 is known, so
+  `engine.cross_inject` makes it in one round (4 elements per bit).
+
+Rounds: A2B 7; less_than 2 + ceil(log2(l + 1)) (l = 1: 3, l = 32 or 62: 8); equal_zero 7.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..engines.replicated3 import Replicated3Engine
+
+Share = np.ndarray
+_U = np.uint64
+_ONE = _U(1)
+WORD_BITS = 64
+
+
+# ---- local operations on XOR shares (planar) ---------------------------------------------------
+
+def planar(x: Share) -> Share:
+    """(m, 2) layout -> planar (2, m)."""
+    return np.ascontiguousarray(np.moveaxis(x, -1, 0))
+
+
+def layout(x: Share) -> Share:
+    """Planar (2, m) -> the (m, 2) layout of mpcnode/replicated.py."""
+    return np.ascontiguousarray(np.moveaxis(x, 0, -1))
+
+
+def and_local(x: Share, y: Share, out: np.ndarray | None = None) -> np.ndarray:
+    """The 3-out-of-3 XOR sharing z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i of x & y
+    (written into `out`, shape (m,), if given)."""
+    z = np.bitwise_xor(y[0], y[1], out=out)
+    z &= x[0]
+    z ^= x[1] & y[0]
+    return z
+
+
+def extract_bit(x: Share, k: int) -> Share:
+    """XOR shares of bit k of each word, as 0/1 words."""
+    return (x >> _U(k)) & _ONE
+
+
+def component2_share(party: int, y: np.ndarray | None, size: int) -> Share:
+    """The sharing (0, 0, y) of words y known to parties 1 and 2 (component 2): no communication,
+    valid for XOR and for arithmetic sharing."""
+    out = np.zeros((2, size), dtype=_U)
+    if party == 1:
+        out[1] = y
+    elif party == 2:
+        out[0] = y
+    return out
+
+
+def split_sum(party: int, x: Share) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """For a flat arithmetic share x (m, 2): (s = x_0 + x_1 at party 0, else None;
+    y = x_2 at parties 1 and 2, else None), so that x = s + y."""
+    if party == 0:
+        return x[:, 0] + x[:, 1], None
+    return None, np.ascontiguousarray(x[:, 1] if party == 1 else x[:, 0])
+
+
+# ---- rounds ---------------------------------------------------------------------------------
+
+async def and_words(engine: "Replicated3Engine", label: str, x: Share, y: Share) -> Share:
+    """x & y on XOR-shared words: one round, one word per AND per party."""
+    return await engine.reshare_planar(label, and_local(x, y), xor=True)
+
+
+async def prefix_carries(engine: "Replicated3Engine", label: str, g: Share, p: Share, levels: int) -> Share:
+    """Kogge-Stone: after `levels` rounds, G at bit i = the carry out of bits
+    max(0, i - 2^levels + 1)..i of the sum whose generate and propagate words are g and p."""
+    G, P = np.array(g, copy=True), p
+    m = g.shape[1]
+    z = np.empty(2 * m, dtype=_U)          # the local ANDs of one level, reshared in one round
+    for level in range(levels):
+        k = _U(1 << level)
+        if level == levels - 1:
+            G ^= await engine.reshare_planar(f"{label}/ks{level}", and_local(P, G << k, out=z[:m]), xor=True)
+        else:
+            and_local(P, G << k, out=z[:m])
+            and_local(P, P << k, out=z[m:])
+            both = await engine.reshare_planar(f"{label}/ks{level}", z, xor=True)
+            G ^= both[:, :m]
+            P = both[:, m:]
+    return G
+
+
+async def _split_adder(engine: "Replicated3Engine", label: str, x: Share) -> tuple[Share, Share]:
+    """(g, p) words of s + y where x = s + y (split_sum): one cross round."""
+    s, y = split_sum(engine.party, x)
+    s_sh, g = await engine.cross_and(f"{label}/cross", s, y)
+    p = s_sh ^ component2_share(engine.party, y, len(x))
+    return g, p
+
+
+async def a2b(engine: "Replicated3Engine", label: str, x: Share) -> Share:
+    """Flat arithmetic shares (m, 2) -> planar XOR shares (2, m) of the same 64-bit words: 7 rounds
+    (the cross round and 6 prefix levels)."""
+    g, p = await _split_adder(engine, label, x)
+    G = await prefix_carries(engine, f"{label}/add", g, p, 6)
+    return p ^ (G << _ONE)
+
+
+async def inject_bit(engine: "Replicated3Engine", label: str, b: Share) -> Share:
+    """Planar XOR shares (2, m) of 0/1 words -> arithmetic shares (m, 2) of the same bits: one
+    round."""
+    party = engine.party
+    u = (b[0] ^ b[1]) if party == 0 else None
+    y = None if party == 0 else b[1] if party == 1 else b[0]
+    return await engine.cross_inject(f"{label}/b2a", u, y)
+
+
+def prefix_levels(bit_length: int) -> int:
+    """Kogge-Stone levels for the sign of a - b with |a|, |b| < 2^bit_length."""
+    return max(1, math.ceil(math.log2(bit_length + 1)))
+
+
+async def less_than_zero(engine: "Replicated3Engine", label: str, d: Share, bit_length: int) -> Share:
+    """Arithmetic shares of [d < 0] for flat d (m, 2) with -2^(l+1) < d < 2^(l+1), l = bit_length
+    <= 62: the sign bit l + 1 of the split sum. Rounds: 1 + prefix_levels(l) + 1."""
+    g, p = await _split_adder(engine, label, d)
+    G = await prefix_carries(engine, f"{label}/add", g, p, prefix_levels(bit_length))
+    k = bit_length + 1
+    sign = extract_bit(p, k) ^ extract_bit(G, k - 1)
+    return await inject_bit(engine, label, sign)
+
+
+async def equal_zero(engine: "Replicated3Engine", label: str, x: Share) -> Share:
+    """Arithmetic shares of [x == 0] for flat x (m, 2), exact on Z_2^64: x == 0 iff s == -y,
+    i.e. iff every bit of e = NOT(s) ^ (-y) is 1. The first AND-tree level e & rot32(e) comes
+    out of the cross round (engine.cross_and_rot) with no shares of e, then five more levels
+    (>> 16, 8, 4, 2, 1) and the injection: 1 + 5 + 1 = 7 rounds."""
+    s, y = split_sum(engine.party, x)
+    e = await engine.cross_and_rot(f"{label}/cross", None if s is None else ~s, None if y is None else -y, 32)
+    width = WORD_BITS // 2
+    level = 1
+    while width > 1:
+        width //= 2
+        e = await and_words(engine, f"{label}/and{level}", e, e >> _U(width))
+        level += 1
+    return await inject_bit(engine, label, extract_bit(e, 0))
