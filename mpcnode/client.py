@@ -116,7 +116,7 @@ async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[st
         decl = cpb.InputDecl(name=input_name, length=decl_doc["length"], lo=int(decl_doc["range"][0]),
                              hi=int(decl_doc["range"][1]), source=cpb.INPUT_SOURCE_CLIENTS)
         try:
-            encoded = check_values(input_name, values, decl, "input")
+            encoded = field.asfield(check_values(input_name, values, decl, "input"))
         except InputError as exc:
             if not skip_local_check:
                 raise SubmitError(exc.detail) from None

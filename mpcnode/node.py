@@ -21,6 +21,7 @@ from .circuit import CircuitError, Plan, validate
 from .computation.liveness import live_set_problem
 from .computation.spec import Computation, Feeds, output_feeds
 from .config import NodeConfig
+from .engines import ENGINES
 from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .inputs import InputError, load_node_inputs
@@ -191,7 +192,8 @@ class Node:
         lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
         # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped
         mailbox = Mailbox(spec.job_id, parties, me,
-                          max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes)
+                          max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes,
+                          field_elements=ENGINES[spec.protocol or "shamir"].field_modulus is not None)
         job = Job(spec=spec, plan=plan, me=me, mailbox=mailbox, inputs=inputs, canonical=canonical,
                   client_lists=lists, client_counts={name: 0 for name in lists},
                   feeds=output_feeds(doc), approval=approval)

@@ -34,9 +34,9 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
-from .. import field
 from ..circuit import validate
 from ..exchange import MemoryNetwork
+from ..engines import ENGINES
 from ..jobrun import ClientRows, JobResult, run_job
 from ..opened import Opened
 from .spec import Computation
@@ -99,21 +99,21 @@ def dummy_value(lo: int, hi: int) -> int:
 
 
 def _dummy(decl: cpb.InputDecl) -> np.ndarray:
-    return field.asfield(np.full(decl.length, dummy_value(decl.lo, decl.hi), dtype=np.int64))
+    return np.full(decl.length, dummy_value(decl.lo, decl.hi), dtype=np.int64)
 
 
 def dummy_node_inputs(circuit: cpb.Circuit, owner: str) -> dict[str, np.ndarray]:
-    """What `owner`'s node would read from its datasets (inputs.load_node_inputs), as field elements."""
+    """What `owner`'s node would read from its datasets (inputs.load_node_inputs): checked signed values."""
     return {d.name: _dummy(d) for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == owner}
 
 
-def dummy_client_rows(rows: Mapping[str, int]) -> ClientRows:
+def dummy_client_rows(rows: Mapping[str, int], share_shape: tuple[int, ...] = ()) -> ClientRows:
     """The first rows[name] listed clients of each client input submitted, in list order. Each
-    party holds the same dummy row: a constant is a valid (degree-0) sharing of itself, and only
-    the number of rows matters to the cost."""
+    party holds an all-zero row: zero components are a valid sharing of 0 under every engine, and
+    only the number of rows matters to the cost."""
     def client_rows(decl: cpb.InputDecl) -> tuple[dict[str, np.ndarray], list[str]]:
         submitted = list(decl.clients)[: rows[decl.name]]
-        row = _dummy(decl)
+        row = np.zeros((decl.length,) + tuple(share_shape), dtype=np.uint64)
         return {c: row for c in submitted}, submitted
     return client_rows
 
@@ -126,7 +126,7 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     parties = list(computation.parties)
     spec = computation.job_spec(DRY_RUN_JOB_ID, timeout_s=ROUND_TIMEOUT_S)
     plan = validate(spec.circuit, parties)
-    feed = dummy_client_rows(rows)
+    feed = dummy_client_rows(rows, ENGINES[spec.protocol or "shamir"].share_shape)
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]
     started = time.monotonic()

@@ -58,6 +58,7 @@ import numpy as np
 
 from .. import replicated
 from ..exchange import Exchange, ProtocolViolation
+from ..opened import OpenLog
 from ..protocols import binary
 from ..randomness import KeyedStream, new_key
 from .base import Engine, Public, Share
@@ -94,6 +95,7 @@ class Replicated3Engine(Engine):
         self._keys: tuple[KeyedStream, KeyedStream] | None = None
         self._keys_lock = asyncio.Lock()
         self._prf_labels: set[bytes] = set()
+        self.opened = OpenLog()
 
     @property
     def exchange(self) -> Exchange:
@@ -194,13 +196,16 @@ class Replicated3Engine(Engine):
                 out[o] = np.stack([r, np.zeros(size, dtype=_U)], axis=-1)
         return {o: out[o].reshape(tuple(shapes[o]) + (2,)) for o in shapes}
 
-    async def open(self, label: str, x: Share, to: Sequence[int] | None = None) -> Public | None:
+    async def open(self, label: str, x: Share, to: Sequence[int] | None = None, *,
+                   purpose: str | None = None) -> Public | None:
         """Each recipient r gets its missing component x_{r+2} from both of its holders (party
-        r + 1 sends slot 1, party r + 2 slot 0) and checks that they agree."""
+        r + 1 sends slot 1, party r + 2 slot 0) and checks that they agree. Recorded in `opened`
+        with its purpose (mpcnode/opened.py)."""
         to = tuple(sorted(set(self.parties if to is None else to)))
         x = np.asarray(x, dtype=_U)
         if x.shape[-1:] != (2,):
             raise ValueError(f"{label}: not a replicated share, shape {x.shape}")
+        self.opened.note(label, int(np.prod(x.shape[:-1], dtype=np.int64)), purpose, to)
         send = {}
         if self.prev in to:                     # prev misses x_{prev+2} = x_{party+1}: our slot 1
             send[self.prev] = np.ascontiguousarray(x[..., 1]).reshape(-1)

@@ -57,8 +57,10 @@ def hasher(shape, payload: bytes | memoryview = b"") -> "hashlib._Hash":
 
 class Mailbox:
     def __init__(self, job_id: str, parties: list[str], me: int, max_pending_bytes: int = 1 << 62,
-                 on_violation: Callable[[str], None] | None = None):
+                 on_violation: Callable[[str], None] | None = None, field_elements: bool = True):
         self.job_id = job_id
+        # the job's values are elements of F_p (Shamir: each must be < p) or of Z_2^64 (any word)
+        self.field_elements = field_elements
         self.parties = parties
         self.me = me
         self.max_pending_bytes = max_pending_bytes

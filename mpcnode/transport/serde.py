@@ -27,9 +27,11 @@ def check_shape(shape: list[int] | tuple[int, ...], nbytes: int, what: str) -> N
         raise ValueError(f"{what}: {nbytes} bytes do not hold shape {list(shape)}")
 
 
-def decode(payload: bytes | memoryview, shape: list[int] | tuple[int, ...], what: str) -> np.ndarray:
-    """Decode and validate peer-supplied field elements: length matches shape, every element < p.
+def decode(payload: bytes | memoryview, shape: list[int] | tuple[int, ...], what: str,
+           field_elements: bool = True) -> np.ndarray:
+    """Decode and validate peer-supplied values: length matches shape and, for a job over the prime
+    field (field_elements), every element < p; over the ring Z_2^64 every uint64 is an element.
     The array is a read-only view of `payload` (no copy)."""
     check_shape(shape, len(payload), what)
     arr = np.frombuffer(payload, dtype="<u8").astype(np.uint64, copy=False).reshape(tuple(shape))
-    return field.check_canonical(arr, what)
+    return field.check_canonical(arr, what) if field_elements else arr

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -260,10 +261,11 @@ def test_node_input_file_missing_or_not_configured(tmp_path: Path) -> None:
     assert load_node_inputs(None, [], "payroll") == {}  # nothing owned, nothing read
 
 
-def test_good_node_inputs_are_encoded(tmp_path: Path) -> None:
+def test_good_node_inputs_are_checked_signed_values(tmp_path: Path) -> None:
+    # the job's engine encodes them (field: -5 -> p - 5; ring: -5 -> 2^64 - 5), not the reader
     path = write(tmp_path, "payroll.yaml", "salary: [0, -5, 1000]\nother: ignored\n")
     got = load_node_inputs(path, [decl(length=3, lo=-5)], "payroll")
-    assert [int(v) for v in got["salary"]] == [0, (1 << 61) - 1 - 5, 1000]
+    assert got["salary"].dtype == np.int64 and got["salary"].tolist() == [0, -5, 1000]
 
 
 # ---- the command lines -------------------------------------------------------------------------
