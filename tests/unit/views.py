@@ -80,15 +80,20 @@ def _chi2_z(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _features(words: np.ndarray, own: np.ndarray) -> dict[str, np.ndarray]:
-    """Small categorical features of one message, per element (see the module docstring)."""
-    cols = words[:, :2]
-    low = (cols & np.uint64(3)).astype(np.int64)
-    own_low = (own[:, :1] & np.uint64(3)).astype(np.int64)
-    joint = own_low[:, 0]
-    for c in range(low.shape[1]):
-        joint = joint * 4 + low[:, c]
-    top = (words[:, 0] >> np.uint64(61)).astype(np.int64)
-    return {"low-joint": joint, "top3": top}
+    """Small categorical features of one message, per element (see the module docstring): for
+    every pair of the observer's own input-share words (up to 4 words, 6 pairs), their low two
+    bits jointly with the low two bits of the message's first word (64 cells); and the top three
+    bits of the message's first word (8 cells)."""
+    msg = (words[:, 0] & np.uint64(3)).astype(np.int64)
+    low = (own[:, :4] & np.uint64(3)).astype(np.int64)
+    out = {"top3": (words[:, 0] >> np.uint64(61)).astype(np.int64)}
+    cols = low.shape[1]
+    if cols == 1:
+        out["low-joint"] = low[:, 0] * 4 + msg
+    for c1 in range(cols):
+        for c2 in range(c1 + 1, cols):
+            out[f"low-joint{c1}{c2}"] = (low[:, c1] * 4 + low[:, c2]) * 4 + msg
+    return out
 
 
 def distinguisher(a: View, b: View) -> dict[str, float]:
