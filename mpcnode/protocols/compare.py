@@ -43,16 +43,17 @@ that are node inputs), with a statistical mask of STATISTICAL_SECURITY bits.
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 
 from .. import field
-from ..randomness import random_field
+from ..randomness import random_field, random_ring
 from .core import Session
 
 BITS = field.BITS                 # 61 bits per solved random value
 MAX_BIT_LENGTH = 59               # |operand| < 2^59 keeps differences below p/2
+STATISTICAL_SECURITY = 40         # kappa: bits of statistical masks (bounded comparison, bounded zero test)
 
 Solved = tuple[np.ndarray, np.ndarray]   # (r shares (m,), bit shares (BITS, m))
 
@@ -81,9 +82,9 @@ def _one_minus(x: np.ndarray) -> np.ndarray:
     return field.sub(np.full(x.shape, _ONE, dtype=np.uint64), x)
 
 
-def _public_bits(c: np.ndarray) -> np.ndarray:
-    """Bits of public canonical c (m,), LSB first: shape (BITS, m), values 0/1."""
-    return (c[None, :] >> _SHIFTS) & _ONE
+def _public_bits(c: np.ndarray, nbits: int = BITS) -> np.ndarray:
+    """The low `nbits` bits of public canonical c (m,), LSB first: shape (nbits, m), values 0/1."""
+    return (c[None, :] >> _SHIFTS[:nbits]) & _ONE
 
 
 def _pow2_combine(bits: np.ndarray) -> np.ndarray:
@@ -126,50 +127,59 @@ async def random_solved_bits(s: Session, label: str, m: int) -> Solved:
 
 # ---- bitwise comparison with a public value -----------------------------------------
 
-_PAIRED = BITS - 1          # bits 0..59 form 30 pairs (2k, 2k+1); bit 60 stays alone
+def _paired(nbits: int) -> int:
+    """Bits 0..paired-1 form pairs (2k, 2k+1); with an odd count the top bit stays alone
+    (61 bits: 30 pairs and bit 60)."""
+    return nbits - nbits % 2
 
 
 async def _pair_products(s: Session, label: str, r_bits: np.ndarray) -> np.ndarray:
-    """q_k = r_2k * r_2k+1 for k < 30: shape (30, m). Input-independent, so callers run it
-    concurrently with the opening of the masked value (no extra round of latency)."""
-    return await s.mul(label, r_bits[0:_PAIRED:2], r_bits[1:_PAIRED:2])
+    """q_k = r_2k * r_2k+1 for the pairs of the bits: shape (nbits // 2, m), (30, m) for 61 bits.
+    Input-independent, so callers run it concurrently with the opening of the masked value
+    (no extra round of latency)."""
+    paired = _paired(r_bits.shape[0])
+    return await s.mul(label, r_bits[0:paired:2], r_bits[1:paired:2])
 
 
 def _pair_nodes(cb: np.ndarray, r_bits: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lt, eq) of the 2-bit nodes (bits 2k, 2k+1) and of the lone bit 60, linear in r and q.
+    """(lt, eq) of the 2-bit nodes (bits 2k, 2k+1) and of a lone top bit, linear in r and q.
 
     With public c, eq_i = c_i ? r_i : 1 - r_i and lt_i = (1 - c_i) r_i, so every product in
     lt = lt_h + eq_h lt_l and eq = eq_h eq_l is a public combination of 1, r_l, r_h, q.
-    Returns lt (31, m) and eq (31, m).
+    Returns lt and eq of shape (ceil(nbits / 2), m): (31, m) for 61 bits.
     """
-    cl, ch = cb[0:_PAIRED:2], cb[1:_PAIRED:2]
-    rl, rh = r_bits[0:_PAIRED:2], r_bits[1:_PAIRED:2]
+    paired = _paired(r_bits.shape[0])
+    cl, ch = cb[0:paired:2], cb[1:paired:2]
+    rl, rh = r_bits[0:paired:2], r_bits[1:paired:2]
     rl_q = field.sub(rl, q)                                    # (1 - r_h) r_l
     rh_q = field.sub(rh, q)                                    # r_h (1 - r_l)
     eqh_rl = np.where(ch == 1, q, rl_q)                        # eq_h * r_l
     lt = field.add(np.where(ch == 0, rh, _ZERO), np.where(cl == 0, eqh_rl, _ZERO))
     none = _one_minus(field.add(rh, rl_q))                     # (1 - r_h)(1 - r_l)
     eq = np.where(ch == 1, np.where(cl == 1, q, rh_q), np.where(cl == 1, rl_q, none))
-    c60, r60 = cb[_PAIRED:], r_bits[_PAIRED:]
-    lt = np.concatenate([lt, np.where(c60 == 0, r60, _ZERO)])
-    eq = np.concatenate([eq, np.where(c60 == 1, r60, _one_minus(r60))])
+    c_top, r_top = cb[paired:], r_bits[paired:]       # the lone top bit, if any
+    lt = np.concatenate([lt, np.where(c_top == 0, r_top, _ZERO)])
+    eq = np.concatenate([eq, np.where(c_top == 1, r_top, _one_minus(r_top))])
     return lt, eq
 
 
-async def _lt_tree(s: Session, label: str, c: np.ndarray, r_bits: np.ndarray, q: np.ndarray,
+async def _lt_tree(s: Session, label: str, cb: np.ndarray, r_bits: np.ndarray, q: np.ndarray,
                    extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
-    """[c < r] for public c and shared bits r (with pair products q); `extra` products
-    ride on the first round.
+    """[c < r] for public c given by its bits cb (nbits, m) and shared bits r (nbits, m) with
+    their pair products q; `extra` products ride on the first round.
 
-    The 2-bit nodes are linear given q, so the tree proper starts at 31 nodes:
-    31 -> 16 -> 8 -> 4 -> 2 -> 1, 5 rounds, 55 products per element. Nodes are kept LSB
-    first as arrays (nodes, m). The node holding bit 0 is always a low half, so its eq is
+    The 2-bit nodes are linear given q, so the tree proper starts at ceil(nbits/2) nodes; for
+    61 bits: 31 -> 16 -> 8 -> 4 -> 2 -> 1, 5 rounds, 55 products per element. Nodes are kept
+    LSB first as arrays (nodes, m). The node holding bit 0 is always a low half, so its eq is
     never needed: `eq` stores nodes 1.. only, which skips one product per level and the
-    root's eq for free.
+    root's eq for free. With a single node (nbits <= 2) there is no tree round, and the
+    `extra` products get a round of their own.
     """
-    lt, eq = _pair_nodes(_public_bits(c), r_bits, q)
+    lt, eq = _pair_nodes(cb, r_bits, q)
     eq = eq[1:]
     extra_out: list[np.ndarray] = []
+    if lt.shape[0] == 1 and extra:
+        extra_out = await s.mul_many(f"{label}/l0", extra)
     level = 0
     while lt.shape[0] > 1:
         nodes, m = lt.shape
@@ -210,31 +220,26 @@ async def bit_lt_public(s: Session, label: str, c_public: np.ndarray, r_bits: np
     if c.size == 0:
         return np.zeros(0, dtype=np.uint64)
     q = await _pair_products(s, f"{label}/pairs", r_bits)
-    lt, _ = await _lt_tree(s, label, c, r_bits, q)
+    lt, _ = await _lt_tree(s, label, _public_bits(c), r_bits, q)
     return lt
 
 
 # ---- less than zero, fused with selection ------------------------------------------
 
-async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
-                      selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (),
-                      bit_range: tuple[int, int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Compute b = [x < 0] for flat x and, for each (offset, X, Y), b ? X : Y on
-    x[offset:offset + len(X)]; return the selections and b[bit_range] if asked.
+async def _finish_ltz(s: Session, label: str, a: np.ndarray, cb: np.ndarray, r_bits: np.ndarray,
+                      q: np.ndarray, selects: Sequence[tuple[int, np.ndarray, np.ndarray]],
+                      bit_range: tuple[int, int] | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The common end of both comparison paths, after the opening: b = [x < 0] = a XOR lt with
+    a shared bit a that is linear in the opened c, and lt = [c' < r'] for the public bits cb of
+    c' and the shared bits r_bits of r' (pair products q). For each (offset, X, Y): b ? X : Y
+    on elements offset..offset + len(X) - 1; b[bit_range] if asked.
 
-    With LSB(2x) = a XOR lt (a = c_0 XOR r_0 is linear after the opening, lt = [c < r]):
-    b = a + lt (1 - 2a) and b*D = a*D + lt*(D - 2aD). The products a*D ride on the first
-    tree round, lt*(...) on one final round: 1 open (concurrent with the
-    bit-pair products) + 5 tree + 1 rounds of latency.
+    b = a + lt (1 - 2a) and b*D = a*D + lt*(D - 2aD) for D = X - Y. The products a*D ride on
+    the first tree round, lt*(...) on one final round. b is a bit whatever x is (a and lt are
+    bits), so a selection always returns X or Y, also for an operand outside the contract.
     """
-    r, rb = solved
-    y = field.add(x, x)
-    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(y, r)),
-                                _pair_products(s, f"{label}/pairs", rb))
-    r0 = rb[0]
-    a = np.where((c & _ONE) == 1, _one_minus(r0), r0)
     ds = [(off, field.sub(X, Y)) for off, X, Y in selects]
-    lt, ads = await _lt_tree(s, f"{label}/tree", c, rb, q, [(a[off:off + d.size], d) for off, d in ds])
+    lt, ads = await _lt_tree(s, f"{label}/tree", cb, r_bits, q, [(a[off:off + d.size], d) for off, d in ds])
     pairs = []
     for (off, d), ad in zip(ds, ads):
         pairs.append((lt[off:off + d.size], field.sub(d, field.add(ad, ad))))
@@ -250,34 +255,213 @@ async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
     return outs, bit
 
 
-async def _masks_for(s: Session, label: str, flat: np.ndarray, solved: Solved | None) -> Solved:
+async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
+                      selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (),
+                      bit_range: tuple[int, int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The exact path: b = [x < 0] for flat x, with the fused selections of _finish_ltz.
+
+    LSB(2x) = a XOR lt with a = c_0 XOR r_0 (linear after the opening of c = 2x + r) and
+    lt = [c < r] over all 61 bits: 1 open (concurrent with the bit-pair products) + 5 tree
+    + 1 final = 7 rounds of latency after the random bits.
+    """
+    r, rb = solved
+    y = field.add(x, x)
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(y, r)),
+                                _pair_products(s, f"{label}/pairs", rb))
+    r0 = rb[0]
+    a = np.where((c & _ONE) == 1, _one_minus(r0), r0)
+    return await _finish_ltz(s, label, a, _public_bits(c), rb, q, selects, bit_range)
+
+
+# ---- the bounded path: a statistical mask for small declared bit lengths ------------------
+
+class BoundedMasks(NamedTuple):
+    """Masks for `count` bounded comparisons of one bit_length k (bounded_applies(k, t)):
+    r = sum_{i <= k+1} 2^i b_i + 2^(k+2) R with shared random bits b_0..b_{k+1} and R a sum of
+    t+1 dealt uniform STATISTICAL_SECURITY-bit values (random_bounded_masks)."""
+    r: np.ndarray      # (count,) shares of r
+    bits: np.ndarray   # (k + 2, count) shares of b_0..b_{k+1}, LSB first
+
+    @property
+    def bit_length(self) -> int:
+        return int(self.bits.shape[0]) - 2
+
+
+Masks = Union[Solved, BoundedMasks]
+
+
+def _bounded_fits(bit_length: int, t: int) -> bool:
+    """Whether the largest masked value x' + r of a bounded comparison stays below p (no wrap):
+    x' <= 2^(k+2) - 1, r <= 2^(k+2) - 1 + 2^(k+2) (t+1) (2^kappa - 1)."""
+    span = 1 << (bit_length + 2)
+    return (span - 1) + (span - 1) + span * (t + 1) * ((1 << STATISTICAL_SECURITY) - 1) < field.P
+
+
+def max_bounded_bit_length(t: int) -> int:
+    """The largest bit_length the bounded path takes at threshold t: 19 - ceil(log2(t+1)) for
+    kappa = 40 (18 at t = 1; 17 at t = 2, 3; 16 at t = 4..7; ...); 0 if none."""
+    k = 0
+    while k < MAX_BIT_LENGTH and _bounded_fits(k + 1, t):
+        k += 1
+    return k
+
+
+def bounded_applies(bit_length: int, t: int) -> bool:
+    """Whether less_than at this bit_length runs the bounded path (public: bit_length and t)."""
+    return int(bit_length) <= max_bounded_bit_length(t)
+
+
+def lt_cost(bit_length: int, t: int) -> tuple[int, int]:
+    """(rounds, products per element) of one `less_than` with fresh masks at threshold t,
+    selections not counted (each adds one product, and at bit_length 1 one round)."""
+    nbits = bit_length + 1 if bounded_applies(bit_length, t) else BITS
+    rand_bits = bit_length + 2 if nbits < BITS else BITS
+    rounds = 1 + t.bit_length() + 1 + 1               # deal, ceil(log2(t+1)) XOR levels, open, final
+    products = rand_bits * t + nbits // 2 + 1         # XORs, pair products, final
+    nodes = (nbits + 1) // 2
+    while nodes > 1:
+        half = nodes // 2
+        products += 2 * half - 1
+        nodes -= half
+        rounds += 1
+    return rounds, products
+
+
+async def random_bounded_masks(s: Session, label: str, m: int, bit_length: int) -> BoundedMasks:
+    """Masks for m bounded comparisons at `bit_length` (BoundedMasks): k + 2 shared random bits
+    (Session.random_bits) and t+1 dealt uniform kappa-bit values (randomness.random_ring) per
+    element, dealt in the same round as the bits. Rounds: those of Session.random_bits."""
+    if m < 0:
+        raise ValueError(f"{label}: negative count {m}")
+    if not bounded_applies(bit_length, s.t):
+        raise ValueError(f"{label}: bit_length {bit_length} is above the bounded path's "
+                         f"{max_bounded_bit_length(s.t)} at t = {s.t}")
+    width = bit_length + 2
+    if m == 0:
+        return BoundedMasks(np.zeros(0, dtype=np.uint64), np.zeros((width, 0), dtype=np.uint64))
+    dealers = s.parties[: s.t + 1]
+    mine = None
+    if s.party in dealers:
+        mine = random_ring(m) & np.uint64((1 << STATISTICAL_SECURITY) - 1)
+    bits, highs = await asyncio.gather(s.random_bits(f"{label}/bits", width * m),
+                                       s.deal(f"{label}/high", {d: m for d in dealers}, mine))
+    bits = bits.reshape(width, m)
+    high = highs[dealers[0]]
+    for d in dealers[1:]:
+        high = field.add(high, highs[d])
+    return BoundedMasks(field.add(_weighted_sum(bits), field.mul_const(high, 1 << width)), bits)
+
+
+def _weighted_sum(bits: np.ndarray) -> np.ndarray:
+    """sum_i 2^i bits[i] for fewer than 61 rows: the weights are below p, so it is exact."""
+    weights = np.uint64(1) << np.arange(bits.shape[0], dtype=np.uint64)
+    return field.sum_all(field.mul(bits, weights[:, None]), axis=0)
+
+
+def _bounded_from_solved(solved: Solved, bit_length: int) -> BoundedMasks:
+    """A bounded mask from a solved one (which serves both paths): b_0..b_{k+1} are its low bits,
+    R = sum_{j < kappa} 2^j b_{k+2+j}, so r is uniform on [0, 2^(k+2+kappa)), below p for k <= 18."""
+    _, rb = solved
+    return BoundedMasks(_weighted_sum(rb[: bit_length + 2 + STATISTICAL_SECURITY]), rb[: bit_length + 2])
+
+
+async def _ltz_select_bounded(s: Session, label: str, x: np.ndarray, masks: BoundedMasks,
+                              selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (),
+                              bit_range: tuple[int, int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The bounded path: b = [x < 0] for flat x = a - b with |a|, |b| < 2^k or one of them
+    -(2^k), so -2^m < x < 2^m for m = k + 1 (module docstring, "Bounded comparison").
+
+    x' = x + 2^m lies in [1, 2^(m+1)), and x < 0 iff bit m of x' is 0. Open c = x' + r (no wrap
+    mod p); then bit m of x' = c_m XOR r_m XOR u with the carry u = [c mod 2^m < r mod 2^m], so
+    b = a XOR u for a = NOT(c_m XOR r_m), linear in the shared bit r_m: _finish_ltz with the
+    tree over the m low bits. 1 open (concurrent with the pair products) + ceil(log2(ceil(m/2)))
+    tree + 1 final rounds.
+    """
+    m = masks.bit_length + 1
+    low, r_m = masks.bits[:m], masks.bits[m]
+    shifted = field.add(x, np.full(x.shape, np.uint64(1 << m), dtype=np.uint64))
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(shifted, masks.r)),
+                                _pair_products(s, f"{label}/pairs", low))
+    a = np.where(((c >> np.uint64(m)) & _ONE) == 1, r_m, _one_minus(r_m))
+    return await _finish_ltz(s, label, a, _public_bits(c, m), low, q, selects, bit_range)
+
+
+# ---- masks, and the choice of path ----------------------------------------------------
+
+async def comparison_masks(s: Session, label: str, count: int, bit_length: int | None = None) -> Masks:
+    """Masks for `count` comparisons made ahead in one batch (the Shamir engine's
+    comparison_masks). Without bit_length, or when bit_length is above the bounded path's,
+    solved random bits: they serve the exact path, the bounded path at every bit_length, and
+    equal_zero. With a bit_length the bounded path takes, BoundedMasks: cheaper (k + 2 bits
+    instead of 61), serving only comparisons of that bit_length."""
+    if bit_length is not None and bounded_applies(_check_bit_length(bit_length), s.t):
+        return await random_bounded_masks(s, label, count, bit_length)
+    return await random_solved_bits(s, label, count)
+
+
+def take_masks(masks: Masks, start: int, count: int) -> Masks:
+    """Masks start..start+count-1 of a batch from comparison_masks."""
+    if isinstance(masks, BoundedMasks):
+        return BoundedMasks(masks.r[start:start + count], masks.bits[:, start:start + count])
+    return take_solved(masks, start, count)
+
+
+async def _masks_for(s: Session, label: str, flat: np.ndarray, solved: Masks | None) -> Solved:
     """The solved random bits masking `flat`: the caller's precomputed ones (checked) or fresh."""
+    if isinstance(solved, BoundedMasks):
+        raise ValueError(f"{label}: masks made for bounded comparisons of bit_length {solved.bit_length} "
+                         "cannot serve this operation; make them without a bit_length")
     if solved is None:
         solved = await random_solved_bits(s, f"{label}/rand", flat.size)
     return _check_solved(solved, flat.size, label)
 
 
-async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
-              solved: Solved | None = None) -> np.ndarray:
-    """Shares of [x < 0] for shared x with |x| < 2^bit_length (bit_length in 1..59).
+async def _bounded_masks_for(s: Session, label: str, flat: np.ndarray, bit_length: int,
+                             masks: Masks | None) -> BoundedMasks:
+    """The bounded masks for `flat`: the caller's (bounded ones of this bit_length, or solved
+    ones, checked) or fresh."""
+    if masks is None:
+        return await random_bounded_masks(s, f"{label}/rand", flat.size, bit_length)
+    if not isinstance(masks, BoundedMasks):
+        return _bounded_from_solved(_check_solved(masks, flat.size, label), bit_length)
+    if masks.bit_length != bit_length or masks.r.shape != (flat.size,) or masks.bits.shape[1:] != (flat.size,):
+        raise ValueError(f"{label}: bounded masks for {masks.r.shape} comparisons of bit_length "
+                         f"{masks.bit_length}; expected ({flat.size},) of bit_length {bit_length}")
+    return masks
 
-    Nishide-Ohta LSB trick; rounds: random bits (skipped if `solved` = precomputed
-    random_solved_bits for x.size elements) + 1 open (concurrent with the bit-pair
-    products) + 5 tree + 1 = 7 rounds of latency after the random bits.
+
+async def _compare_select(s: Session, label: str, x: np.ndarray, bit_length: int, masks: Masks | None,
+                          selects: Sequence[tuple[int, np.ndarray, np.ndarray]],
+                          bit_range: tuple[int, int] | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """[x < 0] for flat x by the path the public (bit_length, t) picks, with fused selections."""
+    if bounded_applies(bit_length, s.t):
+        bounded = await _bounded_masks_for(s, label, x, bit_length, masks)
+        return await _ltz_select_bounded(s, label, x, bounded, selects, bit_range)
+    return await _ltz_select(s, label, x, await _masks_for(s, label, x, masks), selects, bit_range)
+
+
+async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
+              solved: Masks | None = None) -> np.ndarray:
+    """Shares of [x < 0] for shared x = a - b of operands with |a|, |b| < 2^bit_length (or one of
+    them -(2^bit_length)), bit_length in 1..59; for bit_length <= max_bounded_bit_length(t) by
+    the bounded path, else by the exact one. `solved`: masks from comparison_masks for x.size
+    elements (solved ones serve both paths), or made here.
+
+    Rounds after the masks (module docstring, "Cost"): exact 1 open (concurrent with the
+    bit-pair products) + 5 tree + 1 = 7; bounded 1 + ceil(log2(ceil((k+1)/2))) + 1.
     """
     _check_bit_length(bit_length)
     x = np.asarray(x, dtype=np.uint64)
     flat = _flat(x)
     if flat.size == 0:
         return np.zeros(x.shape, dtype=np.uint64)
-    solved = await _masks_for(s, label, flat, solved)
-    _, bit = await _ltz_select(s, label, flat, solved, (), (0, flat.size))
+    _, bit = await _compare_select(s, label, flat, bit_length, solved, (), (0, flat.size))
     return bit.reshape(x.shape)
 
 
 async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
-                    solved: Solved | None = None) -> np.ndarray:
-    """Shares of [a < b] for |a|, |b| < 2^bit_length (bit_length in 1..59)."""
+                    solved: Masks | None = None) -> np.ndarray:
+    """Shares of [a < b] for |a|, |b| < 2^bit_length (bit_length in 1..59); see ltz."""
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
     return await ltz(s, label, field.sub(a, b), bit_length, solved=solved)
 
@@ -285,18 +469,17 @@ async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_le
 async def less_than_select(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int,
                            selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (), *,
                            keep_bit: tuple[int, int] | None = None,
-                           solved: Solved | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+                           solved: Masks | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
     """[a < b] for flat a, b with, for each (offset, X, Y), the fused selection
     bit[offset:offset + len(X)] ? X : Y, and bit[lo:hi] if keep_bit = (lo, hi): the rounds of
-    one comparison (see _ltz_select). The Shamir engine's `less_than_select`."""
+    one comparison on either path (see _finish_ltz). The Shamir engine's `less_than_select`."""
     _check_bit_length(bit_length)
     x = field.sub(*np.broadcast_arrays(_flat(a), _flat(b)))
-    solved = await _masks_for(s, label, x, solved)
-    return await _ltz_select(s, label, x, solved, selects, keep_bit)
+    return await _compare_select(s, label, x, bit_length, solved, selects, keep_bit)
 
 
 async def greater_equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
-                        solved: Solved | None = None) -> np.ndarray:
+                        solved: Masks | None = None) -> np.ndarray:
     """Shares of [a >= b] = 1 - [a < b]."""
     return _one_minus(await less_than(s, label, a, b, bit_length, solved=solved))
 
@@ -355,9 +538,6 @@ async def equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, *,
 
 
 # ---- bounded zero test: only for values whose range the nodes enforced ----------------
-
-STATISTICAL_SECURITY = 40   # bits, for masks of values with an enforced small range
-
 
 async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) -> np.ndarray:
     """Shares of [x == 0] for x that is guaranteed to lie in [0, bound] (e.g. a function of
