@@ -96,7 +96,7 @@ class ShamirEngine(Session, Engine):
                                selects: Sequence[Selection] = (), *, keep_bit: tuple[int, int] | None = None,
                                masks: compare.Masks | None = None) -> tuple[list[Share], Share | None]:
         """Fused on both paths: the selections ride on the comparison's own rounds
-        (compare._finish_ltz)."""
+        (bitwise.xor_lt_select)."""
         return await compare.less_than_select(self, label, a, b, bit_length, selects, keep_bit=keep_bit,
                                               solved=masks)
 
