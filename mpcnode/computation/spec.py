@@ -33,9 +33,14 @@ from .. import field
 FORMAT = "parley-computation-v1"
 PROTOCOLS = ("shamir", "replicated3")
 DROPOUT_RULES = ("within-threshold", "none")
-# Statistical security of masks for values whose range the nodes enforced (ballot zero test);
-# mirrors mpcnode.protocols.compare.STATISTICAL_SECURITY, checked by a unit test.
+# Statistical security of masks for values whose range the nodes enforced (ballot zero test) or
+# whose comparison declares a small bit_length (bounded comparison); mirrors
+# mpcnode.protocols.compare.STATISTICAL_SECURITY, checked by a unit test.
 STATISTICAL_SECURITY_BITS = 40
+# Which comparison protocol runs for a declared bit_length: the exact LSB protocol, except for
+# bit_length <= 19 - ceil(log2(t+1)) (18 at t = 1), where the statistically masked bitwise one runs
+# (compare.max_bounded_bit_length, checked by a unit test). t is the document's threshold.
+COMPARISON = "lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))"
 
 Document = dict[str, Any]
 
@@ -45,7 +50,7 @@ def protocol_parameters(engine: str) -> dict[str, Any]:
     code changes them (another field, weaker masks) no longer matches an older approval."""
     if engine == "shamir":
         return {"engine": "shamir", "field_modulus": str(field.P), "dealing": "seeded-aes256-ctr",
-                "comparison": "lsb-exact", "statistical_security_bits": STATISTICAL_SECURITY_BITS}
+                "comparison": COMPARISON, "statistical_security_bits": STATISTICAL_SECURITY_BITS}
     if engine == "replicated3":
         # mpcnode/engines/replicated3.py and mpcnode/protocols/binary.py
         return {"engine": "replicated3", "ring": "Z_2^64", "parties": 3, "corruptions": 1,

@@ -173,9 +173,12 @@ class Engine(ABC):
 
     # ---- comparison and equality (engine-specific building blocks) -------------------------
     @abstractmethod
-    async def comparison_masks(self, label: str, count: int) -> Masks:
+    async def comparison_masks(self, label: str, count: int, bit_length: int | None = None) -> Masks:
         """Input-independent preprocessing for `count` comparisons or zero tests, made ahead in
-        one batch (a tournament makes all of its masks at once). Each mask is used once."""
+        one batch (a tournament makes all of its masks at once). Each mask is used once.
+        Without `bit_length` the masks serve every comparison and zero test. With it, an engine
+        may make cheaper masks that serve only comparisons of that bit_length (Shamir does for
+        small ones); an engine without such masks ignores it."""
 
     @abstractmethod
     def take_masks(self, masks: Masks, start: int, count: int) -> Masks:

@@ -459,7 +459,7 @@ class Replicated3Engine(Engine):
         return W, V
 
     # ---- comparison and equality: protocols/binary.py ---------------------------------------
-    async def comparison_masks(self, label: str, count: int) -> None:
+    async def comparison_masks(self, label: str, count: int, bit_length: int | None = None) -> None:
         """No preprocessing: every comparison draws its correlated randomness from the pairwise
         keys under its own round labels, so there is nothing to make ahead."""
         return None

@@ -74,23 +74,29 @@ class ShamirEngine(Session, Engine):
         return await self.reduce_degree(label, products)
 
     # ---- comparison and equality: protocols/compare.py -----------------------------------
-    async def comparison_masks(self, label: str, count: int) -> compare.Solved:
-        return await compare.random_solved_bits(self, label, count)
+    async def comparison_masks(self, label: str, count: int, bit_length: int | None = None) -> compare.Masks:
+        """Solved random bits (serve every comparison and equal_zero), or with a bit_length that
+        takes the bounded path (bit_length <= compare.max_bounded_bit_length(t)) the cheaper
+        compare.BoundedMasks, which serve only comparisons of that bit_length."""
+        return await compare.comparison_masks(self, label, count, bit_length)
 
-    def take_masks(self, masks: compare.Solved, start: int, count: int) -> compare.Solved:
-        return compare.take_solved(masks, start, count)
+    def take_masks(self, masks: compare.Masks, start: int, count: int) -> compare.Masks:
+        return compare.take_masks(masks, start, count)
 
     async def less_than(self, label: str, a: Share, b: Share, bit_length: int, *,
-                        masks: compare.Solved | None = None) -> Share:
+                        masks: compare.Masks | None = None) -> Share:
+        """Exact (LSB trick) above compare.max_bounded_bit_length(t), statistically masked at or
+        below it (compare.py, "Bounded comparison")."""
         return await compare.less_than(self, label, a, b, bit_length, solved=masks)
 
-    async def equal_zero(self, label: str, x: Share, *, masks: compare.Solved | None = None) -> Share:
+    async def equal_zero(self, label: str, x: Share, *, masks: compare.Masks | None = None) -> Share:
         return await compare.equal_zero(self, label, x, solved=masks)
 
     async def less_than_select(self, label: str, a: Share, b: Share, bit_length: int,
                                selects: Sequence[Selection] = (), *, keep_bit: tuple[int, int] | None = None,
-                               masks: compare.Solved | None = None) -> tuple[list[Share], Share | None]:
-        """Fused: the selections ride on the comparison's own rounds (compare._ltz_select)."""
+                               masks: compare.Masks | None = None) -> tuple[list[Share], Share | None]:
+        """Fused on both paths: the selections ride on the comparison's own rounds
+        (bitwise.xor_lt_select)."""
         return await compare.less_than_select(self, label, a, b, bit_length, selects, keep_bit=keep_bit,
                                               solved=masks)
 

@@ -15,26 +15,83 @@ Building blocks
   XOR of t+1 parties' dealt bits (Session.random_bits), so no t parties know it. r is
   uniform on [0, 2^61) = [0, p], i.e. r mod p is at statistical distance 2^-61 from
   uniform on F_p (0 is hit twice).
-* bit_lt_public: [c < r] for public c and bitwise-shared r by a divide-and-conquer tree
-  over the bits (lt = lt_hi + eq_hi * lt_lo, eq = eq_hi * eq_lo). The products of bit
-  pairs r_2k r_2k+1 (input-independent, computed while the masked value is opened) make
-  the 2-bit nodes linear, so the tree has 5 rounds on 31 nodes: 30 + 55 products.
-* ltz: [x < 0] via Nishide-Ohta's LSB trick (PKC 2007): for |x| < p/2, x < 0 iff
+* bit_lt_public (protocols/bitwise.py): [c < r] for public c and bitwise-shared r by a
+  divide-and-conquer tree over the bits (lt = lt_hi + eq_hi * lt_lo, eq = eq_hi * eq_lo). The
+  products of bit pairs r_2k r_2k+1 (input-independent, computed while the masked value is
+  opened) make the 2-bit nodes linear, so for 61 bits the tree has 5 rounds on 31 nodes:
+  30 + 55 products.
+* ltz, exact path: [x < 0] via Nishide-Ohta's LSB trick (PKC 2007): for |x| < p/2, x < 0 iff
   y = 2x mod p is odd. Open c = y + r; then LSB(y) = c_0 XOR r_0 XOR [c < r] because
   the addition wrapped around p (an odd number) exactly when c < r. This holds for
   every r in [0, p], so the comparison is exact; only the mask is 2^-61 from uniform.
+* ltz, bounded path (below): the same shape on k + 1 bits instead of 61, with a mask that
+  hides x statistically instead of perfectly.
 * equal_zero: open c = x + r; x == 0 iff the bits of r equal those of c (or c = 0 and
   r = p), a product of 61 shared equality bits computed by a log-depth product tree
   (pair products + 5 rounds, 60 products). Exact.
 
 Signed values are field elements in the symmetric encoding of field.asfield.
-``bit_length`` (1..59) states that the operands satisfy |v| < 2^bit_length; the
-protocols do not depend on it beyond the range check (the LSB trick works for every
-|x| < p/2 ~ 2^60, so the difference of two 59-bit operands is fine). Inputs must be
-range-checked before they are shared: an out-of-range operand gives a wrong bit.
+``bit_length`` k (1..59) states that the operands satisfy |v| < 2^k, or that one of them is
+-(2^k) (top_two's "minus infinity"); so the difference x = a - b has |x| < 2^(k+1). It is a
+range contract, checked for form only: inputs must be range-checked before they are shared.
+On the exact path (k > max_bounded_bit_length(t)) the LSB trick works for every |x| < p/2, and
+an out-of-range operand only gives a wrong bit. On the bounded path it also weakens the mask's
+hiding (see below). On both paths the result is always a bit.
+
+Bounded comparison (Catrina and de Hoogh, SCN 2010, "LTZ via Mod2m", with the sign bit
+taken by XOR instead of the truncation's division)
+-----------------------------------------------------------------------------------------
+For k <= max_bounded_bit_length(t) = 19 - ceil(log2(t+1)) (18 at t = 1, 17 at t = 2, 3):
+
+* shift: x' = x + 2^(k+1) lies in [1, 2^(k+2)), and x < 0 iff bit k+1 of x' is 0.
+* mask: r = sum_{i <= k+1} 2^i b_i + 2^(k+2) R, with k + 2 shared random bits b_i
+  (Session.random_bits) and R = R_1 + ... + R_{t+1}, the values of t+1 dealers, each drawn
+  uniformly from [0, 2^kappa) by randomness.random_ring (kappa = STATISTICAL_SECURITY = 40) and
+  shared in the round that deals the bits (random_bounded_masks). Solved random bits also serve
+  (_bounded_from_solved: r = sum_{i < k+2+kappa} 2^i b_i).
+* opened: c = x' + r, an integer below p: x' + r <= 2 (2^(k+2) - 1) + 2^(k+2) (t+1) (2^kappa - 1)
+  < p exactly for k <= 19 - ceil(log2(t+1)) (_bounded_fits), so nothing wraps.
+* result: with m = k + 1 and the carry u = [c mod 2^m < r mod 2^m] (bit_lt_public's tree on
+  the m low bits), bit m of x' is c_m XOR b_m XOR u (x' has no bit above m), so
+  [x < 0] = NOT(c_m XOR b_m) XOR u: a XOR of a bit linear in b_m and the tree's bit, the same
+  end as the exact path (bitwise.xor_lt_select), so selections fuse the same way. Exact
+  (no error probability) for operands within the contract.
+* why the opening is safe: for any t parties at least one bit dealer and one high-part dealer
+  is honest, so U = sum_{i <= k+1} 2^i b_i + 2^(k+2) R_h (R_h an honest dealer's value) is
+  uniform on [0, 2^(k+2+kappa)) given everything those parties see except c, and the other
+  dealers' values only shift c by an amount independent of U and x. For two inputs x', x'' the
+  distributions of x' + U and x'' + U are at statistical distance |x' - x''| / 2^(k+2+kappa)
+  < 2^-kappa = 2^-40: c is within 2^-40 of a value that does not depend on x (per opened value;
+  N comparisons add up to N 2^-40). The random bits are those of Session.random_bits (shares
+  of XORs of t+1 dealt bits); no bit and no mask comes from anywhere but mpcnode/randomness.py.
+* out-of-range operands: the bit stays a bit (a selection returns one of its candidates). If x'
+  is an in-range value plus an offset the adversary knows (its own out-of-range input), c minus
+  that offset is distributed as for the in-range value: nothing more leaks. A value that is not
+  of that form (for example an unchecked input times a secret) is not hidden: use the bounded
+  path only under the contract, as for equal_zero_bounded. Tournaments keep it: every value
+  they compare is an input, the sentinel or a selection of those.
+
+Cost
+----
+Per element, with fresh masks, at n parties and threshold t (lt_cost gives rounds and products;
+seeded dealing sends one element from a dealer to each of the n - 1 - t parties that do not
+share its seed; totals over all parties):
+
+* exact: random bits 1 + ceil(log2(t+1)) rounds, then 1 open (concurrent with the pair
+  products) + 5 tree + 1 final = 9 rounds at t = 1. Products 61 t (XORs) + 30 + 55 + 1
+  = 147 at t = 1. Bytes 8 (n-1-t) [61 (t+1) + 147 (2t+1)] + 8 n (n-1): 4552 at n = 3
+  (1517 per party).
+* bounded (k + 1 = m, N = ceil(m/2) tree nodes): the same random-bit rounds (the high part is
+  dealt alongside), then 1 open + ceil(log2 N) tree + 1 final: 8 rounds at k = 16, t = 1.
+  Products (k+2) t + floor(m/2) + sum over the tree levels of (2 floor(nodes/2) - 1) + 1:
+  39 at k = 16, 20 at k = 8, t = 1. Bytes 8 (n-1-t) [(k+3)(t+1) + products (2t+1)] + 8 n (n-1):
+  1288 at k = 16, n = 3 (429 per party).
+* a fused selection adds one product per selected element to the final round on both paths
+  (and, on the bounded path at k = 1, whose tree has no round, one round for a*D).
+* comparison_masks moves the random bits (and the high part) ahead, in one batch.
 
 Selecting right after a comparison is fused (less_than_select): select(ltz(x), X, Y) =
-Y + a*D + lt*(1-2a)*D with D = X - Y and LSB = a XOR lt, where a*D rides on the first tree
+Y + a*D + lt*(1-2a)*D with D = X - Y and ltz = a XOR lt, where a*D rides on the first tree
 round, so a comparison followed by a selection costs the same number of rounds as a comparison.
 
 equal_zero_bounded: a cheaper zero test for values whose range the nodes enforced (ballots
@@ -43,22 +100,24 @@ that are node inputs), with a statistical mask of STATISTICAL_SECURITY bits.
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 
 from .. import field
-from ..randomness import random_field
+from ..randomness import random_field, random_ring
+from .bitwise import bit_lt_public  # noqa: F401  (re-exported: part of this module's API)
+from .bitwise import one_minus, pair_nodes, pair_products, product_tree, public_bits, xor_lt_select
 from .core import Session
 
 BITS = field.BITS                 # 61 bits per solved random value
 MAX_BIT_LENGTH = 59               # |operand| < 2^59 keeps differences below p/2
+STATISTICAL_SECURITY = 40         # kappa: bits of statistical masks (bounded comparison, bounded zero test)
 
 Solved = tuple[np.ndarray, np.ndarray]   # (r shares (m,), bit shares (BITS, m))
 
 _U = np.uint64
 _ONE = _U(1)
-_ZERO = _U(0)
 _SHIFTS = np.arange(BITS, dtype=np.uint64)[:, None]
 _ROT = (np.uint64(BITS) - _SHIFTS) % np.uint64(BITS)   # right shift completing a left rotation
 
@@ -74,16 +133,6 @@ def _check_bit_length(bit_length: int) -> int:
 
 def _flat(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, dtype=np.uint64)).reshape(-1)
-
-
-def _one_minus(x: np.ndarray) -> np.ndarray:
-    """1 - x for shares (the public 1 is its own share)."""
-    return field.sub(np.full(x.shape, _ONE, dtype=np.uint64), x)
-
-
-def _public_bits(c: np.ndarray) -> np.ndarray:
-    """Bits of public canonical c (m,), LSB first: shape (BITS, m), values 0/1."""
-    return (c[None, :] >> _SHIFTS) & _ONE
 
 
 def _pow2_combine(bits: np.ndarray) -> np.ndarray:
@@ -124,160 +173,215 @@ async def random_solved_bits(s: Session, label: str, m: int) -> Solved:
     return _pow2_combine(bits), bits
 
 
-# ---- bitwise comparison with a public value -----------------------------------------
-
-_PAIRED = BITS - 1          # bits 0..59 form 30 pairs (2k, 2k+1); bit 60 stays alone
-
-
-async def _pair_products(s: Session, label: str, r_bits: np.ndarray) -> np.ndarray:
-    """q_k = r_2k * r_2k+1 for k < 30: shape (30, m). Input-independent, so callers run it
-    concurrently with the opening of the masked value (no extra round of latency)."""
-    return await s.mul(label, r_bits[0:_PAIRED:2], r_bits[1:_PAIRED:2])
-
-
-def _pair_nodes(cb: np.ndarray, r_bits: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lt, eq) of the 2-bit nodes (bits 2k, 2k+1) and of the lone bit 60, linear in r and q.
-
-    With public c, eq_i = c_i ? r_i : 1 - r_i and lt_i = (1 - c_i) r_i, so every product in
-    lt = lt_h + eq_h lt_l and eq = eq_h eq_l is a public combination of 1, r_l, r_h, q.
-    Returns lt (31, m) and eq (31, m).
-    """
-    cl, ch = cb[0:_PAIRED:2], cb[1:_PAIRED:2]
-    rl, rh = r_bits[0:_PAIRED:2], r_bits[1:_PAIRED:2]
-    rl_q = field.sub(rl, q)                                    # (1 - r_h) r_l
-    rh_q = field.sub(rh, q)                                    # r_h (1 - r_l)
-    eqh_rl = np.where(ch == 1, q, rl_q)                        # eq_h * r_l
-    lt = field.add(np.where(ch == 0, rh, _ZERO), np.where(cl == 0, eqh_rl, _ZERO))
-    none = _one_minus(field.add(rh, rl_q))                     # (1 - r_h)(1 - r_l)
-    eq = np.where(ch == 1, np.where(cl == 1, q, rh_q), np.where(cl == 1, rl_q, none))
-    c60, r60 = cb[_PAIRED:], r_bits[_PAIRED:]
-    lt = np.concatenate([lt, np.where(c60 == 0, r60, _ZERO)])
-    eq = np.concatenate([eq, np.where(c60 == 1, r60, _one_minus(r60))])
-    return lt, eq
-
-
-async def _lt_tree(s: Session, label: str, c: np.ndarray, r_bits: np.ndarray, q: np.ndarray,
-                   extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
-    """[c < r] for public c and shared bits r (with pair products q); `extra` products
-    ride on the first round.
-
-    The 2-bit nodes are linear given q, so the tree proper starts at 31 nodes:
-    31 -> 16 -> 8 -> 4 -> 2 -> 1, 5 rounds, 55 products per element. Nodes are kept LSB
-    first as arrays (nodes, m). The node holding bit 0 is always a low half, so its eq is
-    never needed: `eq` stores nodes 1.. only, which skips one product per level and the
-    root's eq for free.
-    """
-    lt, eq = _pair_nodes(_public_bits(c), r_bits, q)
-    eq = eq[1:]
-    extra_out: list[np.ndarray] = []
-    level = 0
-    while lt.shape[0] > 1:
-        nodes, m = lt.shape
-        half = nodes // 2
-        eq_hi = eq[0:2 * half:2]               # nodes 1, 3, ..., 2*half - 1
-        prods = [field.mul(eq_hi, lt[0:2 * half:2]),                    # eq_hi * lt_lo
-                 field.mul(eq_hi[1:], eq[1:2 * half - 1:2])]            # eq_hi * eq_lo, pairs 1..
-        if level == 0:
-            prods += [field.mul(*np.broadcast_arrays(a, b)) for a, b in extra]
-        red = await s.reduce_degree(f"{label}/l{level}", np.concatenate([p.reshape(-1) for p in prods]))
-        n_lt = half * m
-        n_eq = (half - 1) * m
-        new_lt = field.add(lt[1:2 * half:2], red[:n_lt].reshape(half, m))
-        new_eq = red[n_lt:n_lt + n_eq].reshape(half - 1, m)
-        if level == 0:
-            pos = n_lt + n_eq
-            for p in prods[2:]:
-                extra_out.append(red[pos:pos + p.size].reshape(p.shape))
-                pos += p.size
-        if nodes % 2:
-            new_lt = np.concatenate([new_lt, lt[nodes - 1:]])
-            new_eq = np.concatenate([new_eq, eq[nodes - 2:]])
-        lt, eq = new_lt, new_eq
-        level += 1
-    return lt[0], extra_out
-
-
-async def bit_lt_public(s: Session, label: str, c_public: np.ndarray, r_bits: np.ndarray) -> np.ndarray:
-    """Shares of [c < r] for public canonical c (m,) and shared bits of r (BITS, m), LSB first.
-
-    6 rounds: one for the products of bit pairs, then the tree 31 -> 16 -> 8 -> 4 -> 2 -> 1;
-    30 + 55 = 85 products per element.
-    """
-    c = _flat(c_public)
-    r_bits = np.asarray(r_bits, dtype=np.uint64)
-    if r_bits.shape != (BITS, c.size):
-        raise ValueError(f"{label}: r_bits must have shape ({BITS}, {c.size}), got {r_bits.shape}")
-    if c.size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    q = await _pair_products(s, f"{label}/pairs", r_bits)
-    lt, _ = await _lt_tree(s, label, c, r_bits, q)
-    return lt
-
-
 # ---- less than zero, fused with selection ------------------------------------------
 
 async def _ltz_select(s: Session, label: str, x: np.ndarray, solved: Solved,
                       selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (),
                       bit_range: tuple[int, int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Compute b = [x < 0] for flat x and, for each (offset, X, Y), b ? X : Y on
-    x[offset:offset + len(X)]; return the selections and b[bit_range] if asked.
+    """The exact path: b = [x < 0] for flat x, with the fused selections of xor_lt_select.
 
-    With LSB(2x) = a XOR lt (a = c_0 XOR r_0 is linear after the opening, lt = [c < r]):
-    b = a + lt (1 - 2a) and b*D = a*D + lt*(D - 2aD). The products a*D ride on the first
-    tree round, lt*(...) on one final round: 1 open (concurrent with the
-    bit-pair products) + 5 tree + 1 rounds of latency.
+    LSB(2x) = a XOR lt with a = c_0 XOR r_0 (linear after the opening of c = 2x + r) and
+    lt = [c < r] over all 61 bits: 1 open (concurrent with the bit-pair products) + 5 tree
+    + 1 final = 7 rounds of latency after the random bits.
     """
     r, rb = solved
     y = field.add(x, x)
     c, q = await asyncio.gather(s.open(f"{label}/open", field.add(y, r), purpose="masked-comparison"),
-                                _pair_products(s, f"{label}/pairs", rb))
+                                pair_products(s, f"{label}/pairs", rb))
     r0 = rb[0]
-    a = np.where((c & _ONE) == 1, _one_minus(r0), r0)
-    ds = [(off, field.sub(X, Y)) for off, X, Y in selects]
-    lt, ads = await _lt_tree(s, f"{label}/tree", c, rb, q, [(a[off:off + d.size], d) for off, d in ds])
-    pairs = []
-    for (off, d), ad in zip(ds, ads):
-        pairs.append((lt[off:off + d.size], field.sub(d, field.add(ad, ad))))
-    if bit_range is not None:
-        lo, hi = bit_range
-        a_b = a[lo:hi]
-        pairs.append((lt[lo:hi], field.sub(np.full(a_b.shape, _ONE, dtype=np.uint64), field.add(a_b, a_b))))
-    prods = await s.mul_many(f"{label}/final", pairs)
-    outs = [field.add(field.add(Y, ad), p) for (_, _, Y), ad, p in zip(selects, ads, prods)]
-    bit = None
-    if bit_range is not None:
-        bit = field.add(a[bit_range[0]:bit_range[1]], prods[-1])
-    return outs, bit
+    a = np.where((c & _ONE) == 1, one_minus(r0), r0)
+    return await xor_lt_select(s, label, a, public_bits(c), rb, q, selects, bit_range)
 
 
-async def _masks_for(s: Session, label: str, flat: np.ndarray, solved: Solved | None) -> Solved:
+# ---- the bounded path: a statistical mask for small declared bit lengths ------------------
+
+class BoundedMasks(NamedTuple):
+    """Masks for `count` bounded comparisons of one bit_length k (bounded_applies(k, t)):
+    r = sum_{i <= k+1} 2^i b_i + 2^(k+2) R with shared random bits b_0..b_{k+1} and R a sum of
+    t+1 dealt uniform STATISTICAL_SECURITY-bit values (random_bounded_masks)."""
+    r: np.ndarray      # (count,) shares of r
+    bits: np.ndarray   # (k + 2, count) shares of b_0..b_{k+1}, LSB first
+
+    @property
+    def bit_length(self) -> int:
+        return int(self.bits.shape[0]) - 2
+
+
+Masks = Union[Solved, BoundedMasks]
+
+
+def _bounded_fits(bit_length: int, t: int) -> bool:
+    """Whether the largest masked value x' + r of a bounded comparison stays below p (no wrap):
+    x' <= 2^(k+2) - 1, r <= 2^(k+2) - 1 + 2^(k+2) (t+1) (2^kappa - 1)."""
+    span = 1 << (bit_length + 2)
+    return (span - 1) + (span - 1) + span * (t + 1) * ((1 << STATISTICAL_SECURITY) - 1) < field.P
+
+
+def max_bounded_bit_length(t: int) -> int:
+    """The largest bit_length the bounded path takes at threshold t: 19 - ceil(log2(t+1)) for
+    kappa = 40 (18 at t = 1; 17 at t = 2, 3; 16 at t = 4..7; ...); 0 if none."""
+    k = 0
+    while k < MAX_BIT_LENGTH and _bounded_fits(k + 1, t):
+        k += 1
+    return k
+
+
+def bounded_applies(bit_length: int, t: int) -> bool:
+    """Whether less_than at this bit_length runs the bounded path (public: bit_length and t)."""
+    return int(bit_length) <= max_bounded_bit_length(t)
+
+
+def lt_cost(bit_length: int, t: int) -> tuple[int, int]:
+    """(rounds, products per element) of one `less_than` with fresh masks at threshold t,
+    selections not counted (each adds one product, and at bit_length 1 one round)."""
+    nbits = bit_length + 1 if bounded_applies(bit_length, t) else BITS
+    rand_bits = bit_length + 2 if nbits < BITS else BITS
+    rounds = 1 + t.bit_length() + 1 + 1               # deal, ceil(log2(t+1)) XOR levels, open, final
+    products = rand_bits * t + nbits // 2 + 1         # XORs, pair products, final
+    nodes = (nbits + 1) // 2
+    while nodes > 1:
+        half = nodes // 2
+        products += 2 * half - 1
+        nodes -= half
+        rounds += 1
+    return rounds, products
+
+
+async def random_bounded_masks(s: Session, label: str, m: int, bit_length: int) -> BoundedMasks:
+    """Masks for m bounded comparisons at `bit_length` (BoundedMasks): k + 2 shared random bits
+    (Session.random_bits) and t+1 dealt uniform kappa-bit values (randomness.random_ring) per
+    element, dealt in the same round as the bits. Rounds: those of Session.random_bits."""
+    if m < 0:
+        raise ValueError(f"{label}: negative count {m}")
+    if not bounded_applies(bit_length, s.t):
+        raise ValueError(f"{label}: bit_length {bit_length} is above the bounded path's "
+                         f"{max_bounded_bit_length(s.t)} at t = {s.t}")
+    width = bit_length + 2
+    if m == 0:
+        return BoundedMasks(np.zeros(0, dtype=np.uint64), np.zeros((width, 0), dtype=np.uint64))
+    dealers = s.parties[: s.t + 1]
+    mine = None
+    if s.party in dealers:
+        mine = random_ring(m) & np.uint64((1 << STATISTICAL_SECURITY) - 1)
+    bits, highs = await asyncio.gather(s.random_bits(f"{label}/bits", width * m),
+                                       s.deal(f"{label}/high", {d: m for d in dealers}, mine))
+    bits = bits.reshape(width, m)
+    high = highs[dealers[0]]
+    for d in dealers[1:]:
+        high = field.add(high, highs[d])
+    return BoundedMasks(field.add(_weighted_sum(bits), field.mul_const(high, 1 << width)), bits)
+
+
+def _weighted_sum(bits: np.ndarray) -> np.ndarray:
+    """sum_i 2^i bits[i] for fewer than 61 rows: the weights are below p, so it is exact."""
+    weights = np.uint64(1) << np.arange(bits.shape[0], dtype=np.uint64)
+    return field.sum_all(field.mul(bits, weights[:, None]), axis=0)
+
+
+def _bounded_from_solved(solved: Solved, bit_length: int) -> BoundedMasks:
+    """A bounded mask from a solved one (which serves both paths): b_0..b_{k+1} are its low bits,
+    R = sum_{j < kappa} 2^j b_{k+2+j}, so r is uniform on [0, 2^(k+2+kappa)), below p for k <= 18."""
+    _, rb = solved
+    return BoundedMasks(_weighted_sum(rb[: bit_length + 2 + STATISTICAL_SECURITY]), rb[: bit_length + 2])
+
+
+async def _ltz_select_bounded(s: Session, label: str, x: np.ndarray, masks: BoundedMasks,
+                              selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (),
+                              bit_range: tuple[int, int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The bounded path: b = [x < 0] for flat x = a - b with |a|, |b| < 2^k or one of them
+    -(2^k), so -2^m < x < 2^m for m = k + 1 (module docstring, "Bounded comparison").
+
+    x' = x + 2^m lies in [1, 2^(m+1)), and x < 0 iff bit m of x' is 0. Open c = x' + r (no wrap
+    mod p); then bit m of x' = c_m XOR r_m XOR u with the carry u = [c mod 2^m < r mod 2^m], so
+    b = a XOR u for a = NOT(c_m XOR r_m), linear in the shared bit r_m: xor_lt_select with the
+    tree over the m low bits. 1 open (concurrent with the pair products) + ceil(log2(ceil(m/2)))
+    tree + 1 final rounds.
+    """
+    m = masks.bit_length + 1
+    low, r_m = masks.bits[:m], masks.bits[m]
+    shifted = field.add(x, np.full(x.shape, np.uint64(1 << m), dtype=np.uint64))
+    c, q = await asyncio.gather(s.open(f"{label}/open", field.add(shifted, masks.r), purpose="masked-comparison"),
+                                pair_products(s, f"{label}/pairs", low))
+    a = np.where(((c >> np.uint64(m)) & _ONE) == 1, r_m, one_minus(r_m))
+    return await xor_lt_select(s, label, a, public_bits(c, m), low, q, selects, bit_range)
+
+
+# ---- masks, and the choice of path ----------------------------------------------------
+
+async def comparison_masks(s: Session, label: str, count: int, bit_length: int | None = None) -> Masks:
+    """Masks for `count` comparisons made ahead in one batch (the Shamir engine's
+    comparison_masks). Without bit_length, or when bit_length is above the bounded path's,
+    solved random bits: they serve the exact path, the bounded path at every bit_length, and
+    equal_zero. With a bit_length the bounded path takes, BoundedMasks: cheaper (k + 2 bits
+    instead of 61), serving only comparisons of that bit_length."""
+    if bit_length is not None and bounded_applies(_check_bit_length(bit_length), s.t):
+        return await random_bounded_masks(s, label, count, bit_length)
+    return await random_solved_bits(s, label, count)
+
+
+def take_masks(masks: Masks, start: int, count: int) -> Masks:
+    """Masks start..start+count-1 of a batch from comparison_masks."""
+    if isinstance(masks, BoundedMasks):
+        return BoundedMasks(masks.r[start:start + count], masks.bits[:, start:start + count])
+    return take_solved(masks, start, count)
+
+
+async def _masks_for(s: Session, label: str, flat: np.ndarray, solved: Masks | None) -> Solved:
     """The solved random bits masking `flat`: the caller's precomputed ones (checked) or fresh."""
+    if isinstance(solved, BoundedMasks):
+        raise ValueError(f"{label}: masks made for bounded comparisons of bit_length {solved.bit_length} "
+                         "cannot serve this operation; make them without a bit_length")
     if solved is None:
         solved = await random_solved_bits(s, f"{label}/rand", flat.size)
     return _check_solved(solved, flat.size, label)
 
 
-async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
-              solved: Solved | None = None) -> np.ndarray:
-    """Shares of [x < 0] for shared x with |x| < 2^bit_length (bit_length in 1..59).
+async def _bounded_masks_for(s: Session, label: str, flat: np.ndarray, bit_length: int,
+                             masks: Masks | None) -> BoundedMasks:
+    """The bounded masks for `flat`: the caller's (bounded ones of this bit_length, or solved
+    ones, checked) or fresh."""
+    if masks is None:
+        return await random_bounded_masks(s, f"{label}/rand", flat.size, bit_length)
+    if not isinstance(masks, BoundedMasks):
+        return _bounded_from_solved(_check_solved(masks, flat.size, label), bit_length)
+    if masks.bit_length != bit_length or masks.r.shape != (flat.size,) or masks.bits.shape[1:] != (flat.size,):
+        raise ValueError(f"{label}: bounded masks for {masks.r.shape} comparisons of bit_length "
+                         f"{masks.bit_length}; expected ({flat.size},) of bit_length {bit_length}")
+    return masks
 
-    Nishide-Ohta LSB trick; rounds: random bits (skipped if `solved` = precomputed
-    random_solved_bits for x.size elements) + 1 open (concurrent with the bit-pair
-    products) + 5 tree + 1 = 7 rounds of latency after the random bits.
+
+async def _compare_select(s: Session, label: str, x: np.ndarray, bit_length: int, masks: Masks | None,
+                          selects: Sequence[tuple[int, np.ndarray, np.ndarray]],
+                          bit_range: tuple[int, int] | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """[x < 0] for flat x by the path the public (bit_length, t) picks, with fused selections."""
+    if bounded_applies(bit_length, s.t):
+        bounded = await _bounded_masks_for(s, label, x, bit_length, masks)
+        return await _ltz_select_bounded(s, label, x, bounded, selects, bit_range)
+    return await _ltz_select(s, label, x, await _masks_for(s, label, x, masks), selects, bit_range)
+
+
+async def ltz(s: Session, label: str, x: np.ndarray, bit_length: int, *,
+              solved: Masks | None = None) -> np.ndarray:
+    """Shares of [x < 0] for shared x = a - b of operands with |a|, |b| < 2^bit_length (or one of
+    them -(2^bit_length)), bit_length in 1..59; for bit_length <= max_bounded_bit_length(t) by
+    the bounded path, else by the exact one. `solved`: masks from comparison_masks for x.size
+    elements (solved ones serve both paths), or made here.
+
+    Rounds after the masks (module docstring, "Cost"): exact 1 open (concurrent with the
+    bit-pair products) + 5 tree + 1 = 7; bounded 1 + ceil(log2(ceil((k+1)/2))) + 1.
     """
     _check_bit_length(bit_length)
     x = np.asarray(x, dtype=np.uint64)
     flat = _flat(x)
     if flat.size == 0:
         return np.zeros(x.shape, dtype=np.uint64)
-    solved = await _masks_for(s, label, flat, solved)
-    _, bit = await _ltz_select(s, label, flat, solved, (), (0, flat.size))
+    _, bit = await _compare_select(s, label, flat, bit_length, solved, (), (0, flat.size))
     return bit.reshape(x.shape)
 
 
 async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
-                    solved: Solved | None = None) -> np.ndarray:
-    """Shares of [a < b] for |a|, |b| < 2^bit_length (bit_length in 1..59)."""
+                    solved: Masks | None = None) -> np.ndarray:
+    """Shares of [a < b] for |a|, |b| < 2^bit_length (bit_length in 1..59); see ltz."""
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
     return await ltz(s, label, field.sub(a, b), bit_length, solved=solved)
 
@@ -285,35 +389,22 @@ async def less_than(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_le
 async def less_than_select(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int,
                            selects: Sequence[tuple[int, np.ndarray, np.ndarray]] = (), *,
                            keep_bit: tuple[int, int] | None = None,
-                           solved: Solved | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+                           solved: Masks | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
     """[a < b] for flat a, b with, for each (offset, X, Y), the fused selection
     bit[offset:offset + len(X)] ? X : Y, and bit[lo:hi] if keep_bit = (lo, hi): the rounds of
-    one comparison (see _ltz_select). The Shamir engine's `less_than_select`."""
+    one comparison on either path (see xor_lt_select). The Shamir engine's `less_than_select`."""
     _check_bit_length(bit_length)
     x = field.sub(*np.broadcast_arrays(_flat(a), _flat(b)))
-    solved = await _masks_for(s, label, x, solved)
-    return await _ltz_select(s, label, x, solved, selects, keep_bit)
+    return await _compare_select(s, label, x, bit_length, solved, selects, keep_bit)
 
 
 async def greater_equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, bit_length: int, *,
-                        solved: Solved | None = None) -> np.ndarray:
+                        solved: Masks | None = None) -> np.ndarray:
     """Shares of [a >= b] = 1 - [a < b]."""
-    return _one_minus(await less_than(s, label, a, b, bit_length, solved=solved))
+    return one_minus(await less_than(s, label, a, b, bit_length, solved=solved))
 
 
 # ---- equality -----------------------------------------------------------------------
-
-async def _product_tree(s: Session, label: str, rows: np.ndarray) -> np.ndarray:
-    """Product over axis 0 of shared rows (k, m): ceil(log2 k) rounds, k - 1 products per column."""
-    level = 0
-    while rows.shape[0] > 1:
-        k = rows.shape[0]
-        half = k // 2
-        prod = await s.reduce_degree(f"{label}/l{level}", field.mul(rows[0:2 * half:2], rows[1:2 * half:2]))
-        rows = np.concatenate([prod, rows[k - 1:]]) if k % 2 else prod
-        level += 1
-    return rows[0]
-
 
 async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | None = None) -> np.ndarray:
     """Shares of [x == 0] for any shared field elements x (exact).
@@ -332,14 +423,14 @@ async def equal_zero(s: Session, label: str, x: np.ndarray, *, solved: Solved | 
         return np.zeros(x.shape, dtype=np.uint64)
     r, rb = await _masks_for(s, label, flat, solved)
     c, q = await asyncio.gather(s.open(f"{label}/open", field.add(flat, r), purpose="masked-comparison"),
-                                _pair_products(s, f"{label}/pairs", rb))
+                                pair_products(s, f"{label}/pairs", rb))
     zero = np.flatnonzero(c == 0)          # public: every party takes the same branch
     if zero.size:
         c = np.concatenate([c, np.full(zero.size, np.uint64(field.P), dtype=np.uint64)])
         rb = np.concatenate([rb, rb[:, zero]], axis=1)
         q = np.concatenate([q, q[:, zero]], axis=1)
-    _, eq = _pair_nodes(_public_bits(c), rb, q)
-    out = await _product_tree(s, f"{label}/prod", eq)
+    _, eq = pair_nodes(public_bits(c), rb, q)
+    out = await product_tree(s, f"{label}/prod", eq)
     if zero.size:
         head = out[:m].copy()
         head[zero] = field.add(head[zero], out[m:])
@@ -355,9 +446,6 @@ async def equal(s: Session, label: str, a: np.ndarray, b: np.ndarray, *,
 
 
 # ---- bounded zero test: only for values whose range the nodes enforced ----------------
-
-STATISTICAL_SECURITY = 40   # bits, for masks of values with an enforced small range
-
 
 async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) -> np.ndarray:
     """Shares of [x == 0] for x that is guaranteed to lie in [0, bound] (e.g. a function of
@@ -391,5 +479,5 @@ async def equal_zero_bounded(s: Session, label: str, x: np.ndarray, bound: int) 
     c = await s.open(f"{label}/open", field.add(vals, mask), purpose="masked-zero-test")
     cb = (c[None, :] >> np.arange(width, dtype=np.uint64)[:, None]) & _ONE
     # 1 - (c_i XOR r_i): linear in the shared bit r_i because c_i is public
-    same = np.where(cb == _ONE, bits, _one_minus(bits))
-    return (await _product_tree(s, f"{label}/and", same)).reshape(np.shape(x))
+    same = np.where(cb == _ONE, bits, one_minus(bits))
+    return (await product_tree(s, f"{label}/and", same)).reshape(np.shape(x))

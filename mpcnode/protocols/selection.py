@@ -53,7 +53,7 @@ async def argmax_and_max(engine: Engine, label: str, x: Share,
     if n == 0:
         raise ValueError(f"{label}: argmax of an empty array")
     idx = _indices(engine, n)
-    masks = await engine.comparison_masks(f"{label}/rand", n - 1)
+    masks = await engine.comparison_masks(f"{label}/rand", n - 1, bl)
     used, level = 0, 0
     while len(vals) > 1:
         half = len(vals) // 2
@@ -106,7 +106,7 @@ async def top_two(engine: Engine, label: str, x: Share,
     u = sentinel
     v = u.copy()
     total = _top_two_comparisons(n)
-    masks = await engine.comparison_masks(f"{label}/rand", total)
+    masks = await engine.comparison_masks(f"{label}/rand", total, bl)
     used, level = 0, 0
     while len(mx) > 1:
         half = len(mx) // 2

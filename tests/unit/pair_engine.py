@@ -118,8 +118,8 @@ class PairEngine(Engine):
     async def random_bits(self, label, count):
         return self.split(await self.inner.random_bits(label, count))
 
-    async def comparison_masks(self, label, count):
-        return await self.inner.comparison_masks(label, count)
+    async def comparison_masks(self, label, count, bit_length=None):
+        return await self.inner.comparison_masks(label, count, bit_length)
 
     def take_masks(self, masks, start, count):
         return self.inner.take_masks(masks, start, count)

@@ -190,3 +190,257 @@ def test_equal_zero_bounded_refuses_a_bound_too_wide_for_the_mask() -> None:
 
     with pytest.raises(ValueError, match="too large"):
         mpc(3, body)
+
+
+# ---- bounded comparison: statistically masked, for small declared bit lengths -------------------
+
+def count_products(s: Session) -> None:
+    """Count every element this party's degree reductions handle (all products: XORs of random
+    bits, pair products, tree, final) on s.products; the path is told by this count."""
+    s.products = 0
+    inner = s.reduce_degree
+
+    async def counted(label: str, d: np.ndarray) -> np.ndarray:
+        s.products += d.size
+        return await inner(label, d)
+
+    s.reduce_degree = counted
+
+
+def exact_products(t: int) -> int:
+    """Products per element of the exact path: 61 random bits (t XORs each) + 30 pair products +
+    55 tree products + 1 final."""
+    return 61 * t + 30 + 55 + 1
+
+
+def bounded_products(k: int, t: int) -> int:
+    """The bounded path's cost formula (compare.py, "Cost"), written out again here."""
+    m = k + 1
+    tree, nodes = 0, (m + 1) // 2
+    while nodes > 1:
+        tree += 2 * (nodes // 2) - 1
+        nodes -= nodes // 2
+    return (k + 2) * t + m // 2 + tree + 1
+
+
+def signed_cases(k: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) within the contract of bit_length k: random ones, every pairing of the
+    boundaries +-(2^k - 1), -(2^k) (top_two's sentinel), 0, +-1, and ties."""
+    lim = (1 << k) - 1
+    edge = sorted({lim, -lim, -(1 << k), 0, 1, -1})
+    ea, eb = (np.array(v, dtype=np.int64).reshape(-1) for v in np.meshgrid(edge, edge))
+    ra = RNG.integers(-lim, lim + 1, count)
+    rb = RNG.integers(-lim, lim + 1, count)
+    a = np.concatenate([ea, ra, ra[:5]])
+    b = np.concatenate([eb, rb, ra[:5]])               # the last five are ties
+    return a, b
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("k", [1, 8, 16, "max"])
+def test_bounded_less_than_against_plaintext(n: int, k) -> None:
+    t = shamir.default_threshold(n)
+    k = C.max_bounded_bit_length(t) if k == "max" else k
+    a, b = signed_cases(k, 60)
+    A, B = deal(a, n), deal(b, n)
+
+    async def body(s: Session):
+        await s.establish()
+        count_products(s)
+        lt = await C.less_than(s, "lt", A[s.party], B[s.party], k)
+        ge = await C.greater_equal(s, "ge", A[s.party], B[s.party], k)
+        return lt, ge
+
+    (lt, ge), sessions = mpc(n, body)
+    assert lt.tolist() == (a < b).astype(int).tolist()
+    assert ge.tolist() == (a >= b).astype(int).tolist()
+    # the bounded path ran: its product count, far below the exact path's
+    assert {s.products for s in sessions} == {2 * a.size * bounded_products(k, t)}
+    assert bounded_products(k, t) < exact_products(t) / 2
+
+
+@pytest.mark.parametrize("n,k", [(3, 19), (3, 20), (3, 21), (3, 32), (5, 18), (5, 21)])
+def test_exact_path_above_the_bound(n: int, k: int) -> None:
+    """Just above max_bounded_bit_length(t) (18 at t = 1, 17 at t = 2), at 20, 21 and 32: the
+    exact path, told by its product count, and still right at the boundaries."""
+    t = shamir.default_threshold(n)
+    assert k > C.max_bounded_bit_length(t)
+    a, b = signed_cases(k, 20)
+    A, B = deal(a, n), deal(b, n)
+
+    async def body(s: Session):
+        await s.establish()
+        count_products(s)
+        return await C.less_than(s, "lt", A[s.party], B[s.party], k)
+
+    lt, sessions = mpc(n, body)
+    assert lt.tolist() == (a < b).astype(int).tolist()
+    assert {s.products for s in sessions} == {a.size * exact_products(t)}
+
+
+def _traffic(n: int, k: int, m: int) -> tuple[int, int]:
+    """(products per element, bytes per element summed over all parties) of less_than at
+    bit_length k on m random in-range pairs, the key round left out."""
+    a, b = signed_cases(k, m)
+    a, b = a[:m], b[:m]
+    A, B = deal(a, n), deal(b, n)
+
+    async def body(s: Session):
+        await s.establish()
+        count_products(s)
+        s.sent_before = s.ex.stats.bytes_sent
+        return await C.less_than(s, "lt", A[s.party], B[s.party], k)
+
+    lt, sessions = mpc(n, body)
+    assert lt.tolist() == (a < b).astype(int).tolist()
+    total = sum(s.ex.stats.bytes_sent - s.sent_before for s in sessions)
+    assert total % m == 0 and sessions[0].products % m == 0
+    return sessions[0].products // m, total // m
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_bounded_path_costs_a_fraction_of_the_exact_one(n: int) -> None:
+    """Products and bytes per comparison as compare.py's "Cost" states them: with seeded dealing a
+    dealer sends one element to each of the n - 1 - t parties that do not share its seed; a
+    product is dealt by 2t + 1 parties, a random bit and the high part by t + 1; the opening
+    sends one element from every party to every other."""
+    t = shamir.default_threshold(n)
+    per_dealing = 8 * (n - 1 - t)
+    opening = 8 * n * (n - 1)
+    prod16, bytes16 = _traffic(n, 16, 40)
+    prod32, bytes32 = _traffic(n, 32, 40)
+    assert prod16 == bounded_products(16, t) and prod32 == exact_products(t)
+    assert bytes16 == per_dealing * ((16 + 3) * (t + 1) + prod16 * (2 * t + 1)) + opening
+    assert bytes32 == per_dealing * (61 * (t + 1) + prod32 * (2 * t + 1)) + opening
+    assert 3 * prod16 < prod32 and 3 * bytes16 < bytes32
+    if n == 3:
+        assert (prod16, bytes16, prod32, bytes32) == (39, 1288, 147, 4552)
+    assert C.lt_cost(16, t)[1] == prod16 and C.lt_cost(32, t)[1] == prod32
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 32])
+def test_fused_selection_on_both_paths(k: int) -> None:
+    """less_than_select with two selections at different offsets and keep_bit, on the bounded path
+    (k = 1: no tree round, the a*D products get their own; k = 2, 8) and the exact one (k = 32)."""
+    n = 3
+    a, b = signed_cases(k, 30)
+    m = a.size
+    X = RNG.integers(-1000, 1000, m)
+    Y = RNG.integers(-1000, 1000, m)
+    A, B, XS, YS = deal(a, n), deal(b, n), deal(X, n), deal(Y, n)
+    half = m // 2
+
+    async def body(s: Session):
+        (s1, s2), bit = await C.less_than_select(s, "ls", A[s.party], B[s.party], k,
+                                                 [(0, XS[s.party][:half], YS[s.party][:half]),
+                                                  (half, XS[s.party][half:], YS[s.party][half:])],
+                                                 keep_bit=(3, m - 2))
+        return s1, s2, bit
+
+    (s1, s2, bit), _ = mpc(n, body)
+    lt = a < b
+    assert s1.tolist() == np.where(lt, X, Y)[:half].tolist()
+    assert s2.tolist() == np.where(lt, X, Y)[half:].tolist()
+    assert bit.tolist() == lt[3:m - 2].astype(int).tolist()
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_masks_serve_the_path_they_were_made_for(n: int) -> None:
+    """comparison_masks with a small bit_length makes bounded masks (k + 2 bits), usable only at
+    that bit_length; without one, solved masks that serve both paths and equal_zero."""
+    t = shamir.default_threshold(n)
+    k = 8
+    a, b = signed_cases(k, 10)
+    m = a.size
+    A, B = deal(a, n), deal(b, n)
+
+    async def body(s: Session):
+        bounded = await C.comparison_masks(s, "mb", 2 * m, k)
+        solved = await C.comparison_masks(s, "ms", 2 * m)
+        big = await C.comparison_masks(s, "m32", 1, 32)
+        assert isinstance(bounded, C.BoundedMasks) and bounded.bits.shape == (k + 2, 2 * m)
+        assert not isinstance(solved, C.BoundedMasks) and solved[1].shape == (C.BITS, 2 * m)
+        assert not isinstance(big, C.BoundedMasks)
+        first = C.take_masks(bounded, 0, m)
+        assert isinstance(first, C.BoundedMasks) and first.bit_length == k
+        lt1 = await C.less_than(s, "lt1", A[s.party], B[s.party], k, solved=first)
+        lt2 = await C.less_than(s, "lt2", A[s.party], B[s.party], k, solved=C.take_masks(solved, 0, m))
+        lt3 = await C.less_than(s, "lt3", A[s.party], B[s.party], 40, solved=C.take_masks(solved, m, m))
+        for call in (C.less_than(s, "x1", A[s.party], B[s.party], 32, solved=C.take_masks(bounded, m, m)),
+                     C.less_than(s, "x2", A[s.party], B[s.party], k - 1, solved=C.take_masks(bounded, m, m)),
+                     C.equal_zero(s, "x3", A[s.party], solved=C.take_masks(bounded, m, m)),
+                     C.less_than(s, "x4", A[s.party], B[s.party], k, solved=C.take_masks(bounded, m, 3))):
+            with pytest.raises(ValueError, match="masks"):
+                await call
+        return lt1, lt2, lt3
+
+    (lt1, lt2, lt3), _ = mpc(n, body)
+    want = (a < b).astype(int).tolist()
+    assert lt1.tolist() == lt2.tolist() == lt3.tolist() == want
+    assert C.max_bounded_bit_length(t) >= k
+
+
+# The opened masked value: its distribution must not depend on the input. Per input, 4096 samples
+# of c mod 2^(k+2) over 64 buckets (k = 4): a chi-square statistic with 63 degrees of freedom
+# exceeds 132 with probability about 1e-6 for uniform data (Wilson-Hilferty), and the two-sample
+# (homogeneity) statistic has the same null distribution; the high parts' means differ by more
+# than 6 standard deviations with probability about 2e-9. With 3 inputs, 2 uniformity and 2
+# homogeneity tests and 2 mean tests, a correct mask fails this test with probability below 1e-5.
+CHI2_63_CRITICAL = 132.0
+
+
+def _chi2_uniform(counts: np.ndarray) -> float:
+    expected = counts.sum() / counts.size
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def _chi2_two_samples(c1: np.ndarray, c2: np.ndarray) -> float:
+    total = c1 + c2
+    keep = total > 0
+    e1 = total * c1.sum() / (c1.sum() + c2.sum())
+    e2 = total - e1
+    return float((((c1 - e1) ** 2 / e1)[keep] + ((c2 - e2) ** 2 / e2)[keep]).sum())
+
+
+def test_opened_masked_value_does_not_depend_on_the_input() -> None:
+    """x = 0, x = 2^k - 1 and x = -(2^(k+1) - 1) (the widest difference): the low k + 2 bits of
+    the opened c are uniform for each and equally distributed across them; the high part (the
+    t + 1 dealt 40-bit values) has the same mean for each. False-alarm rate: below 1e-5 (see
+    CHI2_63_CRITICAL). A mask with only k + 1 random low bits, or without the high part, fails."""
+    n, k, per = 3, 4, 4096
+    xs = [0, (1 << k) - 1, -((1 << (k + 1)) - 1)]
+    x = np.repeat(np.array(xs, dtype=np.int64), per)
+    X = deal(x, n)
+
+    async def body(s: Session):
+        opened = []
+        inner = s.open
+
+        async def recording(label, arr, to=None):
+            out = await inner(label, arr, to)
+            if label.endswith("/open"):
+                opened.append(out)
+            return out
+
+        s.open = recording
+        bit = await C.ltz(s, "z", X[s.party], k)
+        s.opened = opened
+        return bit
+
+    bit, sessions = mpc(n, body)
+    assert bit.tolist() == (x < 0).astype(int).tolist()
+    (c,) = sessions[0].opened
+    assert all(np.array_equal(c, s.opened[0]) for s in sessions)
+    width = 1 << (k + 2)
+    lows = [np.bincount((c[i * per:(i + 1) * per] % np.uint64(width)).astype(np.int64), minlength=width)
+            for i in range(len(xs))]
+    for counts in lows:
+        assert _chi2_uniform(counts) < CHI2_63_CRITICAL
+    for other in lows[1:]:
+        assert _chi2_two_samples(lows[0], other) < CHI2_63_CRITICAL
+    # high part: c >> (k+2) is R (plus a carry): t + 1 = 2 uniform 40-bit values, sd 2^40 / sqrt(6)
+    highs = [(c[i * per:(i + 1) * per] >> np.uint64(k + 2)).astype(np.float64) for i in range(len(xs))]
+    sd_diff = 2.0 ** 40 / np.sqrt(6) * np.sqrt(2 / per)
+    for other in highs[1:]:
+        assert abs(highs[0].mean() - other.mean()) < 6 * sd_diff
+    assert min(h.max() for h in highs) > 2.0 ** 39          # the high part is there at all

@@ -17,7 +17,7 @@ from mpcnode.admission import Admission, Approved
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode.computation.describe import describe
 from mpcnode.computation.scenario import load_scenario, parse_scenario
-from mpcnode.computation.spec import (STATISTICAL_SECURITY_BITS, Computation, SpecError, output_feeds,
+from mpcnode.computation.spec import (COMPARISON, STATISTICAL_SECURITY_BITS, Computation, SpecError, output_feeds,
                                       parse_document)
 from mpcnode.config import NodeConfig
 from mpcnode.errors import Denied
@@ -49,7 +49,8 @@ def test_known_answer_recomputed_by_hand() -> None:
         '"range":["0","1"],"source":"clients"}],"name":"kat","ops":[{"args":["x"],"bit_length":0,"consts":[],'
         '"ints":[],"op":"sum","out":"sum_1"}],"outputs":[{"description":"t","name":"total","public_divisor":"0",'
         '"recipients":["alpha"],"value":"sum_1"}],"parties":["alpha","bravo","charlie"],"protocol":{'
-        '"comparison":"lsb-exact","dealing":"seeded-aes256-ctr","engine":"shamir",'
+        '"comparison":"lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))",'
+        '"dealing":"seeded-aes256-ctr","engine":"shamir",'
         '"field_modulus":"2305843009213693951","statistical_security_bits":40},"threshold":1}')
     assert known().canonical() == text.encode()
     assert known().fingerprint() == hashlib.sha256(text.encode()).hexdigest()
@@ -57,6 +58,15 @@ def test_known_answer_recomputed_by_hand() -> None:
 
 def test_statistical_parameter_matches_the_protocol() -> None:
     assert STATISTICAL_SECURITY_BITS == compare.STATISTICAL_SECURITY
+
+
+def test_comparison_parameter_states_the_threshold_the_code_uses() -> None:
+    """The document's rule "bit_length <= 19 - ceil(log2(t+1))" is what compare picks the
+    bounded path by, for every threshold (ceil(log2(t+1)) = t.bit_length() for t >= 1)."""
+    assert COMPARISON == "lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))"
+    for t in range(1, 300):
+        assert compare.max_bounded_bit_length(t) == 19 - t.bit_length(), t
+    assert [compare.max_bounded_bit_length(t) for t in (1, 2, 3, 4, 7, 8)] == [18, 17, 17, 16, 16, 15]
 
 
 def _with(change) -> Computation:
