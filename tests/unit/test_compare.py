@@ -416,8 +416,8 @@ def test_opened_masked_value_does_not_depend_on_the_input() -> None:
         opened = []
         inner = s.open
 
-        async def recording(label, arr, to=None):
-            out = await inner(label, arr, to)
+        async def recording(label, arr, to=None, *, purpose=None):
+            out = await inner(label, arr, to, purpose=purpose)
             if label.endswith("/open"):
                 opened.append(out)
             return out
