@@ -19,7 +19,8 @@ from parley.v1 import node_pb2
 from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan, validate
 from .computation.liveness import live_set_problem
-from .computation.spec import Computation, Feeds, output_feeds
+from .computation.protocol import protocol_problem
+from .computation.spec import Computation, Feeds, output_feeds, protocol_parameters
 from .config import NodeConfig
 from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
@@ -162,7 +163,15 @@ class Node:
             raise CircuitError(f"threshold t={t} with n={n} parties: need 1 <= t and 2t < n")
         if not 0 < spec.timeout_s <= 24 * 3600:
             raise CircuitError("timeout must be between 0 and 24 hours")
-        plan = validate(spec.circuit, parties)
+        protocol = spec.protocol or "shamir"
+        try:
+            protocol_parameters(protocol)   # a protocol this node runs
+        except ValueError as exc:
+            raise CircuitError(str(exc)) from None
+        problem = protocol_problem(protocol, n, t, spec.dropouts or "within-threshold")
+        if problem:
+            raise CircuitError(problem)
+        plan = validate(spec.circuit, parties, protocol)   # structure, then no value can wrap in this engine
         comp = Computation.of_job(spec)
         try:
             doc = comp.document()

@@ -121,7 +121,7 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     rows = resolve_client_rows(computation.circuit, client_rows)
     parties = list(computation.parties)
     spec = computation.job_spec(DRY_RUN_JOB_ID, timeout_s=ROUND_TIMEOUT_S)
-    plan = validate(spec.circuit, parties)
+    plan = validate(spec.circuit, parties, computation.protocol)
     feed = dummy_client_rows(rows)
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]

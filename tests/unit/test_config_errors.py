@@ -22,6 +22,7 @@ SCENARIO = {
     "name": "payroll",
     "kind": "average",
     "parties": ["org-a", "org-b", "org-c"],
+    "protocol": "shamir",
     "input": {"name": "salary", "range": [0, 1000000]},
     "recipients": ["org-a", "regulator"],
 }
@@ -80,7 +81,7 @@ SCENARIO_CASES = {
     "bad scenario name": (with_(SCENARIO, name="Pay Roll"), "name", r"pattern"),
     "bad input name": (with_(SCENARIO, input={"name": "Salary!", "range": [0, 1]}), "input.name", r"pattern"),
     "auction field": ({"name": "auc", "kind": "auction", "parties": ["a", "b", "c"], "recipients": ["a"],
-                       "bidders": ["x", "y"], "auction": {"type": "third-price"}}, "auction.type", r"first-price"),
+                       "protocol": "shamir", "bidders": ["x", "y"], "auction": {"type": "third-price"}}, "auction.type", r"first-price"),
     "empty file": ("", "(top level)", r"expected a mapping"),
     "only a comment": ("# nothing here\n", "(top level)", r"expected a mapping"),
     "list instead of mapping": ("- name: payroll\n- kind: total\n", "(top level)", r"expected a mapping"),

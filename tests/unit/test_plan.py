@@ -32,7 +32,8 @@ VOTERS = [f"v-{i:02d}" for i in range(1, 13)]
 
 TOTAL = {"name": "payroll", "kind": "total", "parties": PARTIES, "threshold": 1, "recipients": ["regulator", "house"],
          "input": {"name": "amount", "length": 3, "range": [-1000, 1000]}, "contributors": ["house", "notary", "bank"]}
-AUCTION = {"name": "lot-7", "kind": "auction", "parties": PARTIES[:3], "recipients": ["seller"],
+AUCTION = {"name": "lot-7", "kind": "auction", "parties": PARTIES[:3], "protocol": "shamir",
+           "recipients": ["seller"],
            "auction": {"type": "second-price", "bit_length": 30, "min_bid": 10, "max_bid": 10 ** 6,
                        "reserve": {"public": 500}},
            "bidders": BIDDERS}
