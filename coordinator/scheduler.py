@@ -66,10 +66,10 @@ class JobPlan:
         """Refuse here what every node's Prepare would refuse in the plan itself (ValueError): a
         protocol the nodes do not run, parties, threshold or dropout rule the protocol cannot run
         with, a malformed circuit, a value that could wrap in the engine (computation/ranges.py)."""
-        self.computation.document()
         problem = protocol_problem(self.protocol, len(self.parties), self.t, self.dropouts)
         if problem:
             raise ValueError(problem)
+        self.computation.document()
         validate(self.circuit, self.parties, self.protocol)
 
     def to_json(self) -> str:

@@ -164,13 +164,13 @@ class Node:
         if not 0 < spec.timeout_s <= 24 * 3600:
             raise CircuitError("timeout must be between 0 and 24 hours")
         protocol = spec.protocol or "shamir"
+        problem = protocol_problem(protocol, n, t, spec.dropouts or "within-threshold")
+        if problem:
+            raise CircuitError(problem)
         try:
             protocol_parameters(protocol)   # a protocol this node runs
         except ValueError as exc:
             raise CircuitError(str(exc)) from None
-        problem = protocol_problem(protocol, n, t, spec.dropouts or "within-threshold")
-        if problem:
-            raise CircuitError(problem)
         plan = validate(spec.circuit, parties, protocol)   # structure, then no value can wrap in this engine
         comp = Computation.of_job(spec)
         try:

@@ -86,13 +86,13 @@ class Common(Strict):
     @model_validator(mode="after")
     def _protocol(self) -> "Common":
         name = self.protocol_name
+        problem = protocol_problem(name, len(self.parties), self.t, self.dropout_rule)
+        if problem:
+            raise ValueError(problem)
         if name not in PROTOCOLS:
             how = "" if self.protocol is not None else f" (the default for {len(self.parties)} compute parties)"
             hint = "" if self.protocol is not None else "; to run Shamir, state protocol: shamir"
             raise ValueError(f"protocol: {name!r}{how} is not supported (supported: {', '.join(PROTOCOLS)}){hint}")
-        problem = protocol_problem(name, len(self.parties), self.t, self.dropout_rule)
-        if problem:
-            raise ValueError(problem)
         return self
 
     @property
