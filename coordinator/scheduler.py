@@ -22,7 +22,7 @@ import grpc
 
 from mpcnode.circuit import validate
 from mpcnode.computation.liveness import live_set_problem
-from mpcnode.computation.protocol import protocol_problem
+from mpcnode.computation.protocol import job_protocol_problem
 from mpcnode.computation.spec import Computation
 from mpcnode.transport.tls import TlsMaterial, secure_channel
 from mpcnode.configfile import ConfigError
@@ -66,10 +66,9 @@ class JobPlan:
         """Refuse here what every node's Prepare would refuse in the plan itself (ValueError): a
         protocol the nodes do not run, parties, threshold or dropout rule the protocol cannot run
         with, a malformed circuit, a value that could wrap in the engine (computation/ranges.py)."""
-        problem = protocol_problem(self.protocol, len(self.parties), self.t, self.dropouts)
+        problem = job_protocol_problem(self.protocol, len(self.parties), self.t, self.dropouts)
         if problem:
             raise ValueError(problem)
-        self.computation.document()
         validate(self.circuit, self.parties, self.protocol)
 
     def to_json(self) -> str:

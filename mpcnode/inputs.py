@@ -9,7 +9,6 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
-from . import field
 from .configfile import ConfigError, _clip, read_yaml
 
 
@@ -27,7 +26,8 @@ class InputError(ValueError):
 
 
 def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.ndarray:
-    """Validate type, length and range of one input array; return it encoded as field elements."""
+    """Validate type, length and range of one input array; return it as signed int64 (the job's
+    engine encodes it: jobrun.run_job)."""
     if isinstance(raw, np.ndarray):
         return _check_array(name, raw, decl, where)
     items = raw if isinstance(raw, list) else [raw]
@@ -41,7 +41,7 @@ def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.
         if not decl.lo <= v <= decl.hi:
             raise InputError(_out_of_range(name, decl),
                              f"{where}: {name}[{k}]: value {v} outside the declared range [{decl.lo}, {decl.hi}]")
-    return field.asfield(np.array(items, dtype=np.int64))
+    return np.array(items, dtype=np.int64)
 
 
 def _out_of_range(name: str, decl: cpb.InputDecl) -> str:
@@ -63,7 +63,7 @@ def _check_array(name: str, arr: np.ndarray, decl: cpb.InputDecl, where: str) ->
         k = int(bad[0])
         raise InputError(_out_of_range(name, decl),
                          f"{where}: {name}[{k}]: value {int(a[k])} outside the declared range [{decl.lo}, {decl.hi}]")
-    return field.asfield(a)
+    return a
 
 
 def _read_npz(path: Path, decls: list[cpb.InputDecl], dataset: str) -> dict[str, np.ndarray]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
-from .. import field
+from .. import sharing
 from ..circuit import validate
 from ..exchange import MemoryNetwork
 from ..jobrun import ClientRows, JobResult, run_job
@@ -95,21 +95,21 @@ def dummy_value(lo: int, hi: int) -> int:
 
 
 def _dummy(decl: cpb.InputDecl) -> np.ndarray:
-    return field.asfield(np.full(decl.length, dummy_value(decl.lo, decl.hi), dtype=np.int64))
+    return np.full(decl.length, dummy_value(decl.lo, decl.hi), dtype=np.int64)
 
 
 def dummy_node_inputs(circuit: cpb.Circuit, owner: str) -> dict[str, np.ndarray]:
-    """What `owner`'s node would read from its datasets (inputs.load_node_inputs), as field elements."""
+    """What `owner`'s node would read from its datasets (inputs.load_node_inputs): signed int64."""
     return {d.name: _dummy(d) for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == owner}
 
 
-def dummy_client_rows(rows: Mapping[str, int]) -> ClientRows:
-    """The first rows[name] listed clients of each client input submitted, in list order. Each
-    party holds the same dummy row: a constant is a valid (degree-0) sharing of itself, and only
-    the number of rows matters to the cost."""
+def dummy_client_rows(rows: Mapping[str, int], protocol: str = "shamir", party: int = 0) -> ClientRows:
+    """Party `party`'s shares of the first rows[name] listed clients of each client input, in list
+    order: a sharing of a public dummy row (sharing.constant_share; only the number of rows
+    matters to the cost), in the share format of `protocol`."""
     def client_rows(decl: cpb.InputDecl) -> tuple[dict[str, np.ndarray], list[str]]:
         submitted = list(decl.clients)[: rows[decl.name]]
-        row = _dummy(decl)
+        row = sharing.constant_share(protocol, sharing.encode(protocol, _dummy(decl)), party)
         return {c: row for c in submitted}, submitted
     return client_rows
 
@@ -122,11 +122,11 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     parties = list(computation.parties)
     spec = computation.job_spec(DRY_RUN_JOB_ID, timeout_s=ROUND_TIMEOUT_S)
     plan = validate(spec.circuit, parties, computation.protocol)
-    feed = dummy_client_rows(rows)
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]
     started = time.monotonic()
-    await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]), feed)
+    await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]),
+                       dummy_client_rows(rows, computation.protocol, i))
                for i, ex in enumerate(exchanges))
     elapsed = time.monotonic() - started
     return CostEstimate(

@@ -15,6 +15,8 @@ fingerprint pins them whether the scenario stated them or not (docs/approving.md
 """
 from __future__ import annotations
 
+from .spec import protocol_parameters
+
 SHAMIR = "shamir"
 REPLICATED3 = "replicated3"
 
@@ -41,4 +43,17 @@ def protocol_problem(protocol: str, n_parties: int, threshold: int, dropouts: st
             return f"threshold: replicated3 runs with t = 1 only, got t={threshold}"
         if dropouts != "none":
             return f"dropouts: replicated3 needs every party to take part (dropouts: none), got {dropouts!r}"
+    return ""
+
+
+def job_protocol_problem(protocol: str, n_parties: int, threshold: int, dropouts: str) -> str:
+    """`protocol_problem`, then whether this build runs `protocol` at all: what a node's Prepare
+    and the coordinator's plan check refuse ('' if nothing)."""
+    problem = protocol_problem(protocol, n_parties, threshold, dropouts)
+    if problem:
+        return problem
+    try:
+        protocol_parameters(protocol)
+    except ValueError as exc:
+        return str(exc)
     return ""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -261,10 +262,12 @@ def test_node_input_file_missing_or_not_configured(tmp_path: Path) -> None:
     assert load_node_inputs(None, [], "payroll") == {}  # nothing owned, nothing read
 
 
-def test_good_node_inputs_are_encoded(tmp_path: Path) -> None:
+def test_good_node_inputs_are_read_as_signed_integers(tmp_path: Path) -> None:
+    """Signed int64: the job's engine encodes them (field or ring), jobrun.run_job."""
     path = write(tmp_path, "payroll.yaml", "salary: [0, -5, 1000]\nother: ignored\n")
     got = load_node_inputs(path, [decl(length=3, lo=-5)], "payroll")
-    assert [int(v) for v in got["salary"]] == [0, (1 << 61) - 1 - 5, 1000]
+    assert got["salary"].dtype == np.int64
+    assert [int(v) for v in got["salary"]] == [0, -5, 1000]
 
 
 # ---- the command lines -------------------------------------------------------------------------

@@ -219,7 +219,7 @@ async def real_run(comp: Computation, node_values: dict[str, dict[str, list[int]
     net = MemoryNetwork(n, timeout_s=30)
     exchanges = [net.exchange(i) for i in range(n)]
     await asyncio.gather(*(run_job(ex, spec, plan, parties,
-                                   {k: field.asfield(np.array(v, dtype=np.int64))
+                                   {k: np.array(v, dtype=np.int64)
                                     for k, v in node_values.get(parties[i], {}).items()}, feed(i))
                            for i, ex in enumerate(exchanges)))
     return [(ex.stats.rounds, ex.stats.bytes_sent) for ex in exchanges]
