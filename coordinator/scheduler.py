@@ -59,7 +59,8 @@ class JobPlan:
         if not down:
             return ""
         owners = {d.owner for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
-        return live_set_problem(self.parties, self.t, owners, validate(self.circuit, self.parties, self.protocol).depth > 0,
+        multiplies = validate(self.circuit, self.parties, self.protocol).depth > 0
+        return live_set_problem(self.parties, self.t, owners, multiplies,
                                 self.dropouts, [p for p in self.parties if p not in down])
 
     def check(self) -> None:

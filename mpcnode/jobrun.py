@@ -47,8 +47,9 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
 
     `node_inputs`: this node's own input arrays as signed int64 (inputs.load_node_inputs), keyed by
-    input name (empty if it owns none); the engine encodes them into its plaintext domain. `client_rows(decl)` is read only after submission has closed. `check_rows`, if
-    given, sees how many client rows each client input got once the nodes agreed on them, and may
+    input name (empty if it owns none); the engine encodes them into its plaintext domain.
+    `client_rows(decl)` (this node's shares, each in the job's share format) is read only after
+    submission has closed. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
     raise to stop the job before the circuit runs (nothing has been opened by then).
     """
     parties = list(spec.parties)

@@ -94,7 +94,8 @@ async def fetch(job_id: str, output: str, nodes: dict[str, str], tls: TlsMateria
     except sharing.InconsistentShares as exc:
         if exc.pair:
             names = " and ".join(by_index[i] for i in exc.culprits)
-            raise FetchError(f"output shares from {names} disagree on a value both hold: one of them is wrong") from None
+            raise FetchError(f"output shares from {names} disagree on a value both hold: "
+                             "one of them is wrong") from None
         if exc.culprits:
             names = ", ".join(by_index[i] for i in exc.culprits)
             raise FetchError(f"output share from {names} is inconsistent with the other nodes' shares") from None

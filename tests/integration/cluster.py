@@ -377,9 +377,10 @@ class Cluster:
     # ---- node state on disk -------------------------------------------------------------------
     def output_share(self, org: str, job_id: str, output: str) -> np.ndarray:
         with contextlib.closing(sqlite3.connect(self.data_dir(org) / "shares.sqlite3", timeout=10)) as db:
-            row = db.execute("SELECT share FROM outputs WHERE job_id=? AND name=?", (job_id, output)).fetchone()
+            row = db.execute("SELECT share, shape FROM outputs WHERE job_id=? AND name=?", (job_id, output)).fetchone()
         assert row is not None, f"{org} holds no output {output!r} of {job_id}"
-        return np.frombuffer(row[0], dtype="<u8").astype(np.uint64)
+        share = np.frombuffer(row[0], dtype="<u8").astype(np.uint64)
+        return share.reshape(tuple(int(d) for d in row[1].split(","))) if row[1] else share
 
     def set_output_share(self, org: str, job_id: str, output: str, share: np.ndarray) -> None:
         """Overwrite a node's stored output share (as an attacker with disk access would)."""

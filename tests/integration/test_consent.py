@@ -70,7 +70,7 @@ CANARY_FLOAT = CANARY + 0.25
 
 def _total(name: str, parties: list[str], recipients: list[str], **extra: object) -> dict:
     sc = {"name": name, "kind": "total", "parties": list(parties), "recipients": list(recipients),
-          "input": {"name": "amount", "range": [0, 1_000_000]}, "timeout_s": JOB_TIMEOUT}
+          "protocol": "shamir", "input": {"name": "amount", "range": [0, 1_000_000]}, "timeout_s": JOB_TIMEOUT}
     sc.update(extra)
     return sc
 
@@ -89,7 +89,7 @@ BREACH = {"name": "breach-total", "kind": "total", "parties": FIVE, "recipients"
           "input": {"name": "loss_usd", "range": [0, 10 ** 12]}, "timeout_s": JOB_TIMEOUT}
 FIVE_SUM = _total("five-sum", FIVE, ["alice"], contributors=THREE)                  # erin, david: compute only
 FIVE_STRICT = _total("five-sum-strict", FIVE, ["alice"], contributors=THREE, dropouts="none")
-AUCTION = {"name": "sealed-bid", "kind": "auction", "parties": THREE, "recipients": ["alice"],
+AUCTION = {"name": "sealed-bid", "kind": "auction", "parties": THREE, "recipients": ["alice"], "protocol": "shamir",
            "auction": {"type": "second-price", "bit_length": 20, "min_bid": 0, "max_bid": 1_000_000},
            "bidders": BIDDERS, "timeout_s": JOB_TIMEOUT}
 RESERVED = _variant(AUCTION, name="reserved-bid",   # carlos inputs a secret reserve and wants >= 3 contributors

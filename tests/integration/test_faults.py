@@ -215,7 +215,7 @@ def chain_plan(levels: int = 60, width: int = 150_000) -> JobPlan:
     """A long chain of products (one interactive round per level); the result is 0."""
     b = CircuitBuilder("fault-chain")   # reads ash's fault-total dataset; the nodes approve it by fingerprint
     x = b.input("amount@ash", "ash", 1, -(10 ** 12), 10 ** 12, key="amount", dataset="fault-total")
-    z = b.repeat(b.sub(x, x), width)
+    z = b.repeat(b.scale(b.sub(x, x), 0), width)   # zeros; times 0 so the wrap check knows it too
     for _ in range(levels):
         z = z * z
     b.output("zero", b.dot(z, z), [READER])
