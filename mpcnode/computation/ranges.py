@@ -178,6 +178,9 @@ def _consts(values: Sequence[int]) -> Vals:
 def _with_consts(a: Vals, consts: Sequence[int], f: Callable[[Interval, Interval], Interval]) -> Vals:
     if len(consts) == 1:
         return _map(a, lambda x: f(x, (consts[0], consts[0])))
+    if len(consts) > MAX_RUNS:     # one run anyway: skip building one per constant
+        h = a.hull()
+        return _uniform(a.length, f(h, (min(consts), max(consts))), a.fixed) if h else Vals((), a.fixed)
     c = _consts(consts)
     if a.fixed and a.length == len(consts):
         return _zip(a, c, f)

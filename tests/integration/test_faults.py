@@ -49,11 +49,12 @@ ROUND_TIMEOUT_S = 8.0
 COORD_RPC_TIMEOUT_S = 4.0
 
 SCENARIOS = [
-    {"name": "fault-total", "kind": "total", "parties": THREE, "recipients": [READER],
+    {"name": "fault-total", "kind": "total", "parties": THREE, "protocol": "shamir", "recipients": [READER],
      "input": {"name": "amount", "range": [-(10 ** 12), 10 ** 12]}, "timeout_s": 60},
-    {"name": "fault-vote", "kind": "vote", "parties": THREE, "vote": {"options": ["x", "y", "z"], "output": "tally"},
-     "voters": VOTERS, "recipients": [READER], "timeout_s": 90},
-    {"name": "fault-vote-short", "kind": "vote", "parties": THREE,
+    {"name": "fault-vote", "kind": "vote", "parties": THREE, "protocol": "shamir",
+     "vote": {"options": ["x", "y", "z"], "output": "tally"}, "voters": VOTERS,
+     "recipients": [READER], "timeout_s": 90},
+    {"name": "fault-vote-short", "kind": "vote", "parties": THREE, "protocol": "shamir",
      "vote": {"options": ["x", "y"], "output": "tally"}, "voters": VOTERS, "recipients": [READER], "timeout_s": 4},
 ]
 ORDER = {o: k for k, o in enumerate(THREE)}
