@@ -585,6 +585,35 @@ async def test_unsupported_protocol_is_refused(cluster: Cluster) -> None:
     await assert_refused_and_nothing_shared(cluster, job, FOUR, FOUR)
 
 
+async def test_a_circuit_that_could_wrap_is_refused_in_prepare(cluster: Cluster) -> None:
+    """The approved average's total (four raises of up to 10^6: at most 4e6) squared is at most
+    1.6e13, fine; squared again it could reach 2.56e26, past the field's signed range.
+    Every node's Prepare refuses it by the wrap check (computation/ranges.py), naming the op, before
+    its approvals are even consulted; the same job under replicated3 is refused for its 4 parties."""
+    job = _job_id("wrap")
+    spec = _spec(RAISE, job)
+    total = spec.circuit.outputs[0].value
+    spec.circuit.ops.add(out="sq", kind=cpb.OP_MUL, args=[total, total])
+    spec.circuit.ops.add(out="sq2", kind=cpb.OP_MUL, args=["sq", "sq"])
+    spec.circuit.outputs[0].value = "sq2"
+    spec.fingerprint = Computation.of_job(spec).fingerprint()
+    async with Rogue(cluster) as rogue:
+        replies = await rogue.prepare(FOUR, spec)
+    for org, r in replies.items():
+        assert not r.accepted and r.reason.startswith(f"op {len(spec.circuit.ops) - 1} (sq2, mul): its value could "
+                                                      "reach about 2^87, outside the shamir"), (org, r)
+    await assert_refused_and_nothing_shared(cluster, job, FOUR, FOUR)
+    job = _job_id("rep3-four")
+    spec = _spec(RAISE, job)
+    spec.protocol, spec.dropouts = "replicated3", "none"
+    async with Rogue(cluster) as rogue:
+        replies = await rogue.prepare(FOUR, spec)
+    for org, r in replies.items():
+        assert not r.accepted and r.reason == ("protocol: replicated3 runs with exactly 3 compute parties, this "
+                                               "computation has 4"), (org, r)
+    await assert_refused_and_nothing_shared(cluster, job, FOUR, FOUR)
+
+
 # ---- 3. job ids replayed -------------------------------------------------------------------------------
 
 def _stored_spec(c: Cluster, org: str, job_id: str) -> node_pb2.JobSpec:

@@ -129,3 +129,13 @@ def test_the_coordinator_refuses_a_plan_the_nodes_would_refuse() -> None:
         JobPlan("plan", ok.build(), ["a", "b", "c", "d"], 1, 30.0, protocol="replicated3", dropouts="none").check()
     with pytest.raises(ValueError, match="'spdz' is not supported"):
         JobPlan("plan", ok.build(), ["a", "b", "c", "d"], 1, 30.0, protocol="spdz").check()
+
+
+def test_plain_words_name_an_engine_without_a_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpcnode.computation.describe import describe
+
+    monkeypatch.setattr(spec_mod, "protocol_parameters", lambda engine: {"engine": engine, "ring": "Z_2^64"})
+    b = CircuitBuilder("one")
+    b.output("x", b.sum(b.input("x", "a", 2, 0, 9)), ["a"])
+    doc = Computation(b.build(), ("a", "b", "c"), 1, protocol="replicated3", dropouts="none").document()
+    assert "protocol: replicated3 (ring Z_2^64), semi-honest, honest majority" in describe(doc)
