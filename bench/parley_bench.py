@@ -204,9 +204,15 @@ async def run_latency(rounds: int = 200, repeats: int = 5, setup: Setup = SHAMIR
     return per_round * 1000, plain * 1000, samples[0][2]
 
 
+def sum_bound(n: int) -> int:
+    """|input| bound of the sum workload: 2^47 (MPyC's SecInt(64) range), lowered so that the sum of
+    n inputs cannot leave the field's signed range (the wrap check refuses a circuit that could)."""
+    return min(1 << 47, ((1 << 59) - 1) // n)
+
+
 def sum_circuit(n: int):
     b = CircuitBuilder("bench-sum")
-    x = b.input("x", PARTIES[0], n, -(1 << 47), 1 << 47)
+    x = b.input("x", PARTIES[0], n, -sum_bound(n), sum_bound(n))
     b.output("total", b.sum(x), [RECIPIENT])
     return b.build()
 
@@ -223,7 +229,7 @@ def mul_circuit(n: int):
 def workload_inputs(workload: str, n: int, seed: int = 7) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     if workload == "sum":
-        return {"x": rng.integers(-(1 << 47), 1 << 47, n, dtype=np.int64)}
+        return {"x": rng.integers(-sum_bound(n), sum_bound(n), n, dtype=np.int64)}
     if workload == "mul":
         return {"x": rng.integers(-(1 << 29), 1 << 29, n, dtype=np.int64),
                 "y": rng.integers(-(1 << 29), 1 << 29, n, dtype=np.int64)}

@@ -22,6 +22,7 @@ import grpc
 
 from mpcnode.circuit import validate
 from mpcnode.computation.liveness import live_set_problem
+from mpcnode.computation.protocol import job_protocol_problem
 from mpcnode.computation.spec import Computation
 from mpcnode.transport.tls import TlsMaterial, secure_channel
 from mpcnode.configfile import ConfigError
@@ -58,8 +59,18 @@ class JobPlan:
         if not down:
             return ""
         owners = {d.owner for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
-        return live_set_problem(self.parties, self.t, owners, validate(self.circuit, self.parties).depth > 0,
+        multiplies = validate(self.circuit, self.parties, self.protocol).depth > 0
+        return live_set_problem(self.parties, self.t, owners, multiplies,
                                 self.dropouts, [p for p in self.parties if p not in down])
+
+    def check(self) -> None:
+        """Refuse here what every node's Prepare would refuse in the plan itself (ValueError): a
+        protocol the nodes do not run, parties, threshold or dropout rule the protocol cannot run
+        with, a malformed circuit, a value that could wrap in the engine (computation/ranges.py)."""
+        problem = job_protocol_problem(self.protocol, len(self.parties), self.t, self.dropouts)
+        if problem:
+            raise ValueError(problem)
+        validate(self.circuit, self.parties, self.protocol)
 
     def to_json(self) -> str:
         """Everything needed to run the plan again (the coordinator keeps it for circuits built in code)."""
@@ -156,7 +167,9 @@ class Scheduler:
         return job_id, True
 
     def submit_plan(self, job_id: str, plan: "JobPlan") -> None:
-        """Run a circuit built in code (benchmarks, tests); recorded like any job."""
+        """Run a circuit built in code (benchmarks, tests); recorded like any job. A plan the nodes
+        would refuse (JobPlan.check) raises ValueError and is not recorded."""
+        plan.check()
         if not self.store.insert(job_id, plan.name, "<circuit>", "", plan=plan.to_json()):
             raise ValueError(f"job {job_id} exists")
         self._launch(job_id, plan)

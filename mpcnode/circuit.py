@@ -1,7 +1,8 @@
 """Circuit IR checks shared by nodes and coordinator: validation and round levels.
 
-A node never trusts the circuit it is sent: it re-validates the structure, then recomputes the
-computation's fingerprint (computation/spec.py) before its policy is consulted.
+A node never trusts the circuit it is sent: it re-validates the structure and the value ranges
+(computation/ranges.py: no value can wrap in the job's engine), then recomputes the computation's
+fingerprint (computation/spec.py) before its policy is consulted.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ ARITY = {cpb.OP_ADD: 2, cpb.OP_SUB: 2, cpb.OP_NEG: 1, cpb.OP_ADD_CONST: 1, cpb.O
          cpb.OP_RESHAPE_SUM: 1, cpb.OP_DOT: 2, cpb.OP_SELECT: 3, cpb.OP_REPEAT: 1, cpb.OP_MUL_ROWS: 2,
          cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1}
 MAX_OPS = 100_000
-MAX_BIT_LENGTH = 59
+MAX_BIT_LENGTH = 62   # the largest any engine accepts; the job engine's own maximum: computation/ranges.py
 
 
 class CircuitError(ValueError):
@@ -33,7 +34,10 @@ class Plan:
     depth: int                   # number of interactive levels
 
 
-def validate(circuit: cpb.Circuit, parties: list[str]) -> Plan:
+def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir") -> Plan:
+    """The circuit's levels, or CircuitError naming the first problem: its structure, then
+    (computation/ranges.py, RangeError) a value that could leave `protocol`'s signed domain or a
+    comparison operand beyond its bit_length."""
     names: dict[str, int] = {}
     if not circuit.name:
         raise CircuitError("circuit has no name")
@@ -101,6 +105,8 @@ def validate(circuit: cpb.Circuit, parties: list[str]) -> Plan:
         seen_out.add(out.name)
     if not circuit.outputs:
         raise CircuitError("circuit has no outputs")
+    from .computation import ranges   # here, not at the top: ranges imports CircuitError from this module
+    ranges.analyse(circuit, protocol)
     depth = max(levels, default=0)
     return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth)
 

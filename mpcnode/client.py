@@ -1,5 +1,9 @@
 """A light input client (a bidder, a voter): secret-shares its value on its own machine and
 sends exactly one share to each node over mutual TLS, so no single node ever sees the value.
+
+The share format is the job's engine's (mpcnode/sharing.py): Shamir, one field element per value
+to each node; replicated3, node i gets the pair (x_i, x_{i+1 mod 3}) of every value, shape
+(length, 2) (docs/protocols.md, "Share formats outside the engines").
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2, node_pb2_grpc
 
-from . import field, shamir
+from . import sharing
 from .computation.describe import describe
 from .computation.liveness import live_set_problem
 from .computation.spec import INTERACTIVE_OPS, Document, SpecError, parse_document
@@ -116,13 +120,18 @@ async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[st
         decl = cpb.InputDecl(name=input_name, length=decl_doc["length"], lo=int(decl_doc["range"][0]),
                              hi=int(decl_doc["range"][1]), source=cpb.INPUT_SOURCE_CLIENTS)
         try:
-            encoded = field.asfield(check_values(input_name, values, decl, "input"))
+            signed = check_values(input_name, values, decl, "input")
         except InputError as exc:
             if not skip_local_check:
                 raise SubmitError(exc.detail) from None
-            encoded = field.asfield(np.array(values, dtype=np.int64))
+            signed = np.array(values, dtype=np.int64)
         parties = list(doc["parties"])
-        shares = shamir.share(encoded, len(parties), int(doc["threshold"]))
+        # the share format of the job's engine, as the fingerprinted document names it (docs/protocols.md)
+        protocol = str(doc["protocol"]["engine"])
+        try:
+            shares = sharing.client_shares(protocol, signed, len(parties), int(doc["threshold"]))
+        except ValueError as exc:
+            raise SubmitError(f"cannot share for this job: {exc}; not submitting") from None
         calls = []
         live_index = [(parties.index(org), org) for org in view.live]
         for i, org in live_index:

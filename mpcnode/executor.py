@@ -44,9 +44,7 @@ class Executor:
         me = self.engine.party
         mine = None
         if me in lengths:
-            # checked signed integers (inputs.py) into the engine's plaintext domain
-            mine = self.engine.encode(np.concatenate([my_values[d.name].reshape(-1) for d in decls
-                                                      if d.owner == parties[me]]))
+            mine = np.concatenate([my_values[d.name].reshape(-1) for d in decls if d.owner == parties[me]])
         shares = await self.engine.share_inputs("inputs/node", {me: mine} if mine is not None else {},
                                                 {o: (n,) for o, n in lengths.items()})
         values: Values = {}

@@ -48,9 +48,10 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
                   check_rows: Callable[[dict[str, int]], None] | None = None) -> JobResult:
     """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
 
-    `node_inputs`: this node's own input arrays as field elements, keyed by input name (empty if
-    it owns none). `client_rows(decl)` is read only after submission has closed. `check_rows`, if
-    given, sees how many client rows each client input got once the nodes agreed on them, and may
+    `node_inputs`: this node's own input arrays as signed int64 (inputs.load_node_inputs), keyed by
+    input name (empty if it owns none); the engine encodes them into its plaintext domain.
+    `client_rows(decl)` (this node's shares, each in the job's share format) is read only after
+    submission has closed. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
     raise to stop the job before the circuit runs (nothing has been opened by then).
     """
     parties = list(spec.parties)
@@ -58,7 +59,7 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     # before any share leaves: every live node runs this exact computation with this live set
     await agree_on_job(engine, spec.job_id, spec.fingerprint, live)
     executor = Executor(engine, spec.circuit, plan)
-    values = await executor.share_node_inputs(parties, node_inputs)
+    values = await executor.share_node_inputs(parties, {k: engine.encode(v) for k, v in node_inputs.items()})
     labels = await take_client_rows(engine, spec.circuit, values, client_rows)
     if check_rows is not None:
         check_rows({d.name: int(values[d.name].shape[0]) // d.length

@@ -16,9 +16,11 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
+from . import sharing
 from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan, validate
 from .computation.liveness import live_set_problem
+from .computation.protocol import job_protocol_problem
 from .computation.spec import Computation, Feeds, output_feeds
 from .config import NodeConfig
 from .engines import ENGINES
@@ -164,7 +166,10 @@ class Node:
             raise CircuitError(f"threshold t={t} with n={n} parties: need 1 <= t and 2t < n")
         if not 0 < spec.timeout_s <= 24 * 3600:
             raise CircuitError("timeout must be between 0 and 24 hours")
-        plan = validate(spec.circuit, parties)
+        problem = job_protocol_problem(spec.protocol or "shamir", n, t, spec.dropouts or "within-threshold")
+        if problem:
+            raise CircuitError(problem)
+        plan = validate(spec.circuit, parties, spec.protocol or "shamir")   # structure, then no value can wrap
         comp = Computation.of_job(spec)
         try:
             doc = comp.document()
@@ -442,7 +447,7 @@ class Node:
                                     party_index=list(spec.parties).index(self.org), share=payload, shape=shape,
                                     threshold=spec.threshold, party_count=len(spec.parties),
                                     public_divisor=decl.public_divisor, row_labels=out.row_labels,
-                                    description=decl.description)
+                                    description=decl.description, protocol=spec.protocol or "shamir")
 
     # ---- input client -> node ---------------------------------------------------------
     def submit_client_share(self, caller: str | None, req: node_pb2.ClientShare) -> node_pb2.ClientAck:
@@ -458,9 +463,8 @@ class Node:
         if job.inputs_closed.is_set() or job.state not in (State.PREPARED, State.RUNNING) or (
                 job.spec.input_deadline_unix and time.time() > job.spec.input_deadline_unix):
             raise Conflict(f"input for job {req.job_id} is closed")
-        share = serde.decode(req.share, list(req.shape), f"input share from {caller}")
-        if share.shape != (decl.length,):
-            raise ValueError(f"input {req.input!r} takes {decl.length} values per client, got shape {list(share.shape)}")
+        share = sharing.decode_row(job.spec.protocol or "shamir", req.share, req.shape, decl.length,
+                                   f"input {req.input!r} from {caller}")
         try:
             self.store.add_client_share(req.job_id, req.input, caller, share)
         except DuplicateSubmission as exc:

@@ -1,8 +1,11 @@
 """A recipient (a node's organization or a light client with its own certificate) fetches the
 output shares of a job from the nodes and reconstructs the result itself.
 
-It checks that the shares lie on one polynomial of degree t and names the node that
-disagrees when that can be told; it needs only t+1 answering nodes (dropouts tolerated).
+The job's engine decides the format (mpcnode/sharing.py), and every node says which it is
+(OutputShare.protocol). Shamir: it checks that the shares lie on one polynomial of degree t and
+names the node that disagrees when that can be told; it needs only t+1 answering nodes (dropouts
+tolerated). replicated3: it needs two of the three nodes; each component is held by two nodes,
+and a component two nodes hold differently names both (which one is wrong cannot be told).
 """
 from __future__ import annotations
 
@@ -19,8 +22,7 @@ import numpy as np
 
 from parley.v1 import node_pb2, node_pb2_grpc
 
-from . import field, shamir
-from .transport import serde
+from . import sharing
 from .transport.tls import TlsMaterial, secure_channel
 
 
@@ -65,26 +67,41 @@ async def fetch(job_id: str, output: str, nodes: dict[str, str], tls: TlsMateria
         raise FetchError("no node returned a share: " + "; ".join(problems))
     first = next(iter(meta.values()))
     t, n = first.threshold, first.party_count
+    protocol = first.protocol or "shamir"     # nodes from before OutputShare.protocol ran Shamir only
     by_index: dict[int, str] = {}
     for org, ans in meta.items():
+        if (ans.protocol or "shamir") != protocol:
+            raise FetchError(f"{org} says the job ran {ans.protocol or 'shamir'!r}, another node says {protocol!r}")
         if (ans.threshold, ans.party_count, list(ans.shape), ans.public_divisor) != (t, n, list(first.shape),
                                                                                      first.public_divisor):
             raise FetchError(f"{org} disagrees with the other nodes about the output's shape or threshold")
         if ans.party_index in by_index or ans.party_index >= n:
             raise FetchError(f"{org} claims party index {ans.party_index}, already taken or out of range")
         by_index[ans.party_index] = org
-        shares[ans.party_index] = serde.decode(ans.share, list(ans.shape), f"output share from {org}")
-    if len(shares) < t + 1:
-        raise FetchError(f"only {len(shares)} of the t+1={t + 1} shares needed arrived: " + "; ".join(problems))
     try:
-        secret = shamir.reconstruct_checked(shares, t)
-    except shamir.InconsistentShares as exc:
+        need = sharing.min_shares(protocol, t)
+        component = sharing.share_shape(protocol)
+        for org, ans in meta.items():
+            if tuple(ans.shape[len(ans.shape) - len(component):]) != component:
+                raise FetchError(f"{org} sent a share of shape {list(ans.shape)}, not a {protocol} share")
+            shares[ans.party_index] = sharing.decode(protocol, ans.share, list(ans.shape), f"output share from {org}")
+    except ValueError as exc:
+        raise FetchError(str(exc)) from None
+    if len(shares) < need:
+        raise FetchError(f"only {len(shares)} of the {need} shares needed arrived: " + "; ".join(problems))
+    try:
+        secret = sharing.reconstruct(protocol, shares, t)
+    except sharing.InconsistentShares as exc:
+        if exc.pair:
+            names = " and ".join(by_index[i] for i in exc.culprits)
+            raise FetchError(f"output shares from {names} disagree on a value both hold: "
+                             "one of them is wrong") from None
         if exc.culprits:
             names = ", ".join(by_index[i] for i in exc.culprits)
             raise FetchError(f"output share from {names} is inconsistent with the other nodes' shares") from None
         raise FetchError(f"output shares are inconsistent ({', '.join(sorted(meta))}); "
                          f"too few nodes answered to tell which one is wrong") from None
-    values = [int(v) for v in field.to_signed(secret).reshape(-1)]
+    values = [int(v) for v in secret.reshape(-1)]
     return Result(job_id, output, values, render(values, first), sorted(meta))
 
 

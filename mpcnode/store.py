@@ -30,9 +30,25 @@ CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
 """
-# committed: the coordinator told this node it recorded the job DONE (Commit). A store from before
-# Commit existed gets the column on open, with its DONE jobs committed: they were released already.
-ADDED_JOB_COLUMNS = {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'")}
+# Columns added after the first release, per table: (declaration, backfill statement or None).
+# jobs.committed: the coordinator told this node it recorded the job DONE (Commit). A store from
+# before Commit existed gets the column on open, with its DONE jobs committed: they were released.
+# shape (client shares, outputs): the share's array shape as "d1,d2,..." (a replicated3 share has
+# a trailing component axis); '' in rows written before it is a flat array, as they all were.
+ADDED_COLUMNS = {
+    "jobs": {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'")},
+    "client_shares": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
+    "outputs": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
+}
+
+
+def _shape_text(a: np.ndarray) -> str:
+    return ",".join(str(d) for d in a.shape)
+
+
+def _array(blob: bytes, shape: str) -> np.ndarray:
+    flat = np.frombuffer(blob, dtype="<u8").astype(np.uint64)
+    return flat.reshape(tuple(int(d) for d in shape.split(","))) if shape else flat
 
 
 class DuplicateSubmission(ValueError):
@@ -66,11 +82,13 @@ class ShareStore:
         # FULL would fsync every client submission and cut intake several-fold.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for name, (decl, backfill) in ADDED_JOB_COLUMNS.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
-                self._db.execute(backfill)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, (decl, backfill) in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                    if backfill:
+                        self._db.execute(backfill)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -131,14 +149,15 @@ class ShareStore:
         insert: its cost does not grow with the number of shares already held (no count here; the
         node keeps its own counter)."""
         try:
-            self._tx([("INSERT INTO client_shares (job_id, input, client, share, received) VALUES (?,?,?,?,?)",
-                       (job_id, input_name, client, share.astype("<u8").tobytes(), time.time()))])
+            self._tx([("INSERT INTO client_shares (job_id, input, client, share, received, shape) VALUES (?,?,?,?,?,?)",
+                       (job_id, input_name, client, share.astype("<u8").tobytes(), time.time(), _shape_text(share)))])
         except sqlite3.IntegrityError:
             raise DuplicateSubmission(f"{client} already submitted input {input_name!r} for job {job_id}") from None
 
     def client_shares(self, job_id: str, input_name: str) -> dict[str, np.ndarray]:
-        rows = self._query("SELECT client, share FROM client_shares WHERE job_id=? AND input=?", (job_id, input_name))
-        return {c: np.frombuffer(b, dtype="<u8").astype(np.uint64) for c, b in rows}
+        rows = self._query("SELECT client, share, shape FROM client_shares WHERE job_id=? AND input=?",
+                           (job_id, input_name))
+        return {c: _array(b, shape) for c, b, shape in rows}
 
     def client_order(self, job_id: str, input_name: str) -> list[str]:
         """Clients in the order this node accepted their shares."""
@@ -153,8 +172,9 @@ class ShareStore:
         """Write every output share and mark the job done, atomically. `opened`: (the job's
         fingerprint, one audit line per value the node opened), written in the same transaction
         as "opened" audit events, so a finished job always has its opened-values log."""
-        stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, row_labels) VALUES (?,?,?,?,?)",
-                  (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(labels)))
+        stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, row_labels, shape) "
+                  "VALUES (?,?,?,?,?,?)",
+                  (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(labels), _shape_text(share)))
                  for name, (share, rec, labels) in outputs.items()]
         now = time.time()
         fingerprint, lines = opened
@@ -188,9 +208,9 @@ class ShareStore:
             return cur.rowcount == 1
 
     def output(self, job_id: str, name: str) -> OutputRow | None:
-        rows = self._query("SELECT share, recipients, row_labels FROM outputs WHERE job_id=? AND name=?", (job_id, name))
+        rows = self._query("SELECT share, recipients, row_labels, shape FROM outputs WHERE job_id=? AND name=?",
+                           (job_id, name))
         if not rows:
             return None
-        share, rec, labels = rows[0]
-        return OutputRow(np.frombuffer(share, dtype="<u8").astype(np.uint64), rec.split("\n") if rec else [],
-                         labels.split("\n") if labels else [])
+        share, rec, labels, shape = rows[0]
+        return OutputRow(_array(share, shape), rec.split("\n") if rec else [], labels.split("\n") if labels else [])

@@ -39,6 +39,19 @@ async def run_parties(n: int, t: int, body: Callable[[Any], Awaitable[T]], *, ti
     return list(results), net, engines
 
 
+# The engines the core integration suites (tests/integration/test_totals.py, test_auctions.py,
+# test_votes.py) run under: their module-scoped cluster is built once per entry, with every
+# scenario's `protocol:` set to it (Cluster.create(..., protocol=)). THE line to change when an
+# engine joins, e.g. ["shamir", "replicated3"].
+ENGINES_UNDER_TEST = ["shamir"]
+
+
+@pytest.fixture(scope="module", params=ENGINES_UNDER_TEST)
+def protocol(request: pytest.FixtureRequest) -> str:
+    """The engine a core integration suite's cluster runs under (one cluster per engine)."""
+    return request.param
+
+
 @pytest.fixture
 def parties() -> Callable[..., Awaitable[tuple[list, MemoryNetwork, list[Any]]]]:
     """The `run_parties` helper as a fixture (for tests that prefer not to import conftest)."""

@@ -9,6 +9,7 @@ from parley.v1 import circuit_pb2 as cpb
 
 from ..certs import NAME_RULE, valid_identity
 from ..shamir import default_threshold
+from .protocol import default_dropouts, default_protocol, protocol_problem
 from .spec import DROPOUT_RULES, PROTOCOLS, Computation
 
 MAX_ABS = (1 << 59) - 1
@@ -68,8 +69,8 @@ class Common(Strict):
     parties: list[str] = Field(min_length=3, description="compute nodes, in party order")
     threshold: int | None = Field(default=None, ge=1)
     recipients: list[str] = Field(min_length=1)
-    protocol: Literal[PROTOCOLS] = "shamir"  # type: ignore[valid-type]
-    dropouts: Literal[DROPOUT_RULES] = "within-threshold"  # type: ignore[valid-type]
+    protocol: str | None = Field(default=None, description="engine; default: computation/protocol.py default_protocol")
+    dropouts: Literal[DROPOUT_RULES] | None = None  # type: ignore[valid-type]  # default: by protocol
     timeout_s: float = Field(default=300.0, gt=0, le=86400)
     input_window_s: float = Field(default=0.0, ge=0, le=86400,
                                   description="client inputs close this long after the job starts (0: when closed)")
@@ -88,6 +89,27 @@ class Common(Strict):
                 raise ValueError("dropouts: replicated3 needs all three parties live; set dropouts: none")
         return self
 
+    @model_validator(mode="after")
+    def _protocol(self) -> "Common":
+        name = self.protocol_name
+        problem = protocol_problem(name, len(self.parties), self.t, self.dropout_rule)
+        if problem:
+            raise ValueError(problem)
+        if name not in PROTOCOLS:
+            how = "" if self.protocol is not None else f" (the default for {len(self.parties)} compute parties)"
+            hint = "" if self.protocol is not None else "; to run Shamir, state protocol: shamir"
+            raise ValueError(f"protocol: {name!r}{how} is not supported (supported: {', '.join(PROTOCOLS)}){hint}")
+        return self
+
+    @property
+    def protocol_name(self) -> str:
+        """The protocol the computation runs under: as stated, else the default rule."""
+        return self.protocol if self.protocol is not None else default_protocol(len(self.parties))
+
+    @property
+    def dropout_rule(self) -> str:
+        return self.dropouts if self.dropouts is not None else default_dropouts(self.protocol_name)
+
     @property
     def t(self) -> int:
         return self.threshold if self.threshold is not None else default_threshold(len(self.parties))
@@ -103,4 +125,4 @@ class Common(Strict):
         circuit = self.build()
         circuit.description = self.description.strip()
         return Computation(circuit=circuit, parties=tuple(self.parties), threshold=self.t,
-                           protocol=self.protocol, dropouts=self.dropouts)
+                           protocol=self.protocol_name, dropouts=self.dropout_rule)

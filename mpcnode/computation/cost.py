@@ -34,9 +34,9 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
+from .. import sharing
 from ..circuit import validate
 from ..exchange import MemoryNetwork
-from ..engines import ENGINES
 from ..jobrun import ClientRows, JobResult, run_job
 from ..opened import Opened
 from .spec import Computation
@@ -103,17 +103,17 @@ def _dummy(decl: cpb.InputDecl) -> np.ndarray:
 
 
 def dummy_node_inputs(circuit: cpb.Circuit, owner: str) -> dict[str, np.ndarray]:
-    """What `owner`'s node would read from its datasets (inputs.load_node_inputs): checked signed values."""
+    """What `owner`'s node would read from its datasets (inputs.load_node_inputs): signed int64."""
     return {d.name: _dummy(d) for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == owner}
 
 
-def dummy_client_rows(rows: Mapping[str, int], share_shape: tuple[int, ...] = ()) -> ClientRows:
-    """The first rows[name] listed clients of each client input submitted, in list order. Each
-    party holds an all-zero row: zero components are a valid sharing of 0 under every engine, and
-    only the number of rows matters to the cost."""
+def dummy_client_rows(rows: Mapping[str, int], protocol: str = "shamir", party: int = 0) -> ClientRows:
+    """Party `party`'s shares of the first rows[name] listed clients of each client input, in list
+    order: a sharing of a public dummy row (sharing.constant_share; only the number of rows
+    matters to the cost), in the share format of `protocol`."""
     def client_rows(decl: cpb.InputDecl) -> tuple[dict[str, np.ndarray], list[str]]:
         submitted = list(decl.clients)[: rows[decl.name]]
-        row = np.zeros((decl.length,) + tuple(share_shape), dtype=np.uint64)
+        row = sharing.constant_share(protocol, sharing.encode(protocol, _dummy(decl)), party)
         return {c: row for c in submitted}, submitted
     return client_rows
 
@@ -125,13 +125,13 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     rows = resolve_client_rows(computation.circuit, client_rows)
     parties = list(computation.parties)
     spec = computation.job_spec(DRY_RUN_JOB_ID, timeout_s=ROUND_TIMEOUT_S)
-    plan = validate(spec.circuit, parties)
-    feed = dummy_client_rows(rows, ENGINES[spec.protocol or "shamir"].share_shape)
+    plan = validate(spec.circuit, parties, computation.protocol)
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]
     started = time.monotonic()
-    results = await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]), feed)
-               for i, ex in enumerate(exchanges))
+    results = await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]),
+                                 dummy_client_rows(rows, computation.protocol, i))
+                         for i, ex in enumerate(exchanges))
     elapsed = time.monotonic() - started
     return CostEstimate(
         parties=tuple(PartyCost(parties[i], ex.stats.rounds, ex.stats.bytes_sent, ex.stats.messages_sent)

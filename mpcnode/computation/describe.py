@@ -60,8 +60,9 @@ def describe(doc: Document) -> list[str]:
                  f"(any {doc['threshold']} of them together learn nothing about the inputs; "
                  f"{doc['threshold'] + 1} colluding could); {drop}")
     proto = doc["protocol"]
-    lines.append(f"protocol: {proto['engine']} over the field of size {proto['field_modulus']}, "
-                 f"semi-honest, honest majority")
+    where = (f"over the field of size {proto['field_modulus']}" if "field_modulus" in proto else
+             "(" + ", ".join(f"{k} {v}" for k, v in proto.items() if k != "engine") + ")")   # another engine's parameters
+    lines.append(f"protocol: {proto['engine']} {where}, semi-honest, honest majority")
     by_owner: dict[str, list[str]] = defaultdict(list)
     for d in doc["inputs"]:
         if d["source"] == "node":

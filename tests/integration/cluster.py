@@ -40,6 +40,7 @@ from typing import Iterator
 
 import grpc
 import numpy as np
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +50,9 @@ if str(REPO) not in sys.path:
 from coordinator import processes  # noqa: E402
 from coordinator.client import submit as coordinator_submit, watch as coordinator_watch, JobFailed  # noqa: E402
 from coordinator.deploy import Deployment, write_deployment  # noqa: E402
+from mpcnode.computation.protocol import default_dropouts, protocol_problem  # noqa: E402
 from mpcnode.computation.scenario import AnyScenario, load_scenario  # noqa: E402
+from mpcnode.shamir import default_threshold  # noqa: E402
 from mpcnode import certs as certmod  # noqa: E402
 from mpcnode import field as F  # noqa: E402
 from mpcnode.recipient import Result, fetch as recipient_fetch  # noqa: E402
@@ -115,6 +118,7 @@ class Cluster:
     scenarios: dict[str, tuple[Path, AnyScenario]]
     input_root: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)   # scenario -> why its protocol cannot run it
 
     # ---- building -----------------------------------------------------------------------------
     @classmethod
@@ -122,7 +126,7 @@ class Cluster:
                extra_identities: tuple[str, ...] | list[str] = (), policy_overrides: dict[str, dict] | None = None,
                node_overrides: dict[str, dict] | None = None,
                coordinator_overrides: dict | None = None,
-               approve: dict[str, list[str]] | None = None) -> "Cluster":
+               approve: dict[str, list[str]] | None = None, protocol: str | None = None) -> "Cluster":
         """Write scenarios, inputs, certificates and configs under `root` (nothing is started).
 
         scenarios: scenario mappings (as in a YAML file) or paths of scenario files (copied).
@@ -133,24 +137,41 @@ class Cluster:
         config file (e.g. round_timeout_s, max_message_mb / rpc_timeout_s, poll_interval_s).
         approve: {org: [fingerprint, ...]} approved besides the scenarios (circuits built in code;
         see approve_plans).
+        protocol: the engine every scenario runs under: its `protocol:` field is set to it (the core
+        suites pass the `protocol` fixture of tests/conftest.py, ENGINES_UNDER_TEST). A scenario that
+        engine cannot run (replicated3: not 3 parties, a dropout rule other than none) is left out
+        (`left_out`), and a test that submits it is skipped. Without `protocol`, a scenario that
+        states none gets `protocol: shamir`: tests that are not about the engine keep the engine
+        they were written for, whatever the default rule (computation/protocol.py) picks.
         """
         root = root.resolve()
         sdir = root / "scenarios"
         sdir.mkdir(parents=True, exist_ok=True)
         loaded: dict[str, tuple[Path, AnyScenario]] = {}
+        left_out: dict[str, str] = {}
         for item in scenarios:
-            if isinstance(item, Path):
-                text = item.read_text()
-                name = yaml.safe_load(text)["name"]
+            data = yaml.safe_load(item.read_text()) if isinstance(item, Path) else dict(item)
+            name = data["name"]
+            target = protocol or data.get("protocol") or "shamir"
+            if data.get("protocol") == target and isinstance(item, Path):
+                text = item.read_text()      # as shipped, comments and all
             else:
-                text = yaml.safe_dump(item, sort_keys=False)
-                name = item["name"]
+                data["protocol"] = target
+                text = yaml.safe_dump(data, sort_keys=False)
+            n = len(data["parties"])
+            problem = protocol_problem(target, n, data.get("threshold") or default_threshold(n),
+                                       data.get("dropouts") or default_dropouts(target))
+            if problem:
+                left_out[name] = problem
+                continue
             path = sdir / f"{name}.yaml"
             path.write_text(text)
             loaded[name] = (path, load_scenario(path))
         input_root = root / "inputs"
         cluster_inputs = inputs or {}
         for scen_name, per_org in cluster_inputs.items():
+            if scen_name in left_out:
+                continue
             sc = loaded[scen_name][1]
             for org, value in per_org.items():
                 write_input_file(input_root, sc, org, value)
@@ -165,7 +186,7 @@ class Cluster:
             cfg = yaml.safe_load(dep.coordinator_config.read_text())
             cfg.update(coordinator_overrides)
             dep.coordinator_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        return cls(root, certs, dep, loaded, input_root)
+        return cls(root, certs, dep, loaded, input_root, left_out=left_out)
 
     @property
     def orgs(self) -> list[str]:
@@ -262,7 +283,14 @@ class Cluster:
         assert not dead, f"processes exited: {dead}\n" + "\n".join(self.log_tail(n) for n in dead)
 
     # ---- jobs (async: call from the test's event loop) ----------------------------------------
+    def needs(self, *scenarios: str) -> None:
+        """Skip the calling test if this cluster's engine cannot run one of `scenarios`."""
+        for name in scenarios:
+            if name in self.left_out:
+                pytest.skip(f"{name}: {self.left_out[name]}")
+
     async def submit(self, scenario: str, job_id: str = "") -> str:
+        self.needs(scenario)
         path = self.scenarios[scenario][0]
         job_id = job_id or f"{scenario}-{uuid.uuid4().hex[:8]}"
         got, created = await coordinator_submit(self.deployment.coordinator_address, self.tls("operator"), path,
@@ -349,9 +377,10 @@ class Cluster:
     # ---- node state on disk -------------------------------------------------------------------
     def output_share(self, org: str, job_id: str, output: str) -> np.ndarray:
         with contextlib.closing(sqlite3.connect(self.data_dir(org) / "shares.sqlite3", timeout=10)) as db:
-            row = db.execute("SELECT share FROM outputs WHERE job_id=? AND name=?", (job_id, output)).fetchone()
+            row = db.execute("SELECT share, shape FROM outputs WHERE job_id=? AND name=?", (job_id, output)).fetchone()
         assert row is not None, f"{org} holds no output {output!r} of {job_id}"
-        return np.frombuffer(row[0], dtype="<u8").astype(np.uint64)
+        share = np.frombuffer(row[0], dtype="<u8").astype(np.uint64)
+        return share.reshape(tuple(int(d) for d in row[1].split(","))) if row[1] else share
 
     def set_output_share(self, org: str, job_id: str, output: str, share: np.ndarray) -> None:
         """Overwrite a node's stored output share (as an attacker with disk access would)."""

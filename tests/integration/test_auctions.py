@@ -30,8 +30,10 @@ SCENARIOS = [auction("vickrey", "second-price", -(10 ** 9)), auction("first", "f
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = Cluster.create(tmp_path_factory.mktemp("auction"), SCENARIOS, extra_identities=["outsider"])
+def cluster(tmp_path_factory, protocol: str):
+    """One deployment per engine under test (tests/conftest.py ENGINES_UNDER_TEST)."""
+    c = Cluster.create(tmp_path_factory.mktemp(f"auction-{protocol}"), SCENARIOS, extra_identities=["outsider"],
+                       protocol=protocol)
     with c.running():
         yield c
 

@@ -70,7 +70,7 @@ CANARY_FLOAT = CANARY + 0.25
 
 def _total(name: str, parties: list[str], recipients: list[str], **extra: object) -> dict:
     sc = {"name": name, "kind": "total", "parties": list(parties), "recipients": list(recipients),
-          "input": {"name": "amount", "range": [0, 1_000_000]}, "timeout_s": JOB_TIMEOUT}
+          "protocol": "shamir", "input": {"name": "amount", "range": [0, 1_000_000]}, "timeout_s": JOB_TIMEOUT}
     sc.update(extra)
     return sc
 
@@ -89,7 +89,7 @@ BREACH = {"name": "breach-total", "kind": "total", "parties": FIVE, "recipients"
           "input": {"name": "loss_usd", "range": [0, 10 ** 12]}, "timeout_s": JOB_TIMEOUT}
 FIVE_SUM = _total("five-sum", FIVE, ["alice"], contributors=THREE)                  # erin, david: compute only
 FIVE_STRICT = _total("five-sum-strict", FIVE, ["alice"], contributors=THREE, dropouts="none")
-AUCTION = {"name": "sealed-bid", "kind": "auction", "parties": THREE, "recipients": ["alice"],
+AUCTION = {"name": "sealed-bid", "kind": "auction", "parties": THREE, "recipients": ["alice"], "protocol": "shamir",
            "auction": {"type": "second-price", "bit_length": 20, "min_bid": 0, "max_bid": 1_000_000},
            "bidders": BIDDERS, "timeout_s": JOB_TIMEOUT}
 RESERVED = _variant(AUCTION, name="reserved-bid",   # carlos inputs a secret reserve and wants >= 3 contributors
@@ -582,6 +582,35 @@ async def test_unsupported_protocol_is_refused(cluster: Cluster) -> None:
         replies = await rogue.prepare(FOUR, spec)
     for org, r in replies.items():
         assert not r.accepted and "'spdz2k' is not supported" in r.reason, (org, r)
+    await assert_refused_and_nothing_shared(cluster, job, FOUR, FOUR)
+
+
+async def test_a_circuit_that_could_wrap_is_refused_in_prepare(cluster: Cluster) -> None:
+    """The approved average's total (four raises of up to 10^6: at most 4e6) squared is at most
+    1.6e13, fine; squared again it could reach 2.56e26, past the field's signed range.
+    Every node's Prepare refuses it by the wrap check (computation/ranges.py), naming the op, before
+    its approvals are even consulted; the same job under replicated3 is refused for its 4 parties."""
+    job = _job_id("wrap")
+    spec = _spec(RAISE, job)
+    total = spec.circuit.outputs[0].value
+    spec.circuit.ops.add(out="sq", kind=cpb.OP_MUL, args=[total, total])
+    spec.circuit.ops.add(out="sq2", kind=cpb.OP_MUL, args=["sq", "sq"])
+    spec.circuit.outputs[0].value = "sq2"
+    spec.fingerprint = Computation.of_job(spec).fingerprint()
+    async with Rogue(cluster) as rogue:
+        replies = await rogue.prepare(FOUR, spec)
+    for org, r in replies.items():
+        assert not r.accepted and r.reason.startswith(f"op {len(spec.circuit.ops) - 1} (sq2, mul): its value could "
+                                                      "reach about 2^87, outside the shamir"), (org, r)
+    await assert_refused_and_nothing_shared(cluster, job, FOUR, FOUR)
+    job = _job_id("rep3-four")
+    spec = _spec(RAISE, job)
+    spec.protocol, spec.dropouts = "replicated3", "none"
+    async with Rogue(cluster) as rogue:
+        replies = await rogue.prepare(FOUR, spec)
+    for org, r in replies.items():
+        assert not r.accepted and r.reason == ("protocol: replicated3 runs with exactly 3 compute parties, this "
+                                               "computation has 4"), (org, r)
     await assert_refused_and_nothing_shared(cluster, job, FOUR, FOUR)
 
 

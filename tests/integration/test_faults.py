@@ -49,11 +49,12 @@ ROUND_TIMEOUT_S = 8.0
 COORD_RPC_TIMEOUT_S = 4.0
 
 SCENARIOS = [
-    {"name": "fault-total", "kind": "total", "parties": THREE, "recipients": [READER],
+    {"name": "fault-total", "kind": "total", "parties": THREE, "protocol": "shamir", "recipients": [READER],
      "input": {"name": "amount", "range": [-(10 ** 12), 10 ** 12]}, "timeout_s": 60},
-    {"name": "fault-vote", "kind": "vote", "parties": THREE, "vote": {"options": ["x", "y", "z"], "output": "tally"},
-     "voters": VOTERS, "recipients": [READER], "timeout_s": 90},
-    {"name": "fault-vote-short", "kind": "vote", "parties": THREE,
+    {"name": "fault-vote", "kind": "vote", "parties": THREE, "protocol": "shamir",
+     "vote": {"options": ["x", "y", "z"], "output": "tally"}, "voters": VOTERS,
+     "recipients": [READER], "timeout_s": 90},
+    {"name": "fault-vote-short", "kind": "vote", "parties": THREE, "protocol": "shamir",
      "vote": {"options": ["x", "y"], "output": "tally"}, "voters": VOTERS, "recipients": [READER], "timeout_s": 4},
 ]
 ORDER = {o: k for k, o in enumerate(THREE)}
@@ -215,7 +216,7 @@ def chain_plan(levels: int = 60, width: int = 150_000) -> JobPlan:
     """A long chain of products (one interactive round per level); the result is 0."""
     b = CircuitBuilder("fault-chain")   # reads ash's fault-total dataset; the nodes approve it by fingerprint
     x = b.input("amount@ash", "ash", 1, -(10 ** 12), 10 ** 12, key="amount", dataset="fault-total")
-    z = b.repeat(b.sub(x, x), width)
+    z = b.repeat(b.scale(b.sub(x, x), 0), width)   # zeros; times 0 so the wrap check knows it too
     for _ in range(levels):
         z = z * z
     b.output("zero", b.dot(z, z), [READER])

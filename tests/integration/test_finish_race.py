@@ -40,7 +40,7 @@ ORGS = ["fr-a", "fr-b", "fr-c"]
 READER = "fr-reader"
 AMOUNTS = {"fr-a": 5, "fr-b": 70, "fr-c": 900}
 COORD_RPC_TIMEOUT_S = 2.0
-SCENARIO = {"name": "fr-total", "kind": "total", "parties": ORGS, "recipients": [READER],
+SCENARIO = {"name": "fr-total", "kind": "total", "parties": ORGS, "protocol": "shamir", "recipients": [READER],
             "input": {"name": "amount", "range": [0, 1000]}, "timeout_s": 30}
 
 

@@ -52,9 +52,10 @@ SCALE = float(os.environ.get("PARLEY_FUZZ_SCALE", "1"))
 PARTIES = ["fz-a", "fz-b", "fz-c"]
 READER = "fz-reader"
 VOTERS = [f"fzv-{i:02d}" for i in range(1, 7)]
-TOTAL = {"name": "fuzz-total", "kind": "total", "parties": PARTIES, "recipients": [READER],
+TOTAL = {"name": "fuzz-total", "kind": "total", "parties": PARTIES, "recipients": [READER], "protocol": "shamir",
          "input": {"name": "amount", "range": [0, 1000]}, "timeout_s": 60}
 VOTE = {"name": "fuzz-vote", "kind": "vote", "parties": PARTIES, "recipients": [READER], "timeout_s": 600,
+        "protocol": "shamir",
         "vote": {"options": ["x", "y", "z"], "output": "tally"}, "voters": VOTERS}
 AMOUNTS = {"fz-a": 1, "fz-b": 20, "fz-c": 300}
 CALL_TIMEOUT_S = 20.0

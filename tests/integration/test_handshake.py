@@ -25,7 +25,7 @@ from parley.v1 import node_pb2, node_pb2_grpc
 from tests.integration.cluster import Cluster, make_foreign_identity, rpc_code
 
 PARTIES = ["hs-a", "hs-b", "hs-c"]
-SCENARIO = {"name": "hs-total", "kind": "total", "parties": PARTIES, "recipients": ["hs-a"],
+SCENARIO = {"name": "hs-total", "kind": "total", "parties": PARTIES, "protocol": "shamir", "recipients": ["hs-a"],
             "input": {"name": "amount", "range": [0, 100]}, "timeout_s": 30}
 NOW = dt.datetime.now(dt.timezone.utc)
 # The probe: a body that no request type decodes. A service that reads it refuses it with

@@ -213,7 +213,7 @@ async def test_memory_network_keeps_rounds_apart_when_messages_arrive_early() ->
 # ---- part 2: a real node ----------------------------------------------------------------------------
 
 SCENARIOS = [
-    {"name": "integ-total", "kind": "total", "parties": THREE, "recipients": ["north"],
+    {"name": "integ-total", "kind": "total", "parties": THREE, "protocol": "shamir", "recipients": ["north"],
      "input": {"name": "amount", "range": [0, 1000]}, "timeout_s": 60},
     {"name": "integ-four", "kind": "total", "parties": FOUR, "recipients": ["north"],   # makes west a peer
      "input": {"name": "amount", "range": [0, 1000]}, "timeout_s": 60},

@@ -41,12 +41,13 @@ AMOUNTS = {name: {o: int(v) for o, v in zip(NODES, _rng.integers(-(1 << 40), 1 <
 VEC = {o: _rng.integers(-B, B, LENGTH).tolist() for o in NODES}
 
 SCENARIOS = [
-    *({"name": n, "kind": "total", "parties": NODES, "recipients": READERS,
+    *({"name": n, "kind": "total", "parties": NODES, "protocol": "shamir", "recipients": READERS,
        "input": {"name": "amount", "range": [-(1 << 40), 1 << 40]}, "timeout_s": 120} for n in TOTALS[:3]),
-    *({"name": n, "kind": "average", "parties": NODES[::-1], "recipients": READERS[:1],
+    *({"name": n, "kind": "average", "parties": NODES[::-1], "protocol": "shamir", "recipients": READERS[:1],
        "input": {"name": "amount", "range": [-(1 << 40), 1 << 40]}, "timeout_s": 120} for n in TOTALS[3:]),
-    {"name": "load-vote", "kind": "vote", "parties": NODES, "vote": {"options": ["a", "b", "c"], "output": "tally"},
-     "voters": VOTERS, "recipients": READERS, "timeout_s": 120},
+    {"name": "load-vote", "kind": "vote", "parties": NODES, "protocol": "shamir",
+     "vote": {"options": ["a", "b", "c"], "output": "tally"}, "voters": VOTERS,
+     "recipients": READERS, "timeout_s": 120},
 ]
 INPUTS = AMOUNTS
 MUL = "load-mul"   # not a scenario: the nodes approve each job's circuit by fingerprint; vectors come from .npz

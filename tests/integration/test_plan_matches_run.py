@@ -35,7 +35,7 @@ OPTIONS = ["oak", "elm", "ash"]
 SCENARIOS = [
     {"name": "sum5", "kind": "total", "parties": ORGS, "threshold": 2, "recipients": ["ada"],
      "input": {"name": "amount", "length": 4, "range": [-(1 << 40), 1 << 40]}, "timeout_s": 60},
-    {"name": "lot", "kind": "auction", "parties": ["cyd", "ada", "ben"], "recipients": ["seller"],
+    {"name": "lot", "kind": "auction", "parties": ["cyd", "ada", "ben"], "protocol": "shamir", "recipients": ["seller"],
      "auction": {"type": "second-price", "bit_length": 40, "min_bid": 0, "max_bid": 10 ** 9,
                  "reserve": {"public": 1000}},
      "bidders": BIDDERS, "timeout_s": 60},

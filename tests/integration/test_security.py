@@ -30,7 +30,7 @@ LIMIT = [0, 1_000_000]
 
 
 def _total(name: str, parties: list[str], recipients: list[str]) -> dict:
-    return {"name": name, "kind": "total", "parties": parties, "recipients": recipients,
+    return {"name": name, "kind": "total", "parties": parties, "protocol": "shamir", "recipients": recipients,
             "input": {"name": "amount", "range": LIMIT}, "timeout_s": 30}
 
 

@@ -68,8 +68,10 @@ for shipped in (RAISE, REGULATOR):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    c = Cluster.create(tmp_path_factory.mktemp("totals"), [*SCENARIOS, RAISE, REGULATOR], INPUTS)
+def cluster(tmp_path_factory: pytest.TempPathFactory, protocol: str):
+    """One deployment per engine under test (tests/conftest.py ENGINES_UNDER_TEST)."""
+    c = Cluster.create(tmp_path_factory.mktemp(f"totals-{protocol}"), [*SCENARIOS, RAISE, REGULATOR], INPUTS,
+                       protocol=protocol)
     with c.running():
         yield c
 
@@ -180,6 +182,7 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
 
 
 async def test_operator_and_recipient_command_lines(cluster: Cluster) -> None:
+    cluster.needs("raise-average")
     scenario_path = cluster.scenarios["raise-average"][0]
     job_id = "raise-average-cli-1"
     proc = await asyncio.to_thread(_cli, ["-m", "coordinator", "submit", str(scenario_path), "--coordinator",

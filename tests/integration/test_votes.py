@@ -29,8 +29,9 @@ SCENARIOS = [vote("tally", "tally", OPTIONS), vote("winner", "winner", OPTIONS),
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = Cluster.create(tmp_path_factory.mktemp("votes"), SCENARIOS)
+def cluster(tmp_path_factory, protocol: str):
+    """One deployment per engine under test (tests/conftest.py ENGINES_UNDER_TEST)."""
+    c = Cluster.create(tmp_path_factory.mktemp(f"votes-{protocol}"), SCENARIOS, protocol=protocol)
     with c.running():
         yield c
 

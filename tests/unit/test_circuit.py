@@ -51,9 +51,12 @@ BAD = {
     "empty concat": (lambda c: c.ops.add(out="z", kind=cpb.OP_CONCAT), r"concat needs arguments"),
     "unknown kind": (lambda c: c.ops.add(out="z", kind=cpb.OP_UNSPECIFIED, args=["x"]), r"unknown op kind"),
     "bit_length zero": (lambda c: c.ops.add(out="z", kind=cpb.OP_LT, args=["x", "y"], bit_length=0),
-                        r"bit_length must be 1\.\.59"),
-    "bit_length too big": (lambda c: c.ops.add(out="z", kind=cpb.OP_GE, args=["x", "y"], bit_length=60),
-                           r"bit_length must be 1\.\.59"),
+                        r"bit_length must be 1\.\.62"),
+    "bit_length too big": (lambda c: c.ops.add(out="z", kind=cpb.OP_GE, args=["x", "y"], bit_length=63),
+                           r"bit_length must be 1\.\.62"),
+    # within what some engine takes, beyond Shamir's (validate's default protocol): ranges.py
+    "bit_length too big for shamir": (lambda c: c.ops.add(out="z", kind=cpb.OP_GE, args=["x", "y"], bit_length=60),
+                                      r"op \d+ \(z, ge\): bit_length 60 exceeds the shamir engine's maximum 59"),
     "argmax bit_length": (lambda c: c.ops.add(out="z", kind=cpb.OP_ARGMAX, args=["x"]), r"bit_length"),
     "constants missing": (lambda c: c.ops.add(out="z", kind=cpb.OP_ADD_CONST, args=["x"]), r"needs constants"),
     "slice ints": (lambda c: c.ops.add(out="z", kind=cpb.OP_SLICE, args=["x"], ints=[0, 1]), r"start, stop, step"),
@@ -85,8 +88,16 @@ def test_validate_rejects(case: str) -> None:
 
 
 def test_validate_accepts_the_largest_signed_bounds() -> None:
+    """Inputs may be declared up to +-(2^59 - 1); what the ops make of them is the range check's
+    (computation/ranges.py): here the product of two such inputs could wrap."""
+    b = CircuitBuilder("big")
+    x = b.input("x", "alpha", 3, -(1 << 59) + 1, (1 << 59) - 1)
+    b.output("x", b.sum(b.input("w", "bravo", 1, 0, 1)), ["alpha"])
+    b.output("neg", -x, ["alpha"])
+    validate(b.build(), PARTIES)
     c = _mutated(lambda c: (setattr(c.inputs[0], "lo", -(1 << 59) + 1), setattr(c.inputs[0], "hi", (1 << 59) - 1)))
-    validate(c, PARTIES)
+    with pytest.raises(CircuitError, match=r"op 0 \(mul_1, mul\): its value could reach -about 2\^65"):
+        validate(c, PARTIES)
 
 
 def test_validate_rejects_too_many_ops(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ SCENARIO = {
     "name": "payroll",
     "kind": "average",
     "parties": ["org-a", "org-b", "org-c"],
+    "protocol": "shamir",
     "input": {"name": "salary", "range": [0, 1000000]},
     "recipients": ["org-a", "regulator"],
 }
@@ -81,7 +82,7 @@ SCENARIO_CASES = {
     "bad scenario name": (with_(SCENARIO, name="Pay Roll"), "name", r"pattern"),
     "bad input name": (with_(SCENARIO, input={"name": "Salary!", "range": [0, 1]}), "input.name", r"pattern"),
     "auction field": ({"name": "auc", "kind": "auction", "parties": ["a", "b", "c"], "recipients": ["a"],
-                       "bidders": ["x", "y"], "auction": {"type": "third-price"}}, "auction.type", r"first-price"),
+                       "protocol": "shamir", "bidders": ["x", "y"], "auction": {"type": "third-price"}}, "auction.type", r"first-price"),
     "empty file": ("", "(top level)", r"expected a mapping"),
     "only a comment": ("# nothing here\n", "(top level)", r"expected a mapping"),
     "list instead of mapping": ("- name: payroll\n- kind: total\n", "(top level)", r"expected a mapping"),
@@ -261,11 +262,12 @@ def test_node_input_file_missing_or_not_configured(tmp_path: Path) -> None:
     assert load_node_inputs(None, [], "payroll") == {}  # nothing owned, nothing read
 
 
-def test_good_node_inputs_are_checked_signed_values(tmp_path: Path) -> None:
-    # the job's engine encodes them (field: -5 -> p - 5; ring: -5 -> 2^64 - 5), not the reader
+def test_good_node_inputs_are_read_as_signed_integers(tmp_path: Path) -> None:
+    """Signed int64: the job's engine encodes them (field or ring), jobrun.run_job."""
     path = write(tmp_path, "payroll.yaml", "salary: [0, -5, 1000]\nother: ignored\n")
     got = load_node_inputs(path, [decl(length=3, lo=-5)], "payroll")
-    assert got["salary"].dtype == np.int64 and got["salary"].tolist() == [0, -5, 1000]
+    assert got["salary"].dtype == np.int64
+    assert [int(v) for v in got["salary"]] == [0, -5, 1000]
 
 
 # ---- the command lines -------------------------------------------------------------------------

@@ -55,18 +55,18 @@ def fuzz_settings(examples: int) -> settings:
 # ---- valid seeds ----------------------------------------------------------------------------------
 
 SCENARIOS: list[dict] = [
-    {"name": "payroll", "kind": "average", "parties": ["org-a", "org-b", "org-c"],
+    {"name": "payroll", "kind": "average", "parties": ["org-a", "org-b", "org-c"], "protocol": "shamir",
      "input": {"name": "salary", "range": [0, 1000000], "length": 2}, "recipients": ["org-a", "regulator"],
      "threshold": 1, "timeout_s": 60, "contributors": ["org-a", "org-b"]},
     {"name": "sum", "kind": "total", "parties": ["a", "b", "c", "d", "e"], "input": {"name": "x", "range": [-5, 5]},
      "recipients": ["a"], "input_window_s": 3, "description": "a total"},
-    {"name": "auc", "kind": "auction", "parties": ["a", "b", "c"], "recipients": ["a", "seller"],
+    {"name": "auc", "kind": "auction", "parties": ["a", "b", "c"], "protocol": "shamir", "recipients": ["a", "seller"],
      "bidders": ["x", "y", "z"], "auction": {"type": "second-price", "bit_length": 40, "min_bid": 1,
                                              "max_bid": 1000, "reserve": {"secret_from": "b"}}},
-    {"name": "poll", "kind": "vote", "parties": ["a", "b", "c"], "recipients": ["a"],
+    {"name": "poll", "kind": "vote", "parties": ["a", "b", "c"], "protocol": "shamir", "recipients": ["a"],
      "vote": {"options": ["yes", "no"], "output": "referendum", "approval": False},
      "voters": {"prefix": "v-", "count": 25}},
-    {"name": "chair", "kind": "vote", "parties": ["a", "b", "c"], "recipients": ["a"],
+    {"name": "chair", "kind": "vote", "parties": ["a", "b", "c"], "protocol": "shamir", "recipients": ["a"],
      "vote": {"options": ["x", "y", "z"], "output": "winner", "approval": True}, "voters": ["v1", "v2", "v3"]},
 ]
 SCENARIO_TEXTS = [yaml.safe_dump(s, sort_keys=False) for s in SCENARIOS] + [
@@ -328,7 +328,7 @@ def merge_bomb(levels: int, fanout: int) -> str:
     merge_bomb(12, 10), merge_bomb(40, 2),
     "a: &a [*a]\n", "a: &a {b: *a}\n", "a: &a {<<: *a}\n", "a: &x [&y [*x, *y]]\n",
     # aliases inside a scenario's own fields: pydantic would walk every expanded copy
-    "name: x\nkind: vote\nparties: &p [a, b, c]\nrecipients: *p\nvote: {options: [y, n], output: tally}\n"
+    "name: x\nkind: vote\nparties: &p [a, b, c]\nprotocol: shamir\nrecipients: *p\nvote: {options: [y, n], output: tally}\n"
     + billion_laughs(8, 10).replace("l8:", "voters:"),
     # in an input file, where the error message would repr() the 10^9-element value
     billion_laughs(8, 10) + "salary: [1, 2, 3]\nbonus: [*l8]\n",

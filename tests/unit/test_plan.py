@@ -32,7 +32,8 @@ VOTERS = [f"v-{i:02d}" for i in range(1, 13)]
 
 TOTAL = {"name": "payroll", "kind": "total", "parties": PARTIES, "threshold": 1, "recipients": ["regulator", "house"],
          "input": {"name": "amount", "length": 3, "range": [-1000, 1000]}, "contributors": ["house", "notary", "bank"]}
-AUCTION = {"name": "lot-7", "kind": "auction", "parties": PARTIES[:3], "recipients": ["seller"],
+AUCTION = {"name": "lot-7", "kind": "auction", "parties": PARTIES[:3], "protocol": "shamir",
+           "recipients": ["seller"],
            "auction": {"type": "second-price", "bit_length": 30, "min_bid": 10, "max_bid": 10 ** 6,
                        "reserve": {"public": 500}},
            "bidders": BIDDERS}
@@ -218,7 +219,7 @@ async def real_run(comp: Computation, node_values: dict[str, dict[str, list[int]
     net = MemoryNetwork(n, timeout_s=30)
     exchanges = [net.exchange(i) for i in range(n)]
     await asyncio.gather(*(run_job(ex, spec, plan, parties,
-                                   {k: field.asfield(np.array(v, dtype=np.int64))
+                                   {k: np.array(v, dtype=np.int64)
                                     for k, v in node_values.get(parties[i], {}).items()}, feed(i))
                            for i, ex in enumerate(exchanges)))
     return [(ex.stats.rounds, ex.stats.bytes_sent) for ex in exchanges]

@@ -1,0 +1,165 @@
+"""Share formats outside the engines (mpcnode/sharing.py) and the paths that use them: client
+shares, the node's intake check, the share store, the recipient's reconstruction, the dry run's
+constant shares."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpcnode import recipient, replicated, sharing
+from mpcnode.store import ShareStore
+from mpcnode.transport import serde
+from parley.v1 import node_pb2
+
+VALUES = np.array([0, 1, -1, 12345, -(1 << 59) + 1, (1 << 59) - 1], dtype=np.int64)
+
+
+@pytest.mark.parametrize("protocol, n, t", [("shamir", 3, 1), ("shamir", 5, 2), ("replicated3", 3, 1)])
+def test_client_shares_reconstruct_from_enough_parties(protocol: str, n: int, t: int) -> None:
+    shares = sharing.client_shares(protocol, VALUES, n, t)
+    assert len(shares) == n
+    assert all(s.shape == VALUES.shape + sharing.share_shape(protocol) for s in shares)
+    need = sharing.min_shares(protocol, t)
+    for start in range(n):
+        subset = {(start + k) % n: shares[(start + k) % n] for k in range(need)}
+        assert sharing.reconstruct(protocol, subset, t).tolist() == VALUES.tolist()
+    with pytest.raises(ValueError, match=f"at least {need}"):
+        sharing.reconstruct(protocol, {0: shares[0]} if need > 1 else {}, t)
+
+
+def test_replicated3_node_i_gets_components_i_and_i_plus_1() -> None:
+    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
+    for i in range(3):   # the pair node i holds: its second word is node i+1's first
+        assert np.array_equal(shares[i][:, 1], shares[(i + 1) % 3][:, 0])
+    total = shares[0][:, 0] + shares[1][:, 0] + shares[2][:, 0]
+    assert replicated.to_signed(total).tolist() == VALUES.tolist()
+    with pytest.raises(ValueError, match="exactly 3 parties"):
+        sharing.client_shares("replicated3", VALUES, 4, 1)
+
+
+def test_a_component_held_differently_names_both_holders() -> None:
+    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
+    bad = shares[1].copy()
+    bad[2, 1] += np.uint64(1)       # node 1's copy of component 2, which node 2 also holds
+    with pytest.raises(sharing.InconsistentShares) as err:
+        sharing.reconstruct("replicated3", {0: shares[0], 1: bad, 2: shares[2]}, 1)
+    assert err.value.culprits == (1, 2) and err.value.pair
+
+
+def test_shamir_culprit_is_named_when_it_can_be_told() -> None:
+    shares = sharing.client_shares("shamir", VALUES, 5, 1)
+    shares[3] = shares[3].copy()
+    shares[3][0] ^= np.uint64(1)
+    with pytest.raises(sharing.InconsistentShares) as err:
+        sharing.reconstruct("shamir", dict(enumerate(shares)), 1)
+    assert err.value.culprits == (3,) and not err.value.pair
+
+
+def test_intake_takes_exactly_one_row_of_the_jobs_shape() -> None:
+    row = sharing.client_shares("replicated3", VALUES[:3], 3, 1)[1]
+    payload, shape = serde.encode(row)
+    got = sharing.decode_row("replicated3", payload, shape, 3, "input 'bids' from v1")
+    assert np.array_equal(got, row)
+    # a Shamir-shaped row to a replicated3 job, and the other way round: refused, naming shapes only
+    flat, flat_shape = serde.encode(np.arange(3, dtype=np.uint64))
+    with pytest.raises(ValueError) as err:
+        sharing.decode_row("replicated3", flat, flat_shape, 3, "input 'bids' from v1")
+    assert str(err.value) == ("input 'bids' from v1: a replicated3 job takes one share of shape [3, 2] per client "
+                              "(3 values), got shape [3]")
+    with pytest.raises(ValueError, match=r"a shamir job takes one share of shape \[3\] per client"):
+        sharing.decode_row("shamir", payload, shape, 3, "input 'bids' from v1")
+    # any 64-bit word is a ring element; a Shamir share must be below p
+    words, wshape = serde.encode(np.full((3, 2), (1 << 64) - 1, dtype=np.uint64))
+    sharing.decode_row("replicated3", words, wshape, 3, "x")
+    big, bshape = serde.encode(np.full(3, (1 << 64) - 1, dtype=np.uint64))
+    with pytest.raises(ValueError, match="out of field range"):
+        sharing.decode_row("shamir", big, bshape, 3, "x")
+    with pytest.raises(ValueError, match="bytes do not hold"):
+        sharing.decode_row("replicated3", payload[:-8], shape, 3, "x")
+
+
+def test_constant_shares_open_to_the_constant() -> None:
+    public = sharing.encode("replicated3", VALUES)
+    shares = {i: sharing.constant_share("replicated3", public, i) for i in range(3)}
+    assert sharing.reconstruct("replicated3", shares, 1).tolist() == VALUES.tolist()
+    assert np.array_equal(sharing.constant_share("shamir", public[:2], 4), public[:2])
+
+
+def test_the_store_keeps_a_shares_component_axis(tmp_path: Path) -> None:
+    share = sharing.client_shares("replicated3", VALUES, 3, 1)[2]
+    store = ShareStore(tmp_path / "s.sqlite3")
+    store.put_job("j", b"spec", "f" * 64, "PREPARED")
+    store.add_client_share("j", "bids", "v1", share[:2])
+    store.add_client_share("j", "bids", "v2", np.arange(4, dtype=np.uint64))   # a Shamir-shaped row stays flat
+    store.finish_job("j", {"out": (share, ["a"], []), "flat": (np.arange(3, dtype=np.uint64), ["a"], [])})
+    store.close()
+    again = ShareStore(tmp_path / "s.sqlite3")     # durability: reopened from disk
+    rows = again.client_shares("j", "bids")
+    assert rows["v1"].shape == (2, 2) and np.array_equal(rows["v1"], share[:2])
+    assert rows["v2"].shape == (4,)
+    out = again.output("j", "out")
+    assert out is not None and out.share.shape == VALUES.shape + (2,) and np.array_equal(out.share, share)
+    flat = again.output("j", "flat")
+    assert flat is not None and flat.share.shape == (3,)
+    again.close()
+
+
+def _answers(protocol: str, shares: list[np.ndarray], t: int) -> dict[str, node_pb2.OutputShare]:
+    out = {}
+    for i, s in enumerate(shares):
+        payload, shape = serde.encode(s)
+        out[f"n{i}"] = node_pb2.OutputShare(job_id="j", output="o", node=f"n{i}", party_index=i, share=payload,
+                                            shape=shape, threshold=t, party_count=len(shares),
+                                            protocol="" if protocol == "shamir" else protocol)
+    return out
+
+
+def _fetch(monkeypatch: pytest.MonkeyPatch, answers: dict[str, node_pb2.OutputShare | Exception]):
+    async def fetch_one(org, address, tls, req, timeout):
+        a = answers[org]
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    monkeypatch.setattr(recipient, "_fetch_one", fetch_one)
+    return asyncio.run(recipient.fetch("j", "o", {org: "x:1" for org in answers}, None))   # type: ignore[arg-type]
+
+
+def test_recipient_reconstructs_replicated3_from_two_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
+    answers: dict = _answers("replicated3", shares, 1)
+    assert _fetch(monkeypatch, answers).values == VALUES.tolist()
+    answers["n0"] = OSError("down")
+    got = _fetch(monkeypatch, answers)
+    assert got.values == VALUES.tolist() and got.nodes == ["n1", "n2"]
+    answers["n1"] = OSError("down")
+    with pytest.raises(recipient.FetchError, match="only 1 of the 2 shares needed arrived"):
+        _fetch(monkeypatch, answers)
+
+
+def test_recipient_names_the_disagreeing_replicated3_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
+    shares[0] = shares[0].copy()
+    shares[0][4, 0] += np.uint64(7)        # component 0: held by n0 (first word) and n2 (second word)
+    with pytest.raises(recipient.FetchError) as err:
+        _fetch(monkeypatch, _answers("replicated3", shares, 1))
+    assert str(err.value) == "output shares from n0 and n2 disagree on a value both hold: one of them is wrong"
+
+
+def test_recipient_refuses_mixed_protocols_and_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
+    answers = _answers("replicated3", shares, 1)
+    answers["n2"].protocol = ""      # "shamir"
+    with pytest.raises(recipient.FetchError, match="n2 says the job ran 'shamir', another node says 'replicated3'"):
+        _fetch(monkeypatch, answers)
+    flat = _answers("replicated3", [s[:, 0].copy() for s in shares], 1)
+    with pytest.raises(recipient.FetchError, match=r"sent a share of shape \[6\], not a replicated3 share"):
+        _fetch(monkeypatch, flat)
+
+
+def test_recipient_still_reconstructs_shamir(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = sharing.client_shares("shamir", VALUES, 3, 1)
+    assert _fetch(monkeypatch, _answers("shamir", shares, 1)).values == VALUES.tolist()
