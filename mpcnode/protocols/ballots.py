@@ -30,8 +30,9 @@ async def validate_ballots(engine: Engine, label: str, ballots: Share, exactly_o
     e_k = x_k (x_k - 1) in one round; public random rho_0..rho_K opened from a fresh
     engine.random after the ballots are shared; z = sum_k rho_k e_k (+ rho_K (sum_k x_k - 1))
     and valid = [z == 0]. An invalid ballot is accepted with probability <= 1/p (z is then a
-    nonzero linear form in independent uniform rho over F_p); a valid one always is. Needs an
-    engine over a prime field (engine.field_modulus).
+    nonzero linear form in independent uniform rho over F_p); a valid one always is. That needs
+    an engine over a prime field (engine.field_modulus); over a ring, `_validate_ring` tests
+    every entry exactly instead.
     The squaring round, the coin (random + open) and the comparison masks run concurrently.
 
     `entry_range` = (lo, hi): the nodes checked lo <= x <= hi for every entry before sharing
@@ -45,9 +46,9 @@ async def validate_ballots(engine: Engine, label: str, ballots: Share, exactly_o
     if entry_range is not None:
         return await _validate_bounded(engine, label, ballots, exactly_one, entry_range)
     if engine.field_modulus is None:
-        # over a ring Z_2^k a defect such as 2^(k-1) survives every even rho: the random linear
+        # over a ring a defect such as 2^63 vanishes under every even rho: the random linear
         # combination below is sound over a field only
-        raise ValueError(f"{label}: the {engine.name} engine has no prime field for the ballot check")
+        return await _validate_ring(engine, label, ballots, exactly_one)
     ncoef = k + 1 if exactly_one else k
     minus_one = engine.encode(-1)
 
@@ -64,6 +65,28 @@ async def validate_ballots(engine: Engine, label: str, ballots: Share, exactly_o
         total = engine.add_const(engine.sum(ballots, axis=1), minus_one)
         z = engine.add(z, engine.mul_const(total, rho[k]))
     return await engine.equal_zero(f"{label}/zero", z, masks=masks)
+
+
+async def _validate_ring(engine: Engine, label: str, ballots: Share, exactly_one: bool) -> Share:
+    """Unchecked ballots on an engine over Z_2^64 (replicated3): x (x - 1) = 0 mod 2^64 exactly for
+    x in {0, 1} (one of x, x - 1 is odd, so 2^64 must divide the other), so every entry gets its
+    own exact zero test, and with `exactly_one` also sum_k x_k - 1; the K (+1) test bits of a row
+    are multiplied together in ceil(log2(K + 1)) rounds. Exact: no error probability.
+    Cost: 1 squaring round, one batched zero test of N (K + 1) values, the AND tree."""
+    nb, k = _ballot_shape(engine, label, ballots)
+    minus_one = engine.encode(-1)
+    defects = [await engine.mul(f"{label}/sq", ballots, engine.add_const(ballots, minus_one))]
+    if exactly_one:
+        defects.append(np.expand_dims(engine.add_const(engine.sum(ballots, axis=1), minus_one), 1))
+    bits = await engine.equal_zero(f"{label}/zero", np.concatenate(defects, axis=1))
+    level = 0
+    while engine.value_shape(bits)[1] > 1:
+        width = engine.value_shape(bits)[1]
+        half = width // 2
+        both = await engine.mul(f"{label}/and{level}", bits[:, :half], bits[:, half:2 * half])
+        bits = np.concatenate([both, bits[:, 2 * half:]], axis=1) if width % 2 else both
+        level += 1
+    return bits[:, 0]
 
 
 async def _validate_bounded(engine: Engine, label: str, ballots: Share, exactly_one: bool,
