@@ -15,8 +15,8 @@ unless told otherwise, assumes every listed client submits.
 
 What is counted, per party, is what its exchange counts on a real node (JobStatus rounds_done
 and bytes_sent): rounds it took part in and payload bytes it sent to other compute nodes.
-Client shares travel from the clients to the nodes, not between nodes, so they are not counted
-here either. All parties are assumed live; a job that runs without a dropped party costs
+Client shares, and input-only parties' shares, travel from their owners to the nodes, not
+between nodes, so they are not counted here either. All parties are assumed live; a job that runs without a dropped party costs
 somewhat less.
 
 Time: the dry run does the arithmetic of all n parties on one machine, so it takes about as
@@ -108,10 +108,12 @@ def dummy_node_inputs(circuit: cpb.Circuit, owner: str) -> dict[str, np.ndarray]
 
 
 def dummy_client_rows(rows: Mapping[str, int]) -> ClientRows:
-    """The first rows[name] listed clients of each client input submitted, in list order. Each
-    party holds the same dummy row: a constant is a valid (degree-0) sharing of itself, and only
-    the number of rows matters to the cost."""
+    """The first rows[name] listed clients of each client input submitted, in list order, and every
+    input-only party's node input. Each party holds the same dummy row: a constant is a valid
+    (degree-0) sharing of itself, and only the number of rows matters to the cost."""
     def client_rows(decl: cpb.InputDecl) -> tuple[dict[str, np.ndarray], list[str]]:
+        if decl.source == cpb.INPUT_SOURCE_NODE:   # an input-only party's submitted node input
+            return {decl.owner: _dummy(decl)}, [decl.owner]
         submitted = list(decl.clients)[: rows[decl.name]]
         row = _dummy(decl)
         return {c: row for c in submitted}, submitted
@@ -125,7 +127,7 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     rows = resolve_client_rows(computation.circuit, client_rows)
     parties = list(computation.parties)
     spec = computation.job_spec(DRY_RUN_JOB_ID, timeout_s=ROUND_TIMEOUT_S)
-    plan = validate(spec.circuit, parties)
+    plan = validate(spec.circuit, parties, computation.input_parties)
     feed = dummy_client_rows(rows)
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]

@@ -63,7 +63,7 @@ def parse_scenario(data: object, path: Path) -> AnyScenario:
         raise ConfigError(path, field, problem) from None
     try:
         circuit = sc.build()
-        validate(circuit, sc.parties)
+        validate(circuit, sc.compute_parties, sc.input_parties)
     except ValueError as exc:
         msg = str(exc)
         field, _, problem = msg.partition(": ")
