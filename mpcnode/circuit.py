@@ -48,7 +48,8 @@ def validate(circuit: cpb.Circuit, parties: list[str], input_parties: Sequence[s
         _fresh(decl.name, names, "input")
         if decl.source == cpb.INPUT_SOURCE_NODE:
             if decl.owner not in parties and decl.owner not in input_parties:
-                raise CircuitError(f"input {decl.name}: owner {decl.owner!r} is not a party of the job")
+                raise CircuitError(f"input {decl.name}: owner {decl.owner!r} is not a compute party "
+                                   "or an input-only party of the job")
         elif decl.source == cpb.INPUT_SOURCE_CLIENTS:
             if not decl.clients:
                 raise CircuitError(f"input {decl.name}: no input clients listed")
