@@ -433,7 +433,8 @@ class Node:
         try:
             await asyncio.wait_for(job.owner_inputs.wait(), wait)
         except TimeoutError:
-            owners = sorted({d.owner for d in job.spec.circuit.inputs if d.name in job.owner_pending})
+            missing = {d.owner for d in job.spec.circuit.inputs if d.name in job.owner_pending}
+            owners = [p for p in job.spec.input_parties if p in missing]
             raise MissingInput(f"no input from input-only part{'ies' if len(owners) > 1 else 'y'} "
                                f"{', '.join(owners)} arrived at {self.org} within {wait:.3g}s") from None
 
