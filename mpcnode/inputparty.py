@@ -14,10 +14,15 @@ pass through the coordinator.
 The job is DONE on this node once every compute node acknowledged every share ("input
 delivered"); the coordinator records the job DONE only when that holds and the compute nodes are
 done. Anything else fails the job here with a reason that names nodes and rules, never a value.
+
+The compute nodes' side is here too: `accept_owner_share` (InputIntake.SubmitShare for such an
+input) and `wait_owner_inputs` (before the job's rounds use them).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import asyncio
+import time
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -26,7 +31,16 @@ from parley.v1 import node_pb2
 
 from . import field
 from .client import SubmitError, submit
+from .errors import Conflict, Denied
+from .protocols.agreement import MissingInput
+from .store import DuplicateSubmission, ShareStore
+from .transport import serde
 from .transport.tls import TlsMaterial
+
+if TYPE_CHECKING:
+    from .node import Job
+
+OPEN_STATES = ("PREPARED", "RUNNING")   # node.State: a job that may still take input
 
 
 class DeliveryError(RuntimeError):
@@ -55,3 +69,45 @@ async def deliver(spec: node_pb2.JobSpec, org: str, live: Sequence[str], inputs:
             raise DeliveryError(f"could not deliver input {decl.name}: {exc}") from None
         done.append(decl.name)
     return done
+
+
+# ---- the compute nodes' side --------------------------------------------------------------------
+
+def accept_owner_share(store: ShareStore, job: "Job", caller: str | None, decl: cpb.InputDecl,
+                       req: node_pb2.ClientShare) -> node_pb2.ClientAck:
+    """A share of a node input of an input-only party: only its declared owner, identified by its
+    node certificate, may send it, once, while the job is prepared or running. It is a node input:
+    its owner range-checked it before sharing (deliver, above), as every node input is."""
+    if caller != decl.owner:
+        raise Denied(f"{caller!r} is not the owner of input {decl.name!r} in job {req.job_id}")
+    if job.state not in OPEN_STATES:
+        raise Conflict(f"input for job {req.job_id} is closed")
+    share = serde.decode(req.share, list(req.shape), f"input share from {caller}")
+    if share.shape != (decl.length,):
+        raise ValueError(f"input {decl.name!r} takes {decl.length} values, got shape {list(share.shape)}")
+    try:
+        store.add_client_share(req.job_id, decl.name, caller, share)
+    except DuplicateSubmission as exc:
+        raise Conflict(str(exc)) from None
+    job.owner_pending.discard(decl.name)
+    if not job.owner_pending:
+        job.owner_inputs.set()
+    store.audit("received", req.job_id, job.spec.fingerprint, f"input {decl.name} from input-only party {caller}")
+    return node_pb2.ClientAck(accepted_count=1)
+
+
+async def wait_owner_inputs(job: "Job", org: str, limit: float) -> None:
+    """Wait until every input-only party's node input arrived (they send them when the job starts),
+    at most `limit` seconds and never past 95% of the job's time; then raise MissingInput naming the
+    organizations whose input is missing, in party order. No default ever replaces an input."""
+    if job.owner_inputs.is_set():
+        return
+    left = job.started + 0.95 * job.spec.timeout_s - time.monotonic()
+    wait = max(0.0, min(limit, left))
+    try:
+        await asyncio.wait_for(job.owner_inputs.wait(), wait)
+    except TimeoutError:
+        missing = {d.owner for d in job.spec.circuit.inputs if d.name in job.owner_pending}
+        owners = [p for p in job.spec.input_parties if p in missing]
+        raise MissingInput(f"no input from input-only part{'ies' if len(owners) > 1 else 'y'} "
+                           f"{', '.join(owners)} arrived at {org} within {wait:.3g}s") from None

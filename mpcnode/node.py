@@ -23,7 +23,7 @@ from .computation.spec import Computation, Feeds, output_feeds
 from .config import NodeConfig
 from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
-from .inputparty import DeliveryError, deliver
+from .inputparty import DeliveryError, accept_owner_share, deliver, wait_owner_inputs
 from .inputs import InputError, load_node_inputs
 from .jobrun import run_job
 from .opened import describe as describe_opened
@@ -367,7 +367,7 @@ class Node:
         try:
             async with asyncio.timeout(spec.timeout_s):
                 await self._wait_client_inputs(job)
-                await self._wait_owner_inputs(job, round_timeout)
+                await wait_owner_inputs(job, self.org, round_timeout)
                 # the same function `coordinator plan` dry-runs (jobrun.py), so its cost estimate is this run's cost
                 result = await run_job(job.exchange, spec, job.plan, job.live or list(spec.parties), job.inputs,
                                        lambda decl: (self.store.client_shares(spec.job_id, decl.name),
@@ -421,22 +421,6 @@ class Node:
         except Exception as exc:  # the job fails cleanly; the node keeps serving
             log.exception("job %s: delivering input crashed", spec.job_id)
             self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
-
-    async def _wait_owner_inputs(self, job: Job, limit: float) -> None:
-        """Compute party: wait until every input-only party's node input arrived (they send them when
-        the job starts), at most `limit` seconds and never past 95% of the job's time; then fail
-        naming the organizations whose input is missing. No default ever replaces an input."""
-        if job.owner_inputs.is_set():
-            return
-        left = job.started + 0.95 * job.spec.timeout_s - time.monotonic()
-        wait = max(0.0, min(limit, left))
-        try:
-            await asyncio.wait_for(job.owner_inputs.wait(), wait)
-        except TimeoutError:
-            missing = {d.owner for d in job.spec.circuit.inputs if d.name in job.owner_pending}
-            owners = [p for p in job.spec.input_parties if p in missing]
-            raise MissingInput(f"no input from input-only part{'ies' if len(owners) > 1 else 'y'} "
-                               f"{', '.join(owners)} arrived at {self.org} within {wait:.3g}s") from None
 
     async def _wait_client_inputs(self, job: Job) -> None:
         """Client submission stays open until the coordinator closes it or the deadline passes."""
@@ -522,7 +506,7 @@ class Node:
         owned = next((d for d in job.spec.circuit.inputs if d.name == req.input and d.source == cpb.INPUT_SOURCE_NODE
                       and d.owner in job.spec.input_parties), None)
         if owned is not None:
-            return self._submit_owner_share(caller, job, owned, req)
+            return accept_owner_share(self.store, job, caller, owned, req)
         decl = next((d for d in job.spec.circuit.inputs
                      if d.name == req.input and d.source == cpb.INPUT_SOURCE_CLIENTS), None)
         if decl is None:
@@ -541,28 +525,6 @@ class Node:
             raise Conflict(str(exc)) from None
         job.client_counts[decl.name] += 1
         return node_pb2.ClientAck(accepted_count=job.client_counts[decl.name])
-
-    def _submit_owner_share(self, caller: str | None, job: Job, decl: cpb.InputDecl,
-                            req: node_pb2.ClientShare) -> node_pb2.ClientAck:
-        """A share of a node input of an input-only party: only its declared owner, identified by its
-        node certificate, may send it, once, while the job is prepared or running. It is a node input:
-        its owner range-checked it before sharing (inputparty.py), as every node input is."""
-        if caller != decl.owner:
-            raise Denied(f"{caller!r} is not the owner of input {decl.name!r} in job {req.job_id}")
-        if job.state not in (State.PREPARED, State.RUNNING):
-            raise Conflict(f"input for job {req.job_id} is closed")
-        share = serde.decode(req.share, list(req.shape), f"input share from {caller}")
-        if share.shape != (decl.length,):
-            raise ValueError(f"input {decl.name!r} takes {decl.length} values, got shape {list(share.shape)}")
-        try:
-            self.store.add_client_share(req.job_id, decl.name, caller, share)
-        except DuplicateSubmission as exc:
-            raise Conflict(str(exc)) from None
-        job.owner_pending.discard(decl.name)
-        if not job.owner_pending:
-            job.owner_inputs.set()
-        self.store.audit("received", req.job_id, job.spec.fingerprint, f"input {decl.name} from input-only party {caller}")
-        return node_pb2.ClientAck(accepted_count=1)
 
     def job_info(self, caller: str | None, job_id: str) -> node_pb2.PublicJob:
         """The computation an input client's data would feed, as the canonical document this node
