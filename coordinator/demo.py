@@ -58,7 +58,7 @@ async def submit_clients(dep: Deployment, sc: AnyScenario, input_name: str, valu
                          job_id: str, concurrency: int = 32) -> None:
     """Each client checks the job against the fingerprint published with the scenario (here: computed
     from the scenario file, as an organizer's web page would show it) before it sends a share."""
-    nodes = {o: dep.addresses[o] for o in sc.parties}
+    nodes = {o: dep.addresses[o] for o in sc.compute_parties}
     expected = sc.computation().fingerprint()
     gate = asyncio.Semaphore(concurrency)
 
@@ -84,7 +84,7 @@ async def run_scenario(dep: Deployment, path: Path, sc: AnyScenario, operator: T
         await submit_clients(dep, sc, client_decls[0].name, client_inputs(path, sc), job_id)
         await close_inputs(dep.coordinator_address, operator, job_id)
     await watch(dep.coordinator_address, operator, job_id, progress_printer())
-    nodes = {o: dep.addresses[o] for o in sc.parties}
+    nodes = {o: dep.addresses[o] for o in sc.compute_parties}
     lines = []
     for recipient in sc.recipients:
         tls = TlsMaterial.for_identity(dep.certs, recipient)
@@ -210,7 +210,7 @@ def serve_instructions(dep: Deployment, scenarios: list[tuple[Path, AnyScenario]
     coord = f"--coordinator {dep.coordinator_address} --certs {certs}"
 
     def nodes_of(sc: AnyScenario) -> str:
-        return ",".join(f"{o}={dep.addresses[o]}" for o in sc.parties)
+        return ",".join(f"{o}={dep.addresses[o]}" for o in sc.compute_parties)
 
     lines = [f"Parley is serving on localhost (deployment {_arg(info)}); it runs no job by itself.",
              "Each node approves exactly the scenario files it is a party of (fingerprint: sha256 of the computation):"]

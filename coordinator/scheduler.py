@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from mpcnode.circuit import validate
-from mpcnode.computation.liveness import live_set_problem
+from mpcnode.computation.liveness import input_parties_problem, live_set_problem
 from mpcnode.computation.protocol import job_protocol_problem
 from mpcnode.computation.spec import Computation
 from mpcnode.transport.tls import TlsMaterial, secure_channel
@@ -47,21 +47,32 @@ class JobPlan:
     input_window_s: float = 0.0
     protocol: str = "shamir"
     dropouts: str = "within-threshold"
+    input_parties: list[str] = field(default_factory=list)   # contribute node inputs only, hold no shares
 
     @property
     def computation(self) -> Computation:
         """What the nodes approve and fingerprint (mpcnode/computation/spec.py)."""
-        return Computation(self.circuit, tuple(self.parties), self.t, self.protocol, self.dropouts)
+        return Computation(self.circuit, tuple(self.parties), self.t, self.protocol, self.dropouts,
+                           tuple(self.input_parties))
+
+    @property
+    def everyone(self) -> list[str]:
+        """Every node the job is sent to: the compute parties, then the input-only parties."""
+        return self.parties + self.input_parties
 
     def cannot_run_without(self, down: set[str]) -> str:
-        """Why the job cannot run without the parties in `down` ('' if it can): input owners
-        must take part, and t+1 parties suffice for linear circuits, 2t+1 for products."""
+        """Why the job cannot run without the parties in `down` ('' if it can): input-only parties
+        and compute parties that own inputs must take part, and t+1 compute parties suffice for
+        linear circuits, 2t+1 for products."""
         if not down:
             return ""
+        problem = input_parties_problem(self.input_parties, down)
+        if problem:
+            return problem
         owners = {d.owner for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
-        multiplies = validate(self.circuit, self.parties, self.protocol).depth > 0
-        return live_set_problem(self.parties, self.t, owners, multiplies,
-                                self.dropouts, [p for p in self.parties if p not in down])
+        depth = validate(self.circuit, self.parties, self.protocol, self.input_parties).depth
+        return live_set_problem(self.parties, self.t, owners, depth > 0, self.dropouts,
+                                [p for p in self.parties if p not in down])
 
     def check(self) -> None:
         """Refuse here what every node's Prepare would refuse in the plan itself (ValueError): a
@@ -70,12 +81,13 @@ class JobPlan:
         problem = job_protocol_problem(self.protocol, len(self.parties), self.t, self.dropouts)
         if problem:
             raise ValueError(problem)
-        validate(self.circuit, self.parties, self.protocol)
+        validate(self.circuit, self.parties, self.protocol, self.input_parties)
 
     def to_json(self) -> str:
         """Everything needed to run the plan again (the coordinator keeps it for circuits built in code)."""
         return json.dumps({"name": self.name, "parties": self.parties, "t": self.t, "timeout_s": self.timeout_s,
                            "input_window_s": self.input_window_s, "protocol": self.protocol, "dropouts": self.dropouts,
+                           "input_parties": self.input_parties,
                            "circuit": base64.b64encode(self.circuit.SerializeToString(deterministic=True)).decode()})
 
     @classmethod
@@ -83,13 +95,13 @@ class JobPlan:
         d = json.loads(text)
         return cls(d["name"], cpb.Circuit.FromString(base64.b64decode(d["circuit"])), list(d["parties"]), int(d["t"]),
                    float(d["timeout_s"]), float(d["input_window_s"]), d.get("protocol", "shamir"),
-                   d.get("dropouts", "within-threshold"))
+                   d.get("dropouts", "within-threshold"), list(d.get("input_parties", [])))
 
     @classmethod
     def of(cls, scenario: AnyScenario) -> "JobPlan":
         comp = scenario.computation()
         return cls(scenario.name, comp.circuit, list(comp.parties), comp.threshold, scenario.timeout_s,
-                   scenario.input_window_s, comp.protocol, comp.dropouts)
+                   scenario.input_window_s, comp.protocol, comp.dropouts, list(comp.input_parties))
 
 
 @dataclass
@@ -104,7 +116,7 @@ class Live:
     started: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     plan: "JobPlan | None" = None
-    live: list[str] = field(default_factory=list)   # the parties taking part (empty: all)
+    live: list[str] = field(default_factory=list)   # the compute parties taking part (empty: all)
 
     def bump(self) -> None:
         self.changed.set()
@@ -157,7 +169,7 @@ class Scheduler:
     def submit(self, text: str, path: str, job_id: str = "") -> tuple[str, bool]:
         """Validate the scenario and record the job; an existing id is not run again."""
         scenario = parse_scenario_text(text, path)  # raises ConfigError with file, field, problem
-        missing = [p for p in scenario.parties if p not in self.cfg.nodes]
+        missing = [p for p in scenario.parties if p not in self.cfg.nodes]   # compute and input-only
         if missing:
             raise ConfigError(path, "parties", f"no node address configured for {', '.join(missing)}")
         job_id = job_id or f"{scenario.name}-{uuid.uuid4().hex[:12]}"
@@ -233,8 +245,9 @@ class Scheduler:
 
     async def _reattach(self, job_id: str, plan: JobPlan) -> None:
         live = self.live[job_id].live or plan.parties
-        await asyncio.gather(*(self._call(o, "Start", node_pb2.JobRef(job_id=job_id, live=live)) for o in live),
-                             return_exceptions=True)   # idempotent; an unreachable node is judged by the watch
+        for group in (live, plan.input_parties):   # compute parties first, as in _run
+            await asyncio.gather(*(self._call(o, "Start", node_pb2.JobRef(job_id=job_id, live=live)) for o in group),
+                                 return_exceptions=True)   # idempotent; an unreachable node is judged by the watch
         await self._watch_nodes(job_id, plan)
 
     # ---- running ----------------------------------------------------------------------
@@ -257,12 +270,13 @@ class Scheduler:
                                          time.time() + input_window if input_window else 0.0)
         self._set(job_id, state="PREPARING")
         # wait_for_ready: a node that is just restarting (its channel backing off) still gets the job
+        # every node the job names: compute parties and input-only parties consent alike
         replies = await asyncio.gather(*(self._call(org, "Prepare", spec, wait_for_ready=True,
                                                     timeout=self.cfg.prepare_timeout_s)
-                                         for org in plan.parties), return_exceptions=True)
-        refusals = [f"{org} refused: {r.reason}" for org, r in zip(plan.parties, replies)
+                                         for org in plan.everyone), return_exceptions=True)
+        refusals = [f"{org} refused: {r.reason}" for org, r in zip(plan.everyone, replies)
                     if not isinstance(r, BaseException) and not r.accepted]
-        down = {org: _describe(r) for org, r in zip(plan.parties, replies) if isinstance(r, BaseException)}
+        down = {org: _describe(r) for org, r in zip(plan.everyone, replies) if isinstance(r, BaseException)}
         if refusals:
             await self._decide(job_id, plan, "FAILED",
                                "; ".join(refusals + [f"{o} unreachable: {d}" for o, d in down.items()]))
@@ -276,12 +290,15 @@ class Scheduler:
         if down:
             log.warning("job %s runs without unreachable %s", job_id, ", ".join(down))
         self._set(job_id, live=live)
-        started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id, live=live))
-                                         for org in live), return_exceptions=True)
-        failed = [f"{org}: {_describe(r)}" for org, r in zip(live, started) if isinstance(r, BaseException)]
-        if failed:
-            await self._decide(job_id, plan, "FAILED", "could not start on " + "; ".join(failed))
-            return
+        # compute parties first: an input-only party checks, before it sends a share, that every live
+        # compute node shows the job it approved with the live set it was started with
+        for group in (live, plan.input_parties):
+            started = await asyncio.gather(*(self._call(org, "Start", node_pb2.JobRef(job_id=job_id, live=live))
+                                             for org in group), return_exceptions=True)
+            failed = [f"{org}: {_describe(r)}" for org, r in zip(group, started) if isinstance(r, BaseException)]
+            if failed:
+                await self._decide(job_id, plan, "FAILED", "could not start on " + "; ".join(failed))
+                return
         # RUNNING only once every live node has started: input clients wait for it, and a node that
         # has not started yet would tell them a different set of live parties
         self._set(job_id, state="RUNNING", levels=0)
@@ -306,6 +323,7 @@ class Scheduler:
         deadline = time.monotonic() + plan.timeout_s + 10.0
         unreachable_since: dict[str, float] = {}
         closed = False
+        delivered: set[str] = set()   # input-only parties that reported their input delivered (DONE)
         while True:
             decided = self.store.decision(job_id)
             if decided:   # by another process on this database (one that re-attached it, say): that stands
@@ -315,18 +333,20 @@ class Scheduler:
                 await self._close_inputs(job_id, plan)
                 closed = True
             live = self.live[job_id].live or plan.parties
+            # an input-only party is watched until it reports its input delivered; its part then is over
+            watched = live + [p for p in plan.input_parties if p not in delivered]
             # while client input is open, poll (a close request must not wait for a held reply);
             # afterwards each node holds its reply until the job ends there, so the end is seen at once
             polling = has_clients and not closed
             wait = 0.0 if polling else self.cfg.status_wait_s
             statuses = await asyncio.gather(*(self._call(o, "Status", node_pb2.JobRef(job_id=job_id, wait_s=wait),
                                                          timeout=self.cfg.rpc_timeout_s + wait)
-                                              for o in live), return_exceptions=True)
+                                              for o in watched), return_exceptions=True)
             now = time.monotonic()
             errors = []
             done = 0
             rounds = []
-            for org, st in zip(live, statuses):
+            for org, st in zip(watched, statuses):
                 if isinstance(st, BaseException):
                     unreachable_since.setdefault(org, now)
                     if now - unreachable_since[org] > self.cfg.rpc_timeout_s or (
@@ -336,9 +356,12 @@ class Scheduler:
                 unreachable_since.pop(org, None)
                 if st.state == node_pb2.JOB_STATE_FAILED:
                     errors.append(f"{org}: {st.error}")
+                elif st.state == node_pb2.JOB_STATE_DONE and org in plan.input_parties:
+                    delivered.add(org)
                 elif st.state == node_pb2.JOB_STATE_DONE:
                     done += 1
-                rounds.append(st)
+                if org not in plan.input_parties:
+                    rounds.append(st)
             if rounds:
                 self._set(job_id, rounds_done=min(s.rounds_done for s in rounds),
                           levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
@@ -346,7 +369,7 @@ class Scheduler:
             if errors:
                 await self._decide(job_id, plan, "FAILED", "; ".join(errors))
                 return
-            if done == len(live):
+            if done == len(live) and len(delivered) == len(plan.input_parties):
                 await self._decide(job_id, plan, "DONE", "")
                 return
             if now > deadline:
@@ -368,7 +391,7 @@ class Scheduler:
         DONE is reported only after that first Commit round: a node releases outputs only once
         committed, so a recipient who fetches on seeing DONE finds every reachable node ready.
         """
-        tell = (self.live[job_id].live or plan.parties) if state == "DONE" else plan.parties
+        tell = ((self.live[job_id].live or plan.parties) + plan.input_parties) if state == "DONE" else plan.everyone
         rec = self.store.decide(job_id, state, error, list(tell))
         if (rec.state, rec.error) != (state, error):
             log.warning("job %s was decided %s already (%s); that stands", job_id, rec.state, rec.error)

@@ -7,6 +7,7 @@ fingerprint (computation/spec.py) before its policy is consulted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from parley.v1 import circuit_pb2 as cpb
 
@@ -34,11 +35,15 @@ class Plan:
     depth: int                   # number of interactive levels
 
 
-def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir") -> Plan:
+def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
+             input_parties: Sequence[str] = ()) -> Plan:
     """The circuit's levels, or CircuitError naming the first problem: its structure, then
     (computation/ranges.py, RangeError) a value that could leave `protocol`'s signed domain or a
-    comparison operand beyond its bit_length."""
+    comparison operand beyond its bit_length. A node input's owner is a compute party (`parties`)
+    or an input-only party (`input_parties`: it only contributes node inputs, so it must own at
+    least one)."""
     names: dict[str, int] = {}
+    _check_input_parties(circuit, parties, input_parties)
     if not circuit.name:
         raise CircuitError("circuit has no name")
     if len(circuit.ops) > MAX_OPS:
@@ -46,8 +51,9 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir")
     for decl in circuit.inputs:
         _fresh(decl.name, names, "input")
         if decl.source == cpb.INPUT_SOURCE_NODE:
-            if decl.owner not in parties:
-                raise CircuitError(f"input {decl.name}: owner {decl.owner!r} is not a compute party")
+            if decl.owner not in parties and decl.owner not in input_parties:
+                raise CircuitError(f"input {decl.name}: owner {decl.owner!r} is not a compute party "
+                                   "or an input-only party of the job")
         elif decl.source == cpb.INPUT_SOURCE_CLIENTS:
             if not decl.clients:
                 raise CircuitError(f"input {decl.name}: no input clients listed")
@@ -109,6 +115,19 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir")
     ranges.analyse(circuit, protocol)
     depth = max(levels, default=0)
     return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth)
+
+
+def _check_input_parties(circuit: cpb.Circuit, parties: list[str], input_parties: Sequence[str]) -> None:
+    if len(set(input_parties)) != len(input_parties):
+        raise CircuitError("an input-only party is listed twice")
+    both = sorted(set(input_parties) & set(parties))
+    if both:
+        raise CircuitError(f"{', '.join(both)} cannot be both a compute party and an input-only party")
+    owners = {d.owner for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
+    idle = [p for p in input_parties if p not in owners]
+    if idle:
+        # it would be asked to consent and to start, and deliver nothing: a recipient, not a party
+        raise CircuitError(f"input-only party {idle[0]} owns no input (list it as a recipient instead)")
 
 
 def _fresh(name: str, names: dict[str, int], where: str) -> None:

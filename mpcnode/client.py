@@ -99,11 +99,16 @@ async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str],
     return JobView(document, fp, live)
 
 
-async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[str, str], tls: TlsMaterial,
-                 expected_fingerprint: str, timeout: float = 15.0, skip_local_check: bool = False,
-                 show: Callable[[JobView], None] | None = None) -> JobView:
+async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, nodes: dict[str, str],
+                 tls: TlsMaterial, expected_fingerprint: str, timeout: float = 15.0, skip_local_check: bool = False,
+                 show: Callable[[JobView], None] | None = None, node_input: bool = False,
+                 live: list[str] | None = None) -> JobView:
     """Check the job (inspect), validate locally, share, and deliver one share per live node.
     Raises SubmitError with the reason; nothing is sent unless every check passed.
+
+    node_input: the caller is an input-only party's node delivering its own node input
+    `input_name` (mpcnode/inputparty.py); `live`, if given, is the set of compute parties it was
+    told take part, which the nodes must show too. Its errors carry no value.
 
     skip_local_check exists only to play a misbehaving client in demos and tests: the nodes
     must then catch a bad ballot inside MPC.
@@ -114,16 +119,19 @@ async def submit(job_id: str, input_name: str, values: list[int], nodes: dict[st
         if show is not None:
             show(view)
         doc = view.document
-        decl_doc = next((d for d in doc["inputs"] if d["name"] == input_name and d["source"] == "clients"), None)
+        source = "node" if node_input else "clients"
+        decl_doc = next((d for d in doc["inputs"] if d["name"] == input_name and d["source"] == source), None)
         if decl_doc is None:
-            raise SubmitError(f"job {job_id} takes no client input named {input_name!r}")
+            raise SubmitError(f"job {job_id} takes no {source} input named {input_name!r}")
+        if live is not None and list(view.live) != list(live):
+            raise SubmitError(f"the nodes show live parties {view.live}, not {live}; not submitting")
         decl = cpb.InputDecl(name=input_name, length=decl_doc["length"], lo=int(decl_doc["range"][0]),
                              hi=int(decl_doc["range"][1]), source=cpb.INPUT_SOURCE_CLIENTS)
         try:
             signed = check_values(input_name, values, decl, "input")
         except InputError as exc:
             if not skip_local_check:
-                raise SubmitError(exc.detail) from None
+                raise SubmitError(str(exc) if node_input else exc.detail) from None
             signed = np.array(values, dtype=np.int64)
         parties = list(doc["parties"])
         # the share format of the job's engine, as the fingerprinted document names it (docs/protocols.md)

@@ -35,8 +35,10 @@ class Executor:
         self.on_level = on_level or (lambda level: None)
 
     async def share_node_inputs(self, parties: list[str], my_values: dict[str, np.ndarray]) -> Values:
-        """Every owner shares all of its input arrays in one round (concatenated in declaration order)."""
-        decls = [d for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE]
+        """Every owner among the compute parties shares all of its input arrays in one round
+        (concatenated in declaration order). Inputs of input-only parties are not dealt here: their
+        owners submitted their shares (jobrun.take_owner_inputs)."""
+        decls = [d for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner in parties]
         lengths: dict[int, int] = {}
         for d in decls:
             owner = parties.index(d.owner)

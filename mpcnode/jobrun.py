@@ -9,10 +9,14 @@ The job's engine comes from `engine_for(spec.protocol)` (engines/), and every st
 it, never to one sharing scheme's code. The sequence, every step over the same exchange:
 1. `agree_on_job`: inside the engine's first round (for Shamir, the pairwise keys), before any share
    leaves the node (protocols/agreement.py);
-2. `Executor.share_node_inputs`: every owner deals all its node inputs in one round;
-3. `agree_on_clients`: one round per client input, fixing whose rows count and in which order;
-4. `Executor.run`: the circuit, level by level.
-Client shares reach the nodes from the clients themselves (InputIntake), not over this exchange.
+2. `Executor.share_node_inputs`: every owner among the compute parties deals all its node inputs in
+   one round;
+3. `agree_on_owner_inputs` (only with input-only parties): one round, every live node holds the
+   shares each input-only party submitted, before any is used;
+4. `agree_on_clients`: one round per client input, fixing whose rows count and in which order;
+5. `Executor.run`: the circuit, level by level.
+Client shares, and the shares of input-only parties' node inputs, reach the nodes from their owners
+(InputIntake), not over this exchange.
 """
 from __future__ import annotations
 
@@ -29,10 +33,10 @@ from .engines import Engine, engine_for
 from .opened import Opened
 from .exchange import Exchange
 from .executor import Executor, Values
-from .protocols.agreement import agree_on_clients, agree_on_job
+from .protocols.agreement import MissingInput, agree_on_clients, agree_on_job, agree_on_owner_inputs
 
 # (shares this node holds, by client; clients in the order this node accepted them) for one
-# client input declaration
+# client input declaration; for a node input of an input-only party, ({owner: share} or {}, ...)
 ClientRows = Callable[[cpb.InputDecl], tuple[Mapping[str, np.ndarray], list[str]]]
 
 
@@ -60,6 +64,7 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     await agree_on_job(engine, spec.job_id, spec.fingerprint, live)
     executor = Executor(engine, spec.circuit, plan)
     values = await executor.share_node_inputs(parties, {k: engine.encode(v) for k, v in node_inputs.items()})
+    await take_owner_inputs(engine, spec.circuit, parties, values, client_rows)
     labels = await take_client_rows(engine, spec.circuit, values, client_rows)
     if check_rows is not None:
         check_rows({d.name: int(values[d.name].shape[0]) // d.length
@@ -71,6 +76,23 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
         count = int(np.prod(engine.value_shape(outputs[out.name]), dtype=np.int64))
         opened.append(Opened(f"output/{out.name}", count, "output", tuple(out.recipients)))
     return JobResult(outputs=outputs, row_labels=labels, opened=opened)
+
+
+async def take_owner_inputs(engine: Engine, circuit: cpb.Circuit, parties: list[str], values: Values,
+                            client_rows: ClientRows) -> None:
+    """The node inputs of input-only parties (owners that are not compute parties), as their owners
+    submitted them: once every live node confirmed it holds each of them (agree_on_owner_inputs),
+    put into `values`. The owner range-checked its values before sharing them, like any node
+    input. No round when the job has no input-only party."""
+    decls = [d for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner not in parties]
+    if not decls:
+        return
+    got = [client_rows(d)[0].get(d.owner) for d in decls]
+    await agree_on_owner_inputs(engine, [d.owner for d in decls], [g is not None for g in got], parties)
+    for d, share in zip(decls, got):
+        if share is None:   # ruled out by the agreement, which counts this node too
+            raise MissingInput(f"the input of {d.owner} did not reach this node")
+        values[d.name] = share.reshape((d.length,) + tuple(engine.share_shape))
 
 
 async def take_client_rows(engine: Engine, circuit: cpb.Circuit, values: Values,

@@ -26,9 +26,11 @@ from .config import NodeConfig
 from .engines import ENGINES
 from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
+from .inputparty import DeliveryError, accept_owner_share, deliver, wait_owner_inputs
 from .inputs import InputError, load_node_inputs
 from .jobrun import run_job
 from .opened import describe as describe_opened
+from .protocols.agreement import MissingInput
 from .store import DuplicateSubmission, ShareStore
 from .transport import serde
 from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, ProtocolViolation
@@ -78,11 +80,18 @@ class Job:
     ended: asyncio.Event = dc_field(default_factory=asyncio.Event)   # set once DONE or FAILED
     feeds: dict[str, Feeds] = dc_field(default_factory=dict)   # per output: the inputs behind it
     approval: Approved | None = None
+    # this node is an input-only party of the job: it delivers its inputs and holds no shares
+    input_only: bool = False
+    # compute node: the node inputs of input-only parties not received yet; `owner_inputs` is set
+    # once none is missing
+    owner_pending: set[str] = dc_field(default_factory=set)
+    owner_inputs: asyncio.Event = dc_field(default_factory=asyncio.Event)
 
 
 class Node:
     def __init__(self, cfg: NodeConfig, tls: TlsMaterial, approvals: list[Approved] | None = None):
         self.cfg = cfg
+        self.tls = tls
         self.org = cfg.organization
         self.store = ShareStore(cfg.data_dir / "shares.sqlite3")
         if approvals is None:
@@ -146,7 +155,9 @@ class Node:
         self.store.audit("accepted", spec.job_id, spec.fingerprint,
                          f"approved computation {approval.label or spec.circuit.name}"
                          + (f" ({approval.note})" if approval.note else "")
-                         + f"; datasets fed: {', '.join(fed) if fed else 'none'}")
+                         + f"; datasets fed: {', '.join(fed) if fed else 'none'}"
+                         + ("; input-only: shared to the compute nodes at start, no shares held here"
+                            if job.input_only else ""))
         log.info("job %s prepared (%s, %d parties)", spec.job_id, spec.scenario, len(spec.parties))
         return node_pb2.PrepareReply(accepted=True)
 
@@ -154,10 +165,13 @@ class Node:
         if not spec.job_id or len(spec.job_id) > 128:
             raise CircuitError("job id must be 1-128 characters")
         parties = list(spec.parties)
-        if self.org not in parties:
-            raise CircuitError(f"{self.org} is not a compute party of this job")
+        input_parties = list(spec.input_parties)
+        input_only = self.org in input_parties
+        if self.org not in parties and not input_only:
+            raise CircuitError(f"{self.org} is not a party of this job")
         if len(set(parties)) != len(parties):
             raise CircuitError("a party is listed twice")
+        # compute parties talk to each other; an input-only party sends its shares to them
         unknown = [p for p in parties if p != self.org and p not in self.cfg.peers]
         if unknown:
             raise CircuitError(f"parties {unknown} are not configured peers of {self.org}")
@@ -169,7 +183,8 @@ class Node:
         problem = job_protocol_problem(spec.protocol or "shamir", n, t, spec.dropouts or "within-threshold")
         if problem:
             raise CircuitError(problem)
-        plan = validate(spec.circuit, parties, spec.protocol or "shamir")   # structure, then no value can wrap
+        # structure, then no value can wrap
+        plan = validate(spec.circuit, parties, spec.protocol or "shamir", input_parties)
         comp = Computation.of_job(spec)
         try:
             doc = comp.document()
@@ -193,15 +208,20 @@ class Node:
         for dataset in sorted({d.dataset for d in mine}):
             inputs.update(load_node_inputs(self.cfg.inputs.get(dataset), [d for d in mine if d.dataset == dataset],
                                            dataset))
-        me = parties.index(self.org)
+        me = -1 if input_only else parties.index(self.org)
         lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
-        # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped
-        mailbox = Mailbox(spec.job_id, parties, me,
+        # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped.
+        # An input-only party takes no protocol messages: its mailbox knows no sender.
+        mailbox = Mailbox(spec.job_id, [] if input_only else parties, me,
                           max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes,
                           field_elements=ENGINES[spec.protocol or "shamir"].field_modulus is not None)
+        pending = set() if input_only else {d.name for d in spec.circuit.inputs
+                                            if d.source == cpb.INPUT_SOURCE_NODE and d.owner in input_parties}
         job = Job(spec=spec, plan=plan, me=me, mailbox=mailbox, inputs=inputs, canonical=canonical,
                   client_lists=lists, client_counts={name: 0 for name in lists},
-                  feeds=output_feeds(doc), approval=approval)
+                  feeds=output_feeds(doc), approval=approval, input_only=input_only, owner_pending=pending)
+        if not pending:
+            job.owner_inputs.set()
         mailbox.on_violation = lambda reason: self._violation(job, reason)
         return job, approval
 
@@ -219,8 +239,10 @@ class Node:
             job.state = State.RUNNING
             job.started = time.monotonic()
             self.store.set_state(job_id, State.RUNNING)
-            job.task = asyncio.get_running_loop().create_task(self._run(job))
-            self.store.audit("started", job_id, job.spec.fingerprint, f"live parties: {', '.join(job.live)}")
+            job.task = asyncio.get_running_loop().create_task(self._deliver(job) if job.input_only else self._run(job))
+            self.store.audit("started", job_id, job.spec.fingerprint,
+                             f"{'sharing its input with compute parties' if job.input_only else 'live parties'}: "
+                             f"{', '.join(job.live)}")
         return self._status(job)
 
     async def wait_status(self, caller: str | None, job_id: str, wait_s: float) -> node_pb2.JobStatus:
@@ -271,7 +293,8 @@ class Node:
             job.committed = True
         if not row.committed:
             log.info("job %s committed by %s", job_id, caller)
-            self.store.audit("committed", job_id, row.fingerprint, f"{caller} recorded the job done; outputs released")
+            released = "" if job is not None and job.input_only else "; outputs released"
+            self.store.audit("committed", job_id, row.fingerprint, f"{caller} recorded the job done{released}")
         return self._status(job) if job is not None else self.status(caller, job_id)
 
     def abort(self, caller: str | None, job_id: str) -> node_pb2.JobStatus:
@@ -294,7 +317,9 @@ class Node:
             if not self.store.withdraw_outputs(job_id, reason):
                 raise Conflict(f"job {job_id} was committed on {self.org}: its outputs are kept")
             log.warning("job %s: outputs withdrawn, %s", job_id, reason)
-            self.store.audit("withdrawn", job_id, row.fingerprint, f"outputs deleted: {reason}")
+            input_only = self.org in node_pb2.JobSpec.FromString(row.spec).input_parties
+            self.store.audit("withdrawn", job_id, row.fingerprint,
+                             f"{'input was delivered, the job failed' if input_only else 'outputs deleted'}: {reason}")
             if job is not None:
                 job.state, job.error = State.FAILED, reason
         return self._status(job) if job is not None else self.status(caller, job_id)
@@ -303,7 +328,7 @@ class Node:
         """Which parties take part; the computation starts only after this is final."""
         parties = list(job.spec.parties)
         live = list(live) if live else parties
-        if self.org not in live:
+        if self.org not in live and not job.input_only:
             raise ValueError(f"live parties {live} must include {self.org}")
         owners = {d.owner for d in job.spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
         problem = live_set_problem(parties, job.spec.threshold, owners, job.plan.depth > 0,
@@ -350,6 +375,7 @@ class Node:
         try:
             async with asyncio.timeout(spec.timeout_s):
                 await self._wait_client_inputs(job)
+                await wait_owner_inputs(job, self.org, round_timeout)
                 # the same function `coordinator plan` dry-runs (jobrun.py), so its cost estimate is this run's cost
                 result = await run_job(job.exchange, spec, job.plan, job.live or list(spec.parties), job.inputs,
                                        lambda decl: (self.store.client_shares(spec.job_id, decl.name),
@@ -371,11 +397,37 @@ class Node:
         except TimeoutError as exc:
             reason = str(exc) if isinstance(exc, ExchangeTimeout) else f"job timed out after {spec.timeout_s:g}s"
             self._fail(job, reason)
-        except (PeerUnavailable, ProtocolViolation, ConsentStop) as exc:
+        except (PeerUnavailable, ProtocolViolation, ConsentStop, MissingInput) as exc:
             self._fail(job, str(exc))   # these name peers, rounds, rules and counts, never a value
         except Exception as exc:  # the job fails cleanly; the node keeps serving
             # the message may hold anything the failing code saw: it stays in this node's log
             log.exception("job %s crashed", spec.job_id)
+            self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
+
+    async def _deliver(self, job: Job) -> None:
+        """Input-only party: share our node inputs to the live compute parties (inputparty.py).
+        DONE here means delivered: no output is stored, none is ever released by this node."""
+        spec = job.spec
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                names = await deliver(spec, self.org, job.live, job.inputs, self.cfg.peers, self.tls,
+                                      self.cfg.rpc_timeout_s)
+            self.store.finish_job(spec.job_id, {})
+            job.state = State.DONE
+            job.finished = time.monotonic()
+            self.store.audit("delivered", spec.job_id, spec.fingerprint,
+                             f"input {', '.join(names)} shared to compute parties {', '.join(job.live)}")
+            job.ended.set()
+            job.mailbox.close("done")
+            log.info("job %s: input delivered to %s", spec.job_id, ", ".join(job.live))
+        except asyncio.CancelledError:
+            self._fail(job, job.error or "cancelled")
+        except TimeoutError:
+            self._fail(job, f"job timed out after {spec.timeout_s:g}s before its input was delivered")
+        except DeliveryError as exc:
+            self._fail(job, str(exc))
+        except Exception as exc:  # the job fails cleanly; the node keeps serving
+            log.exception("job %s: delivering input crashed", spec.job_id)
             self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
 
     async def _wait_client_inputs(self, job: Job) -> None:
@@ -399,7 +451,7 @@ class Node:
         if peer not in self.cfg.peers:
             raise Denied(f"{peer!r} is not a peer of {self.org}")
         job = self.jobs.get(job_id)
-        if job is None or job.state not in (State.PREPARED, State.RUNNING):
+        if job is None or job.state not in (State.PREPARED, State.RUNNING) or job.input_only:
             raise NotFound(f"job {job_id} is not active on {self.org}")
         return job.mailbox
 
@@ -427,6 +479,9 @@ class Node:
         if row is None:
             raise NotFound(f"no job {req.job_id} on {self.org}")
         spec = node_pb2.JobSpec.FromString(row.spec)
+        if self.org in spec.input_parties:
+            raise NotFound(f"{self.org} is an input-only party of job {req.job_id} and holds no output shares; "
+                           "fetch them from the compute parties")
         decl = next((o for o in spec.circuit.outputs if o.name == req.output), None)
         if decl is None:
             raise NotFound(f"job {req.job_id} has no output {req.output!r}")
@@ -454,6 +509,12 @@ class Node:
         job = self.jobs.get(req.job_id)
         if job is None:
             raise NotFound(f"job {req.job_id} is not open for input on {self.org}")
+        if job.input_only:
+            raise Denied(f"{self.org} is an input-only party of job {req.job_id}: it takes no shares")
+        owned = next((d for d in job.spec.circuit.inputs if d.name == req.input and d.source == cpb.INPUT_SOURCE_NODE
+                      and d.owner in job.spec.input_parties), None)
+        if owned is not None:
+            return accept_owner_share(self.store, job, caller, owned, req)
         decl = next((d for d in job.spec.circuit.inputs
                      if d.name == req.input and d.source == cpb.INPUT_SOURCE_CLIENTS), None)
         if decl is None:
@@ -479,7 +540,8 @@ class Node:
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} is not open on {self.org}")
-        if caller not in self.cfg.policy.coordinators and not any(caller in s for s in job.client_lists.values()):
+        if (caller not in self.cfg.policy.coordinators and caller not in job.spec.input_parties
+                and not any(caller in s for s in job.client_lists.values())):
             raise Denied(f"{caller!r} is not an input client of job {job_id}")
         return node_pb2.PublicJob(job_id=job_id, spec=job.canonical, fingerprint=job.spec.fingerprint,
                                   live=job.spec.live, input_deadline_unix=job.spec.input_deadline_unix)

@@ -20,7 +20,8 @@ from .common import DATASET_PATTERN, ClientRange, Common, Strict, client_names
 
 class ReserveSpec(Strict):
     public: int | None = None
-    secret_from: str | None = Field(default=None, description="compute party whose node inputs a secret reserve")
+    secret_from: str | None = Field(default=None,
+                                    description="party whose node inputs a secret reserve (compute or input-only)")
     dataset: str | None = Field(default=None, pattern=DATASET_PATTERN,
                                 description="the secret_from party's local dataset (default: the scenario name)")
 
@@ -84,7 +85,7 @@ def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     reserve = spec.reserve
     if reserve is not None and reserve.secret_from is not None:
         if reserve.secret_from not in sc.parties:
-            raise ValueError(f"auction.reserve.secret_from: {reserve.secret_from!r} is not a compute party")
+            raise ValueError(f"auction.reserve.secret_from: {reserve.secret_from!r} is not one of the parties")
         floor = b.input("reserve", reserve.secret_from, 1, spec.min_bid, max_bid,
                         dataset=reserve.dataset or sc.name)
     else:

@@ -66,7 +66,9 @@ def client_names(clients: "list[str] | ClientRange") -> list[str]:
 class Common(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""
-    parties: list[str] = Field(min_length=3, description="compute nodes, in party order")
+    parties: list[str] = Field(min_length=3, description="the organizations taking part, in party order")
+    compute: list[str] | None = Field(default=None, description="the compute nodes, a subset of parties in party "
+                                      "order (default: all parties); the others are input-only")
     threshold: int | None = Field(default=None, ge=1)
     recipients: list[str] = Field(min_length=1)
     protocol: str | None = Field(default=None, description="engine; default: computation/protocol.py default_protocol")
@@ -75,28 +77,39 @@ class Common(Strict):
     input_window_s: float = Field(default=0.0, ge=0, le=86400,
                                   description="client inputs close this long after the job starts (0: when closed)")
 
-    _p = field_validator("parties", "recipients")(check_names)
+    _p = field_validator("parties", "recipients", "compute")(check_names)
+
+    @model_validator(mode="after")
+    def _compute(self) -> "Common":
+        if self.compute is None:
+            return self
+        stray = [c for c in self.compute if c not in self.parties]
+        if stray:
+            raise ValueError(f"compute: {stray[0]!r} is not one of the parties")
+        if self.compute != [p for p in self.parties if p in self.compute]:
+            raise ValueError(f"compute: must list the compute nodes in party order "
+                             f"({', '.join(p for p in self.parties if p in self.compute)})")
+        if len(self.compute) < 3:
+            raise ValueError(f"compute: {len(self.compute)} compute nodes, at least 3 are needed")
+        if self.threshold is not None and not 2 * self.threshold < len(self.compute):
+            raise ValueError(f"compute: {len(self.compute)} compute nodes cannot run threshold t={self.threshold} "
+                             f"(needs 2t < {len(self.compute)})")
+        return self
 
     @model_validator(mode="after")
     def _threshold(self) -> "Common":
-        if self.threshold is not None and not 2 * self.threshold < len(self.parties):
-            raise ValueError(f"threshold: t={self.threshold} needs 2t < {len(self.parties)} parties")
-        if self.protocol == "replicated3":
-            if len(self.parties) != 3 or self.t != 1:
-                raise ValueError(f"protocol: replicated3 runs with exactly 3 parties and threshold 1, "
-                                 f"got {len(self.parties)} parties and t={self.t}")
-            if self.dropouts != "none":
-                raise ValueError("dropouts: replicated3 needs all three parties live; set dropouts: none")
+        if self.threshold is not None and not 2 * self.threshold < len(self.compute_parties):
+            raise ValueError(f"threshold: t={self.threshold} needs 2t < {len(self.compute_parties)} parties")
         return self
 
     @model_validator(mode="after")
     def _protocol(self) -> "Common":
         name = self.protocol_name
-        problem = protocol_problem(name, len(self.parties), self.t, self.dropout_rule)
+        problem = protocol_problem(name, len(self.compute_parties), self.t, self.dropout_rule)
         if problem:
             raise ValueError(problem)
         if name not in PROTOCOLS:
-            how = "" if self.protocol is not None else f" (the default for {len(self.parties)} compute parties)"
+            how = "" if self.protocol is not None else f" (the default for {len(self.compute_parties)} compute parties)"
             hint = "" if self.protocol is not None else "; to run Shamir, state protocol: shamir"
             raise ValueError(f"protocol: {name!r}{how} is not supported (supported: {', '.join(PROTOCOLS)}){hint}")
         return self
@@ -104,15 +117,25 @@ class Common(Strict):
     @property
     def protocol_name(self) -> str:
         """The protocol the computation runs under: as stated, else the default rule."""
-        return self.protocol if self.protocol is not None else default_protocol(len(self.parties))
+        return self.protocol if self.protocol is not None else default_protocol(len(self.compute_parties))
 
     @property
     def dropout_rule(self) -> str:
         return self.dropouts if self.dropouts is not None else default_dropouts(self.protocol_name)
 
     @property
+    def compute_parties(self) -> list[str]:
+        """The compute nodes, in party order: they hold the shares; t and the honest majority are theirs."""
+        return list(self.compute) if self.compute is not None else list(self.parties)
+
+    @property
+    def input_parties(self) -> list[str]:
+        """Parties that only contribute node inputs (shared to the compute nodes) and hold no shares."""
+        return [p for p in self.parties if p not in self.compute_parties]
+
+    @property
     def t(self) -> int:
-        return self.threshold if self.threshold is not None else default_threshold(len(self.parties))
+        return self.threshold if self.threshold is not None else default_threshold(len(self.compute_parties))
 
     def identities(self) -> set[str]:
         return set(self.parties) | set(self.recipients)
@@ -124,5 +147,6 @@ class Common(Strict):
         """Everything that decides what can leak, in the form nodes approve and fingerprint."""
         circuit = self.build()
         circuit.description = self.description.strip()
-        return Computation(circuit=circuit, parties=tuple(self.parties), threshold=self.t,
-                           protocol=self.protocol_name, dropouts=self.dropout_rule)
+        return Computation(circuit=circuit, parties=tuple(self.compute_parties), threshold=self.t,
+                           protocol=self.protocol_name, dropouts=self.dropout_rule,
+                           input_parties=tuple(self.input_parties))

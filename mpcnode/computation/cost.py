@@ -15,8 +15,8 @@ unless told otherwise, assumes every listed client submits.
 
 What is counted, per party, is what its exchange counts on a real node (JobStatus rounds_done
 and bytes_sent): rounds it took part in and payload bytes it sent to other compute nodes.
-Client shares travel from the clients to the nodes, not between nodes, so they are not counted
-here either. All parties are assumed live; a job that runs without a dropped party costs
+Client shares, and input-only parties' shares, travel from their owners to the nodes, not
+between nodes, so they are not counted here either. All parties are assumed live; a job that runs without a dropped party costs
 somewhat less.
 
 Time: the dry run does the arithmetic of all n parties on one machine, so it takes about as
@@ -109,9 +109,13 @@ def dummy_node_inputs(circuit: cpb.Circuit, owner: str) -> dict[str, np.ndarray]
 
 def dummy_client_rows(rows: Mapping[str, int], protocol: str = "shamir", party: int = 0) -> ClientRows:
     """Party `party`'s shares of the first rows[name] listed clients of each client input, in list
-    order: a sharing of a public dummy row (sharing.constant_share; only the number of rows
-    matters to the cost), in the share format of `protocol`."""
+    order, and of every input-only party's node input: sharings of a public dummy row
+    (sharing.constant_share; only the number of rows matters to the cost), in the share format of
+    `protocol`."""
     def client_rows(decl: cpb.InputDecl) -> tuple[dict[str, np.ndarray], list[str]]:
+        if decl.source == cpb.INPUT_SOURCE_NODE:   # an input-only party's submitted node input
+            return {decl.owner: sharing.constant_share(protocol, sharing.encode(protocol, _dummy(decl)), party)}, \
+                [decl.owner]
         submitted = list(decl.clients)[: rows[decl.name]]
         row = sharing.constant_share(protocol, sharing.encode(protocol, _dummy(decl)), party)
         return {c: row for c in submitted}, submitted
@@ -125,7 +129,7 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     rows = resolve_client_rows(computation.circuit, client_rows)
     parties = list(computation.parties)
     spec = computation.job_spec(DRY_RUN_JOB_ID, timeout_s=ROUND_TIMEOUT_S)
-    plan = validate(spec.circuit, parties, computation.protocol)
+    plan = validate(spec.circuit, parties, computation.protocol, computation.input_parties)
     net = MemoryNetwork(len(parties), timeout_s=ROUND_TIMEOUT_S)
     exchanges = [net.exchange(i) for i in range(len(parties))]
     started = time.monotonic()

@@ -59,6 +59,10 @@ def describe(doc: Document) -> list[str]:
     lines.append(f"computed by {len(parties)} nodes: {', '.join(parties)}; threshold t={doc['threshold']} "
                  f"(any {doc['threshold']} of them together learn nothing about the inputs; "
                  f"{doc['threshold'] + 1} colluding could); {drop}")
+    input_only = doc.get("input_parties", [])
+    if input_only:
+        lines.append(f"input-only: {', '.join(input_only)} compute nothing and hold no shares; each node "
+                     f"range-checks its own input and secret-shares it to the compute nodes when the job starts")
     proto = doc["protocol"]
     where = (f"over the field of size {proto['field_modulus']}" if "field_modulus" in proto else
              "(" + ", ".join(f"{k} {v}" for k, v in proto.items() if k != "engine") + ")")   # another engine's parameters
@@ -69,7 +73,8 @@ def describe(doc: Document) -> list[str]:
             by_owner[d["owner"]].append(f"{d['field']} ({_values(d['length'])} in {_range(d)}) "
                                         f"from its dataset {d['dataset']!r}")
     for owner, items in by_owner.items():
-        lines.append(f"{owner} contributes " + "; ".join(items))
+        role = " (input-only)" if owner in input_only else ""
+        lines.append(f"{owner}{role} contributes " + "; ".join(items))
     for d in doc["inputs"]:
         if d["source"] == "clients":
             c = d["clients"]

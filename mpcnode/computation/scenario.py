@@ -63,7 +63,7 @@ def parse_scenario(data: object, path: Path) -> AnyScenario:
         raise ConfigError(path, field, problem) from None
     try:
         circuit = sc.build()
-        validate(circuit, sc.parties, sc.protocol_name)   # structure, then no value can wrap
+        validate(circuit, sc.compute_parties, sc.protocol_name, sc.input_parties)   # structure, then no value can wrap
     except ValueError as exc:
         msg = str(exc)
         field, _, problem = msg.partition(": ")

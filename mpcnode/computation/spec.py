@@ -7,6 +7,7 @@ encoding of one JSON document that holds everything deciding what can leak:
   and field each node input reads, and the allowed client population (by count and content hash);
 * the outputs with their recipients, public divisors and descriptions;
 * the ordered compute parties, the threshold t, the rule for running with fewer live parties;
+* the input-only parties, whose nodes contribute node inputs but compute nothing (if any);
 * the protocol and its parameters (field, dealing, statistical security);
 * a format version.
 
@@ -99,17 +100,21 @@ class Computation:
     threshold: int
     protocol: str = "shamir"
     dropouts: str = "within-threshold"
+    # organizations whose nodes only contribute node inputs (shared to the compute parties when the
+    # job starts) and hold no shares; disjoint from `parties`
+    input_parties: tuple[str, ...] = ()
 
     @classmethod
     def of_job(cls, spec: node_pb2.JobSpec) -> "Computation":
         return cls(circuit=spec.circuit, parties=tuple(spec.parties), threshold=spec.threshold,
-                   protocol=spec.protocol or "shamir", dropouts=spec.dropouts or "within-threshold")
+                   protocol=spec.protocol or "shamir", dropouts=spec.dropouts or "within-threshold",
+                   input_parties=tuple(spec.input_parties))
 
     def document(self) -> Document:
         if self.dropouts not in DROPOUT_RULES:
             raise ValueError(f"dropouts: {self.dropouts!r} is not one of {', '.join(DROPOUT_RULES)}")
         c = self.circuit
-        return {
+        doc: Document = {
             "format": FORMAT,
             "name": c.name,
             "description": c.description,
@@ -125,6 +130,11 @@ class Computation:
                          "public_divisor": str(o.public_divisor), "description": o.description}
                         for o in c.outputs],
         }
+        if self.input_parties:
+            # only when there are any: every computation without input-only parties keeps the
+            # document (and the fingerprint) it had before input-only parties existed
+            doc["input_parties"] = list(self.input_parties)
+        return doc
 
     def canonical(self) -> bytes:
         return canonical_json(self.document())
@@ -136,7 +146,8 @@ class Computation:
         return node_pb2.JobSpec(job_id=job_id, scenario=self.circuit.name, circuit=self.circuit,
                                 parties=list(self.parties), threshold=self.threshold, timeout_s=timeout_s,
                                 fingerprint=self.fingerprint(), input_deadline_unix=input_deadline_unix,
-                                protocol=self.protocol, dropouts=self.dropouts)
+                                protocol=self.protocol, dropouts=self.dropouts,
+                                input_parties=list(self.input_parties))
 
 
 class SpecError(ValueError):
@@ -174,7 +185,7 @@ def parse_document(data: bytes) -> tuple[Document, str]:
 class Feeds:
     """The inputs one output depends on, and who provides them."""
     inputs: tuple[str, ...]
-    owners: tuple[str, ...]   # compute parties whose node inputs feed the output
+    owners: tuple[str, ...]   # parties (compute or input-only) whose node inputs feed the output
     clients: int              # listed input clients whose rows feed it (at most this many submit)
 
     @property

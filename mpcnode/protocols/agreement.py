@@ -1,5 +1,6 @@
 """Agreement among the live nodes: on the job itself before any share leaves a node, and on which
-input clients count once client submission has closed.
+input clients count once client submission has closed, and on holding every input-only party's
+input before it is used.
 
 Each node checks its own approval of the computation in Prepare, but a dishonest coordinator
 could send different circuits (each approved by someone) or different live sets to different
@@ -54,3 +55,29 @@ async def agree_on_clients(engine: Engine, k: int, clients: list[str], got: Mapp
     first = peers[everyone[0]].astype(np.int64)
     chosen = sorted((int(first[c]), c) for c in np.flatnonzero(present))
     return [clients[c] for _, c in chosen]
+
+
+class MissingInput(RuntimeError):
+    """An input-only party's input is not held by every live compute node. str() is public: it
+    names the organization and the nodes, never a value."""
+
+
+async def agree_on_owner_inputs(engine: Engine, owners: list[str], held: list[bool], names: Sequence[str]) -> None:
+    """Before an input-only party's shares are used (one round, label `owners`): every live node
+    states, for each such node input (owners[k] is its owner), whether it holds its owner's share.
+    Each must be held by every live node, or the job stops naming the owner and the nodes without it:
+    a computation never runs on part of an organization's input, nor with a default in its place.
+    `names`: the compute parties' names by party id (for the message)."""
+    flags = np.array([1 if h else 0 for h in held], dtype=np.uint64)
+    everyone = list(engine.parties)
+    peers = await engine.exchange.round("owners", {j: flags for j in everyone if j != engine.party}, everyone)
+    peers[engine.party] = flags
+    for i, f in peers.items():
+        if f.shape != flags.shape or np.any(f > 1):
+            raise ProtocolViolation(f"input agreement: party {i} sent {f.size} flags, expected {flags.size} bits")
+    for k, owner in enumerate(owners):
+        without = [i for i in everyone if not peers[i][k]]
+        if without:
+            raise MissingInput(f"the input of {owner} did not reach every compute node "
+                               f"(missing at part{'ies' if len(without) > 1 else 'y'} "
+                               f"{', '.join(names[i] for i in without)})")

@@ -213,7 +213,7 @@ class Cluster:
         return self.scenarios[scenario][1].computation().fingerprint()
 
     def nodes_of(self, scenario: str) -> dict[str, str]:
-        return {o: self.deployment.addresses[o] for o in self.scenarios[scenario][1].parties}
+        return {o: self.deployment.addresses[o] for o in self.scenarios[scenario][1].compute_parties}
 
     # ---- processes ----------------------------------------------------------------------------
     def start(self) -> None:

@@ -145,7 +145,7 @@ class Served:
 
     def nodes_of(self, scenario: str) -> str:
         sc = load_scenario(self.scenario_dir / f"{scenario}.yaml")
-        return ",".join(f"{o}={self.deployment['nodes'][o]}" for o in sc.parties)
+        return ",".join(f"{o}={self.deployment['nodes'][o]}" for o in sc.compute_parties)
 
     def submit(self, scenario_path: Path, job_id: str) -> subprocess.CompletedProcess:
         return cli("-m", "coordinator", "submit", str(scenario_path), "--coordinator", self.deployment["coordinator"],

@@ -88,13 +88,3 @@ def test_check_bit_length(bad) -> None:
     assert e.check_bit_length(np.int64(59)) == 59
     with pytest.raises(ValueError, match=r"bit_length must be an integer in 1\.\.59"):
         e.check_bit_length(bad)
-
-
-def test_the_ballot_check_refuses_an_engine_without_a_prime_field() -> None:
-    from mpcnode.protocols.ballots import validate_ballots
-
-    e = PairEngine(MemoryNetwork(3).exchange(0), 1)
-    e.field_modulus = None                  # as a ring engine (Z_2^k) would declare
-    ballots = e.constant(e.encode(np.zeros((2, 3), dtype=np.int64)))
-    with pytest.raises(ValueError, match="no prime field"):
-        asyncio.run(validate_ballots(e, "vb", ballots, True))

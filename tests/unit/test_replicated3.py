@@ -396,9 +396,10 @@ def test_empty_batches_cost_rounds_but_no_elements() -> None:
 
 
 @pytest.mark.parametrize("kw,error", [
-    (dict(parties=["a", "b", "c", "d"]), "exactly 3 parties and threshold 1"),
-    (dict(parties=["a", "b", "c"]), "set dropouts: none"),
+    (dict(parties=["a", "b", "c", "d"]), "exactly 3 compute parties"),
+    (dict(parties=["a", "b", "c"], dropouts="within-threshold"), "dropouts: none"),
     (dict(parties=["a", "b", "c"], dropouts="none"), None),
+    (dict(parties=["a", "b", "c"]), None),                       # dropouts default to none for replicated3
 ])
 def test_a_scenario_naming_replicated3_needs_three_live_parties(kw, error) -> None:
     from pydantic import ValidationError
