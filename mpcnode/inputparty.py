@@ -29,12 +29,11 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
-from . import field
+from . import sharing
 from .client import SubmitError, submit
 from .errors import Conflict, Denied
 from .protocols.agreement import MissingInput
 from .store import DuplicateSubmission, ShareStore
-from .transport import serde
 from .transport.tls import TlsMaterial
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ async def deliver(spec: node_pb2.JobSpec, org: str, live: Sequence[str], inputs:
     nodes = {p: addresses[p] for p in live}
     done = []
     for decl in own_inputs(spec, org):
-        values = field.to_signed(inputs[decl.name]).astype(np.int64)
+        values = np.asarray(inputs[decl.name], dtype=np.int64)     # checked signed values (inputs.py)
         try:
             await submit(spec.job_id, decl.name, values, nodes, tls, spec.fingerprint, timeout,
                          node_input=True, live=list(live))
@@ -82,9 +81,8 @@ def accept_owner_share(store: ShareStore, job: "Job", caller: str | None, decl: 
         raise Denied(f"{caller!r} is not the owner of input {decl.name!r} in job {req.job_id}")
     if job.state not in OPEN_STATES:
         raise Conflict(f"input for job {req.job_id} is closed")
-    share = serde.decode(req.share, list(req.shape), f"input share from {caller}")
-    if share.shape != (decl.length,):
-        raise ValueError(f"input {decl.name!r} takes {decl.length} values, got shape {list(share.shape)}")
+    share = sharing.decode_row(job.spec.protocol or "shamir", req.share, req.shape, decl.length,
+                               f"input {decl.name!r} from {caller}")
     try:
         store.add_client_share(req.job_id, decl.name, caller, share)
     except DuplicateSubmission as exc:

@@ -42,8 +42,8 @@ async def run_parties(n: int, t: int, body: Callable[[Any], Awaitable[T]], *, ti
 # The engines the core integration suites (tests/integration/test_totals.py, test_auctions.py,
 # test_votes.py) run under: their module-scoped cluster is built once per entry, with every
 # scenario's `protocol:` set to it (Cluster.create(..., protocol=)). THE line to change when an
-# engine joins, e.g. ["shamir", "replicated3"].
-ENGINES_UNDER_TEST = ["shamir"]
+# engine joins.
+ENGINES_UNDER_TEST = ["shamir", "replicated3"]
 
 
 @pytest.fixture(scope="module", params=ENGINES_UNDER_TEST)
