@@ -45,20 +45,15 @@ class JobView:
         return describe(self.document)
 
 
-async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str], tls: TlsMaterial,
-                  timeout: float = 15.0, channels: dict[str, grpc.aio.Channel] | None = None) -> JobView:
-    """Ask every node for the job's public computation document and check it before anything is sent:
-    each live node must show the same canonical document, its SHA-256 must equal the fingerprint the
-    client was given out of band, and the nodes must agree on who takes part."""
-    own = channels is None
-    chans = channels or {org: secure_channel(addr, org, tls) for org, addr in nodes.items()}
-    try:
-        infos = await asyncio.gather(*(node_pb2_grpc.InputIntakeStub(ch).JobInfo(node_pb2.JobRef(job_id=job_id),
-                                                                                  timeout=timeout)
-                                       for ch in chans.values()), return_exceptions=True)
-    finally:
-        if own:
-            await asyncio.gather(*(ch.close() for ch in chans.values()))
+START_GRACE_S = 5.0
+
+
+async def _ask_nodes(job_id: str, chans: dict[str, grpc.aio.Channel],
+                     timeout: float) -> tuple[dict[str, node_pb2.PublicJob], dict[str, str]]:
+    """Every node's public view of the job ({org: PublicJob}) and why the others did not answer."""
+    infos = await asyncio.gather(*(node_pb2_grpc.InputIntakeStub(ch).JobInfo(node_pb2.JobRef(job_id=job_id),
+                                                                              timeout=timeout)
+                                   for ch in chans.values()), return_exceptions=True)
     shown: dict[str, node_pb2.PublicJob] = {}
     problems: dict[str, str] = {}
     for org, info in zip(chans, infos):
@@ -68,6 +63,35 @@ async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str],
             problems[org] = f"{org}: {info}"
         else:
             shown[org] = info
+    return shown, problems
+
+
+def _starting(shown: dict[str, node_pb2.PublicJob]) -> bool:
+    """Some nodes show a live set and others none yet: the job is starting."""
+    lives = {tuple(info.live) for info in shown.values()}
+    return len(lives) > 1 and () in lives and len(lives - {()}) == 1
+
+
+async def inspect(job_id: str, expected_fingerprint: str, nodes: dict[str, str], tls: TlsMaterial,
+                  timeout: float = 15.0, channels: dict[str, grpc.aio.Channel] | None = None) -> JobView:
+    """Ask every node for the job's public computation document and check it before anything is sent:
+    each live node must show the same canonical document, its SHA-256 must equal the fingerprint the
+    client was given out of band, and the nodes must agree on who takes part."""
+    own = channels is None
+    chans = channels or {org: secure_channel(addr, org, tls) for org, addr in nodes.items()}
+    try:
+        shown, problems = await _ask_nodes(job_id, chans, timeout)
+        # a job starts on its nodes one after another: a node that has not started it yet shows no
+        # live set while the others show theirs. Ask again briefly rather than refuse a client
+        # that came a moment early; a real disagreement (two non-empty live sets) is refused at once.
+        waited = 0.0
+        while _starting(shown) and waited < min(timeout, START_GRACE_S):
+            await asyncio.sleep(0.05)
+            waited += 0.05
+            shown, problems = await _ask_nodes(job_id, chans, timeout)
+    finally:
+        if own:
+            await asyncio.gather(*(ch.close() for ch in chans.values()))
     if not shown:
         raise SubmitError("no node answered: " + "; ".join(problems.values()))
     docs = {org: info.spec for org, info in shown.items()}
