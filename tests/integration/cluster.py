@@ -158,7 +158,7 @@ class Cluster:
             else:
                 data["protocol"] = target
                 text = yaml.safe_dump(data, sort_keys=False)
-            n = len(data["parties"])
+            n = len(data.get("compute") or data["parties"])     # the compute nodes run the engine
             problem = protocol_problem(target, n, data.get("threshold") or default_threshold(n),
                                        data.get("dropouts") or default_dropouts(target))
             if problem:

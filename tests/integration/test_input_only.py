@@ -31,7 +31,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mpcnode import field as F, shamir
+from mpcnode import sharing
+from mpcnode.computation.scenario import load_scenario
 from mpcnode.audit import read_audit
 from mpcnode.recipient import FetchError
 from mpcnode.transport import serde
@@ -40,6 +41,8 @@ from parley.v1 import node_pb2, node_pb2_grpc
 from tests.integration.cluster import REPO, Cluster
 
 BREACH = REPO / "scenarios" / "breach-loss.yaml"
+# the shipped breach-loss names its engine; a share sent by hand has that engine's shape
+SHARE_SHAPE = sharing.share_shape(load_scenario(BREACH).protocol_name)
 SIX = ["northwind-bank", "contoso-insurance", "fabrikam-credit", "tailspin-payments", "woodgrove-bank",
        "litware-lending"]
 COMPUTE, INPUT_ONLY = SIX[:3], SIX[3:]
@@ -96,7 +99,7 @@ def events(c: Cluster, org: str, job_id: str) -> list[str]:
 async def submit_share(c: Cluster, org: str, job_id: str, input_name: str, identity: str, length: int = 1,
                        shape: list[int] | None = None) -> grpc.StatusCode | int:
     """SubmitShare of a share of zeros to `org` as `identity`: the accepted count, or the refusal's code."""
-    payload, enc_shape = serde.encode(np.zeros(length, dtype=np.uint64))
+    payload, enc_shape = serde.encode(np.zeros((length,) + SHARE_SHAPE, dtype=np.uint64))
     req = node_pb2.ClientShare(job_id=job_id, input=input_name, share=payload, shape=shape or enc_shape)
     async with secure_channel(c.deployment.addresses[org], org, c.tls(identity)) as ch:
         try:
