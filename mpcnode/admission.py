@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from parley.v1 import circuit_pb2 as cpb
+
 from .computation.spec import Computation, Document, Feeds, output_feeds
 from .config import NodeConfig
 from .configfile import ConfigError
@@ -85,6 +87,15 @@ class Admission:
                 raise Denied(f"{self.org}'s policy requires at least {floor} contributors behind every output "
                              f"its data feeds; output {name!r} has {feeds.contributors}")
         return approval
+
+    def check_clients(self, circuit: cpb.Circuit) -> None:
+        """Denied if the computation takes input from clients this organization's policy does not
+        accept (`input_clients`; "*" accepts any)."""
+        clients = {c for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS for c in d.clients}
+        if clients and "*" not in self.policy.input_clients:
+            stray = sorted(clients - set(self.policy.input_clients))
+            if stray:
+                raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
 
     def check_rows(self, feeds: dict[str, Feeds], rows: dict[str, int]) -> None:
         """min_contributors against the clients whose rows actually count, once the nodes agreed on

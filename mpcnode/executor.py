@@ -33,6 +33,7 @@ class Executor:
         self.circuit = circuit
         self.plan = plan
         self.on_level = on_level or (lambda level: None)
+        self._column_sums = _fusable_column_sums(circuit)
 
     async def share_node_inputs(self, parties: list[str], my_values: dict[str, np.ndarray]) -> Values:
         """Every owner among the compute parties shares all of its input arrays in one round
@@ -64,7 +65,7 @@ class Executor:
             if interactive:
                 await self._interactive_level(level, interactive, values)
             for op in ops:
-                if op.kind not in _INTERACTIVE_KINDS:
+                if op.kind not in _INTERACTIVE_KINDS and op.out not in values:   # (fused sums are there)
                     values[op.out] = _local(self.engine, op, values)
             self.on_level(level)
         return {out.name: values[out.value] for out in self.circuit.outputs}
@@ -116,7 +117,12 @@ class Executor:
                 if len(scale) != len(rows):
                     raise ValueError(f"mul_rows {op.out}: {len(rows)} rows but {len(scale)} scales")
                 prod = E.mul_local(rows, np.expand_dims(scale, 1))
-                local.append(prod.reshape((-1,) + prod.shape[2:]))
+                if op.out in self._column_sums:
+                    # only its column sums are used: sum the local products first and reduce
+                    # `width` elements instead of every row's (a tally of N ballots costs K)
+                    local.append(E.sum(prod, axis=0))
+                else:
+                    local.append(prod.reshape((-1,) + prod.shape[2:]))
         reduced = await E.reduce(label, np.concatenate(local) if len(local) > 1 else local[0])
         pos = 0
         for op, prod in zip(ops, local):
@@ -125,6 +131,9 @@ class Executor:
             if op.kind == cpb.OP_SELECT:
                 x, y = _broadcast(values[op.args[1]], values[op.args[2]], op)
                 out = E.add(out, y)
+            if op.out in self._column_sums:
+                values[self._column_sums[op.out]] = out     # the RESHAPE_SUM's result; the rows never exist
+                continue
             values[op.out] = out
 
     async def _compare(self, label: str, ops: list[cpb.Op], values: Values, bits: int) -> None:
@@ -167,6 +176,27 @@ class Executor:
 
 _INTERACTIVE_KINDS = frozenset({cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO,
                                 cpb.OP_DOT, cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID})
+
+
+def _fusable_column_sums(circuit: cpb.Circuit) -> dict[str, str]:
+    """{MUL_ROWS output: the RESHAPE_SUM output} for every MUL_ROWS whose only use is one
+    RESHAPE_SUM over rows of the same width (column sums, as a tally is): its products can be
+    summed locally before the reduction round. The values computed are the same; only the
+    RESHAPE_SUM's result is ever held."""
+    uses: dict[str, list[cpb.Op]] = {}
+    for op in circuit.ops:
+        for arg in op.args:
+            uses.setdefault(arg, []).append(op)
+    opened = {out.value for out in circuit.outputs}
+    fused = {}
+    for op in circuit.ops:
+        if op.kind != cpb.OP_MUL_ROWS or op.out in opened:
+            continue
+        users = uses.get(op.out, [])
+        if len(users) == 1 and users[0].kind == cpb.OP_RESHAPE_SUM and list(users[0].args) == [op.out] \
+                and users[0].ints[0] == op.ints[0]:
+            fused[op.out] = users[0].out
+    return fused
 
 
 async def _gather_all(tasks: list) -> None:

@@ -18,10 +18,9 @@ from parley.v1 import node_pb2
 
 from . import sharing
 from .admission import Admission, Approved, resolve_approvals
-from .circuit import CircuitError, Plan, validate
+from .circuit import CircuitError, Plan
 from .computation.liveness import live_set_problem
-from .computation.protocol import job_protocol_problem
-from .computation.spec import Computation, Feeds, output_feeds
+from .computation.spec import Feeds, output_feeds
 from .config import NodeConfig
 from .engines import ENGINES
 from .errors import Conflict, ConsentStop, Denied, NotFound
@@ -29,6 +28,7 @@ from .exchange import ExchangeTimeout
 from .inputparty import DeliveryError, accept_owner_share, deliver, wait_owner_inputs
 from .inputs import InputError, load_node_inputs
 from .jobrun import run_job
+from .jobspec import check_job_spec, recomputed_fingerprint
 from .opened import describe as describe_opened
 from .protocols.agreement import MissingInput
 from .store import DuplicateSubmission, ShareStore
@@ -133,7 +133,7 @@ class Node:
         existing = self.jobs.get(spec.job_id) or self.store.job(spec.job_id)
         if existing is not None:
             fp = existing.spec.fingerprint if isinstance(existing, Job) else existing.fingerprint
-            if fp == spec.fingerprint and _recomputed(spec) == fp:
+            if fp == spec.fingerprint and recomputed_fingerprint(spec) == fp:
                 return node_pb2.PrepareReply(accepted=True)  # the same job submitted again: idempotent
             self.store.audit("refused", spec.job_id, spec.fingerprint, "job id already used for another computation")
             return _refuse(f"job id {spec.job_id} is already used for another circuit")
@@ -162,46 +162,12 @@ class Node:
         return node_pb2.PrepareReply(accepted=True)
 
     def _admit(self, spec: node_pb2.JobSpec) -> tuple[Job, Approved]:
-        if not spec.job_id or len(spec.job_id) > 128:
-            raise CircuitError("job id must be 1-128 characters")
-        parties = list(spec.parties)
-        input_parties = list(spec.input_parties)
-        input_only = self.org in input_parties
-        if self.org not in parties and not input_only:
-            raise CircuitError(f"{self.org} is not a party of this job")
-        if len(set(parties)) != len(parties):
-            raise CircuitError("a party is listed twice")
-        # compute parties talk to each other; an input-only party sends its shares to them
-        unknown = [p for p in parties if p != self.org and p not in self.cfg.peers]
-        if unknown:
-            raise CircuitError(f"parties {unknown} are not configured peers of {self.org}")
-        n, t = len(parties), spec.threshold
-        if not (n >= 3 and 1 <= t and 2 * t < n):
-            raise CircuitError(f"threshold t={t} with n={n} parties: need 1 <= t and 2t < n")
-        if not 0 < spec.timeout_s <= 24 * 3600:
-            raise CircuitError("timeout must be between 0 and 24 hours")
-        problem = job_protocol_problem(spec.protocol or "shamir", n, t, spec.dropouts or "within-threshold")
-        if problem:
-            raise CircuitError(problem)
-        # structure, then no value can wrap
-        plan = validate(spec.circuit, parties, spec.protocol or "shamir", input_parties)
-        comp = Computation.of_job(spec)
-        try:
-            doc = comp.document()
-            canonical = comp.canonical()
-        except ValueError as exc:
-            raise CircuitError(str(exc)) from None
-        fp = comp.fingerprint()
-        if fp != spec.fingerprint:
-            raise CircuitError(f"fingerprint mismatch: the computation sent hashes to {fp[:16]}..., "
-                               f"the job claims {spec.fingerprint[:16]}...")
+        checked = check_job_spec(spec, self.org, self.cfg.peers)      # its form, then its fingerprint
+        parties, input_parties, input_only = checked.parties, checked.input_parties, checked.input_only
+        plan, comp, doc, canonical, fp = checked.plan, checked.computation, checked.document, checked.canonical, \
+            checked.fingerprint
         approval = self.admission.check(comp, doc, fp)
-        policy = self.cfg.policy
-        clients = {c for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS for c in d.clients}
-        if clients and "*" not in policy.input_clients:
-            stray = sorted(clients - set(policy.input_clients))
-            if stray:
-                raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
+        self.admission.check_clients(spec.circuit)
         # every policy check is done: only now is our data read (a refusal above never touched it)
         mine = [d for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org]
         inputs: dict[str, np.ndarray] = {}
@@ -545,15 +511,6 @@ class Node:
             raise Denied(f"{caller!r} is not an input client of job {job_id}")
         return node_pb2.PublicJob(job_id=job_id, spec=job.canonical, fingerprint=job.spec.fingerprint,
                                   live=job.spec.live, input_deadline_unix=job.spec.input_deadline_unix)
-
-
-def _recomputed(spec: node_pb2.JobSpec) -> str:
-    """The fingerprint of what a JobSpec actually holds ('' if it cannot be canonicalized): a replay
-    that claims an existing job's fingerprint over another circuit is not "the same job"."""
-    try:
-        return Computation.of_job(spec).fingerprint()
-    except ValueError:
-        return ""
 
 
 def _refuse(reason: str) -> node_pb2.PrepareReply:

