@@ -51,7 +51,6 @@ sharing of xy; reduce adds a zero-sharing and sends z_i to party i - 1, giving (
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -60,7 +59,8 @@ from .. import replicated
 from ..exchange import Exchange, ProtocolViolation
 from ..opened import OpenLog
 from ..protocols import binary
-from ..randomness import KeyedStream, new_key
+from ..protocols.keys import pairwise_streams
+from ..randomness import KeyedStream
 from .base import Engine, Public, Share
 
 _U = np.uint64
@@ -112,30 +112,9 @@ class Replicated3Engine(Engine):
         if self._keys is None:
             async with self._keys_lock:
                 if self._keys is None:
-                    bind = np.zeros(0, dtype=_U) if binding is None else np.asarray(binding).astype(_U)
-                    others = [j for j in self.parties if j != self.party]
-                    picked = {j: np.frombuffer(new_key(), dtype="<u8").astype(_U) for j in others if j > self.party}
-                    send = {j: np.concatenate([picked[j], bind]) if j in picked else bind for j in others}
-                    send = {j: a for j, a in send.items() if a.size}
-                    expect = [j for j in others if j < self.party or bind.size]
-                    got = await self.ex.round("keys", send, expect)
-                    keys = dict(picked)
-                    differ = []
-                    for i, arr in got.items():
-                        arr = _checked(arr, (4 if i < self.party else 0) + bind.size, "keys", i)
-                        if i < self.party:
-                            keys[i], arr = arr[:4], arr[4:]
-                        if not np.array_equal(arr, bind):
-                            differ.append(i)
-                    if differ:
-                        raise ProtocolViolation(f"parties {sorted(differ)} run a different computation or live set; "
-                                                "nothing was shared")
-                    salt = b"parley-replicated3-v1" + bind.astype("<u8").tobytes()
-
-                    def stream(j: int) -> KeyedStream:
-                        return KeyedStream(hashlib.sha256(keys[j].astype("<u8").tobytes() + salt).digest())
-
-                    self._keys = (stream(self.prev), stream(self.next))
+                    streams = await pairwise_streams(self.ex, self.party, self.parties, binding,
+                                                     b"parley-replicated3-v1")
+                    self._keys = (streams[self.prev], streams[self.next])
         return self._keys
 
     def _prf(self, purpose: str, label: str, shape: tuple[int, ...] | int,

@@ -10,15 +10,15 @@ and every method handles a whole batch in one communication round.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Sequence
 
 import numpy as np
 
 from .. import field, shamir
-from ..exchange import Exchange, ProtocolViolation
+from ..exchange import Exchange
 from ..opened import OpenLog
 from ..randomness import KeyedStream, random_bits, random_field
+from .keys import pairwise_streams
 
 
 class Session:
@@ -65,27 +65,7 @@ class Session:
         if self._streams is None:
             async with self._streams_lock:
                 if self._streams is None:
-                    bind = np.zeros(0, dtype=np.uint64) if binding is None else binding.astype(np.uint64)
-                    others = [j for j in self.parties if j != self.party]
-                    picked = {j: random_field(4) for j in others if j > self.party}
-                    send = {j: np.concatenate([picked[j], bind]) if j in picked else bind for j in others}
-                    send = {j: a for j, a in send.items() if a.size}
-                    expect = [j for j in others if j < self.party or bind.size]
-                    got = await self.ex.round("keys", send, expect)
-                    keys = dict(picked)
-                    differ = []
-                    for i, arr in got.items():
-                        arr = _checked_shape(arr, ((4 if i < self.party else 0) + bind.size,), "keys", i)
-                        if i < self.party:
-                            keys[i], arr = arr[:4], arr[4:]
-                        if not np.array_equal(arr, bind):
-                            differ.append(i)
-                    if differ:
-                        raise ProtocolViolation(f"parties {sorted(differ)} run a different computation or live set; "
-                                                "nothing was shared")
-                    salt = bind.astype("<u8").tobytes()
-                    self._streams = {j: KeyedStream(hashlib.sha256(k.astype("<u8").tobytes() + salt).digest())
-                                     for j, k in keys.items()}
+                    self._streams = await pairwise_streams(self.ex, self.party, self.parties, binding)
         return self._streams
 
     async def deal(self, label: str, sizes: dict[int, int], values: np.ndarray | None) -> dict[int, np.ndarray]:
