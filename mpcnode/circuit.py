@@ -33,6 +33,8 @@ class Plan:
     """Execution plan: ops grouped by the communication level at which they run."""
     levels: list[list[cpb.Op]]   # levels[L]: ops of level L in topological order
     depth: int                   # number of interactive levels
+    # values within their analysed range for sure (range_checked below); empty: trust none
+    checked: frozenset[str] = frozenset()
 
 
 def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
@@ -114,7 +116,26 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
     from .computation import ranges   # here, not at the top: ranges imports CircuitError from this module
     ranges.analyse(circuit, protocol)
     depth = max(levels, default=0)
-    return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth)
+    return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth,
+                checked=range_checked(circuit, parties))
+
+
+# ops whose result lies in its range whatever their operands hold: bits and public counts
+_ALWAYS_IN_RANGE = frozenset({cpb.OP_LT, cpb.OP_GE, cpb.OP_EQ, cpb.OP_ROWS_VALID, cpb.OP_COUNT_ROWS})
+
+
+def range_checked(circuit: cpb.Circuit, compute_parties: Sequence[str]) -> frozenset[str]:
+    """The values that lie in the interval computation/ranges.py gives them whatever anyone sends:
+    those computed only from compute parties' node inputs (range-checked by their own node before
+    sharing; honest-but-curious nodes do) and constants, and every comparison or validity bit.
+    Client inputs and input-only organizations' inputs are not: a client, or an organization that
+    changed its node, can send any value. Engines may use a cheaper comparison that is private
+    only within the range (Shamir's bounded path) for checked operands only."""
+    ok = {d.name for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner in compute_parties}
+    for op in circuit.ops:
+        if op.kind in _ALWAYS_IN_RANGE or all(a in ok for a in op.args):
+            ok.add(op.out)
+    return frozenset(ok)
 
 
 def _check_input_parties(circuit: cpb.Circuit, parties: list[str], input_parties: Sequence[str]) -> None:

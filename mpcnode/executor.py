@@ -34,6 +34,7 @@ class Executor:
         self.plan = plan
         self.on_level = on_level or (lambda level: None)
         self._column_sums = _fusable_column_sums(circuit)
+        self._fused_sums = frozenset(self._column_sums.values())    # computed with their products
 
     async def share_node_inputs(self, parties: list[str], my_values: dict[str, np.ndarray]) -> Values:
         """Every owner among the compute parties shares all of its input arrays in one round
@@ -65,7 +66,7 @@ class Executor:
             if interactive:
                 await self._interactive_level(level, interactive, values)
             for op in ops:
-                if op.kind not in _INTERACTIVE_KINDS and op.out not in values:   # (fused sums are there)
+                if op.kind not in _INTERACTIVE_KINDS and op.out not in self._fused_sums:
                     values[op.out] = _local(self.engine, op, values)
             self.on_level(level)
         return {out.name: values[out.value] for out in self.circuit.outputs}
@@ -78,7 +79,7 @@ class Executor:
         by_bits: dict[int, list[cpb.Op]] = {}
         for op in ops:
             if op.kind in (cpb.OP_LT, cpb.OP_GE):
-                by_bits.setdefault(op.bit_length, []).append(op)
+                by_bits.setdefault(self._bits_for(op, op.bit_length), []).append(op)
         for bits, group in by_bits.items():
             tasks.append(self._compare(f"L{level}/lt{bits}", group, values, bits))
         eqs = [op for op in ops if op.kind == cpb.OP_EQ]
@@ -136,6 +137,10 @@ class Executor:
                 continue
             values[op.out] = out
 
+    def _bits_for(self, op: cpb.Op, bits: int) -> int:
+        """`bits`, or for operands nobody range-checked the engine's exact comparison's bit_length."""
+        return bits if all(a in self.plan.checked for a in op.args) else self.engine.exact_bit_length(bits)
+
     async def _compare(self, label: str, ops: list[cpb.Op], values: Values, bits: int) -> None:
         E = self.engine
         pairs = [_broadcast(values[op.args[0]], values[op.args[1]], op) for op in ops]
@@ -157,19 +162,22 @@ class Executor:
             pos += len(x)
 
     async def _argmax(self, label: str, op: cpb.Op, values: Values) -> None:
-        idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]], op.bit_length)
+        idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]],
+                                                 self._bits_for(op, op.bit_length))
         values[op.out] = np.concatenate([idx, mx])
 
     async def _top_two(self, label: str, op: cpb.Op, values: Values) -> None:
-        idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]], op.bit_length)
+        idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]],
+                                                  self._bits_for(op, op.bit_length))
         values[op.out] = np.concatenate([idx, mx, second])
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
         rows = _rows(values[op.args[0]], op.ints[0], op)
-        # a node input's range was checked by its owner before sharing, so a bounded zero test
-        # is sound; client rows are unchecked and get the exact full-field test
+        # a compute party's node input was range-checked by its own node before sharing, so a
+        # bounded zero test is sound; client rows and input-only organizations' inputs are
+        # unchecked and get the exact test
         decl = next((d for d in self.circuit.inputs if d.name == op.args[0]), None)
-        checked = decl is not None and decl.source == cpb.INPUT_SOURCE_NODE
+        checked = decl is not None and decl.name in self.plan.checked
         values[op.out] = await ballots.validate_ballots(self.engine, label, rows, exactly_one=bool(op.ints[1]),
                                                         entry_range=(decl.lo, decl.hi) if checked else None)
 

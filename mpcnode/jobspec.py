@@ -43,6 +43,11 @@ def check_job_spec(spec: node_pb2.JobSpec, org: str, peers: Collection[str]) -> 
     unknown = [p for p in parties if p != org and p not in peers]
     if unknown:
         raise CircuitError(f"parties {unknown} are not configured peers of {org}")
+    # an input-only party's shares are accepted by its certificate's name: it must be one of the
+    # organizations this node knows, not any identity the CA certified (a client named like one)
+    strangers = [p for p in input_parties if p != org and p not in peers]
+    if strangers and not input_only:
+        raise CircuitError(f"input-only parties {strangers} are not configured peers of {org}")
     n, t = len(parties), spec.threshold
     if not (n >= 3 and 1 <= t and 2 * t < n):
         raise CircuitError(f"threshold t={t} with n={n} parties: need 1 <= t and 2t < n")

@@ -41,7 +41,7 @@ STATISTICAL_SECURITY_BITS = 40
 # Which comparison protocol runs for a declared bit_length: the exact LSB protocol, except for
 # bit_length <= 19 - ceil(log2(t+1)) (18 at t = 1), where the statistically masked bitwise one runs
 # (compare.max_bounded_bit_length, checked by a unit test). t is the document's threshold.
-COMPARISON = "lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))"
+COMPARISON = "lsb-exact; masked-bitwise for range-checked operands with bit_length <= 19 - ceil(log2(t+1))"
 
 Document = dict[str, Any]
 

@@ -210,6 +210,15 @@ class Engine(ABC):
         chosen = [self.add(y, p) for (_, _, y), p in zip(selects, prods)]
         return chosen, None if keep_bit is None else bit[keep_bit[0]:keep_bit[1]]
 
+    def exact_bit_length(self, bit_length: int) -> int:
+        """The bit_length to compare operands that nobody range-checked with (client values,
+        input-only organizations' values, anything computed from them): one at which this engine's
+        comparison opens nothing that depends on the operands, whatever they hold (an operand out
+        of its declared range may still give a wrong bit). This default: `bit_length` itself, for
+        an engine whose comparisons open nothing; Shamir's bounded path masks statistically only
+        within the range, so it returns a bit_length above that path's."""
+        return bit_length
+
     async def equal_zero_bounded(self, label: str, x: Share, bound: int) -> Share:
         """[x == 0] for x that is guaranteed to lie in [0, bound] because the nodes range-checked
         the inputs it derives from. NOT for unchecked values. This default is the exact

@@ -100,6 +100,12 @@ class ShamirEngine(Session, Engine):
         return await compare.less_than_select(self, label, a, b, bit_length, selects, keep_bit=keep_bit,
                                               solved=masks)
 
+    def exact_bit_length(self, bit_length: int) -> int:
+        """Above the bounded path's limit: unchecked operands take the exact LSB protocol, whose
+        opened value is uniform for every operand below p/2 (the bounded path's mask hides only
+        operands within the range; out of it, a chosen bid could probe an honest one)."""
+        return min(self.max_bit_length, max(bit_length, compare.max_bounded_bit_length(self.t) + 1))
+
     async def equal_zero_bounded(self, label: str, x: Share, bound: int) -> Share:
         """A statistically masked opening of x (compare.equal_zero_bounded): L random bits and
         L - 1 products for bound < 2^L instead of 61 and 60."""

@@ -64,12 +64,12 @@ For k <= max_bounded_bit_length(t) = 19 - ceil(log2(t+1)) (18 at t = 1, 17 at t 
   < 2^-kappa = 2^-40: c is within 2^-40 of a value that does not depend on x (per opened value;
   N comparisons add up to N 2^-40). The random bits are those of Session.random_bits (shares
   of XORs of t+1 dealt bits); no bit and no mask comes from anywhere but mpcnode/randomness.py.
-* out-of-range operands: the bit stays a bit (a selection returns one of its candidates). If x'
-  is an in-range value plus an offset the adversary knows (its own out-of-range input), c minus
-  that offset is distributed as for the in-range value: nothing more leaks. A value that is not
-  of that form (for example an unchecked input times a secret) is not hidden: use the bounded
-  path only under the contract, as for equal_zero_bounded. Tournaments keep it: every value
-  they compare is an input, the sentinel or a selection of those.
+* out-of-range operands: the bit stays a bit, but it is the sign of x' mod 2^(k+2), not of x: a
+  chosen out-of-range bid can turn a comparison into a threshold test of an honest bid, and a
+  selection can carry a huge value into the next opening. So the bounded path is for range-checked
+  operands only: the executor compares anything computed from client inputs or input-only
+  organizations' inputs at `engine.exact_bit_length(k)`, which is above this path's limit
+  (circuit.range_checked decides which values are checked).
 
 Cost
 ----

@@ -35,7 +35,7 @@ async def pairwise_streams(ex: Exchange, party: int, parties: Sequence[int], bin
     for i, arr in got.items():
         size = (KEY_WORDS if i < party else 0) + bind.size
         if arr.size != size:
-            raise ValueError(f"round 'keys': party {i} sent {arr.size} elements, expected {size}")
+            raise ProtocolViolation(f"round 'keys': party {i} sent {arr.size} elements, expected {size}")
         arr = arr.reshape(-1)
         if i < party:
             keys[i], arr = arr[:KEY_WORDS], arr[KEY_WORDS:]

@@ -157,7 +157,7 @@ def test_known_answer_with_an_input_only_party() -> None:
         '"op":"concat","out":"concat_1"},{"args":["concat_1"],"bit_length":0,"consts":[],"ints":[],"op":"sum",'
         '"out":"sum_2"}],"outputs":[{"description":"t","name":"total","public_divisor":"0",'
         '"recipients":["delta"],"value":"sum_2"}],"parties":["alpha","bravo","charlie"],"protocol":{'
-        '"comparison":"lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))",'
+        '"comparison":"lsb-exact; masked-bitwise for range-checked operands with bit_length <= 19 - ceil(log2(t+1))",'
         '"dealing":"seeded-aes256-ctr","engine":"shamir",'
         '"field_modulus":"2305843009213693951","statistical_security_bits":40},"threshold":1}')
     assert comp.canonical() == text.encode()

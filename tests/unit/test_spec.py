@@ -49,7 +49,7 @@ def test_known_answer_recomputed_by_hand() -> None:
         '"range":["0","1"],"source":"clients"}],"name":"kat","ops":[{"args":["x"],"bit_length":0,"consts":[],'
         '"ints":[],"op":"sum","out":"sum_1"}],"outputs":[{"description":"t","name":"total","public_divisor":"0",'
         '"recipients":["alpha"],"value":"sum_1"}],"parties":["alpha","bravo","charlie"],"protocol":{'
-        '"comparison":"lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))",'
+        '"comparison":"lsb-exact; masked-bitwise for range-checked operands with bit_length <= 19 - ceil(log2(t+1))",'
         '"dealing":"seeded-aes256-ctr","engine":"shamir",'
         '"field_modulus":"2305843009213693951","statistical_security_bits":40},"threshold":1}')
     assert known().canonical() == text.encode()
@@ -61,9 +61,10 @@ def test_statistical_parameter_matches_the_protocol() -> None:
 
 
 def test_comparison_parameter_states_the_threshold_the_code_uses() -> None:
-    """The document's rule "bit_length <= 19 - ceil(log2(t+1))" is what compare picks the
-    bounded path by, for every threshold (ceil(log2(t+1)) = t.bit_length() for t >= 1)."""
-    assert COMPARISON == "lsb-exact; masked-bitwise for bit_length <= 19 - ceil(log2(t+1))"
+    """The document's rule "bit_length <= 19 - ceil(log2(t+1))" (for range-checked operands,
+    circuit.range_checked) is what compare picks the bounded path by, for every threshold
+    (ceil(log2(t+1)) = t.bit_length() for t >= 1)."""
+    assert COMPARISON == "lsb-exact; masked-bitwise for range-checked operands with bit_length <= 19 - ceil(log2(t+1))"
     for t in range(1, 300):
         assert compare.max_bounded_bit_length(t) == 19 - t.bit_length(), t
     assert [compare.max_bounded_bit_length(t) for t in (1, 2, 3, 4, 7, 8)] == [18, 17, 17, 16, 16, 15]
