@@ -411,3 +411,49 @@ def test_a_scenario_naming_replicated3_needs_three_live_parties(kw, error) -> No
     else:
         with pytest.raises(ValidationError, match=error):
             Common(name="x", recipients=["a"], protocol="replicated3", **kw)
+
+
+@pytest.mark.parametrize("component", [0, 1, 2])
+def test_a_client_whose_two_copies_of_a_component_differ_is_dropped_by_every_node(component: int) -> None:
+    """A client shares x = x0 + x1 + x2 and gives each component to its two holders. One that gives
+    them different copies is caught in the client agreement (clients/<k>/check: each node compares
+    the components it shares with its neighbours) and its row is dropped by all three nodes; the
+    honest clients' rows count, in arrival order."""
+    import asyncio
+
+    from mpcnode import replicated
+    from mpcnode.engines.replicated3 import Replicated3Engine
+    from mpcnode.exchange import MemoryNetwork
+    from mpcnode.protocols.agreement import agree_on_clients
+
+    clients = ["c1", "liar", "c3"]
+    shares = {c: replicated.share(replicated.encode([1, 0, 1])) for c in clients}
+    # the liar's component `component` differs between its holders (party component: slot 0,
+    # party component - 1: slot 1)
+    shares["liar"][component][:, 0] += np.uint64(1)
+    net = MemoryNetwork(3)
+    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
+
+    async def body(e):
+        got = {c: shares[c][e.party] for c in clients}
+        rows = await agree_on_clients(e, 0, clients, got, clients)
+        return rows, e.exchange.stats.rounds
+
+    async def main():
+        return await asyncio.gather(*(body(e) for e in engines))
+
+    results = asyncio.run(main())
+    assert [r for r, _ in results] == [["c1", "c3"]] * 3
+    assert [n for _, n in results] == [2, 2, 2]           # the check round and the rank round
+
+    honest = {c: s for c, s in shares.items() if c != "liar"}
+    net = MemoryNetwork(3)
+    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
+
+    async def body2(e):
+        return await agree_on_clients(e, 0, list(honest), {c: honest[c][e.party] for c in honest}, list(honest))
+
+    async def main2():
+        return await asyncio.gather(*(body2(e) for e in engines))
+
+    assert asyncio.run(main2()) == [["c1", "c3"]] * 3
