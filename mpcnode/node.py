@@ -16,7 +16,6 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
-from . import sharing
 from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan
 from .computation.liveness import live_set_problem
@@ -27,11 +26,12 @@ from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .inputparty import DeliveryError, accept_owner_share, deliver, wait_owner_inputs
 from .inputs import InputError, load_node_inputs
+from .intake import accept_client_share, public_job
 from .jobrun import run_job
 from .jobspec import check_job_spec, recomputed_fingerprint
 from .opened import describe as describe_opened
 from .protocols.agreement import MissingInput
-from .store import DuplicateSubmission, ShareStore
+from .store import ShareStore
 from .transport import serde
 from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, ProtocolViolation
 from .transport.tls import TlsMaterial
@@ -350,12 +350,7 @@ class Node:
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), result.row_labels)
                 for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]))
-            job.state = State.DONE
-            job.finished = time.monotonic()
-            self.store.audit("done", spec.job_id, spec.fingerprint,
-                             f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
-            job.ended.set()
-            job.mailbox.close("done")
+            self._done(job, "done", f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
                      job.exchange.stats.rounds, job.exchange.stats.bytes_sent)
         except asyncio.CancelledError:
@@ -370,6 +365,14 @@ class Node:
             log.exception("job %s crashed", spec.job_id)
             self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
 
+    def _done(self, job: Job, event: str, detail: str) -> None:
+        """The job ended well here (its outputs, if any, are stored): say so to waiters and the audit log."""
+        job.state = State.DONE
+        job.finished = time.monotonic()
+        self.store.audit(event, job.spec.job_id, job.spec.fingerprint, detail)
+        job.ended.set()
+        job.mailbox.close("done")
+
     async def _deliver(self, job: Job) -> None:
         """Input-only party: share our node inputs to the live compute parties (inputparty.py).
         DONE here means delivered: no output is stored, none is ever released by this node."""
@@ -379,12 +382,7 @@ class Node:
                 names = await deliver(spec, self.org, job.live, job.inputs, self.cfg.peers, self.tls,
                                       self.cfg.rpc_timeout_s)
             self.store.finish_job(spec.job_id, {})
-            job.state = State.DONE
-            job.finished = time.monotonic()
-            self.store.audit("delivered", spec.job_id, spec.fingerprint,
-                             f"input {', '.join(names)} shared to compute parties {', '.join(job.live)}")
-            job.ended.set()
-            job.mailbox.close("done")
+            self._done(job, "delivered", f"input {', '.join(names)} shared to compute parties {', '.join(job.live)}")
             log.info("job %s: input delivered to %s", spec.job_id, ", ".join(job.live))
         except asyncio.CancelledError:
             self._fail(job, job.error or "cancelled")
@@ -485,19 +483,7 @@ class Node:
                      if d.name == req.input and d.source == cpb.INPUT_SOURCE_CLIENTS), None)
         if decl is None:
             raise NotFound(f"job {req.job_id} takes no client input {req.input!r}")
-        if caller is None or caller not in job.client_lists[decl.name]:
-            raise Denied(f"{caller!r} is not an input client of {req.input!r} in job {req.job_id}")
-        if job.inputs_closed.is_set() or job.state not in (State.PREPARED, State.RUNNING) or (
-                job.spec.input_deadline_unix and time.time() > job.spec.input_deadline_unix):
-            raise Conflict(f"input for job {req.job_id} is closed")
-        share = sharing.decode_row(job.spec.protocol or "shamir", req.share, req.shape, decl.length,
-                                   f"input {req.input!r} from {caller}")
-        try:
-            self.store.add_client_share(req.job_id, req.input, caller, share)
-        except DuplicateSubmission as exc:
-            raise Conflict(str(exc)) from None
-        job.client_counts[decl.name] += 1
-        return node_pb2.ClientAck(accepted_count=job.client_counts[decl.name])
+        return accept_client_share(self.store, job, caller, decl, req)
 
     def job_info(self, caller: str | None, job_id: str) -> node_pb2.PublicJob:
         """The computation an input client's data would feed, as the canonical document this node
@@ -506,11 +492,7 @@ class Node:
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} is not open on {self.org}")
-        if (caller not in self.cfg.policy.coordinators and caller not in job.spec.input_parties
-                and not any(caller in s for s in job.client_lists.values())):
-            raise Denied(f"{caller!r} is not an input client of job {job_id}")
-        return node_pb2.PublicJob(job_id=job_id, spec=job.canonical, fingerprint=job.spec.fingerprint,
-                                  live=job.spec.live, input_deadline_unix=job.spec.input_deadline_unix)
+        return public_job(job, caller, self.cfg.policy.coordinators)
 
 
 def _refuse(reason: str) -> node_pb2.PrepareReply:
