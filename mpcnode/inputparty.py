@@ -29,17 +29,16 @@ import numpy as np
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
-from . import sharing
 from .client import SubmitError, submit
 from .errors import Conflict, Denied
+from .intake import OPEN_STATES, store_row
 from .protocols.agreement import MissingInput
-from .store import DuplicateSubmission, ShareStore
+from .store import ShareStore
 from .transport.tls import TlsMaterial
 
 if TYPE_CHECKING:
     from .node import Job
 
-OPEN_STATES = ("PREPARED", "RUNNING")   # node.State: a job that may still take input
 
 
 class DeliveryError(RuntimeError):
@@ -81,12 +80,7 @@ def accept_owner_share(store: ShareStore, job: "Job", caller: str | None, decl: 
         raise Denied(f"{caller!r} is not the owner of input {decl.name!r} in job {req.job_id}")
     if job.state not in OPEN_STATES:
         raise Conflict(f"input for job {req.job_id} is closed")
-    share = sharing.decode_row(job.spec.protocol or "shamir", req.share, req.shape, decl.length,
-                               f"input {decl.name!r} from {caller}")
-    try:
-        store.add_client_share(req.job_id, decl.name, caller, share)
-    except DuplicateSubmission as exc:
-        raise Conflict(str(exc)) from None
+    store_row(store, job, decl, caller, req)
     job.owner_pending.discard(decl.name)
     if not job.owner_pending:
         job.owner_inputs.set()

@@ -1,6 +1,6 @@
 """A compute node's intake of input clients' shares (InputIntake.SubmitShare): who may submit what,
 while the job is open, once, in the job's share format. Input-only organizations' node inputs take
-the other way in, inputparty.accept_owner_share. Errors are public: names, shapes and counts only."""
+the other way in, inputparty.accept_owner_share; both store a row with `store_row`. Errors are public: names, shapes and counts only."""
 from __future__ import annotations
 
 import time
@@ -11,11 +11,24 @@ from parley.v1 import node_pb2
 
 from . import sharing
 from .errors import Conflict, Denied
-from .inputparty import OPEN_STATES
 from .store import DuplicateSubmission, ShareStore
 
 if TYPE_CHECKING:
     from .node import Job
+
+OPEN_STATES = ("PREPARED", "RUNNING")   # node.State: a job that may still take input
+
+
+def store_row(store: ShareStore, job: "Job", decl: cpb.InputDecl, caller: str,
+              req: node_pb2.ClientShare) -> None:
+    """Decode one sender's share of its row of `decl` in the job's share format and store it;
+    Conflict if that sender already submitted (a share is never replaced)."""
+    share = sharing.decode_row(job.spec.protocol or "shamir", req.share, req.shape, decl.length,
+                               f"input {decl.name!r} from {caller}")
+    try:
+        store.add_client_share(req.job_id, decl.name, caller, share)
+    except DuplicateSubmission as exc:
+        raise Conflict(str(exc)) from None
 
 
 def accept_client_share(store: ShareStore, job: "Job", caller: str | None, decl: cpb.InputDecl,
@@ -26,12 +39,7 @@ def accept_client_share(store: ShareStore, job: "Job", caller: str | None, decl:
     if job.inputs_closed.is_set() or job.state not in OPEN_STATES or (
             job.spec.input_deadline_unix and time.time() > job.spec.input_deadline_unix):
         raise Conflict(f"input for job {req.job_id} is closed")
-    share = sharing.decode_row(job.spec.protocol or "shamir", req.share, req.shape, decl.length,
-                               f"input {req.input!r} from {caller}")
-    try:
-        store.add_client_share(req.job_id, req.input, caller, share)
-    except DuplicateSubmission as exc:
-        raise Conflict(str(exc)) from None
+    store_row(store, job, decl, caller, req)
     job.client_counts[decl.name] += 1
     return node_pb2.ClientAck(accepted_count=job.client_counts[decl.name])
 

@@ -54,6 +54,19 @@ def share(values: np.ndarray) -> list[np.ndarray]:
     return [np.stack([comps[i], comps[(i + 1) % 3]], axis=-1) for i in range(PARTIES)]
 
 
+def constant(public: np.ndarray, party: int) -> np.ndarray:
+    """Party `party`'s share of a public array every party knows: the sharing (c, 0, 0), so party 0
+    holds c in slot 0, party 2 in slot 1 and party 1 only zeros. No randomness is needed: the
+    value is public."""
+    public = np.asarray(public, dtype=np.uint64)
+    out = np.zeros(public.shape + (COMPONENTS,), dtype=np.uint64)
+    if party == 0:
+        out[..., 0] = public
+    elif party == 2:
+        out[..., 1] = public
+    return out
+
+
 def share_xor(words: np.ndarray) -> list[np.ndarray]:
     """Fresh XOR shares of uint64 words (64 packed bits each), same layout as `share`."""
     words = np.asarray(words, dtype=np.uint64)

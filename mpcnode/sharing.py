@@ -72,26 +72,13 @@ def constant_share(protocol: str, public: np.ndarray, party: int) -> np.ndarray:
     if protocol == "shamir":
         return public.copy()
     share_shape(protocol)
-    zero = np.zeros_like(public)
-    return np.stack([public if party == 0 else zero, public if party == 2 else zero], axis=-1)
-
-
-def check(protocol: str, share: np.ndarray, what: str) -> np.ndarray:
-    """A share that came from elsewhere: uint64, and below p for Shamir (every word is a ring
-    element for replicated3)."""
-    share_shape(protocol)
-    if protocol == "shamir":
-        return field.check_canonical(share, what)
-    if share.dtype != np.uint64:
-        raise ValueError(f"{what}: expected uint64 ring elements, got {share.dtype}")
-    return share
+    return replicated.constant(public, party)
 
 
 def decode(protocol: str, payload: bytes | memoryview, shape: list[int] | tuple[int, ...], what: str) -> np.ndarray:
     """Peer-supplied bytes + shape -> a checked share array (a read-only view of `payload`)."""
-    serde.check_shape(shape, len(payload), what)
-    arr = np.frombuffer(payload, dtype="<u8").astype(np.uint64, copy=False).reshape(tuple(shape))
-    return check(protocol, arr, what)
+    share_shape(protocol)
+    return serde.decode(payload, shape, what, field_elements=protocol == "shamir")
 
 
 def decode_row(protocol: str, payload: bytes | memoryview, shape: list[int] | tuple[int, ...], length: int,

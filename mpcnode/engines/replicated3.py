@@ -210,13 +210,8 @@ class Replicated3Engine(Engine):
         return replicated.encode(values)
 
     def constant(self, values: Public) -> Share:
-        """c as the sharing (c, 0, 0): party 0 holds it in slot 0, party 2 in slot 1."""
-        values = np.asarray(values, dtype=_U)
-        out = np.zeros(values.shape + (2,), dtype=_U)
-        slot = self._const_slot()
-        if slot is not None:
-            out[..., slot] = values
-        return out
+        """c as the sharing (c, 0, 0) (replicated.constant)."""
+        return replicated.constant(values, self.party)
 
     def _const_slot(self) -> int | None:
         """Where this party holds component 0 (which carries public constants)."""
