@@ -162,13 +162,19 @@ async def test_regulator_is_the_only_recipient(cluster: Cluster) -> None:
             await cluster.fetch(progress.job_id, "total", hospital)
 
 
-async def test_a_recipient_needs_only_t_plus_1_nodes(cluster: Cluster) -> None:
-    """Fetching from t+1 of the 7 nodes (as if the others had dropped out) still opens the total."""
+async def test_a_recipient_needs_t_plus_2_nodes_or_accepts_unchecked(cluster: Cluster) -> None:
+    """t + 2 of the 7 nodes (as if the others had dropped out) give a checked total; t + 1 fail
+    closed, naming the missing nodes, unless the recipient accepts an unchecked result."""
     progress = await cluster.run("total-7")
     nodes = cluster.nodes_of("total-7")
-    some = dict(list(nodes.items())[:4])  # t = 3
-    result = await cluster.fetch(progress.job_id, "total", "carlos", nodes=some)
-    assert result.value == plaintext_total("total-7") and len(result.nodes) == 4
+    five = dict(list(nodes.items())[:5])  # t = 3
+    result = await cluster.fetch(progress.job_id, "total", "carlos", nodes=five)
+    assert result.value == plaintext_total("total-7") and len(result.nodes) == 5 and result.checked
+    four = dict(list(nodes.items())[:4])
+    with pytest.raises(FetchError, match="a checked result needs 5 of the 7 nodes"):
+        await cluster.fetch(progress.job_id, "total", "carlos", nodes=four)
+    result = await cluster.fetch(progress.job_id, "total", "carlos", nodes=four, accept_unchecked=True)
+    assert result.value == plaintext_total("total-7") and len(result.nodes) == 4 and not result.checked
     cluster.assert_alive()
 
 
