@@ -200,7 +200,19 @@ async def test_operator_and_recipient_command_lines(cluster: Cluster) -> None:
     proc = await asyncio.to_thread(_cli, ["-m", "mpcnode.recipient", "--job", job_id, "--output", "average",
                                           "--nodes", nodes, "--certs", str(cluster.certs), "--identity", "bob"])
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"job": job_id, "output": "average", "recipient": "bob", "result": 3171.5}
+    assert json.loads(proc.stdout) == {"job": job_id, "output": "average", "recipient": "bob", "result": 3171.5,
+                                       "checked": True}
+    # two of the four nodes (t = 1): too few to check, unless the recipient says it accepts that
+    two = ",".join(f"{o}={a}" for o, a in list(cluster.nodes_of("raise-average").items())[:2])
+    args = ["-m", "mpcnode.recipient", "--job", job_id, "--output", "average", "--nodes", two,
+            "--certs", str(cluster.certs), "--identity", "bob", "--fingerprint", cluster.fingerprint("raise-average")]
+    proc = await asyncio.to_thread(_cli, args)
+    assert proc.returncode == 1 and "a checked result needs 3 of the 4 nodes" in proc.stderr, proc.stderr
+    proc = await asyncio.to_thread(_cli, args + ["--accept-unchecked"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["checked"] is False and json.loads(proc.stdout)["result"] == 3171.5
+    proc = await asyncio.to_thread(_cli, args[:-2] + ["--fingerprint", "0" * 64, "--accept-unchecked"])
+    assert proc.returncode == 1 and "not the expected" in proc.stderr, proc.stderr
 
 
 async def test_submitting_a_malformed_scenario_is_one_line(cluster: Cluster, tmp_path: Path) -> None:
