@@ -103,3 +103,34 @@ def test_the_store_keeps_a_shares_component_axis(tmp_path: Path) -> None:
     flat = again.output("j", "flat")
     assert flat is not None and flat.share.shape == (3,)
     again.close()
+
+
+def test_a_store_from_before_participants_still_reads_and_never_releases_row_labels(tmp_path: Path) -> None:
+    """A store written when outputs kept row_labels (every counted client, in arrival order):
+    it opens, its outputs read with no participants, and new outputs are written beside them."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE jobs (job_id TEXT PRIMARY KEY, spec BLOB NOT NULL, fingerprint TEXT NOT NULL,
+          state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE client_shares (job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL,
+          share BLOB NOT NULL, received REAL NOT NULL, PRIMARY KEY (job_id, input, client));
+        CREATE TABLE outputs (job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL,
+          recipients TEXT NOT NULL, row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
+        CREATE TABLE audit (ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL,
+          fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
+    """)
+    db.execute("INSERT INTO outputs VALUES ('old', 'o', ?, 'r', 'voter-2\nvoter-1')",
+               (np.arange(3, dtype="<u8").tobytes(),))
+    db.commit()
+    db.close()
+    store = ShareStore(path)
+    old = store.output("old", "o")
+    assert old is not None and old.share.tolist() == [0, 1, 2] and old.participants == [] and old.recipients == ["r"]
+    store.put_job("new", b"", "fp", "RUNNING")
+    store.finish_job("new", {"o": (np.arange(2, dtype=np.uint64), ["r"], ["voter-1"])})
+    new = store.output("new", "o")
+    assert new is not None and new.participants == ["voter-1"]
+    store.close()
