@@ -104,6 +104,14 @@ def check_answers(job_id: str, output: str, answers: dict[str, node_pb2.OutputSh
         sharing.share_shape(protocol)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FetchError(f"the computation document {fp[:16]}... is not well formed ({type(exc).__name__})") from None
+    # the fields that repeat the document for older recipients must say the same; a node where they
+    # differ was changed in what it sends, not only in what it stores
+    repeated = (t, len(parties), protocol, int(decl.get("public_divisor", "0")), decl.get("description", ""))
+    odd = sorted(o for o, a in answers.items()
+                 if (a.threshold, a.party_count, a.protocol or "shamir", a.public_divisor, a.description) != repeated)
+    if odd:
+        raise FetchError(f"{', '.join(odd)} sent a threshold, engine, divisor or description that is not the one "
+                         "of the computation it claims")
     strangers = sorted(set(answers) - set(parties))
     if strangers:
         raise FetchError(f"{', '.join(strangers)} answered but {'is' if len(strangers) == 1 else 'are'} "

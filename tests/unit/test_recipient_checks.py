@@ -47,7 +47,7 @@ def _answers(protocol: str, shares: list[np.ndarray], t: int, circuit: cpb.Circu
         out[f"n{i}"] = node_pb2.OutputShare(job_id="j", output="o", node=f"n{i}", party_index=i, share=payload,
                                             shape=shape, threshold=t, party_count=len(shares), protocol=protocol,
                                             spec=comp.canonical(), fingerprint=comp.fingerprint(),
-                                            tag_labels=tag_labels or [])
+                                            tag_labels=tag_labels or [], description=comp.circuit.outputs[0].description)
     return out
 
 
@@ -132,6 +132,13 @@ def test_a_node_with_another_document_is_named() -> None:
         comp = Computation(c, ("n0", "n1", "n2"), 1, "replicated3")
         answers[org].spec, answers[org].fingerprint = comp.canonical(), comp.fingerprint()
     with pytest.raises(recipient.FetchError, match=r"^n0, n1, n2 disagree with each other \(no majority\)"):
+        _check(answers)
+
+
+def test_fields_that_repeat_the_document_must_match_it() -> None:
+    answers = _answers("shamir", sharing.client_shares("shamir", VALUES, 4, 1), 1)
+    answers["n2"].description = '{"render": "referendum"}'
+    with pytest.raises(recipient.FetchError, match="^n2 sent a threshold, engine, divisor or description"):
         _check(answers)
 
 
