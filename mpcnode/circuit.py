@@ -89,6 +89,8 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
             raise CircuitError(f"{where}: needs constants")
         if op.kind in (cpb.OP_LT, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO) and not 1 <= op.bit_length <= MAX_BIT_LENGTH:
             raise CircuitError(f"{where}: bit_length must be 1..{MAX_BIT_LENGTH}")
+        if op.tags:
+            _check_tags(circuit, op, where)
         if op.kind in (cpb.OP_SLICE,) and len(op.ints) != 3:
             raise CircuitError(f"{where}: slice takes start, stop, step")
         if op.kind == cpb.OP_SLICE and op.ints[2] <= 0:
@@ -149,6 +151,18 @@ def _check_input_parties(circuit: cpb.Circuit, parties: list[str], input_parties
     if idle:
         # it would be asked to consent and to start, and deliver nothing: a recipient, not a party
         raise CircuitError(f"input-only party {idle[0]} owns no input (list it as a recipient instead)")
+
+
+def _check_tags(circuit: cpb.Circuit, op: cpb.Op, where: str) -> None:
+    """Row tags name rows one to one only when the tournament runs over the client input itself,
+    one value per row: then value i is row i and its tag is row i's client."""
+    if op.kind not in (cpb.OP_ARGMAX, cpb.OP_TOP_TWO):
+        raise CircuitError(f"{where}: only argmax and top_two carry row tags")
+    decl = next((d for d in circuit.inputs if d.name == op.tags), None)
+    if decl is None or decl.source != cpb.INPUT_SOURCE_CLIENTS or decl.length != 1:
+        raise CircuitError(f"{where}: tags must name a client input of one value per row")
+    if list(op.args) != [op.tags]:
+        raise CircuitError(f"{where}: an op carrying the tags of {op.tags!r} must take {op.tags!r} itself")
 
 
 def _fresh(name: str, names: dict[str, int], where: str) -> None:

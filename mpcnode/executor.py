@@ -33,6 +33,10 @@ class Executor:
         self.circuit = circuit
         self.plan = plan
         self.on_level = on_level or (lambda level: None)
+        # {client input name: int64 tag per accepted row, in row order}: each row's client as its
+        # position in the input's approved `clients` list; set by whoever fixed the rows
+        # (jobrun.take_client_rows), read by ARGMAX / TOP_TWO ops that carry tags (Op.tags)
+        self.row_tags: dict[str, np.ndarray] = {}
         self._column_sums = _fusable_column_sums(circuit)
         self._fused_sums = frozenset(self._column_sums.values())    # computed with their products
 
@@ -161,14 +165,21 @@ class Executor:
             values[op.out] = eq[pos:pos + len(x)]
             pos += len(x)
 
+    def _tags(self, op: cpb.Op) -> np.ndarray | None:
+        if not op.tags:
+            return None
+        if op.tags not in self.row_tags:
+            raise ValueError(f"op {op.out}: no row tags for client input {op.tags!r}")
+        return self.row_tags[op.tags]
+
     async def _argmax(self, label: str, op: cpb.Op, values: Values) -> None:
         idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]],
-                                                 self._bits_for(op, op.bit_length))
+                                                 self._bits_for(op, op.bit_length), self._tags(op))
         values[op.out] = np.concatenate([idx, mx])
 
     async def _top_two(self, label: str, op: cpb.Op, values: Values) -> None:
         idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]],
-                                                  self._bits_for(op, op.bit_length))
+                                                  self._bits_for(op, op.bit_length), self._tags(op))
         values[op.out] = np.concatenate([idx, mx, second])
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:

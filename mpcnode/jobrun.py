@@ -65,7 +65,7 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     executor = Executor(engine, spec.circuit, plan)
     values = await executor.share_node_inputs(parties, {k: engine.encode(v) for k, v in node_inputs.items()})
     await take_owner_inputs(engine, spec.circuit, parties, values, client_rows)
-    labels = await take_client_rows(engine, spec.circuit, values, client_rows)
+    labels = await take_client_rows(engine, spec.circuit, values, client_rows, executor.row_tags)
     if check_rows is not None:
         check_rows({d.name: int(values[d.name].shape[0]) // d.length
                     for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS})
@@ -96,10 +96,11 @@ async def take_owner_inputs(engine: Engine, circuit: cpb.Circuit, parties: list[
 
 
 async def take_client_rows(engine: Engine, circuit: cpb.Circuit, values: Values,
-                           client_rows: ClientRows) -> list[str]:
+                           client_rows: ClientRows, row_tags: dict[str, np.ndarray] | None = None) -> list[str]:
     """After client submission closed: agree with the other nodes on whose input counts
-    (protocols/agreement.py) and put those rows into `values`, in the agreed order. Returns the
-    row labels of the first client input (the clients whose rows the outputs are about)."""
+    (protocols/agreement.py) and put those rows into `values`, in the agreed order, and each row's
+    tag (its client's position in decl.clients) into `row_tags`. Returns the row labels of the
+    first client input (the clients whose rows the outputs are about)."""
     decls = [d for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
     labels: list[str] = []
     for k, decl in enumerate(decls):
@@ -107,6 +108,9 @@ async def take_client_rows(engine: Engine, circuit: cpb.Circuit, values: Values,
         rows = await agree_on_clients(engine, k, list(decl.clients), got, order)
         if not labels:
             labels = rows
+        if row_tags is not None:
+            position = {c: i for i, c in enumerate(decl.clients)}
+            row_tags[decl.name] = np.array([position[c] for c in rows], dtype=np.int64)
         # each client's share arrives as one array of decl.length values (component axes after)
         values[decl.name] = (np.concatenate([got[c] for c in rows]) if rows
                              else engine.constant(np.zeros(0, dtype=np.uint64))

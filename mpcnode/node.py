@@ -31,8 +31,8 @@ from .jobrun import run_job
 from .jobspec import check_job_spec, recomputed_fingerprint
 from .opened import describe as describe_opened
 from .protocols.agreement import MissingInput
+from .release import output_share, participants
 from .store import ShareStore
-from .transport import serde
 from .transport.peers import GrpcExchange, Mailbox, PeerLinks, PeerUnavailable, ProtocolViolation
 from .transport.tls import TlsMaterial
 
@@ -348,7 +348,7 @@ class Node:
                                                      self.store.client_order(spec.job_id, decl.name)),
                                        lambda rows: self.admission.check_rows(job.feeds, rows))
             self.store.finish_job(spec.job_id, {
-                out.name: (result.outputs[out.name], list(out.recipients), result.row_labels)
+                out.name: (result.outputs[out.name], list(out.recipients), participants(spec, out, result.row_labels))
                 for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]))
             self._done(job, "done", f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
@@ -439,34 +439,7 @@ class Node:
 
     # ---- recipient -> node ------------------------------------------------------------
     def fetch_output(self, caller: str | None, req: node_pb2.OutputRequest) -> node_pb2.OutputShare:
-        row = self.store.job(req.job_id)
-        if row is None:
-            raise NotFound(f"no job {req.job_id} on {self.org}")
-        spec = node_pb2.JobSpec.FromString(row.spec)
-        if self.org in spec.input_parties:
-            raise NotFound(f"{self.org} is an input-only party of job {req.job_id} and holds no output shares; "
-                           "fetch them from the compute parties")
-        decl = next((o for o in spec.circuit.outputs if o.name == req.output), None)
-        if decl is None:
-            raise NotFound(f"job {req.job_id} has no output {req.output!r}")
-        if caller is None or caller not in decl.recipients:
-            raise Denied(f"{caller!r} is not a recipient of output {req.output!r} of job {req.job_id}")
-        if row.state != State.DONE:
-            raise Conflict(f"job {req.job_id} is {row.state.lower()} on {self.org}{': ' + row.error if row.error else ''}")
-        if not row.committed:
-            # finished here, but the coordinator has not recorded the job DONE yet (or this node has
-            # not heard it): it may still decide FAILED, and then no output of the job may open
-            raise Conflict(f"job {req.job_id} is finished on {self.org} but not yet confirmed by the coordinator")
-        out = self.store.output(req.job_id, req.output)
-        if out is None:
-            raise NotFound(f"output {req.output!r} of job {req.job_id} is missing on {self.org}")
-        payload, shape = serde.encode(out.share)
-        self.store.audit("fetched", req.job_id, row.fingerprint, f"{caller} fetched output {req.output}")
-        return node_pb2.OutputShare(job_id=req.job_id, output=req.output, node=self.org,
-                                    party_index=list(spec.parties).index(self.org), share=payload, shape=shape,
-                                    threshold=spec.threshold, party_count=len(spec.parties),
-                                    public_divisor=decl.public_divisor, row_labels=out.row_labels,
-                                    description=decl.description, protocol=spec.protocol or "shamir")
+        return output_share(self.store, self.org, caller, req)
 
     # ---- input client -> node ---------------------------------------------------------
     def submit_client_share(self, caller: str | None, req: node_pb2.ClientShare) -> node_pb2.ClientAck:

@@ -1,11 +1,21 @@
 """A recipient (a node's organization or a light client with its own certificate) fetches the
-output shares of a job from the nodes and reconstructs the result itself.
+output shares of a job from the nodes and reconstructs the result itself. It fails closed.
 
-The job's engine decides the format (mpcnode/sharing.py), and every node says which it is
-(OutputShare.protocol). Shamir: it checks that the shares lie on one polynomial of degree t and
-names the node that disagrees when that can be told; it needs only t+1 answering nodes (dropouts
-tolerated). replicated3: it needs two of the three nodes; each component is held by two nodes,
-and a component two nodes hold differently names both (which one is wrong cannot be told).
+What it accepts (docs/outputs.md, "What a recipient checks"):
+- The names it renders come from the approved computation, never from one node: every node sends
+  the canonical computation document it ran (OutputShare.spec); each must hash to the fingerprint
+  that node claims, and every answering node must send the same document, the same client list
+  for a winner's label (whose hash the document holds) and the same participants list (only where
+  the document reveals them). A node that differs from the majority is named (all of them when
+  there is no majority). The parties, the threshold, the engine, the output's divisor and its
+  description are read from that document.
+- The numbers: Shamir needs t + 2 answering nodes whose shares ALL lie on one polynomial of degree
+  t (t + 1 shares always lie on one: they would be accepted unchecked); replicated3 needs all three
+  nodes, each component equal between its two holders. A share that does not fit names its node
+  when that can be told (Shamir with n >= t + 3 answering), or the pair that disagrees (replicated3).
+- Fewer answering nodes: FetchError naming the missing ones, unless the caller passes
+  accept_unchecked (CLI --accept-unchecked), which takes t + 1 Shamir shares or 2 replicated3
+  nodes and marks the Result checked=False: one lying node can then change the result unseen.
 """
 from __future__ import annotations
 
@@ -13,9 +23,11 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -23,6 +35,7 @@ import numpy as np
 from parley.v1 import node_pb2, node_pb2_grpc
 
 from . import sharing
+from .computation.spec import SpecError, clients_digest, parse_document
 from .transport.tls import TlsMaterial, secure_channel
 
 
@@ -36,7 +49,10 @@ class Result:
     output: str
     values: list[int]
     value: object            # rendered for people (see render())
-    nodes: list[str]
+    nodes: list[str]         # the nodes whose shares were used
+    checked: bool = True     # False: accepted with too few nodes to check (accept_unchecked)
+    fingerprint: str = ""    # the computation every answering node ran
+    participants: list[str] = field(default_factory=list)   # only where the computation reveals them
 
 
 async def _fetch_one(org: str, address: str, tls: TlsMaterial, req: node_pb2.OutputRequest, timeout: float):
@@ -44,51 +60,75 @@ async def _fetch_one(org: str, address: str, tls: TlsMaterial, req: node_pb2.Out
         return await node_pb2_grpc.ResultReleaseStub(ch).FetchOutput(req, timeout=timeout)
 
 
-async def fetch(job_id: str, output: str, nodes: dict[str, str], tls: TlsMaterial, timeout: float = 15.0) -> Result:
+async def fetch(job_id: str, output: str, nodes: dict[str, str], tls: TlsMaterial, timeout: float = 15.0, *,
+                accept_unchecked: bool = False, fingerprint: str = "") -> Result:
+    """Ask every node in `nodes` (org -> address) for its share of `output` and reconstruct.
+    `fingerprint`, if given, is the computation the caller expects (else any, all nodes agreeing)."""
     req = node_pb2.OutputRequest(job_id=job_id, output=output)
     orgs = list(nodes)
     answers = await asyncio.gather(*(_fetch_one(o, nodes[o], tls, req, timeout) for o in orgs), return_exceptions=True)
-    shares: dict[int, np.ndarray] = {}
-    meta: dict[str, node_pb2.OutputShare] = {}
-    problems = []
+    got: dict[str, node_pb2.OutputShare] = {}
+    problems: dict[str, str] = {}
     for org, ans in zip(orgs, answers):
         if isinstance(ans, grpc.aio.AioRpcError):
             if ans.code() == grpc.StatusCode.PERMISSION_DENIED:
                 raise FetchError(f"{org} refused: {ans.details()}")
-            problems.append(f"{org}: {ans.code().name}: {ans.details()}")
+            problems[org] = f"{ans.code().name}: {ans.details()}"
             continue
         if isinstance(ans, BaseException):
-            problems.append(f"{org}: {ans}")
+            problems[org] = str(ans) or type(ans).__name__
             continue
         if ans.node != org:
             raise FetchError(f"node at {nodes[org]} answered as {ans.node!r}, expected {org}")
-        meta[org] = ans
-    if not meta:
-        raise FetchError("no node returned a share: " + "; ".join(problems))
-    first = next(iter(meta.values()))
-    t, n = first.threshold, first.party_count
-    protocol = first.protocol or "shamir"     # nodes from before OutputShare.protocol ran Shamir only
-    by_index: dict[int, str] = {}
-    for org, ans in meta.items():
-        if (ans.protocol or "shamir") != protocol:
-            raise FetchError(f"{org} says the job ran {ans.protocol or 'shamir'!r}, another node says {protocol!r}")
-        if (ans.threshold, ans.party_count, list(ans.shape), ans.public_divisor) != (t, n, list(first.shape),
-                                                                                     first.public_divisor):
-            raise FetchError(f"{org} disagrees with the other nodes about the output's shape or threshold")
-        if ans.party_index in by_index or ans.party_index >= n:
-            raise FetchError(f"{org} claims party index {ans.party_index}, already taken or out of range")
-        by_index[ans.party_index] = org
+        got[org] = ans
+    return check_answers(job_id, output, got, problems, accept_unchecked=accept_unchecked, fingerprint=fingerprint)
+
+
+def check_answers(job_id: str, output: str, answers: dict[str, node_pb2.OutputShare], problems: dict[str, str],
+                  *, accept_unchecked: bool = False, fingerprint: str = "") -> Result:
+    """The checks and the reconstruction of `fetch`, without the network: `answers` are the
+    OutputShares by answering node, `problems` why the other asked nodes did not answer."""
+    if not answers:
+        raise FetchError("no node returned a share: " + "; ".join(f"{o}: {p}" for o, p in problems.items()))
+    for org, ans in answers.items():
+        if ans.job_id != job_id or ans.output != output:
+            raise FetchError(f"{org} answered for {ans.job_id}/{ans.output}, not {job_id}/{output}")
+    doc, fp = _agreed_document(answers, fingerprint)
     try:
-        need = sharing.min_shares(protocol, t)
-        component = sharing.share_shape(protocol)
-        for org, ans in meta.items():
-            if tuple(ans.shape[len(ans.shape) - len(component):]) != component:
-                raise FetchError(f"{org} sent a share of shape {list(ans.shape)}, not a {protocol} share")
-            shares[ans.party_index] = sharing.decode(protocol, ans.share, list(ans.shape), f"output share from {org}")
-    except ValueError as exc:
-        raise FetchError(str(exc)) from None
-    if len(shares) < need:
-        raise FetchError(f"only {len(shares)} of the {need} shares needed arrived: " + "; ".join(problems))
+        decl = next((o for o in doc["outputs"] if o.get("name") == output), None)
+        if decl is None:
+            raise FetchError(f"the computation {fp[:16]}... has no output {output!r}")
+        labels, participants = _agreed_names(answers, doc, decl)
+        parties, t = [str(p) for p in doc["parties"]], int(doc["threshold"])
+        protocol = str(doc["protocol"]["engine"])
+        sharing.share_shape(protocol)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FetchError(f"the computation document {fp[:16]}... is not well formed ({type(exc).__name__})") from None
+    # the fields that repeat the document for older recipients must say the same; a node where they
+    # differ was changed in what it sends, not only in what it stores
+    repeated = (t, len(parties), protocol, int(decl.get("public_divisor", "0")), decl.get("description", ""))
+    odd = sorted(o for o, a in answers.items()
+                 if (a.threshold, a.party_count, a.protocol or "shamir", a.public_divisor, a.description) != repeated)
+    if odd:
+        raise FetchError(f"{', '.join(odd)} sent a threshold, engine, divisor or description that is not the one "
+                         "of the computation it claims")
+    strangers = sorted(set(answers) - set(parties))
+    if strangers:
+        raise FetchError(f"{', '.join(strangers)} answered but {'is' if len(strangers) == 1 else 'are'} "
+                         f"not a compute party of computation {fp[:16]}...")
+    # checked: every share beyond the t + 1 (2) that fix the result must agree with them
+    need_checked = t + 2 if protocol == "shamir" else len(parties)
+    need = sharing.min_shares(protocol, t)
+    missing = [p for p in parties if p not in answers]
+    checked = len(answers) >= need_checked
+    if not checked and (not accept_unchecked or len(answers) < need):
+        why = "; ".join(f"{p}: {problems.get(p, 'not asked')}" for p in missing)
+        rule = (f"a checked result needs {need_checked} of the {len(parties)} nodes"
+                if len(answers) >= need else f"even an unchecked result needs {need}")
+        raise FetchError(f"only {len(answers)} node{'s' if len(answers) != 1 else ''} answered ({rule}"
+                         f"{'' if len(answers) < need else '; accept_unchecked takes fewer'}); "
+                         f"missing: {why}")
+    shares, by_index = _decoded_shares(answers, parties, protocol)
     try:
         secret = sharing.reconstruct(protocol, shares, t)
     except sharing.InconsistentShares as exc:
@@ -99,26 +139,128 @@ async def fetch(job_id: str, output: str, nodes: dict[str, str], tls: TlsMateria
         if exc.culprits:
             names = ", ".join(by_index[i] for i in exc.culprits)
             raise FetchError(f"output share from {names} is inconsistent with the other nodes' shares") from None
-        raise FetchError(f"output shares are inconsistent ({', '.join(sorted(meta))}); "
+        raise FetchError(f"output shares are inconsistent ({', '.join(sorted(answers))}); "
                          f"too few nodes answered to tell which one is wrong") from None
     values = [int(v) for v in secret.reshape(-1)]
-    return Result(job_id, output, values, render(values, first), sorted(meta))
+    return Result(job_id, output, values, render(values, decl, labels), sorted(answers), checked, fp, participants)
 
 
-def render(values: list[int], meta: node_pb2.OutputShare) -> object:
-    """Turn the opened integers into what the scenario promised (see docs/outputs.md)."""
-    if meta.public_divisor:
-        fr = [Fraction(v, meta.public_divisor) for v in values]
-        out = [_number(f) for f in fr]
+def _majority(views: dict[str, Any]) -> tuple[Any, list[str]]:
+    """(the view more than half of the nodes share, or None; the nodes that differ from it, or all
+    of them when no view has a majority)."""
+    counts = Counter(views.values())
+    top, count = counts.most_common(1)[0]
+    if count * 2 > len(views):
+        return top, sorted(o for o, v in views.items() if v != top)
+    return None, sorted(views)
+
+
+def _disagree(what: str, views: dict[str, Any]) -> None:
+    if len(set(views.values())) > 1:
+        top, odd = _majority(views)
+        whom = "the other answering nodes" if top is not None else "each other (no majority)"
+        raise FetchError(f"{', '.join(odd)} disagree{'s' if len(odd) == 1 else ''} with {whom} about {what}")
+
+
+def _agreed_document(answers: dict[str, node_pb2.OutputShare], fingerprint: str) -> tuple[dict, str]:
+    """The computation document every answering node sent, checked: each one hashes to the
+    fingerprint its node claims, is canonical, and all are the same."""
+    docs: dict[str, tuple[dict, str]] = {}
+    bad = []
+    for org, ans in answers.items():
+        try:
+            doc, fp = parse_document(ans.spec)
+        except SpecError:
+            bad.append(org)
+            continue
+        if fp != ans.fingerprint:
+            bad.append(org)
+            continue
+        docs[org] = (doc, fp)
+    if bad:
+        raise FetchError(f"{', '.join(sorted(bad))} sent a computation document that does not hash to the "
+                         "fingerprint it claims (its stored job was changed, or it is not the approved one)")
+    _disagree("the computation (fingerprint)", {o: fp for o, (_, fp) in docs.items()})
+    doc, fp = next(iter(docs.values()))
+    if fingerprint and fp != fingerprint:
+        raise FetchError(f"the nodes ran computation {fp[:16]}..., not the expected {fingerprint[:16]}...")
+    return doc, fp
+
+
+def _agreed_names(answers: dict[str, node_pb2.OutputShare], doc: dict, decl: dict) -> tuple[list[str], list[str]]:
+    """(the labels of the output's carried row tags, the participants): the same from every node,
+    and only what the document says the output carries."""
+    _disagree("the winner's client list", {o: tuple(a.tag_labels) for o, a in answers.items()})
+    _disagree("who took part", {o: tuple(a.participants) for o, a in answers.items()})
+    first = next(iter(answers.values()))
+    labels, participants = list(first.tag_labels), list(first.participants)
+    tagged = _tagged_input(doc, decl["value"])
+    if labels or tagged:
+        inp = next((d for d in doc["inputs"] if d.get("name") == tagged), None)
+        if inp is None or inp.get("source") != "clients" or clients_digest(labels) != inp["clients"]["sha256"]:
+            raise FetchError(f"{', '.join(sorted(answers))} sent a client list for output {decl['name']!r} "
+                             "that is not the approved one")
+    if participants and not decl.get("reveal_participants"):
+        raise FetchError(f"{', '.join(sorted(answers))} sent who took part, which output {decl['name']!r} "
+                         "does not reveal")
+    return labels, participants
+
+
+def _tagged_input(doc: dict, value: str) -> str:
+    """The client input whose row tags `value` carries (through the ops), or ''."""
+    producers = {op["out"]: op for op in doc["ops"]}
+    todo, seen = [value], set()
+    while todo:
+        name = todo.pop()
+        op = producers.get(name)
+        if op is None or name in seen:
+            continue
+        seen.add(name)
+        if op.get("tags"):
+            return str(op["tags"])
+        todo.extend(op["args"])
+    return ""
+
+
+def _decoded_shares(answers: dict[str, node_pb2.OutputShare], parties: list[str],
+                    protocol: str) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """{party index: share}, {party index: org}; the index is the node's place in the document's
+    parties, and every share must have the same shape."""
+    component = sharing.share_shape(protocol)
+    _disagree("the output's shape", {o: tuple(a.shape) for o, a in answers.items()})
+    shares: dict[int, np.ndarray] = {}
+    by_index: dict[int, str] = {}
+    for org, ans in answers.items():
+        index = parties.index(org)
+        if ans.party_index != index:
+            raise FetchError(f"{org} claims party index {ans.party_index}, the computation says {index}")
+        if tuple(ans.shape[len(ans.shape) - len(component):]) != component or len(ans.shape) <= len(component):
+            raise FetchError(f"{org} sent a share of shape {list(ans.shape)}, not a {protocol} share")
+        try:
+            shares[index] = sharing.decode(protocol, ans.share, list(ans.shape), f"output share from {org}")
+        except ValueError as exc:
+            raise FetchError(str(exc)) from None
+        by_index[index] = org
+    return shares, by_index
+
+
+def render(values: list[int], decl: dict, labels: list[str] | None = None) -> object:
+    """Turn the opened integers into what the scenario promised (see docs/outputs.md). `decl` is
+    the output's entry in the computation document; `labels` the approved client list the output's
+    row tags point into (an auction's winner)."""
+    divisor = int(decl.get("public_divisor", "0"))
+    if divisor:
+        out = [_number(Fraction(v, divisor)) for v in values]
         return out[0] if len(out) == 1 else out
     note: dict = {}
-    if meta.description.startswith("{"):
+    description = decl.get("description", "")
+    if description.startswith("{"):
         try:
-            note = json.loads(meta.description)
+            note = json.loads(description)
         except ValueError:
             note = {}
     kind = note.get("render")
-    labels = list(meta.row_labels)
+    labels = labels or []
     if kind == "auction":
         sold, winner, price = values
         if not sold:
@@ -153,21 +295,34 @@ def parse_nodes(text: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpcnode.recipient",
-                                     description="Fetch output shares of a job from the nodes and reconstruct the result.")
+                                     description="Fetch output shares of a job from the nodes and reconstruct the result. "
+                                                 "Fails unless enough nodes answer to check it (Shamir: t + 2 "
+                                                 "whose shares agree; replicated3: all three) and all of them "
+                                                 "ran the same computation.")
     parser.add_argument("--job", required=True, help="job id")
     parser.add_argument("--output", required=True, help="output name (e.g. total, average, result, tally)")
     parser.add_argument("--nodes", required=True, type=parse_nodes, help="org=host:port,org=host:port,...")
     parser.add_argument("--certs", type=Path, default=Path("deploy/certs"), help="folder with ca.pem and <identity>.pem/.key")
     parser.add_argument("--identity", required=True, help="the recipient's identity (its certificate name)")
     parser.add_argument("--timeout", type=float, default=15.0)
+    parser.add_argument("--fingerprint", default="",
+                        help="the computation you expect (sha256 hex); default: any, as long as all nodes agree")
+    parser.add_argument("--accept-unchecked", action="store_true",
+                        help="accept a result from too few nodes to check it (Shamir: t + 1, replicated3: 2); "
+                             "it is marked \"checked\": false, and one lying node could have changed it")
     args = parser.parse_args(argv)
     try:
         tls = TlsMaterial.for_identity(args.certs, args.identity)
-        result = asyncio.run(fetch(args.job, args.output, args.nodes, tls, args.timeout))
+        result = asyncio.run(fetch(args.job, args.output, args.nodes, tls, args.timeout,
+                                   accept_unchecked=args.accept_unchecked, fingerprint=args.fingerprint))
     except (FetchError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"job": result.job_id, "output": result.output, "recipient": args.identity, "result": result.value}))
+    line: dict[str, object] = {"job": result.job_id, "output": result.output, "recipient": args.identity,
+                               "result": result.value, "checked": result.checked}
+    if result.participants:
+        line["participants"] = result.participants
+    print(json.dumps(line))
     return 0
 
 

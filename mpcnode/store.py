@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS client_shares (
   PRIMARY KEY (job_id, input, client));
 CREATE TABLE IF NOT EXISTS outputs (
   job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL, recipients TEXT NOT NULL,
-  row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
+  PRIMARY KEY (job_id, name));
 CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
@@ -38,8 +38,12 @@ CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
 ADDED_COLUMNS = {
     "jobs": {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'")},
     "client_shares": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
-    "outputs": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
+    "outputs": {"shape": ("TEXT NOT NULL DEFAULT ''", None),
+                "participants": ("TEXT NOT NULL DEFAULT ''", None)},
 }
+# outputs.participants: the credentials an output reveals (OutputDecl.reveal_participants), '' for
+# every other output. Stores from before it also have outputs.row_labels (every counted client, in
+# arrival order); it is never read or written again, so an old job's fetch no longer reveals it.
 
 
 def _shape_text(a: np.ndarray) -> str:
@@ -69,7 +73,7 @@ class JobRow:
 class OutputRow:
     share: np.ndarray
     recipients: list[str]
-    row_labels: list[str]
+    participants: list[str]   # only for an output that reveals them (release.participants), else []
 
 
 class ShareStore:
@@ -172,10 +176,10 @@ class ShareStore:
         """Write every output share and mark the job done, atomically. `opened`: (the job's
         fingerprint, one audit line per value the node opened), written in the same transaction
         as "opened" audit events, so a finished job always has its opened-values log."""
-        stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, row_labels, shape) "
+        stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, participants, shape) "
                   "VALUES (?,?,?,?,?,?)",
-                  (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(labels), _shape_text(share)))
-                 for name, (share, rec, labels) in outputs.items()]
+                  (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(who), _shape_text(share)))
+                 for name, (share, rec, who) in outputs.items()]
         now = time.time()
         fingerprint, lines = opened
         stmts += [("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
@@ -208,9 +212,9 @@ class ShareStore:
             return cur.rowcount == 1
 
     def output(self, job_id: str, name: str) -> OutputRow | None:
-        rows = self._query("SELECT share, recipients, row_labels, shape FROM outputs WHERE job_id=? AND name=?",
+        rows = self._query("SELECT share, recipients, participants, shape FROM outputs WHERE job_id=? AND name=?",
                            (job_id, name))
         if not rows:
             return None
-        share, rec, labels, shape = rows[0]
-        return OutputRow(_array(share, shape), rec.split("\n") if rec else [], labels.split("\n") if labels else [])
+        share, rec, who, shape = rows[0]
+        return OutputRow(_array(share, shape), rec.split("\n") if rec else [], who.split("\n") if who else [])

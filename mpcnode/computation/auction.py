@@ -2,7 +2,9 @@
 (Vickrey), with a public or a secret reserve.
 
 The circuit opens one vector [sold, winner, price] whose winner and price are multiplied by
-`sold`, so "no sale" opens zeros and nothing else (docs/outputs.md). The output description
+`sold`, so "no sale" opens zeros and nothing else (docs/outputs.md). winner is 1 + the winning
+bidder's position in the approved `bidders` list (the tournament carries row tags), so it names
+the winner without saying where its row was or who else bid. The output description
 carries a small JSON note that tells the recipient how to render it.
 """
 from __future__ import annotations
@@ -44,6 +46,8 @@ class AuctionScenario(Common):
     kind: Literal["auction"]
     auction: AuctionSpec
     bidders: list[str] | ClientRange = Field(description="bidder credentials, or {prefix, count}")
+    reveal_participants: bool = Field(default=False, description="the recipients also learn which bidders' "
+                                      "bids counted (default: only sold, the winner and the price)")
 
     @field_validator("bidders")
     @classmethod
@@ -76,10 +80,10 @@ def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     # differences of two bids need one bit more than the bids themselves
     cmp_bits = bits + 1
     if spec.type == "second-price":
-        top = b.top_two(bids, cmp_bits)
+        top = b.top_two(bids, cmp_bits, tagged=True)
         winner, highest, price = top[0], top[1], top[2]
     else:
-        top = b.argmax(bids, cmp_bits)
+        top = b.argmax(bids, cmp_bits, tagged=True)
         winner, highest, price = top[0], top[1], top[1]
     zero = b.sub(highest, highest)
     reserve = spec.reserve
@@ -97,9 +101,12 @@ def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     if spec.type == "second-price":
         # the winner pays the larger of the second-highest bid and the reserve
         price = b.select(b.ge(price, floor, cmp_bits), price, floor)
+    # winner: the winning bidder's position in the approved bidder list (row tags), plus one so
+    # that "no sale" (everything times sold = 0) opens 0; never its row position
     result = b.mul(b.concat([b.add(winner, 1), price]), sold)
     b.output("result", b.concat([sold, result]), sc.recipients,
-             description=json.dumps({"render": "auction", "type": spec.type}))
+             description=json.dumps({"render": "auction", "type": spec.type}),
+             reveal_participants=sc.reveal_participants)
     return b.build()
 
 

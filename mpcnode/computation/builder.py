@@ -41,10 +41,10 @@ class CircuitBuilder:
         return f"{hint}{self._count}"
 
     def _op(self, kind: int, args: Sequence[Arr], consts: Sequence[int] = (), ints: Sequence[int] = (),
-            bit_length: int = 0, out: str | None = None) -> Arr:
+            bit_length: int = 0, out: str | None = None, tags: str = "") -> Arr:
         name = out or self._name(cpb.OpKind.Name(kind)[3:].lower() + "_")
         self.c.ops.add(out=name, kind=kind, args=[a.name for a in args], consts=list(consts), ints=list(ints),
-                       bit_length=bit_length)
+                       bit_length=bit_length, tags=tags)
         return Arr(self, name)
 
     # ---- inputs -----------------------------------------------------------------
@@ -117,22 +117,23 @@ class CircuitBuilder:
     def eq(self, a: Arr, b: Arr) -> Arr:
         return self._op(cpb.OP_EQ, [a, b])
 
-    def argmax(self, a: Arr, bit_length: int) -> Arr:
-        """[index of the first maximum, maximum]."""
-        return self._op(cpb.OP_ARGMAX, [a], bit_length=bit_length)
+    def argmax(self, a: Arr, bit_length: int, tagged: bool = False) -> Arr:
+        """[index of the first maximum, maximum]. `tagged` (a client input of one value per row):
+        the index is the winning row's client's position in the input's `clients` list."""
+        return self._op(cpb.OP_ARGMAX, [a], bit_length=bit_length, tags=a.name if tagged else "")
 
-    def top_two(self, a: Arr, bit_length: int) -> Arr:
-        """[index of the first maximum, maximum, largest of the others]."""
-        return self._op(cpb.OP_TOP_TWO, [a], bit_length=bit_length)
+    def top_two(self, a: Arr, bit_length: int, tagged: bool = False) -> Arr:
+        """[index of the first maximum, maximum, largest of the others]; `tagged` as for argmax."""
+        return self._op(cpb.OP_TOP_TWO, [a], bit_length=bit_length, tags=a.name if tagged else "")
 
     def rows_valid(self, a: Arr, columns: int, exactly_one: bool) -> Arr:
         return self._op(cpb.OP_ROWS_VALID, [a], ints=[columns, int(exactly_one)])
 
     # ---- outputs ------------------------------------------------------------------
     def output(self, name: str, value: Arr, recipients: Sequence[str], public_divisor: int = 0,
-               description: str = "") -> None:
+               description: str = "", reveal_participants: bool = False) -> None:
         self.c.outputs.add(name=name, value=value.name, recipients=list(recipients), public_divisor=public_divisor,
-                           description=description)
+                           description=description, reveal_participants=reveal_participants)
 
     def build(self) -> cpb.Circuit:
         return self.c

@@ -36,18 +36,26 @@ def _learns(out: dict) -> str:
         note = None
     if isinstance(note, dict):
         render = note.get("render")
-        if render == "auction":
-            return (f"whether the item sold, and if so only the winner and the price ({note.get('type', '?')} auction); "
-                    "no other bid")
-        if render == "tally":
-            return f"the number of valid votes for each option ({', '.join(note.get('options', []))}) and the number of invalid ballots"
-        if render == "winner":
-            return f"only the winning option among {', '.join(note.get('options', []))} (first listed on a tie), no counts"
-        if render == "referendum":
-            return "only whether YES got at least half of the valid votes"
+        text = _kind_learns(render, note)
+        if text:
+            return text + ("; and which listed clients' inputs counted" if out.get("reveal_participants")
+                           else "; not who took part")
     divisor = int(out.get("public_divisor", "0"))
     text = out["description"] or f"the value of {out['value']}"
     return text + (f" (the opened sum divided by {divisor})" if divisor else "")
+
+
+def _kind_learns(render: object, note: dict) -> str:
+    if render == "auction":
+        return (f"whether the item sold, and if so only the winner (from the approved bidder list) and the price "
+                f"({note.get('type', '?')} auction); no other bid")
+    if render == "tally":
+        return f"the number of valid votes for each option ({', '.join(note.get('options', []))}) and the number of invalid ballots"
+    if render == "winner":
+        return f"only the winning option among {', '.join(note.get('options', []))} (first listed on a tie), no counts"
+    if render == "referendum":
+        return "only whether YES got at least half of the valid votes"
+    return ""
 
 
 def describe(doc: Document) -> list[str]:

@@ -92,6 +92,24 @@ def _input_doc(d: cpb.InputDecl) -> Document:
     return doc
 
 
+def _op_doc(op: cpb.Op) -> Document:
+    doc: Document = {"out": op.out, "op": _op_name(op.kind), "args": list(op.args),
+                     "consts": [str(v) for v in op.consts], "ints": [str(v) for v in op.ints],
+                     "bit_length": op.bit_length}
+    if op.tags:
+        # only when set: every op without tags keeps the document (and fingerprint) it had before
+        doc["tags"] = op.tags
+    return doc
+
+
+def _output_doc(o: cpb.OutputDecl) -> Document:
+    doc: Document = {"name": o.name, "value": o.value, "recipients": list(o.recipients),
+                     "public_divisor": str(o.public_divisor), "description": o.description}
+    if o.reveal_participants:
+        doc["reveal_participants"] = True    # only when set, as op tags
+    return doc
+
+
 @dataclass(frozen=True)
 class Computation:
     """A circuit together with who computes it and how: the unit of consent."""
@@ -123,12 +141,8 @@ class Computation:
             "threshold": self.threshold,
             "dropouts": self.dropouts,
             "inputs": [_input_doc(d) for d in c.inputs],
-            "ops": [{"out": op.out, "op": _op_name(op.kind), "args": list(op.args),
-                     "consts": [str(v) for v in op.consts], "ints": [str(v) for v in op.ints],
-                     "bit_length": op.bit_length} for op in c.ops],
-            "outputs": [{"name": o.name, "value": o.value, "recipients": list(o.recipients),
-                         "public_divisor": str(o.public_divisor), "description": o.description}
-                        for o in c.outputs],
+            "ops": [_op_doc(op) for op in c.ops],
+            "outputs": [_output_doc(o) for o in c.outputs],
         }
         if self.input_parties:
             # only when there are any: every computation without input-only parties keeps the

@@ -29,6 +29,8 @@ class VoteScenario(Common):
     kind: Literal["vote"]
     vote: VoteSpec
     voters: list[str] | ClientRange
+    reveal_participants: bool = Field(default=False, description="the recipients also learn which voters' "
+                                      "ballots counted (default: only the output)")
 
     @property
     def voter_names(self) -> list[str]:
@@ -54,13 +56,14 @@ def vote_circuit(sc: VoteScenario) -> cpb.Circuit:
     if spec.output == "tally":
         invalid = b.sub(b.count_rows(ballots, k), b.sum(valid))
         b.output("tally", b.concat([tally, invalid]), sc.recipients,
-                 description=json.dumps({"render": "tally", **note}))
+                 description=json.dumps({"render": "tally", **note}), reveal_participants=sc.reveal_participants)
     elif spec.output == "winner":
         b.output("winner", b.argmax(tally, count_bits)[0], sc.recipients,
-                 description=json.dumps({"render": "winner", **note}))
+                 description=json.dumps({"render": "winner", **note}), reveal_participants=sc.reveal_participants)
     else:
         yes = tally[0]
         passes = b.ge(b.scale(yes, 2), b.sum(valid), count_bits + 1)
         b.output("referendum", passes, sc.recipients,
-                 description=json.dumps({"render": "referendum", "question": sc.description}))
+                 description=json.dumps({"render": "referendum", "question": sc.description}),
+                 reveal_participants=sc.reveal_participants)
     return b.build()

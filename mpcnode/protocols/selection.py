@@ -32,14 +32,23 @@ def _carry(new: Share, old: Share) -> Share:
     return np.concatenate([new, old[-1:]]) if len(old) % 2 else new
 
 
-def _indices(engine: Engine, n: int) -> Share:
-    """Shares of the public indices 0..n-1."""
-    return engine.constant(engine.encode(np.arange(n, dtype=np.int64)))
+def _indices(engine: Engine, n: int, tags: np.ndarray | None = None) -> Share:
+    """Shares of the public indices 0..n-1, or of the public `tags` (one per value) when given:
+    the tournament carries whatever public payload it starts with, at no extra cost (the carried
+    index is selected by the same comparison bits as the value), so the opened index can name a
+    row by its client instead of by its position."""
+    if tags is None:
+        return engine.constant(engine.encode(np.arange(n, dtype=np.int64)))
+    tags = np.asarray(tags, dtype=np.int64).reshape(-1)
+    if len(tags) != n:
+        raise ValueError(f"{len(tags)} row tags for {n} values")
+    return engine.constant(engine.encode(tags))
 
 
-async def argmax_and_max(engine: Engine, label: str, x: Share,
-                         bit_length: int | None = None) -> tuple[Share, Share]:
+async def argmax_and_max(engine: Engine, label: str, x: Share, bit_length: int | None = None,
+                         tags: np.ndarray | None = None) -> tuple[Share, Share]:
     """(index, max) of shared x (n >= 1 values, any value shape, read flat), each of length 1.
+    With public `tags` (n int64), the index returned is the maximum's tag instead of its position.
 
     The index is 0-based and that of the FIRST maximum: the left block of every pair wins unless
     it is strictly smaller, and the left block holds the earlier indices. Tournament of
@@ -52,7 +61,7 @@ async def argmax_and_max(engine: Engine, label: str, x: Share,
     n = len(vals)
     if n == 0:
         raise ValueError(f"{label}: argmax of an empty array")
-    idx = _indices(engine, n)
+    idx = _indices(engine, n, tags)
     masks = await engine.comparison_masks(f"{label}/rand", n - 1, bl)
     used, level = 0, 0
     while len(vals) > 1:
@@ -79,9 +88,10 @@ def _top_two_comparisons(n: int) -> int:
     return total + (1 if n > 1 else 0)
 
 
-async def top_two(engine: Engine, label: str, x: Share,
-                  bit_length: int | None = None) -> tuple[Share, Share, Share]:
+async def top_two(engine: Engine, label: str, x: Share, bit_length: int | None = None,
+                  tags: np.ndarray | None = None) -> tuple[Share, Share, Share]:
     """(index_of_max, max, second_max) of shared x (n >= 1 values, read flat), each of length 1.
+    With public `tags` (n int64), index_of_max is the maximum's tag instead of its position.
 
     Ties: the earliest maximum wins, and second_max is the highest value among the others, so it
     equals max when the top value is tied. For n = 1 the second is the sentinel "minus infinity"
@@ -100,9 +110,9 @@ async def top_two(engine: Engine, label: str, x: Share,
     if n == 0:
         raise ValueError(f"{label}: top_two of an empty array")
     sentinel = engine.constant(engine.encode(np.full(n, -(1 << bl), dtype=np.int64)))
+    idx = _indices(engine, n, tags)
     if n == 1:
-        return _indices(engine, 1), mx.copy(), sentinel
-    idx = _indices(engine, n)
+        return idx, mx.copy(), sentinel
     u = sentinel
     v = u.copy()
     total = _top_two_comparisons(n)

@@ -316,11 +316,13 @@ class Cluster:
         return final
 
     async def fetch(self, job_id: str, output: str, recipient: str, nodes: dict[str, str] | None = None,
-                    timeout: float = 15.0) -> Result:
+                    timeout: float = 15.0, accept_unchecked: bool = False) -> Result:
+        """The recipient's fetch from the scenario's nodes (or `nodes`). It fails closed when too few
+        answer to check the result: pass accept_unchecked only where a node is down on purpose."""
         scenario = max((name for name in self.scenarios if job_id.startswith(name + "-")), key=len)
         async with asyncio.timeout(timeout + 5):
             return await recipient_fetch(job_id, output, nodes or self.nodes_of(scenario), self.tls(recipient),
-                                         timeout)
+                                         timeout, accept_unchecked=accept_unchecked)
 
     async def node_status(self, org: str, job_id: str, identity: str = "coordinator") -> node_pb2.JobStatus:
         """NodeControl.Status as `identity` (raises grpc.aio.AioRpcError, e.g. NOT_FOUND)."""

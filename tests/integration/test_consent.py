@@ -1033,4 +1033,5 @@ async def test_min_contributors_counts_the_clients_who_actually_submitted(cluste
         assert cluster.stored_outputs(org, final.job_id) == 0
     final = await _reserved_auction(cluster, {"bidder-2": 900, "bidder-3": 500})
     assert final.state == "DONE", final.error
-    assert (await cluster.fetch(final.job_id, "result", "alice")).values == [1, 1, 900]
+    # winner: 1 + bidder-2's place in the approved list (1), not its row (0): docs/outputs.md
+    assert (await cluster.fetch(final.job_id, "result", "alice")).values == [1, 2, 900]

@@ -319,9 +319,10 @@ async def test_restarted_node_keeps_its_output_shares(cluster: Cluster, revive) 
         assert np.array_equal(cluster.output_share(org, final.job_id, "total"), before[org])
     result = await cluster.fetch(final.job_id, "total", READER)
     assert result.value == sum(AMOUNTS.values()) and result.nodes == THREE
-    # ash's share alone together with one other (t + 1 = 2) still opens it
+    # ash's share alone together with one other (t + 1 = 2) still opens it, unchecked, when asked to
     two = {o: cluster.deployment.addresses[o] for o in ("ash", "cedar")}
-    assert (await cluster.fetch(final.job_id, "total", READER, nodes=two)).value == sum(AMOUNTS.values())
+    unchecked = await cluster.fetch(final.job_id, "total", READER, nodes=two, accept_unchecked=True)
+    assert unchecked.value == sum(AMOUNTS.values()) and not unchecked.checked
 
 
 async def test_restarted_node_keeps_accepted_client_shares_and_fails_the_open_job(cluster: Cluster,

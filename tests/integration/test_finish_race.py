@@ -167,7 +167,10 @@ async def test_node_killed_before_its_commit_keeps_the_job_done(cluster: Cluster
         await until(lambda: live.state in ("DONE", "FAILED"), 30, "the coordinator to decide")
         assert killed.is_set()
         assert live.state == "DONE", live.error
-        assert (await cluster.fetch(job_id, "total", READER)).value == sum(AMOUNTS.values())
+        with pytest.raises(FetchError, match=f"missing: {victim}"):    # the victim is down: fails closed
+            await cluster.fetch(job_id, "total", READER)
+        res = await cluster.fetch(job_id, "total", READER, accept_unchecked=True)
+        assert res.value == sum(AMOUNTS.values()) and not res.checked
         # an Abort now (late, or sent with the coordinator's certificate by anyone) changes nothing
         for org in ORGS:
             if org != victim:
@@ -179,7 +182,9 @@ async def test_node_killed_before_its_commit_keeps_the_job_done(cluster: Cluster
     assert await abort_as_coordinator(cluster, victim, job_id) == grpc.StatusCode.FAILED_PRECONDITION
     assert_done_everywhere(cluster, job_id)
     only_victim_and_a = {o: cluster.deployment.addresses[o] for o in (victim, "fr-a")}
-    assert (await cluster.fetch(job_id, "total", READER, nodes=only_victim_and_a)).value == sum(AMOUNTS.values())
+    res = await cluster.fetch(job_id, "total", READER, nodes=only_victim_and_a, accept_unchecked=True)
+    assert res.value == sum(AMOUNTS.values()) and not res.checked
+    assert (await cluster.fetch(job_id, "total", READER)).checked
 
 
 async def test_a_second_coordinator_adopts_done_instead_of_aborting(cluster: Cluster, tmp_path) -> None:

@@ -162,13 +162,19 @@ async def test_regulator_is_the_only_recipient(cluster: Cluster) -> None:
             await cluster.fetch(progress.job_id, "total", hospital)
 
 
-async def test_a_recipient_needs_only_t_plus_1_nodes(cluster: Cluster) -> None:
-    """Fetching from t+1 of the 7 nodes (as if the others had dropped out) still opens the total."""
+async def test_a_recipient_needs_t_plus_2_nodes_or_accepts_unchecked(cluster: Cluster) -> None:
+    """t + 2 of the 7 nodes (as if the others had dropped out) give a checked total; t + 1 fail
+    closed, naming the missing nodes, unless the recipient accepts an unchecked result."""
     progress = await cluster.run("total-7")
     nodes = cluster.nodes_of("total-7")
-    some = dict(list(nodes.items())[:4])  # t = 3
-    result = await cluster.fetch(progress.job_id, "total", "carlos", nodes=some)
-    assert result.value == plaintext_total("total-7") and len(result.nodes) == 4
+    five = dict(list(nodes.items())[:5])  # t = 3
+    result = await cluster.fetch(progress.job_id, "total", "carlos", nodes=five)
+    assert result.value == plaintext_total("total-7") and len(result.nodes) == 5 and result.checked
+    four = dict(list(nodes.items())[:4])
+    with pytest.raises(FetchError, match="a checked result needs 5 of the 7 nodes"):
+        await cluster.fetch(progress.job_id, "total", "carlos", nodes=four)
+    result = await cluster.fetch(progress.job_id, "total", "carlos", nodes=four, accept_unchecked=True)
+    assert result.value == plaintext_total("total-7") and len(result.nodes) == 4 and not result.checked
     cluster.assert_alive()
 
 
@@ -194,7 +200,19 @@ async def test_operator_and_recipient_command_lines(cluster: Cluster) -> None:
     proc = await asyncio.to_thread(_cli, ["-m", "mpcnode.recipient", "--job", job_id, "--output", "average",
                                           "--nodes", nodes, "--certs", str(cluster.certs), "--identity", "bob"])
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"job": job_id, "output": "average", "recipient": "bob", "result": 3171.5}
+    assert json.loads(proc.stdout) == {"job": job_id, "output": "average", "recipient": "bob", "result": 3171.5,
+                                       "checked": True}
+    # two of the four nodes (t = 1): too few to check, unless the recipient says it accepts that
+    two = ",".join(f"{o}={a}" for o, a in list(cluster.nodes_of("raise-average").items())[:2])
+    args = ["-m", "mpcnode.recipient", "--job", job_id, "--output", "average", "--nodes", two,
+            "--certs", str(cluster.certs), "--identity", "bob", "--fingerprint", cluster.fingerprint("raise-average")]
+    proc = await asyncio.to_thread(_cli, args)
+    assert proc.returncode == 1 and "a checked result needs 3 of the 4 nodes" in proc.stderr, proc.stderr
+    proc = await asyncio.to_thread(_cli, args + ["--accept-unchecked"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["checked"] is False and json.loads(proc.stdout)["result"] == 3171.5
+    proc = await asyncio.to_thread(_cli, args[:-2] + ["--fingerprint", "0" * 64, "--accept-unchecked"])
+    assert proc.returncode == 1 and "not the expected" in proc.stderr, proc.stderr
 
 
 async def test_submitting_a_malformed_scenario_is_one_line(cluster: Cluster, tmp_path: Path) -> None:

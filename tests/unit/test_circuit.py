@@ -280,3 +280,30 @@ async def test_column_sums_of_row_products_reduce_only_the_sums(parties, engine:
         sent[also] = sum(e.exchange.stats.bytes_sent for e in engines)
     # the inputs (60 values) cost the same both times; the products 4 vs 48 elements per reducer
     assert sent[True] - sent[False] >= 3 * (48 - 4) * 8
+
+
+def test_row_tags_only_on_a_tournament_over_the_client_input_itself() -> None:
+    def auction(change=None) -> cpb.Circuit:
+        b = CircuitBuilder("tags")
+        bids = b.client_input("bids", ["c1", "c2", "c3"], 1, 0, 100)
+        top = b.argmax(bids, 8, tagged=True)
+        b.output("o", top, ["alpha"])
+        c = b.build()
+        if change:
+            change(c)
+        return c
+
+    validate(auction(), PARTIES)
+    bad = {
+        "not a client input": (lambda c: setattr(c.ops[0], "tags", "nope"), "tags must name a client input"),
+        "rows of two values": (lambda c: setattr(c.inputs[0], "length", 2), "one value per row"),
+        "not a tournament": (lambda c: c.ops.add(out="s", kind=cpb.OP_SUM, args=["bids"], tags="bids"),
+                             "only argmax and top_two carry row tags"),
+        "another argument": (lambda c: (c.ops.add(out="d", kind=cpb.OP_NEG, args=["bids"]),
+                                        c.ops.add(out="m", kind=cpb.OP_ARGMAX, args=["d"], bit_length=8,
+                                                  tags="bids")),
+                             "must take 'bids' itself"),
+    }
+    for name, (change, message) in bad.items():
+        with pytest.raises(CircuitError, match=message):
+            validate(auction(change), PARTIES)

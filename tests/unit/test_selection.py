@@ -149,3 +149,27 @@ def test_a_small_bit_length_tournament_is_cheaper() -> None:
         assert int(second[0]) == sorted(x)[-2]
         sent[bits] = sum(e.exchange.stats.bytes_sent for e in engines)
     assert 3 * sent[8] < sent[48]
+
+
+@pytest.mark.parametrize("n,engine", CASES)
+@pytest.mark.parametrize("x", [[5], [3, 8, 8], [8, 3, 8, 1, 8], [1, 2, 3, 4, 5, 6, 7, 100, 99]])
+def test_tournaments_carry_public_tags_in_the_same_rounds(n: int, engine: str, x: list[int]) -> None:
+    # the index opened is the winner's tag (a row's client in the approved list), not its position,
+    # and carrying tags costs no round or byte more than carrying positions
+    tags = np.array([40 + 3 * k for k in range(len(x))][::-1], dtype=np.int64)
+    X = deal(x, n)
+
+    async def body(s: Engine, tagged: bool):
+        idx, mx = await S.argmax_and_max(s, "am", mine(s, X), 48, tags if tagged else None)
+        tidx, tmx, second = await S.top_two(s, "tt", mine(s, X), 48, tags if tagged else None)
+        return idx, mx, tidx, tmx, second
+
+    (idx, mx, tidx, tmx, _), engines = mpc(n, lambda s: body(s, True), engine=engine)
+    assert (int(idx[0]), int(mx[0])) == (int(tags[first_argmax(x)]), max(x))
+    assert (int(tidx[0]), int(tmx[0])) == (int(tags[first_argmax(x)]), max(x))
+    _, plain = mpc(n, lambda s: body(s, False), engine=engine)
+    tagged_stats, plain_stats = engines[0].exchange.stats, plain[0].exchange.stats
+    assert (tagged_stats.rounds, tagged_stats.bytes_sent) == (plain_stats.rounds, plain_stats.bytes_sent)
+    with pytest.raises(ValueError, match="row tags for"):
+        mpc(n, lambda s: S.argmax_and_max(s, "am", mine(s, X), 48, tags[:-1] if len(x) > 1 else tags[:0]),
+            engine=engine)

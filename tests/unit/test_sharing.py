@@ -1,18 +1,16 @@
 """Share formats outside the engines (mpcnode/sharing.py) and the paths that use them: client
-shares, the node's intake check, the share store, the recipient's reconstruction, the dry run's
-constant shares."""
+shares, the node's intake check, the share store, the dry run's constant shares (the recipient's
+checks: tests/unit/test_recipient_checks.py)."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mpcnode import recipient, replicated, sharing
+from mpcnode import replicated, sharing
 from mpcnode.store import ShareStore
 from mpcnode.transport import serde
-from parley.v1 import node_pb2
 
 VALUES = np.array([0, 1, -1, 12345, -(1 << 59) + 1, (1 << 59) - 1], dtype=np.int64)
 
@@ -107,59 +105,32 @@ def test_the_store_keeps_a_shares_component_axis(tmp_path: Path) -> None:
     again.close()
 
 
-def _answers(protocol: str, shares: list[np.ndarray], t: int) -> dict[str, node_pb2.OutputShare]:
-    out = {}
-    for i, s in enumerate(shares):
-        payload, shape = serde.encode(s)
-        out[f"n{i}"] = node_pb2.OutputShare(job_id="j", output="o", node=f"n{i}", party_index=i, share=payload,
-                                            shape=shape, threshold=t, party_count=len(shares),
-                                            protocol="" if protocol == "shamir" else protocol)
-    return out
+def test_a_store_from_before_participants_still_reads_and_never_releases_row_labels(tmp_path: Path) -> None:
+    """A store written when outputs kept row_labels (every counted client, in arrival order):
+    it opens, its outputs read with no participants, and new outputs are written beside them."""
+    import sqlite3
 
-
-def _fetch(monkeypatch: pytest.MonkeyPatch, answers: dict[str, node_pb2.OutputShare | Exception]):
-    async def fetch_one(org, address, tls, req, timeout):
-        a = answers[org]
-        if isinstance(a, Exception):
-            raise a
-        return a
-
-    monkeypatch.setattr(recipient, "_fetch_one", fetch_one)
-    return asyncio.run(recipient.fetch("j", "o", {org: "x:1" for org in answers}, None))   # type: ignore[arg-type]
-
-
-def test_recipient_reconstructs_replicated3_from_two_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
-    answers: dict = _answers("replicated3", shares, 1)
-    assert _fetch(monkeypatch, answers).values == VALUES.tolist()
-    answers["n0"] = OSError("down")
-    got = _fetch(monkeypatch, answers)
-    assert got.values == VALUES.tolist() and got.nodes == ["n1", "n2"]
-    answers["n1"] = OSError("down")
-    with pytest.raises(recipient.FetchError, match="only 1 of the 2 shares needed arrived"):
-        _fetch(monkeypatch, answers)
-
-
-def test_recipient_names_the_disagreeing_replicated3_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
-    shares[0] = shares[0].copy()
-    shares[0][4, 0] += np.uint64(7)        # component 0: held by n0 (first word) and n2 (second word)
-    with pytest.raises(recipient.FetchError) as err:
-        _fetch(monkeypatch, _answers("replicated3", shares, 1))
-    assert str(err.value) == "output shares from n0 and n2 disagree on a value both hold: one of them is wrong"
-
-
-def test_recipient_refuses_mixed_protocols_and_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
-    shares = sharing.client_shares("replicated3", VALUES, 3, 1)
-    answers = _answers("replicated3", shares, 1)
-    answers["n2"].protocol = ""      # "shamir"
-    with pytest.raises(recipient.FetchError, match="n2 says the job ran 'shamir', another node says 'replicated3'"):
-        _fetch(monkeypatch, answers)
-    flat = _answers("replicated3", [s[:, 0].copy() for s in shares], 1)
-    with pytest.raises(recipient.FetchError, match=r"sent a share of shape \[6\], not a replicated3 share"):
-        _fetch(monkeypatch, flat)
-
-
-def test_recipient_still_reconstructs_shamir(monkeypatch: pytest.MonkeyPatch) -> None:
-    shares = sharing.client_shares("shamir", VALUES, 3, 1)
-    assert _fetch(monkeypatch, _answers("shamir", shares, 1)).values == VALUES.tolist()
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE jobs (job_id TEXT PRIMARY KEY, spec BLOB NOT NULL, fingerprint TEXT NOT NULL,
+          state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE client_shares (job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL,
+          share BLOB NOT NULL, received REAL NOT NULL, PRIMARY KEY (job_id, input, client));
+        CREATE TABLE outputs (job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL,
+          recipients TEXT NOT NULL, row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
+        CREATE TABLE audit (ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL,
+          fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
+    """)
+    db.execute("INSERT INTO outputs VALUES ('old', 'o', ?, 'r', 'voter-2\nvoter-1')",
+               (np.arange(3, dtype="<u8").tobytes(),))
+    db.commit()
+    db.close()
+    store = ShareStore(path)
+    old = store.output("old", "o")
+    assert old is not None and old.share.tolist() == [0, 1, 2] and old.participants == [] and old.recipients == ["r"]
+    store.put_job("new", b"", "fp", "RUNNING")
+    store.finish_job("new", {"o": (np.arange(2, dtype=np.uint64), ["r"], ["voter-1"])})
+    new = store.output("new", "o")
+    assert new is not None and new.participants == ["voter-1"]
+    store.close()

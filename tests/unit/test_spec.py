@@ -261,7 +261,16 @@ def test_words_show_how_much_an_output_opens_whatever_its_description_claims() -
     words = "\n".join(describe(comp.document()))
     assert "learn 'result' (8 values opened), described as: whether the item sold" in words
     honest = "\n".join(describe(sc.computation().document()))
-    assert "learn 'result' (3 values opened)" in honest
+    assert "learn 'result' (3 values opened)" in honest and "; not who took part;" in honest
+
+
+def test_revealing_participants_is_in_the_fingerprint_and_the_words() -> None:
+    sc = load_scenario(REPO / "scenarios" / "art-auction.yaml")
+    told = sc.model_copy(update={"reveal_participants": True})
+    assert told.computation().fingerprint() != sc.computation().fingerprint()
+    assert "and which listed clients' inputs counted" in "\n".join(describe(told.computation().document()))
+    # the auction's tournament carries row tags: part of the document
+    assert any(op.get("tags") == "bids" for op in sc.computation().document()["ops"])
 
 
 def test_interactive_op_names_match_the_circuit_module() -> None:
