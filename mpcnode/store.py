@@ -1,7 +1,8 @@
 """Durable share store (SQLite, WAL, one transaction per state change).
 
-What is kept: each job's spec and state, the client input shares accepted for it, and the
-output shares a finished job produced. A node that restarts still holds them; a job that was
+What is kept: each job's spec and state, the client input shares accepted for it, which client
+rows the live nodes agreed to count or excluded (and why), and the output shares a finished job
+produced. A node that restarts still holds them; a job that was
 running when the node died is marked failed on restart (its intermediate shares were never
 written), so no half-written state survives.
 """
@@ -26,6 +27,9 @@ CREATE TABLE IF NOT EXISTS client_shares (
 CREATE TABLE IF NOT EXISTS outputs (
   job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL, recipients TEXT NOT NULL,
   row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
+CREATE TABLE IF NOT EXISTS client_verdicts (
+  job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL, counted INTEGER NOT NULL,
+  reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, input, client));
 CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
@@ -165,6 +169,39 @@ class ShareStore:
                            (job_id, input_name))
         return [r[0] for r in rows]
 
+    def client_share_bytes(self, job_id: str, input_name: str, client: str) -> bytes | None:
+        """The stored bytes of one client's share (what a receipt's hash covers), or None."""
+        rows = self._query("SELECT share FROM client_shares WHERE job_id=? AND input=? AND client=?",
+                           (job_id, input_name, client))
+        return bytes(rows[0][0]) if rows else None
+
+    # ---- which client rows counted (jobrun.take_client_rows) -------------------------
+    def record_client_rows(self, job_id: str, counted: dict[str, list[str]],
+                           excluded: list[tuple[str, str, str]], fingerprint: str) -> None:
+        """The agreed client rows of a job, in one transaction with their audit events: every
+        counted (input, credential), every excluded (credential, input, reason), and one
+        "excluded" audit event per excluded row (names and reasons only)."""
+        now = time.time()
+        stmts = [("INSERT OR REPLACE INTO client_verdicts (job_id, input, client, counted, reason) VALUES (?,?,?,1,'')",
+                  (job_id, name, c)) for name, creds in counted.items() for c in creds]
+        stmts += [("INSERT OR REPLACE INTO client_verdicts (job_id, input, client, counted, reason) VALUES (?,?,?,0,?)",
+                   (job_id, name, c, reason)) for c, name, reason in excluded]
+        stmts += [("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
+                   (now, "excluded", job_id[:128], fingerprint[:64], f"{c} ({name}): {reason}"[:1000]))
+                  for c, name, reason in excluded]
+        self._tx(stmts)
+
+    def client_verdict(self, job_id: str, input_name: str, client: str) -> tuple[bool, str] | None:
+        """(counted, reason) for one client's row once the rows were agreed, else None."""
+        rows = self._query("SELECT counted, reason FROM client_verdicts WHERE job_id=? AND input=? AND client=?",
+                           (job_id, input_name, client))
+        return (bool(rows[0][0]), rows[0][1]) if rows else None
+
+    def client_rows_summary(self, job_id: str) -> tuple[bool, int, list[tuple[str, str, str]]]:
+        """(rows agreed, rows counted, [(credential, input, reason)] of the excluded rows)."""
+        rows = self._query("SELECT client, input, counted, reason FROM client_verdicts WHERE job_id=? "
+                           "ORDER BY input, client", (job_id,))
+        return (bool(rows), sum(1 for r in rows if r[2]), [(c, i, why) for c, i, counted, why in rows if not counted])
 
     # ---- outputs ------------------------------------------------------------------
     def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]],
