@@ -61,7 +61,10 @@ async def test_losing_bids_do_not_change_what_recipients_get(cluster) -> None:
             losing = rng.integers(-(10 ** 9), second, size=len(BIDDERS) - 2).tolist()
             bids = dict(zip(BIDDERS, [*losing[:3], top, *losing[3:], second]))
             runs.append(await run_auction(cluster, kind, bids))
-        assert runs[0] == runs[1]
+        # the same result; the opened winner index is the winner's place in the row order, which
+        # is a fresh hash order per job (docs/outputs.md), so only sold and price are equal raw
+        assert runs[0][1] == runs[1][1]
+        assert [runs[0][0][0], runs[0][0][2]] == [runs[1][0][0], runs[1][0][2]]
         price = second if kind == "vickrey" else top
         assert runs[0][1] == {"sold": True, "winner": "bidder-04", "price": price}
 
