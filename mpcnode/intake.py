@@ -66,13 +66,12 @@ async def wait_client_inputs(job: "Job") -> None:
     job.inputs_closed.set()
 
 
-def record_client_rows(store: ShareStore, job: "Job", counted: dict[str, list[str]],
-                       excluded: list[Exclusion]) -> None:
-    """The live nodes agreed on the client rows (jobrun.take_client_rows): keep, durably, which
-    credentials count and which were excluded and why, with one audit event per exclusion.
-    Names and reasons only, never a value: JobStatus shows them to the coordinator."""
-    store.record_client_rows(job.spec.job_id, counted, [(e.credential, e.input, e.reason) for e in excluded],
-                             job.spec.fingerprint)
+def record_client_rows(store: ShareStore, job: "Job", counts: dict[str, int], excluded: list[Exclusion]) -> None:
+    """The live nodes agreed on the client rows (jobrun.take_client_rows): keep, durably, how
+    many count and which were excluded and why, with one audit event per exclusion. Names and
+    reasons only, never a value: JobStatus shows them to the coordinator."""
+    store.record_client_rows(job.spec.job_id, sum(counts.values()),
+                             [(e.credential, e.input, e.reason) for e in excluded], job.spec.fingerprint)
 
 
 def add_rows_status(store: ShareStore, job_id: str, status: node_pb2.JobStatus) -> node_pb2.JobStatus:

@@ -59,14 +59,14 @@ class JobResult:
 async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: Sequence[str],
                   node_inputs: dict[str, np.ndarray], client_rows: ClientRows,
                   check_rows: Callable[[dict[str, int]], None] | None = None,
-                  record_rows: Callable[[dict[str, list[str]], list[Exclusion]], None] | None = None) -> JobResult:
+                  record_rows: Callable[[dict[str, int], list[Exclusion]], None] | None = None) -> JobResult:
     """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
 
     `node_inputs`: this node's own input arrays as signed int64 (inputs.load_node_inputs), keyed by
     input name (empty if it owns none); the engine encodes them into its plaintext domain.
     `client_rows(decl)` (this node's shares, each in the job's share format) is read only after
-    submission has closed. `record_rows`, if given, gets the counted credentials per client input
-    (in row order) and the excluded rows once the nodes agreed on them. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
+    submission has closed. `record_rows`, if given, gets how many rows count per client input and
+    the excluded rows once the nodes agreed on them. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
     raise to stop the job before the circuit runs (nothing has been opened by then).
     """
     parties = list(spec.parties)
@@ -78,9 +78,8 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     await take_owner_inputs(engine, spec.circuit, parties, values, client_rows)
     labels, tags, excluded = await take_client_rows(engine, spec.job_id, spec.circuit, parties, values, client_rows)
     executor.row_tags = tags
-    if record_rows is not None:
-        decls = {d.name: d for d in spec.circuit.inputs}
-        record_rows({name: [decls[name].clients[int(i)] for i in idx] for name, idx in tags.items()}, excluded)
+    if record_rows is not None and tags:      # tags has an entry per client input, if any
+        record_rows({name: len(idx) for name, idx in tags.items()}, excluded)
     if check_rows is not None:
         check_rows({d.name: int(values[d.name].shape[0]) // d.length
                     for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS})

@@ -27,20 +27,23 @@ CREATE TABLE IF NOT EXISTS client_shares (
 CREATE TABLE IF NOT EXISTS outputs (
   job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL, recipients TEXT NOT NULL,
   row_labels TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, name));
-CREATE TABLE IF NOT EXISTS client_verdicts (
-  job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL, counted INTEGER NOT NULL,
-  reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, input, client));
+CREATE TABLE IF NOT EXISTS client_exclusions (
+  job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL, reason TEXT NOT NULL,
+  PRIMARY KEY (job_id, input, client));
 CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
 """
 # Columns added after the first release, per table: (declaration, backfill statement or None).
+# jobs.rows_accepted: how many client rows count once the live nodes agreed on them; -1 before
+# (and for a job without client input).
 # jobs.committed: the coordinator told this node it recorded the job DONE (Commit). A store from
 # before Commit existed gets the column on open, with its DONE jobs committed: they were released.
 # shape (client shares, outputs): the share's array shape as "d1,d2,..." (a replicated3 share has
 # a trailing component axis); '' in rows written before it is a flat array, as they all were.
 ADDED_COLUMNS = {
-    "jobs": {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'")},
+    "jobs": {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'"),
+             "rows_accepted": ("INTEGER NOT NULL DEFAULT -1", None)},
     "client_shares": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
     "outputs": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
 }
@@ -176,15 +179,16 @@ class ShareStore:
         return bytes(rows[0][0]) if rows else None
 
     # ---- which client rows counted (jobrun.take_client_rows) -------------------------
-    def record_client_rows(self, job_id: str, counted: dict[str, list[str]],
-                           excluded: list[tuple[str, str, str]], fingerprint: str) -> None:
-        """The agreed client rows of a job, in one transaction with their audit events: every
-        counted (input, credential), every excluded (credential, input, reason), and one
-        "excluded" audit event per excluded row (names and reasons only)."""
+    # Every row this node holds either counts or is excluded, so only the exclusions are kept
+    # (a few rows), with the number that count: one write per job, not one per client.
+    def record_client_rows(self, job_id: str, accepted: int, excluded: list[tuple[str, str, str]],
+                           fingerprint: str) -> None:
+        """The agreed client rows of a job, in one transaction: how many count, every excluded
+        (credential, input, reason), and one "excluded" audit event per excluded row (names and
+        reasons only)."""
         now = time.time()
-        stmts = [("INSERT OR REPLACE INTO client_verdicts (job_id, input, client, counted, reason) VALUES (?,?,?,1,'')",
-                  (job_id, name, c)) for name, creds in counted.items() for c in creds]
-        stmts += [("INSERT OR REPLACE INTO client_verdicts (job_id, input, client, counted, reason) VALUES (?,?,?,0,?)",
+        stmts = [("UPDATE jobs SET rows_accepted=?, updated=? WHERE job_id=?", (accepted, now, job_id))]
+        stmts += [("INSERT OR REPLACE INTO client_exclusions (job_id, input, client, reason) VALUES (?,?,?,?)",
                    (job_id, name, c, reason)) for c, name, reason in excluded]
         stmts += [("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
                    (now, "excluded", job_id[:128], fingerprint[:64], f"{c} ({name}): {reason}"[:1000]))
@@ -192,16 +196,22 @@ class ShareStore:
         self._tx(stmts)
 
     def client_verdict(self, job_id: str, input_name: str, client: str) -> tuple[bool, str] | None:
-        """(counted, reason) for one client's row once the rows were agreed, else None."""
-        rows = self._query("SELECT counted, reason FROM client_verdicts WHERE job_id=? AND input=? AND client=?",
+        """For a row this node holds, once the rows were agreed: (counted, why not); else None."""
+        agreed = self._query("SELECT rows_accepted FROM jobs WHERE job_id=?", (job_id,))
+        if not agreed or agreed[0][0] < 0:
+            return None
+        rows = self._query("SELECT reason FROM client_exclusions WHERE job_id=? AND input=? AND client=?",
                            (job_id, input_name, client))
-        return (bool(rows[0][0]), rows[0][1]) if rows else None
+        return (False, rows[0][0]) if rows else (True, "")
 
     def client_rows_summary(self, job_id: str) -> tuple[bool, int, list[tuple[str, str, str]]]:
         """(rows agreed, rows counted, [(credential, input, reason)] of the excluded rows)."""
-        rows = self._query("SELECT client, input, counted, reason FROM client_verdicts WHERE job_id=? "
-                           "ORDER BY input, client", (job_id,))
-        return (bool(rows), sum(1 for r in rows if r[2]), [(c, i, why) for c, i, counted, why in rows if not counted])
+        agreed = self._query("SELECT rows_accepted FROM jobs WHERE job_id=?", (job_id,))
+        if not agreed or agreed[0][0] < 0:
+            return False, 0, []
+        rows = self._query("SELECT client, input, reason FROM client_exclusions WHERE job_id=? ORDER BY input, client",
+                           (job_id,))
+        return True, int(agreed[0][0]), [(c, i, r) for c, i, r in rows]
 
     # ---- outputs ------------------------------------------------------------------
     def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]],

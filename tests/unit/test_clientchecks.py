@@ -113,7 +113,7 @@ def test_consistent_rows_finds_the_row_with_one_bad_share(engine: str) -> None:
         per_party[0][3, 1] = (per_party[0][3, 1] + np.uint64(12345)) % np.uint64(P)
     else:
         per_party[1][1, 0, 1] += np.uint64(1)        # party 1's copy of component 2 differs from party 2's
-        per_party[0][3, 1, 0] += np.uint64(2 ** 63)  # an error a random combination over Z_2^64 could miss
+        per_party[0][3, 1, 0] ^= np.uint64(2 ** 63)  # an error a random combination over Z_2^64 could miss
 
     async def body(e):
         return await e.consistent_rows("c", per_party[e.party])
