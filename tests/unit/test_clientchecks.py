@@ -182,3 +182,39 @@ def test_top_two_of_no_rows_is_minus_infinity_so_an_auction_over_no_bid_is_no_sa
     else:
         got = replicated.to_signed(replicated.reconstruct_checked(dict(enumerate(results))))
     assert got.tolist() == [0, -(2 ** 40), -(2 ** 40)]
+
+
+@pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
+def test_take_client_rows_excludes_each_bad_row_with_its_reason_and_all_nodes_agree(engine: str) -> None:
+    from parley.v1 import circuit_pb2 as cpb
+
+    from mpcnode.jobrun import take_client_rows
+    clients = ["ann", "bob", "cyd", "dee", "eve", "fay"]
+    circ = cpb.Circuit()
+    circ.inputs.add(name="bids", length=2, lo=0, hi=100, source=cpb.INPUT_SOURCE_CLIENTS, clients=clients)
+    plain = {"ann": [5, 7], "bob": [100, 0], "cyd": [1, 101], "dee": [3, 3], "eve": [9, 9]}   # fay: none
+    shares = {c: [s.copy() for s in raw_shares(engine, np.array(v, dtype=np.uint64))] for c, v in plain.items()}
+    if engine == "shamir":
+        shares["dee"][1][0] = (shares["dee"][1][0] + np.uint64(3)) % np.uint64(P)
+    else:
+        shares["dee"][1][0, 1] += np.uint64(3)
+    held = {i: {c: s[i] for c, s in shares.items() if not (c == "eve" and i == 2)} for i in range(3)}
+
+    async def body(e):
+        values = {}
+        first, tags, excluded = await take_client_rows(e, "job-1", circ, ["a", "b", "c"], values,
+                                                       lambda d: (held[e.party], list(held[e.party])))
+        return first, tags["bids"].tolist(), sorted((x.credential, x.reason) for x in excluded), values["bids"]
+    results, engines = run(engine, body)
+    firsts, tags, excluded, rows = zip(*results)
+    assert len(set(map(tuple, firsts))) == 1 and len(set(map(tuple, tags))) == 1
+    assert excluded[0] == [("cyd", "out of range"), ("dee", "inconsistent shares"), ("eve", "not held by c")]
+    assert all(x == excluded[0] for x in excluded)
+    assert sorted(firsts[0]) == ["ann", "bob"] and [clients[i] for i in tags[0]] == firsts[0]
+    if engine == "shamir":
+        got = field.to_signed(shamir.reconstruct_checked(dict(enumerate(rows)), 1))
+    else:
+        got = replicated.to_signed(replicated.reconstruct_checked(dict(enumerate(rows))))
+    assert got.reshape(-1, 2).tolist() == [plain[c] for c in firsts[0]]
+    purposes = {o.purpose for o in engines[0].opened}
+    assert purposes <= {"public-coins", "input-check", "masked-comparison", "masked-zero-test"}
