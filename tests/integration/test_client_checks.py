@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-from coordinator.client import close_inputs
+from coordinator.client import close_inputs, excluded_lines
 from mpcnode import field, replicated, shamir
 from mpcnode.client import STATE_WORDS, status as client_status, submit as client_submit
 from mpcnode.transport import serde
@@ -104,6 +104,8 @@ async def test_lying_clients_are_excluded_and_the_auction_goes_on(cluster, proto
     assert sorted((e.credential, e.input, e.reason) for e in final.excluded) == [
         ("bidder-05", "bids", "out of range"), ("bidder-06", "bids", "inconsistent shares"),
         ("bidder-07", "bids", "out of range"), ("bidder-08", "bids", "not held by notary")]
+    # what `coordinator submit` prints for the operator
+    assert "  excluded bidder-06 (bids): inconsistent shares" in excluded_lines(final)
     for org in PARTIES:
         st = await cluster.node_status(org, job_id)
         assert (st.rows_agreed, st.rows_accepted, len(st.excluded)) == (True, 4, 4)
