@@ -35,10 +35,10 @@ No assumption on x is made: it holds for (p - 1)/2 + k, p - 1, 2^63 + k and 2^64
 Inputs declared [0, 1] (ballot entries) take a cheaper exact test instead, x(x - 1) == 0
 (_bit_rows): over F_p one zero test per row of a random combination, over Z_2^64 one per value.
 
-A row is valid iff none of its 2L bits is set: f = sum of its bits lies in [0, 2L] for sure (a
-sum of exact bits), so the engine's bounded zero test (equal_zero_bounded) applies, and the one
-bit per row [f == 0] is opened to the live nodes (purpose "input-check"). It says only "this
-client's input is out of range", which an honest client's never is.
+A row is valid iff all its bits are 1: a product tree over them, every row of every input in
+one multiplication round per level, and the one bit per row is opened to the live nodes (purpose
+"input-check"). It says only "this client's input is out of range", which an honest client's
+never is.
 """
 from __future__ import annotations
 
@@ -67,96 +67,99 @@ OUT_OF_RANGE = "out of range"
 async def rows_in_range(engine: Engine, label: str, batches: Sequence[tuple[Share, int, int]]) -> list[np.ndarray]:
     """For each (rows, lo, hi) in `batches` (rows: an (m, L) + share_shape batch of client rows),
     a bool array (m,): every value of the row lies in [lo, hi] (exact, see the module docstring).
-    Inputs with [lo, hi] = [0, 1] (ballots) take the cheaper exact bit test (_bit_rows), all
-    others the two upper-half tests (_range_rows); the two run concurrently, each over all its
-    rows in one batch, and one opening to the live parties (purpose input-check) gives every
-    row's bit. No round when there is no row."""
+    Inputs with [lo, hi] = [0, 1] (ballots) take the cheaper exact bit test (_bit_ok), all
+    others the two upper-half tests (_range_ok); the two run concurrently, each over all its
+    rows in one batch. Then one AND tree over every row's bits (_all_ones) and one opening of
+    one bit per row to the live parties (purpose input-check). No round when there is no row."""
     counts = [int(rows.shape[0]) for rows, _, _ in batches]
     if sum(counts) == 0:
         return [np.ones(0, dtype=bool) for _ in batches]
     is_bit = [(int(lo), int(hi)) == (0, 1) for _, lo, hi in batches]
     ranged = [b for b, bit in zip(batches, is_bit) if not bit]
     bits = [rows for (rows, _, _), bit in zip(batches, is_bit) if bit]
-    empty = engine.constant(np.zeros(0, dtype=np.uint64))
-    ok_ranged, ok_bits = await asyncio.gather(
-        _range_rows(engine, f"{label}/range", ranged) if any(len(r) for r, _, _ in ranged) else _none(empty),
-        _bit_rows(engine, f"{label}/bits", bits) if any(len(r) for r in bits) else _none(empty))
-    ok = await engine.open(f"{label}/open", np.concatenate([ok_ranged, ok_bits]), purpose="input-check")
+    ranged_ok, bits_ok = await asyncio.gather(_range_ok(engine, f"{label}/range", ranged),
+                                              _bit_ok(engine, f"{label}/bits", bits))
+    per_batch = [(bits_ok if bit else ranged_ok).pop(0) for bit in is_bit]     # back in batch order
+    ok = await engine.open(f"{label}/open", await _all_ones(engine, f"{label}/and", per_batch),
+                           purpose="input-check")
     ok = np.asarray(ok) == 1
-    ranged_ok, bits_ok = ok[:len(ok_ranged)], ok[len(ok_ranged):]
-    out = []
-    for m, bit in zip(counts, is_bit):
-        if bit:
-            out.append(bits_ok[:m])
-            bits_ok = bits_ok[m:]
-        else:
-            out.append(ranged_ok[:m])
-            ranged_ok = ranged_ok[m:]
-    return out
+    bounds = np.cumsum([0] + counts)
+    return [ok[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-async def _none(empty: Share) -> Share:
-    return empty
-
-
-async def _range_rows(engine: Engine, label: str, batches: Sequence[tuple[Share, int, int]]) -> Share:
-    """Shares of one bit per row, all batches concatenated: [every value of the row in [lo, hi]]
-    by two exact upper-half tests per value (module docstring), the failures summed per row (in
-    [0, 2L] for sure) and one bounded zero test for all rows."""
-    diffs, widths, counts = [], [], []
+async def _range_ok(engine: Engine, label: str, batches: Sequence[tuple[Share, int, int]]) -> list[Share]:
+    """Per batch, shares of the bits (m, 2L): [x - lo in the lower half] and [hi - x in the lower
+    half] for every value x of every row (module docstring), all batches in one upper_half."""
+    if not any(len(rows) for rows, _, _ in batches):
+        return [engine.constant(np.zeros((len(rows), 0), dtype=np.uint64)) for rows, _, _ in batches]
+    diffs = []
     for rows, lo, hi in batches:
         flat = engine.flatten(rows)
         diffs.append(engine.add_const(flat, engine.encode(-int(lo))))            # x - lo
         diffs.append(engine.add_const(engine.neg(flat), engine.encode(int(hi))))  # hi - x
-        widths.append(int(np.prod(engine.value_shape(rows)[1:], dtype=np.int64)))
-        counts.append(len(rows))
-    half = await engine.upper_half(f"{label}/half", np.concatenate(diffs))
-    fails, pos = [], 0
-    for m, width in zip(counts, widths):
-        size = m * width
-        low, high = half[pos:pos + size], half[pos + size:pos + 2 * size]
-        pos += 2 * size
-        per_value = engine.add(low, high).reshape((m, width) + tuple(engine.share_shape))
-        fails.append(engine.sum(per_value, axis=1))       # in [0, 2 * width]
-    return await engine.equal_zero_bounded(f"{label}/zero", np.concatenate(fails), 2 * max(widths))
+    ok = engine.one_minus(await engine.upper_half(f"{label}/half", np.concatenate(diffs)))
+    out, pos = [], 0
+    for rows, _, _ in batches:
+        m, width = len(rows), int(np.prod(engine.value_shape(rows)[1:], dtype=np.int64))
+        low, high = ok[pos:pos + m * width], ok[pos + m * width:pos + 2 * m * width]
+        pos += 2 * m * width
+        out.append(np.concatenate([low.reshape((m, width) + tuple(engine.share_shape)),
+                                   high.reshape((m, width) + tuple(engine.share_shape))], axis=1))
+    return out
 
 
-async def _bit_rows(engine: Engine, label: str, batches: Sequence[Share]) -> Share:
-    """Shares of one bit per row, all batches concatenated: [every value of the row is 0 or 1],
-    exact, by e = x(x - 1), which is 0 iff x is 0 or 1 in F_p (a field has no zero divisors) and
-    in Z_2^64 (x and x - 1 are consecutive, so one of them is odd; 2^64 | x(x - 1) forces the
-    other to be 0 mod 2^64).
-    * Field: one exact zero test per ROW of z = sum_k r_k e_k, with public coins r drawn now
-      (after the shares are fixed; purpose public-coins): if some e_k != 0, z = 0 with
+async def _bit_ok(engine: Engine, label: str, batches: Sequence[Share]) -> list[Share]:
+    """Per batch, shares of bits that are all 1 iff every value of the row is 0 or 1, exact, by
+    e = x(x - 1), which is 0 iff x is 0 or 1 in F_p (a field has no zero divisors) and in Z_2^64
+    (x and x - 1 are consecutive, so one is odd; 2^64 | x(x - 1) forces the other to be 0).
+    * Field: (m, 1), one exact zero test per ROW of z = sum_k r_k e_k, with public coins r drawn
+      now (after the shares are fixed; purpose public-coins): if some e_k != 0, z = 0 with
       probability 1/p. 1 product per value + 1 zero test per row.
-    * Ring: a random combination is not sound over Z_2^64 (e_k = 2^63 vanishes under every even
-      r_k), so one exact zero test per value, the failures summed per row (in [0, L]) and one
-      bounded zero test per row."""
-    flats = [engine.flatten(rows) for rows in batches]
+    * Ring: (m, L), one exact zero test per value: a random combination is not sound over
+      Z_2^64 (e_k = 2^63 vanishes under every even r_k)."""
+    if not any(len(rows) for rows in batches):
+        return [engine.constant(np.zeros((len(rows), 0), dtype=np.uint64)) for rows in batches]
     widths = [int(np.prod(engine.value_shape(rows)[1:], dtype=np.int64)) for rows in batches]
-    counts = [len(rows) for rows in batches]
-    x = np.concatenate(flats)
+    x = np.concatenate([engine.flatten(rows) for rows in batches])
     square = engine.mul(f"{label}/sq", x, engine.add_const(x, engine.encode(-1)))
+    shape = tuple(engine.share_shape)
+    out, pos = [], 0
     if engine.field_modulus is not None:
-        width = max(widths)
-
         async def coins() -> np.ndarray:
-            return await engine.open(f"{label}/coins", await engine.random(f"{label}/rand", (width,)),
+            return await engine.open(f"{label}/coins", await engine.random(f"{label}/rand", (max(widths),)),
                                      purpose="public-coins")
         e, r = await asyncio.gather(square, coins())
-        z, pos = [], 0
-        for m, w in zip(counts, widths):
-            part = e[pos:pos + m * w].reshape((m, w) + tuple(engine.share_shape))
-            pos += m * w
+        z = []
+        for rows, w in zip(batches, widths):
+            part = e[pos:pos + len(rows) * w].reshape((len(rows), w) + shape)
+            pos += len(rows) * w
             z.append(engine.sum(engine.mul_const(part, r[:w]), axis=1))
-        return await engine.equal_zero(f"{label}/zero", np.concatenate(z))
+        zero = await engine.equal_zero(f"{label}/zero", np.concatenate(z))
+        bounds = np.cumsum([0] + [len(rows) for rows in batches])
+        return [zero[a:b].reshape((b - a, 1) + shape) for a, b in zip(bounds[:-1], bounds[1:])]
     zero = await engine.equal_zero(f"{label}/zero", await square)
-    fails, pos = [], 0
-    for m, w in zip(counts, widths):
-        part = engine.one_minus(zero[pos:pos + m * w]).reshape((m, w) + tuple(engine.share_shape))
-        pos += m * w
-        fails.append(engine.sum(part, axis=1))            # in [0, w]
-    return await engine.equal_zero_bounded(f"{label}/rowzero", np.concatenate(fails), max(widths))
+    for rows, w in zip(batches, widths):
+        out.append(zero[pos:pos + len(rows) * w].reshape((len(rows), w) + shape))
+        pos += len(rows) * w
+    return out
+
+
+async def _all_ones(engine: Engine, label: str, batches: Sequence[Share]) -> Share:
+    """Shares of [every bit of the row is 1] for each row of every (m_i, w_i) batch of bits,
+    concatenated: a product tree, all rows of all batches in one multiplication round per level
+    (narrower rows padded with ones): ceil(log2(max w_i)) rounds, w - 1 products per row."""
+    width = max(int(b.shape[1]) for b in batches)
+    shape = tuple(engine.share_shape)
+    x = np.concatenate([b if b.shape[1] == width else np.concatenate(
+        [b, engine.constant(engine.encode(np.ones((len(b), width - b.shape[1]), dtype=np.int64)))], axis=1)
+        for b in batches])
+    level = 0
+    while x.shape[1] > 1:
+        half = x.shape[1] // 2
+        prod = await engine.mul(f"{label}/{level}", x[:, :half], x[:, half:2 * half])
+        x = np.concatenate([prod, x[:, 2 * half:]], axis=1) if x.shape[1] % 2 else prod
+        level += 1
+    return x.reshape((len(x),) + shape)
 
 
 def row_order(coins: np.ndarray, job_id: str, input_name: str, credentials: Sequence[str]) -> list[int]:
