@@ -1,5 +1,5 @@
 """The engine interface: what the executor, the job runner and every engine-independent protocol
-(selection, ballots; later client-input checks, DP noise, trees) are written against.
+(selection, ballots, client input checks; later DP noise, trees) are written against.
 
 An engine is one party's view of one job under one secret-sharing scheme: its exchange, the
 parties, and the protocols of that scheme. Parley has the Shamir engine (engines/shamir.py); a

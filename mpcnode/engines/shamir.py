@@ -147,5 +147,6 @@ class ShamirEngine(Session, Engine):
         """The exact LSB path at the largest bit length: compare.ltz computes LSB(2x mod p), and
         for any x in F_p, 2x mod p is odd iff 2x >= p, i.e. iff x > (p - 1) / 2. The path's mask
         is uniform whatever x holds (protocols/compare.py), so nothing leaks either."""
-        assert not compare.bounded_applies(compare.MAX_BIT_LENGTH, self.t)   # exact path, never bounded
+        if compare.bounded_applies(compare.MAX_BIT_LENGTH, self.t):     # never: the bounded path is <= 18 bits
+            raise RuntimeError("upper_half needs the exact comparison path")
         return await compare.ltz(self, label, np.asarray(x, dtype=np.uint64), compare.MAX_BIT_LENGTH)
