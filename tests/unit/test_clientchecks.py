@@ -218,3 +218,22 @@ def test_take_client_rows_excludes_each_bad_row_with_its_reason_and_all_nodes_ag
     assert got.reshape(-1, 2).tolist() == [plain[c] for c in firsts[0]]
     purposes = {o.purpose for o in engines[0].opened}
     assert purposes <= {"public-coins", "input-check", "masked-comparison", "masked-zero-test"}
+
+
+def test_the_store_keeps_the_agreed_rows_across_a_restart(tmp_path) -> None:
+    from mpcnode.store import ShareStore
+    path = tmp_path / "shares.sqlite3"
+    store = ShareStore(path)
+    store.put_job("j", b"spec", "f" * 64, "RUNNING")
+    store.add_client_share("j", "bids", "ann", np.array([1], dtype=np.uint64))
+    store.add_client_share("j", "bids", "bob", np.array([2], dtype=np.uint64))
+    assert store.client_rows_summary("j") == (False, 0, []) and store.client_verdict("j", "bids", "ann") is None
+    store.record_client_rows("j", 1, [("bob", "bids", "out of range")], "f" * 64)
+    store.close()
+    store = ShareStore(path)
+    assert store.client_rows_summary("j") == (True, 1, [("bob", "bids", "out of range")])
+    assert store.client_verdict("j", "bids", "ann") == (True, "")
+    assert store.client_verdict("j", "bids", "bob") == (False, "out of range")
+    assert [(e, d) for _, e, _, _, d in store.audit_log("j")] == [("excluded", "bob (bids): out of range")]
+    assert store.client_share_bytes("j", "bids", "ann") == np.array([1], dtype="<u8").tobytes()
+    store.close()
