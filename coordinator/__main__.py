@@ -15,7 +15,7 @@ from mpcnode.transport.tls import TlsMaterial
 from mpcnode.transport.servicers import add_service
 from parley.v1 import coordinator_pb2 as cop
 
-from .client import JobFailed, close_inputs, progress_printer, rpc_error_text, submit, watch
+from .client import JobFailed, close_inputs, excluded_lines, progress_printer, rpc_error_text, submit, watch
 from .config import load_coordinator_config
 from .plan import add_arguments as add_plan_arguments, run_plan
 from .scheduler import Scheduler
@@ -54,6 +54,10 @@ async def submit_and_wait(args: argparse.Namespace) -> int:
         return 1
     print(f"job {job_id} done in {final.elapsed_s:.2f}s, {final.rounds_done} rounds (computation {final.fingerprint}); "
           f"outputs {', '.join(final.outputs)} are held as shares by the nodes for: {', '.join(final.recipients)}")
+    if final.rows_agreed:
+        print(f"client rows: {final.rows_accepted} counted, {len(final.excluded)} excluded")
+        for line in excluded_lines(final):
+            print(line)
     return 0
 
 

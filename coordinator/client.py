@@ -55,15 +55,25 @@ def progress_printer(stream=sys.stderr) -> Callable[[cop.JobProgress], None]:
     seen: list[tuple] = []
 
     def show(p: cop.JobProgress) -> None:
-        key = (p.state, p.rounds_done, p.inputs_received)
+        key = (p.state, p.rounds_done, p.inputs_received, p.rows_agreed)
         if seen and seen[-1] == key:
             return
         seen.append(key)
         extra = f", {p.inputs_received} client inputs" if p.inputs_received else ""
+        if p.rows_agreed:
+            extra += f" ({p.rows_accepted} counted, {len(p.excluded)} excluded)"
         # job ids and errors come from the operator and the nodes: never read them as rich markup
         console.print(f"[bold]{escape(p.job_id)}[/bold] {p.state.lower()}: {p.rounds_done} rounds{extra}, "
                       f"{p.elapsed_s:.2f}s" + (f" - {escape(p.error)}" if p.error else ""), soft_wrap=True)
+        if p.rows_agreed and (not seen[:-1] or not seen[-2][3]):    # once, when the rows were agreed
+            for line in excluded_lines(p):
+                console.print(escape(line), soft_wrap=True)
     return show
+
+
+def excluded_lines(p: cop.JobProgress) -> list[str]:
+    """One line per client row the nodes excluded: credential, input and why (never a value)."""
+    return [f"  excluded {e.credential} ({e.input}): {e.reason}" for e in p.excluded]
 
 
 def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:

@@ -112,6 +112,11 @@ class Live:
     levels: int = 0
     bytes_sent: int = 0
     inputs_received: int = 0
+    # once the nodes agreed on the client rows: how many count, and the excluded ones
+    # [(credential, input, reason)], as the nodes report them (the same at every live node)
+    rows_agreed: bool = False
+    rows_accepted: int = 0
+    excluded: list[tuple[str, str, str]] = field(default_factory=list)
     error: str = ""
     started: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -366,6 +371,10 @@ class Scheduler:
                 self._set(job_id, rounds_done=min(s.rounds_done for s in rounds),
                           levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
                           inputs_received=max(s.inputs_received for s in rounds))
+                agreed = next((s for s in rounds if s.rows_agreed), None)
+                if agreed is not None:
+                    self._set(job_id, rows_agreed=True, rows_accepted=agreed.rows_accepted,
+                              excluded=[(e.credential, e.input, e.reason) for e in agreed.excluded])
             if errors:
                 await self._decide(job_id, plan, "FAILED", "; ".join(errors))
                 return
@@ -468,7 +477,10 @@ class Scheduler:
             error=live.error if live else rec.error,
             recipients=sorted({r for o in sc.circuit.outputs for r in o.recipients}) if sc else [], outputs=outputs,
             scenario=rec.scenario, bytes_sent=live.bytes_sent if live else 0, fingerprint=rec.fingerprint,
-            inputs_received=live.inputs_received if live else 0)
+            inputs_received=live.inputs_received if live else 0,
+            rows_agreed=live.rows_agreed if live else False, rows_accepted=live.rows_accepted if live else 0,
+            excluded=[node_pb2.ExcludedClient(credential=c, input=i, reason=r) for c, i, r in live.excluded]
+            if live else [])
 
 
 # A node that answers with one of these may answer differently later (it is down, restarting or

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,20 +165,70 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
             shares = sharing.client_shares(protocol, signed, len(parties), int(doc["threshold"]))
         except ValueError as exc:
             raise SubmitError(f"cannot share for this job: {exc}; not submitting") from None
-        calls = []
+        calls, digests = [], []
         live_index = [(parties.index(org), org) for org in view.live]
         for i, org in live_index:
             payload, shape = serde.encode(shares[i])
+            digests.append(hashlib.sha256(payload).digest())
             req = node_pb2.ClientShare(job_id=job_id, input=input_name, share=payload, shape=shape)
             calls.append(node_pb2_grpc.InputIntakeStub(channels[org]).SubmitShare(req, timeout=timeout))
         acks = await asyncio.gather(*calls, return_exceptions=True)
         errors = [f"{org}: {a.code().name}: {a.details()}" if isinstance(a, grpc.aio.AioRpcError) else f"{org}: {a}"
                   for (_, org), a in zip(live_index, acks) if isinstance(a, BaseException)]
+        # each node's receipt must name it, this job and input, and hash exactly the share sent to it
+        # (a receipt is not checked for an input-only party's node input: that path returns none)
+        errors += [f"{org}: its receipt does not match the share sent to it"
+                   for (_, org), a, digest in zip(live_index, acks, digests)
+                   if not isinstance(a, BaseException) and a.HasField("receipt")
+                   and (a.receipt.node, a.receipt.job_id, a.receipt.input, a.receipt.share_sha256)
+                   != (org, job_id, input_name, digest)]
+        if not node_input:
+            errors += [f"{org}: no receipt" for (_, org), a in zip(live_index, acks)
+                       if not isinstance(a, BaseException) and not a.HasField("receipt")]
         if errors:
             raise SubmitError("; ".join(errors))
         return view
     finally:
         await asyncio.gather(*(ch.close() for ch in channels.values()))
+
+
+STATE_WORDS = {node_pb2.SUBMISSION_STATE_NOT_RECEIVED: "not received", node_pb2.SUBMISSION_STATE_STORED: "stored",
+               node_pb2.SUBMISSION_STATE_COUNTED: "counted", node_pb2.SUBMISSION_STATE_EXCLUDED: "excluded"}
+
+
+async def status(job_id: str, input_name: str, nodes: dict[str, str], tls: TlsMaterial,
+                 timeout: float = 15.0) -> dict[str, node_pb2.SubmissionStatusReply | str]:
+    """Ask every node about this client's own submission (the identity of `tls`): {org: its
+    SubmissionStatusReply (stored, counted or excluded with the reason, and its receipt), or
+    why it did not answer}. A node answers only about the caller's own credential."""
+    channels = {org: secure_channel(addr, org, tls) for org, addr in nodes.items()}
+    try:
+        query = node_pb2.SubmissionQuery(job_id=job_id, input=input_name)
+        replies = await asyncio.gather(*(node_pb2_grpc.InputIntakeStub(ch).SubmissionStatus(query, timeout=timeout)
+                                         for ch in channels.values()), return_exceptions=True)
+    finally:
+        await asyncio.gather(*(ch.close() for ch in channels.values()))
+    return {org: (r if not isinstance(r, BaseException) else
+                  f"{r.code().name}: {r.details()}" if isinstance(r, grpc.aio.AioRpcError) else str(r))
+            for org, r in zip(channels, replies)}
+
+
+def _status_main(args: argparse.Namespace) -> int:
+    try:
+        tls = TlsMaterial.for_identity(args.certs, args.identity)
+        answers = asyncio.run(status(args.job, args.input, args.nodes, tls, args.timeout))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for org, a in answers.items():
+        if isinstance(a, str):
+            print(f"{org}: no answer: {a}")
+            continue
+        line = f"{org}: {STATE_WORDS.get(a.state, 'unknown')}" + (f" ({a.reason})" if a.reason else "")
+        if a.HasField("receipt"):
+            line += f", stored share sha256 {a.receipt.share_sha256.hex()}"
+        print(line)
+    return 0 if all(not isinstance(a, str) for a in answers.values()) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +246,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="the computation's fingerprint as published by the organizers (sha256 hex); "
                         "nothing is sent unless every node runs exactly that computation")
     p.add_argument("--timeout", type=float, default=15.0)
+    q = sub.add_parser("status", help="ask every node whether this client's own submission is stored, counted or "
+                                      "excluded (and why)")
+    q.add_argument("--job", required=True)
+    q.add_argument("--input", required=True, help="client input name (bids, ballots)")
+    q.add_argument("--nodes", required=True, type=parse_nodes, help="org=host:port,... for every compute party")
+    q.add_argument("--certs", type=Path, default=Path("deploy/certs"))
+    q.add_argument("--identity", required=True, help="this client's credential name")
+    q.add_argument("--timeout", type=float, default=15.0)
     args = parser.parse_args(argv)
+    if args.command == "status":
+        return _status_main(args)
     try:
         values = [int(v) for v in args.values.split(",")]
     except ValueError:

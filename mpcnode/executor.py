@@ -28,8 +28,11 @@ Values = dict[str, np.ndarray]
 
 class Executor:
     def __init__(self, engine: Engine, circuit: cpb.Circuit, plan: Plan,
-                 on_level: Callable[[int], None] | None = None):
+                 on_level: Callable[[int], None] | None = None, row_tags: dict[str, np.ndarray] | None = None):
         self.engine = engine
+        # per client input: the index in decl.clients of each accepted row, in row order (set by
+        # jobrun.run_job once the nodes agreed on the rows; public, the same at every live node)
+        self.row_tags: dict[str, np.ndarray] = dict(row_tags or {})
         self.circuit = circuit
         self.plan = plan
         self.on_level = on_level or (lambda level: None)

@@ -13,14 +13,17 @@ it, never to one sharing scheme's code. The sequence, every step over the same e
    one round;
 3. `agree_on_owner_inputs` (only with input-only parties): one round, every live node holds the
    shares each input-only party submitted, before any is used;
-4. `agree_on_clients`: one round per client input, fixing whose rows count and in which order;
+4. `take_client_rows`: the live nodes agree which clients' rows every one of them holds, check
+   each row's sharing and range inside MPC, exclude (not fail on) the bad ones and order the
+   rest by a hash of jointly drawn coins (protocols/clientchecks.py);
 5. `Executor.run`: the circuit, level by level.
 Client shares, and the shares of input-only parties' node inputs, reach the nodes from their owners
 (InputIntake), not over this exchange.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -33,10 +36,13 @@ from .engines import Engine, engine_for
 from .opened import Opened
 from .exchange import Exchange
 from .executor import Executor, Values
-from .protocols.agreement import MissingInput, agree_on_clients, agree_on_job, agree_on_owner_inputs
+from .engines.base import Share
+from .protocols.agreement import MissingInput, agree_on_job, agree_on_owner_inputs, agree_on_presence
+from .protocols.clientchecks import INCONSISTENT, OUT_OF_RANGE, Exclusion, row_order, rows_in_range
 
-# (shares this node holds, by client; clients in the order this node accepted them) for one
-# client input declaration; for a node input of an input-only party, ({owner: share} or {}, ...)
+# (shares this node holds, by client; clients in the order this node accepted them: not used for
+# the row order, which no single node decides) for one client input declaration; for a node input
+# of an input-only party, ({owner: share} or {}, ...)
 ClientRows = Callable[[cpb.InputDecl], tuple[Mapping[str, np.ndarray], list[str]]]
 
 
@@ -45,17 +51,22 @@ class JobResult:
     outputs: Values           # this node's shares of every output, keyed by output name
     row_labels: list[str]     # the clients whose rows counted, in the agreed order (empty: none)
     opened: list[Opened]      # every value this node opened in the job, outputs last (mpcnode/opened.py)
+    # per client input: the index in decl.clients of each accepted row, in row order
+    row_tags: dict[str, np.ndarray] = field(default_factory=dict)
+    excluded: list[Exclusion] = field(default_factory=list)   # client rows that did not count, and why
 
 
 async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: Sequence[str],
                   node_inputs: dict[str, np.ndarray], client_rows: ClientRows,
-                  check_rows: Callable[[dict[str, int]], None] | None = None) -> JobResult:
+                  check_rows: Callable[[dict[str, int]], None] | None = None,
+                  record_rows: Callable[[dict[str, int], list[Exclusion]], None] | None = None) -> JobResult:
     """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
 
     `node_inputs`: this node's own input arrays as signed int64 (inputs.load_node_inputs), keyed by
     input name (empty if it owns none); the engine encodes them into its plaintext domain.
     `client_rows(decl)` (this node's shares, each in the job's share format) is read only after
-    submission has closed. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
+    submission has closed. `record_rows`, if given, gets how many rows count per client input and
+    the excluded rows once the nodes agreed on them. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
     raise to stop the job before the circuit runs (nothing has been opened by then).
     """
     parties = list(spec.parties)
@@ -65,7 +76,10 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     executor = Executor(engine, spec.circuit, plan)
     values = await executor.share_node_inputs(parties, {k: engine.encode(v) for k, v in node_inputs.items()})
     await take_owner_inputs(engine, spec.circuit, parties, values, client_rows)
-    labels = await take_client_rows(engine, spec.circuit, values, client_rows, executor.row_tags)
+    labels, tags, excluded = await take_client_rows(engine, spec.job_id, spec.circuit, parties, values, client_rows)
+    executor.row_tags = tags
+    if record_rows is not None and tags:      # tags has an entry per client input, if any
+        record_rows({name: len(idx) for name, idx in tags.items()}, excluded)
     if check_rows is not None:
         check_rows({d.name: int(values[d.name].shape[0]) // d.length
                     for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS})
@@ -75,7 +89,7 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
         # an output is opened when its recipients fetch it; which values and to whom is fixed here
         count = int(np.prod(engine.value_shape(outputs[out.name]), dtype=np.int64))
         opened.append(Opened(f"output/{out.name}", count, "output", tuple(out.recipients)))
-    return JobResult(outputs=outputs, row_labels=labels, opened=opened)
+    return JobResult(outputs=outputs, row_labels=labels, opened=opened, row_tags=tags, excluded=excluded)
 
 
 async def take_owner_inputs(engine: Engine, circuit: cpb.Circuit, parties: list[str], values: Values,
@@ -95,24 +109,60 @@ async def take_owner_inputs(engine: Engine, circuit: cpb.Circuit, parties: list[
         values[d.name] = share.reshape((d.length,) + tuple(engine.share_shape))
 
 
-async def take_client_rows(engine: Engine, circuit: cpb.Circuit, values: Values,
-                           client_rows: ClientRows, row_tags: dict[str, np.ndarray] | None = None) -> list[str]:
-    """After client submission closed: agree with the other nodes on whose input counts
-    (protocols/agreement.py) and put those rows into `values`, in the agreed order, and each row's
-    tag (its client's position in decl.clients) into `row_tags`. Returns the row labels of the
-    first client input (the clients whose rows the outputs are about)."""
+async def take_client_rows(engine: Engine, job_id: str, circuit: cpb.Circuit, parties: list[str],
+                           values: Values, client_rows: ClientRows) -> tuple[list[str], dict[str, np.ndarray],
+                                                                              list[Exclusion]]:
+    """After client submission closed: decide with the other live nodes whose rows count and in
+    which order (protocols/clientchecks.py), and put those rows into `values`. A row is excluded,
+    not fatal, if some live node does not hold it (agree_on_presence; those nodes are named), if
+    its sharing is inconsistent (Engine.consistent_rows) or if a value is out of the declared
+    range (rows_in_range). Accepted rows are ordered by row_order, over public coins drawn now.
+
+    Returns (the credentials of the first client input's accepted rows in row order, {input:
+    the index in decl.clients of each accepted row, in row order}, the exclusions). Rounds: 1
+    (presence) + the consistency checks of all inputs and the order coins, concurrently + the
+    range check of all inputs in one batch. Every live node computes the same result."""
     decls = [d for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
-    labels: list[str] = []
-    for k, decl in enumerate(decls):
-        got, order = client_rows(decl)
-        rows = await agree_on_clients(engine, k, list(decl.clients), got, order)
-        if not labels:
-            labels = rows
-        if row_tags is not None:
-            position = {c: i for i, c in enumerate(decl.clients)}
-            row_tags[decl.name] = np.array([position[c] for c in rows], dtype=np.int64)
-        # each client's share arrives as one array of decl.length values (component axes after)
-        values[decl.name] = (np.concatenate([got[c] for c in rows]) if rows
-                             else engine.constant(np.zeros(0, dtype=np.uint64))
-                             ).reshape((len(rows) * decl.length,) + tuple(engine.share_shape))
-    return labels
+    if not decls:
+        return [], {}, []
+    got = [client_rows(d)[0] for d in decls]
+    missing = await agree_on_presence(engine, [np.fromiter((c in g for c in d.clients), dtype=bool,
+                                                            count=len(d.clients)) for d, g in zip(decls, got)])
+    excluded: list[Exclusion] = []
+    held: list[np.ndarray] = []          # per input: indices into decl.clients held by every live node
+    rows: list[Share] = []
+    shape = tuple(engine.share_shape)
+    live = np.asarray(engine.parties)
+    for d, g, miss in zip(decls, got, missing):
+        lacking = miss.sum(axis=0)
+        # some but not all live nodes lack it: the row is excluded and those nodes named
+        for c in np.flatnonzero((lacking > 0) & (lacking < miss.shape[0])):
+            names = ", ".join(parties[int(i)] for i in live[miss[:, c]])
+            excluded.append(Exclusion(d.clients[c], d.name, f"not held by {names}"))
+        idx = np.flatnonzero(lacking == 0)
+        held.append(idx)
+        rows.append(np.stack([np.asarray(g[d.clients[c]], dtype=np.uint64).reshape((d.length,) + shape)
+                              for c in idx]) if idx.size else np.zeros((0, d.length) + shape, dtype=np.uint64))
+
+    async def order_coins() -> np.ndarray:
+        return await engine.open("clients/order/open", await engine.random("clients/order", (4,)),
+                                 purpose="public-coins")
+
+    *consistent, coins = await asyncio.gather(
+        *(engine.consistent_rows(f"clients/{k}/consistent", r) for k, r in enumerate(rows)), order_coins())
+    for d, idx, ok in zip(decls, held, consistent):
+        excluded.extend(Exclusion(d.clients[c], d.name, INCONSISTENT) for c in idx[~ok])
+    held = [idx[ok] for idx, ok in zip(held, consistent)]
+    rows = [r[ok] for r, ok in zip(rows, consistent)]
+    in_range = await rows_in_range(engine, "clients/range", [(r, d.lo, d.hi) for r, d in zip(rows, decls)])
+    tags: dict[str, np.ndarray] = {}
+    first: list[str] = []
+    for d, idx, r, ok in zip(decls, held, rows, in_range):
+        excluded.extend(Exclusion(d.clients[c], d.name, OUT_OF_RANGE) for c in idx[~ok])
+        idx, r = idx[ok], r[ok]
+        order = row_order(coins, job_id, d.name, [d.clients[c] for c in idx])
+        tags[d.name] = idx[order]
+        values[d.name] = r[order].reshape((len(order) * d.length,) + shape)
+        if d is decls[0]:
+            first = [d.clients[c] for c in tags[d.name]]
+    return first, tags, excluded

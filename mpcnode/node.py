@@ -26,7 +26,8 @@ from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
 from .inputparty import DeliveryError, accept_owner_share, deliver, wait_owner_inputs
 from .inputs import InputError, load_node_inputs
-from .intake import accept_client_share, public_job
+from .intake import (accept_client_share, add_rows_status, public_job, record_client_rows, submission_status,
+                     wait_client_inputs)
 from .jobrun import run_job
 from .jobspec import check_job_spec, recomputed_fingerprint
 from .opened import describe as describe_opened
@@ -230,7 +231,8 @@ class Node:
         row = self.store.job(job_id)
         if row is None:
             raise NotFound(f"no job {job_id} on {self.org}")
-        return node_pb2.JobStatus(job_id=job_id, state=_PB_STATE[row.state], error=row.error, committed=row.committed)
+        return add_rows_status(self.store, job_id, node_pb2.JobStatus(
+            job_id=job_id, state=_PB_STATE[row.state], error=row.error, committed=row.committed))
 
     def close_inputs(self, caller: str | None, job_id: str, live: list[str] | None = None) -> node_pb2.JobStatus:
         self._require_coordinator(caller)
@@ -314,12 +316,11 @@ class Node:
     def _status(self, job: Job) -> node_pb2.JobStatus:
         ex = job.exchange
         end = job.finished or time.monotonic()
-        return node_pb2.JobStatus(
+        return add_rows_status(self.store, job.spec.job_id, node_pb2.JobStatus(
             job_id=job.spec.job_id, state=_PB_STATE[job.state], rounds_done=ex.stats.rounds if ex else 0,
             rounds_total=job.plan.depth, bytes_sent=ex.stats.bytes_sent if ex else 0, error=job.error,
-            committed=job.committed,
-            elapsed_s=(end - job.started) if job.started else 0.0,
-            inputs_received=sum(job.client_counts.values()))
+            committed=job.committed, elapsed_s=(end - job.started) if job.started else 0.0,
+            inputs_received=sum(job.client_counts.values())))
 
     def _fail(self, job: Job, reason: str) -> None:
         if job.state in (State.DONE, State.FAILED):
@@ -340,13 +341,14 @@ class Node:
         job.exchange = GrpcExchange(spec.job_id, list(spec.parties), job.me, self.links, job.mailbox, round_timeout)
         try:
             async with asyncio.timeout(spec.timeout_s):
-                await self._wait_client_inputs(job)
+                await wait_client_inputs(job)
                 await wait_owner_inputs(job, self.org, round_timeout)
                 # the same function `coordinator plan` dry-runs (jobrun.py), so its cost estimate is this run's cost
                 result = await run_job(job.exchange, spec, job.plan, job.live or list(spec.parties), job.inputs,
                                        lambda decl: (self.store.client_shares(spec.job_id, decl.name),
                                                      self.store.client_order(spec.job_id, decl.name)),
-                                       lambda rows: self.admission.check_rows(job.feeds, rows))
+                                       lambda rows: self.admission.check_rows(job.feeds, rows),
+                                       lambda counted, excluded: record_client_rows(self.store, job, counted, excluded))
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), participants(spec, out, result.row_labels))
                 for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]))
@@ -393,20 +395,6 @@ class Node:
         except Exception as exc:  # the job fails cleanly; the node keeps serving
             log.exception("job %s: delivering input crashed", spec.job_id)
             self._fail(job, f"internal error on {self.org} ({type(exc).__name__}; details in its log)")
-
-    async def _wait_client_inputs(self, job: Job) -> None:
-        """Client submission stays open until the coordinator closes it or the deadline passes."""
-        if not any(d.source == cpb.INPUT_SOURCE_CLIENTS for d in job.spec.circuit.inputs):
-            return
-        deadline = job.spec.input_deadline_unix
-        if deadline:
-            try:
-                await asyncio.wait_for(job.inputs_closed.wait(), max(0.0, deadline - time.time()))
-            except asyncio.TimeoutError:
-                pass
-        else:
-            await job.inputs_closed.wait()
-        job.inputs_closed.set()
 
     # ---- node <-> node (transport/inbound.py's Inbox) ----------------------------------------
     def mailbox(self, peer: str, job_id: str) -> Mailbox:
@@ -457,6 +445,10 @@ class Node:
         if decl is None:
             raise NotFound(f"job {req.job_id} takes no client input {req.input!r}")
         return accept_client_share(self.store, job, caller, decl, req)
+
+    def submission_status(self, caller: str | None, req: node_pb2.SubmissionQuery) -> node_pb2.SubmissionStatusReply:
+        """The caller's own submission only: stored, counted or excluded (intake.submission_status)."""
+        return submission_status(self.store, self.org, caller, req)
 
     def job_info(self, caller: str | None, job_id: str) -> node_pb2.PublicJob:
         """The computation an input client's data would feed, as the canonical document this node

@@ -16,6 +16,8 @@ OPEN_PURPOSES = {
     "masked-comparison": "x + r for a comparison or zero test, r uniform (or statistically masking) and fresh",
     "masked-zero-test": "x + r for a bounded zero test of a range-checked value, r statistically masking",
     "public-coins": "uniform random values that no party chose (a random linear combination's coefficients)",
+    "input-check": "client input checks: per client row, a combination of its shares masked by a fresh uniform "
+                   "value (Shamir degree check), and one bit 'this row is in range'",
     "output": "an output's shares, to the recipients the computation names",
 }
 

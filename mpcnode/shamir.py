@@ -146,3 +146,16 @@ def _agrees(shares: dict[int, np.ndarray], subset: tuple[int, ...], j: int) -> b
 
 def _consistent(shares: dict[int, np.ndarray], base: tuple[int, ...], parties: tuple[int, ...]) -> bool:
     return all(_agrees(shares, base, j) for j in parties)
+
+
+def on_polynomial(shares: dict[int, np.ndarray], t: int) -> np.ndarray:
+    """Per element: do the shares (party id -> array, all the same shape) lie on one polynomial of
+    degree <= t? Interpolating from the first t + 1 parties must reproduce every other party's
+    share (the syndromes are zero). With t + 1 shares or fewer every element passes: any t + 1
+    points lie on a degree-t polynomial, so nothing can be checked."""
+    parties = tuple(sorted(shares))
+    base = parties[: t + 1]
+    ok = np.ones(np.shape(shares[parties[0]]), dtype=bool)
+    for j in parties[t + 1:]:
+        ok &= combine([shares[i] for i in base], lagrange_at(base, j)) == shares[j]
+    return ok

@@ -1,7 +1,8 @@
 """Durable share store (SQLite, WAL, one transaction per state change).
 
-What is kept: each job's spec and state, the client input shares accepted for it, and the
-output shares a finished job produced. A node that restarts still holds them; a job that was
+What is kept: each job's spec and state, the client input shares accepted for it, which client
+rows the live nodes agreed to count or excluded (and why), and the output shares a finished job
+produced. A node that restarts still holds them; a job that was
 running when the node died is marked failed on restart (its intermediate shares were never
 written), so no half-written state survives.
 """
@@ -26,17 +27,23 @@ CREATE TABLE IF NOT EXISTS client_shares (
 CREATE TABLE IF NOT EXISTS outputs (
   job_id TEXT NOT NULL, name TEXT NOT NULL, share BLOB NOT NULL, recipients TEXT NOT NULL,
   PRIMARY KEY (job_id, name));
+CREATE TABLE IF NOT EXISTS client_exclusions (
+  job_id TEXT NOT NULL, input TEXT NOT NULL, client TEXT NOT NULL, reason TEXT NOT NULL,
+  PRIMARY KEY (job_id, input, client));
 CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
 """
 # Columns added after the first release, per table: (declaration, backfill statement or None).
+# jobs.rows_accepted: how many client rows count once the live nodes agreed on them; -1 before
+# (and for a job without client input).
 # jobs.committed: the coordinator told this node it recorded the job DONE (Commit). A store from
 # before Commit existed gets the column on open, with its DONE jobs committed: they were released.
 # shape (client shares, outputs): the share's array shape as "d1,d2,..." (a replicated3 share has
 # a trailing component axis); '' in rows written before it is a flat array, as they all were.
 ADDED_COLUMNS = {
-    "jobs": {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'")},
+    "jobs": {"committed": ("INTEGER NOT NULL DEFAULT 0", "UPDATE jobs SET committed=1 WHERE state='DONE'"),
+             "rows_accepted": ("INTEGER NOT NULL DEFAULT -1", None)},
     "client_shares": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
     "outputs": {"shape": ("TEXT NOT NULL DEFAULT ''", None),
                 "participants": ("TEXT NOT NULL DEFAULT ''", None)},
@@ -169,6 +176,46 @@ class ShareStore:
                            (job_id, input_name))
         return [r[0] for r in rows]
 
+    def client_share_bytes(self, job_id: str, input_name: str, client: str) -> bytes | None:
+        """The stored bytes of one client's share (what a receipt's hash covers), or None."""
+        rows = self._query("SELECT share FROM client_shares WHERE job_id=? AND input=? AND client=?",
+                           (job_id, input_name, client))
+        return bytes(rows[0][0]) if rows else None
+
+    # ---- which client rows counted (jobrun.take_client_rows) -------------------------
+    # Every row this node holds either counts or is excluded, so only the exclusions are kept
+    # (a few rows), with the number that count: one write per job, not one per client.
+    def record_client_rows(self, job_id: str, accepted: int, excluded: list[tuple[str, str, str]],
+                           fingerprint: str) -> None:
+        """The agreed client rows of a job, in one transaction: how many count, every excluded
+        (credential, input, reason), and one "excluded" audit event per excluded row (names and
+        reasons only)."""
+        now = time.time()
+        stmts = [("UPDATE jobs SET rows_accepted=?, updated=? WHERE job_id=?", (accepted, now, job_id))]
+        stmts += [("INSERT OR REPLACE INTO client_exclusions (job_id, input, client, reason) VALUES (?,?,?,?)",
+                   (job_id, name, c, reason)) for c, name, reason in excluded]
+        stmts += [("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
+                   (now, "excluded", job_id[:128], fingerprint[:64], f"{c} ({name}): {reason}"[:1000]))
+                  for c, name, reason in excluded]
+        self._tx(stmts)
+
+    def client_verdict(self, job_id: str, input_name: str, client: str) -> tuple[bool, str] | None:
+        """For a row this node holds, once the rows were agreed: (counted, why not); else None."""
+        agreed = self._query("SELECT rows_accepted FROM jobs WHERE job_id=?", (job_id,))
+        if not agreed or agreed[0][0] < 0:
+            return None
+        rows = self._query("SELECT reason FROM client_exclusions WHERE job_id=? AND input=? AND client=?",
+                           (job_id, input_name, client))
+        return (False, rows[0][0]) if rows else (True, "")
+
+    def client_rows_summary(self, job_id: str) -> tuple[bool, int, list[tuple[str, str, str]]]:
+        """(rows agreed, rows counted, [(credential, input, reason)] of the excluded rows)."""
+        agreed = self._query("SELECT rows_accepted FROM jobs WHERE job_id=?", (job_id,))
+        if not agreed or agreed[0][0] < 0:
+            return False, 0, []
+        rows = self._query("SELECT client, input, reason FROM client_exclusions WHERE job_id=? ORDER BY input, client",
+                           (job_id,))
+        return True, int(agreed[0][0]), [(c, i, r) for c, i, r in rows]
 
     # ---- outputs ------------------------------------------------------------------
     def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]],

@@ -1,5 +1,5 @@
 """The engine interface: what the executor, the job runner and every engine-independent protocol
-(selection, ballots; later client-input checks, DP noise, trees) are written against.
+(selection, ballots, client input checks; later DP noise, trees) are written against.
 
 An engine is one party's view of one job under one secret-sharing scheme: its exchange, the
 parties, and the protocols of that scheme. Parley has the Shamir engine (engines/shamir.py); a
@@ -209,6 +209,22 @@ class Engine(ABC):
                                     [(bit[off:off + len(x)], self.sub(x, y)) for off, x, y in selects])
         chosen = [self.add(y, p) for (_, _, y), p in zip(selects, prods)]
         return chosen, None if keep_bit is None else bit[keep_bit[0]:keep_bit[1]]
+
+    # ---- client input checks (protocols/clientchecks.py) ------------------------------------
+    @abstractmethod
+    async def consistent_rows(self, label: str, rows: Share) -> np.ndarray:
+        """Which client rows are consistently shared: rows is an (m, L) + share_shape batch, one
+        row per client, that every live party holds; returns a bool array (m,), the same at
+        every live party. A row that fails was shared inconsistently by its client (nodes are
+        semi-honest) and is excluded. One batch for all rows; nothing about an honest row's
+        value leaks (each engine's docstring says what travels)."""
+
+    @abstractmethod
+    async def upper_half(self, label: str, x: Share) -> Share:
+        """Shares of the bits [x is in the upper half of the plaintext domain], EXACT for every
+        element, whatever it holds (Shamir: x > (p - 1) / 2; a ring Z_2^k: bit k - 1 of x). On
+        signed values it is [x < 0]; protocols/clientchecks.py builds an exact range test from
+        two of them. Any value shape, one batch."""
 
     def exact_bit_length(self, bit_length: int) -> int:
         """The bit_length to compare operands that nobody range-checked with (client values,

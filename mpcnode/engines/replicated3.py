@@ -468,6 +468,49 @@ class Replicated3Engine(Engine):
         return bit.reshape(shape + (2,))
 
 
+    # ---- client input checks ------------------------------------------------------------
+    async def consistent_rows(self, label: str, rows: Share) -> np.ndarray:
+        """Do the two holders of each component of a client's row hold the same copy? One round.
+
+        Party i holds (x_i, x_{i+1}) of each row; party i - 1 holds x_i too (its second
+        component) and party i + 1 holds x_{i+1} (its first). Each party sends its first
+        components to party i - 1 and its second to party i + 1, which compare them with their
+        own copy; then every party sends every other one flag per row (its verdict), and a row
+        passes only if all three verdicts are clean, so every party gets the same answer. The
+        components themselves are sent, not a hash: the receiver already holds that component
+        (a hash would hide nothing more), and the check then needs no hashing of m * L words.
+        A client that gave the two holders different copies would make the row's value depend
+        on which pair of parties reconstructs it (a tally's products would carry a random
+        error); nodes are semi-honest, so a difference proves the client lied. Rounds: 2
+        (components, then verdicts), concurrent with nothing else."""
+        rows = np.asarray(rows, dtype=_U)
+        m = rows.shape[0]
+        if m == 0:
+            return np.ones(0, dtype=bool)
+        comp = rows.reshape(m, -1, 2)
+        first = np.ascontiguousarray(comp[..., 0]).reshape(-1)
+        second = np.ascontiguousarray(comp[..., 1]).reshape(-1)
+        got = await self.ex.round(f"{label}/components", {self.prev: first, self.next: second},
+                                  [self.prev, self.next])
+        from_prev = _checked(got[self.prev], first.size, label, self.prev).reshape(m, -1)   # prev's second: our first
+        from_next = _checked(got[self.next], first.size, label, self.next).reshape(m, -1)   # next's first: our second
+        bad = (np.any(from_prev != comp[..., 0], axis=1) | np.any(from_next != comp[..., 1], axis=1)).astype(_U)
+        others = [self.prev, self.next]
+        verdicts = await self.ex.round(f"{label}/verdicts", {j: bad for j in others}, others)
+        for j in others:
+            bad = bad | _checked(verdicts[j], m, f"{label}/verdicts", j)
+        return bad == 0
+
+    async def upper_half(self, label: str, x: Share) -> Share:
+        """Bit 63 of each 64-bit word, exact for every word: binary.less_than_zero at bit_length
+        62 takes the sign bit 63 = p_63 ^ G_62 of the split sum s + y, the carry over bits 0..62
+        by a full 6-level prefix adder, so it is bit 63 of (s + y) mod 2^64 = x whatever x is.
+        Opens nothing. 8 rounds."""
+        shape = self.value_shape(x)
+        bit = await binary.less_than_zero(self, label, self.flatten(x), MAX_BIT_LENGTH)
+        return bit.reshape(shape + (2,))
+
+
 def _checked(arr: np.ndarray, size: int, label: str, sender: int) -> np.ndarray:
     if arr.size != size:
         raise ProtocolViolation(f"round {label!r}: party {sender} sent {arr.size} elements, expected {size}")

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import field
-from ..exchange import Exchange
+from .. import field, shamir
+from ..exchange import Exchange, ProtocolViolation
 from ..protocols import compare
 from ..protocols.core import Session
 from .base import Engine, Public, Selection, Share
@@ -110,3 +110,43 @@ class ShamirEngine(Session, Engine):
         """A statistically masked opening of x (compare.equal_zero_bounded): L random bits and
         L - 1 products for bound < 2^L instead of 61 and 60."""
         return await compare.equal_zero_bounded(self, label, x, bound)
+
+    # ---- client input checks -------------------------------------------------------------
+    async def consistent_rows(self, label: str, rows: Share) -> np.ndarray:
+        """Degree check of the clients' sharings, per row (3 rounds for the whole batch).
+
+        The parties draw L public coins r (a fresh random sharing, opened: purpose public-coins)
+        only now, after submission closed, so no client can aim its error at them. Each party
+        computes s_c = sum_k r_k x_{c,k} + rho_c with rho a fresh random degree-t sharing per row
+        and sends its share of s to every other live party (one round, purpose input-check). A
+        row passes iff the live shares of s_c lie on a polynomial of degree <= t. If some x_{c,k}
+        is off every degree-t polynomial, the combination is off it except with probability 1/p
+        (its syndrome is a nonzero linear form in r); rho_c has syndrome zero. s_c is uniform
+        (rho_c is, and no t parties know it), and its shares are a uniform degree-t sharing of
+        it, so nothing about x leaks. With only t + 1 live parties there is nothing to compare
+        (any t + 1 points lie on a degree-t polynomial): every row passes."""
+        rows = np.asarray(rows, dtype=np.uint64)
+        m = rows.shape[0]
+        width = int(np.prod(rows.shape[1:], dtype=np.int64))
+        if m == 0 or len(self.parties) <= self.t + 1:
+            return np.ones(m, dtype=bool)
+        rand = await self.random(f"{label}/rand", (width + m,))
+        coins = await self.open(f"{label}/coins", rand[:width], purpose="public-coins")
+        mixed = field.sum_all(field.mul(rows.reshape(m, width), np.broadcast_to(coins, (m, width)).copy()), axis=1)
+        s = field.add(mixed, rand[width:])
+        self.opened.note(f"{label}/open", m, "input-check", self.parties)
+        others = [j for j in self.parties if j != self.party]
+        got = await self.ex.round(f"{label}/open", {j: s for j in others}, others)
+        got[self.party] = s
+        for j, arr in got.items():
+            if arr.shape != s.shape:
+                raise ProtocolViolation(f"round {label}/open: party {j} sent {arr.size} values, expected {m}")
+        return shamir.on_polynomial(got, self.t)
+
+    async def upper_half(self, label: str, x: Share) -> Share:
+        """The exact LSB path at the largest bit length: compare.ltz computes LSB(2x mod p), and
+        for any x in F_p, 2x mod p is odd iff 2x >= p, i.e. iff x > (p - 1) / 2. The path's mask
+        is uniform whatever x holds (protocols/compare.py), so nothing leaks either."""
+        if compare.bounded_applies(compare.MAX_BIT_LENGTH, self.t):     # never: the bounded path is <= 18 bits
+            raise RuntimeError("upper_half needs the exact comparison path")
+        return await compare.ltz(self, label, np.asarray(x, dtype=np.uint64), compare.MAX_BIT_LENGTH)

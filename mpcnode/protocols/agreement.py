@@ -12,7 +12,7 @@ job before input sharing starts.
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -35,65 +35,27 @@ async def agree_on_job(engine: Engine, job_id: str, fingerprint: str, live: Sequ
     await engine.establish(job_digest(job_id, fingerprint, live))
 
 
-async def agree_on_clients(engine: Engine, k: int, clients: list[str], got: Mapping[str, object],
-                           order: list[str]) -> list[str]:
-    """Which listed clients' rows count, in which order (one round, label clients/<k>; with
-    replicated shares one more before it, clients/<k>/check, see _replicated_mismatches).
-
-    Every node sends, for each listed client, 1 + the rank at which it received that client's
-    share (0 = not received, or received inconsistent with a neighbour's copy). A client counts
-    only if every node holds its share; rows are ordered by the first party's arrival order, so
-    "earliest submission" is well defined.
-    """
-    rank = {c: i + 1 for i, c in enumerate(order)}
-    ranks = np.array([rank.get(c, 0) if c in got else 0 for c in clients], dtype=np.uint64)
-    if tuple(engine.share_shape) == (2,):
-        # a client shares each component with two nodes: one that sent the two different copies
-        # is treated as not received by the node that saw it, so every node drops its row below
-        ranks[await _replicated_mismatches(engine, k, clients, got)] = 0
+async def agree_on_presence(engine: Engine, held: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """After client submission closed, one round (label `clients`) for every client input at
+    once: each live node sends every other one flag per listed client of each input (1: it holds
+    that client's share). held[k] is this node's flags for client input k (one per listed
+    client, in the declaration's order). Returns, per input, a bool array (live parties in
+    engine.parties order, listed clients): True where that party does NOT hold that client's
+    share. A column with no True counts (every live node holds the row); an all-True column is a
+    client that never submitted; anything between names the nodes that claim not to hold a
+    share the others hold (the row is excluded, and those nodes are named in the reason).
+    Every live node computes the same answer from the same flags."""
+    flags = np.concatenate([np.asarray(h, dtype=bool) for h in held]).astype(np.uint64) if held \
+        else np.zeros(0, dtype=np.uint64)
     everyone = list(engine.parties)
-    peers = await engine.exchange.round(f"clients/{k}", {j: ranks for j in everyone if j != engine.party}, everyone)
-    peers[engine.party] = ranks
-    for i, r in peers.items():
-        if r.shape != ranks.shape:
-            raise ProtocolViolation(f"client agreement: party {i} sent {r.size} ranks, expected {ranks.size}")
-    present = np.all(np.stack([peers[i] > 0 for i in everyone]), axis=0)
-    first = peers[everyone[0]].astype(np.int64)
-    chosen = sorted((int(first[c]), c) for c in np.flatnonzero(present))
-    return [clients[c] for _, c in chosen]
-
-
-async def _replicated_mismatches(engine: Engine, k: int, clients: list[str],
-                                 got: Mapping[str, object]) -> np.ndarray:
-    """Indices (into `clients`) of the clients whose replicated shares disagree with a neighbour's.
-
-    Party i holds (x_i, x_{i+1}) of each client's row; party i - 1 holds x_i too (its second
-    component) and party i + 1 holds x_{i+1} (its first). Each party sends its first components to
-    party i - 1 and its second to party i + 1 (one round, label clients/<k>/check), which compare
-    them with their own copy. Both holders already know a component, so sending it reveals
-    nothing; a client that gave the two holders different copies would otherwise make the row's
-    value depend on which pair of nodes reconstructs it (and a tally's products would carry a
-    random error). Nodes are semi-honest, so a difference proves the client lied. Clients a node
-    does not hold are sent as zeros and not compared there (they are dropped anyway)."""
-    held = np.array([c in got for c in clients], dtype=bool)
-    idx = np.flatnonzero(held)
-    width = max((np.asarray(v).size // 2 for v in got.values()), default=0)   # the intake fixed each shape
-    first = np.zeros((len(clients), width), dtype=np.uint64)
-    second = np.zeros((len(clients), width), dtype=np.uint64)
-    if idx.size:
-        rows = np.stack([np.asarray(got[clients[i]], dtype=np.uint64).reshape(width, 2) for i in idx])
-        first[idx], second[idx] = rows[..., 0], rows[..., 1]
-    prev, nxt = (engine.party - 1) % 3, (engine.party + 1) % 3
-    peers = await engine.exchange.round(f"clients/{k}/check", {prev: first.reshape(-1), nxt: second.reshape(-1)},
-                                        [prev, nxt])
-    for j, arr in peers.items():
-        if arr.size != first.size:
-            raise ProtocolViolation(f"client agreement: party {j} sent {arr.size} words, expected {first.size}")
-    from_prev = peers[prev].reshape(first.shape)     # prev's second components: our first
-    from_next = peers[nxt].reshape(first.shape)      # next's first components: our second
-    differ = np.any(from_prev != first, axis=1) | np.any(from_next != second, axis=1)
-    # a row the neighbour does not hold arrives as zeros: it is dropped by the rank round anyway
-    return np.flatnonzero(differ & held)
+    peers = await engine.exchange.round("clients", {j: flags for j in everyone if j != engine.party}, everyone)
+    peers[engine.party] = flags
+    for i, f in peers.items():
+        if f.shape != flags.shape or np.any(f > 1):
+            raise ProtocolViolation(f"client agreement: party {i} sent {f.size} flags, expected {flags.size} bits")
+    missing = np.stack([peers[i] != 1 for i in everyone])          # (live parties, all listed clients)
+    bounds = np.cumsum([0] + [len(h) for h in held])
+    return [missing[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class MissingInput(RuntimeError):

@@ -111,6 +111,10 @@ class InputIntake(node_pb2_grpc.InputIntakeServicer):
     def JobInfo(self, caller, request):
         return self.node.job_info(caller, request.job_id)
 
+    @rpc
+    def SubmissionStatus(self, caller, request):
+        return self.node.submission_status(caller, request)
+
 
 class Malformed:
     """A request body that does not decode as the method's message type."""

@@ -74,6 +74,7 @@ NODE_METHODS = {
     "/parley.v1.ResultRelease/FetchOutput": (READER, node_pb2.OutputRequest),
     "/parley.v1.InputIntake/JobInfo": (VOTERS[0], node_pb2.JobRef),
     "/parley.v1.InputIntake/SubmitShare": (VOTERS[0], node_pb2.ClientShare),
+    "/parley.v1.InputIntake/SubmissionStatus": (VOTERS[0], node_pb2.SubmissionQuery),
 }
 COORDINATOR_METHODS = {
     "/parley.v1.Coordinator/Submit": ("operator", cop.SubmitRequest),

@@ -130,6 +130,12 @@ class PairEngine(Engine):
     async def equal_zero(self, label, x, *, masks=None):
         return self.split(await self.inner.equal_zero(label, self.join(x), masks=masks))
 
+    async def consistent_rows(self, label, rows):
+        return await self.inner.consistent_rows(label, self.join(rows))
+
+    async def upper_half(self, label, x):
+        return self.split(await self.inner.upper_half(label, self.join(x)))
+
 
 def shamir_share(engine: Engine, x: np.ndarray) -> np.ndarray:
     """The Shamir share behind an engine's share (to reconstruct results outside the protocol)."""

@@ -416,15 +416,14 @@ def test_a_scenario_naming_replicated3_needs_three_live_parties(kw, error) -> No
 @pytest.mark.parametrize("component", [0, 1, 2])
 def test_a_client_whose_two_copies_of_a_component_differ_is_dropped_by_every_node(component: int) -> None:
     """A client shares x = x0 + x1 + x2 and gives each component to its two holders. One that gives
-    them different copies is caught in the client agreement (clients/<k>/check: each node compares
-    the components it shares with its neighbours) and its row is dropped by all three nodes; the
-    honest clients' rows count, in arrival order."""
+    them different copies is caught by Engine.consistent_rows (each node compares the components
+    it shares with its neighbours, then all exchange verdicts) and its row fails at all three
+    nodes; the honest clients' rows pass. Two rounds for the batch."""
     import asyncio
 
     from mpcnode import replicated
     from mpcnode.engines.replicated3 import Replicated3Engine
     from mpcnode.exchange import MemoryNetwork
-    from mpcnode.protocols.agreement import agree_on_clients
 
     clients = ["c1", "liar", "c3"]
     shares = {c: replicated.share(replicated.encode([1, 0, 1])) for c in clients}
@@ -435,25 +434,12 @@ def test_a_client_whose_two_copies_of_a_component_differ_is_dropped_by_every_nod
     engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
 
     async def body(e):
-        got = {c: shares[c][e.party] for c in clients}
-        rows = await agree_on_clients(e, 0, clients, got, clients)
-        return rows, e.exchange.stats.rounds
+        ok = await e.consistent_rows("c", np.stack([shares[c][e.party] for c in clients]))
+        return ok.tolist(), e.exchange.stats.rounds
 
     async def main():
         return await asyncio.gather(*(body(e) for e in engines))
 
     results = asyncio.run(main())
-    assert [r for r, _ in results] == [["c1", "c3"]] * 3
-    assert [n for _, n in results] == [2, 2, 2]           # the check round and the rank round
-
-    honest = {c: s for c, s in shares.items() if c != "liar"}
-    net = MemoryNetwork(3)
-    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
-
-    async def body2(e):
-        return await agree_on_clients(e, 0, list(honest), {c: honest[c][e.party] for c in honest}, list(honest))
-
-    async def main2():
-        return await asyncio.gather(*(body2(e) for e in engines))
-
-    assert asyncio.run(main2()) == [["c1", "c3"]] * 3
+    assert [r for r, _ in results] == [[True, False, True]] * 3
+    assert [n for _, n in results] == [2, 2, 2]           # the components round and the verdicts round
