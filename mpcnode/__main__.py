@@ -16,13 +16,14 @@ from .config import load_node_config
 from .configfile import ConfigError
 from .node import Node
 from .transport.servicers import add_all
-from .transport.serving import load_tls, serve_until_signalled
+from .transport.serving import check_certificate_name, load_tls, serve_until_signalled
 from .transport.tls import message_options
 
 
 async def serve(config_path: Path, port_file: Path | None) -> None:
     cfg = load_node_config(config_path)
     tls = load_tls(config_path, cfg.tls)
+    check_certificate_name(config_path, "organization", cfg.organization, cfg.tls, tls)
     node = Node(cfg, tls, resolve_approvals(cfg, config_path))
     server = grpc.aio.server(options=message_options(cfg.max_message_mb))
     add_all(server, node)
