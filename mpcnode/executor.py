@@ -162,14 +162,29 @@ class Executor:
             pos += len(x)
 
     async def _argmax(self, label: str, op: cpb.Op, values: Values) -> None:
+        if not len(values[op.args[0]]):
+            values[op.out] = self._empty_tournament(op, 2)
+            return
         idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]],
                                                  self._bits_for(op, op.bit_length))
         values[op.out] = np.concatenate([idx, mx])
 
     async def _top_two(self, label: str, op: cpb.Op, values: Values) -> None:
+        if not len(values[op.args[0]]):
+            values[op.out] = self._empty_tournament(op, 3)
+            return
         idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]],
                                                   self._bits_for(op, op.bit_length))
         values[op.out] = np.concatenate([idx, mx, second])
+
+    def _empty_tournament(self, op: cpb.Op, width: int) -> np.ndarray:
+        """argmax / top_two of zero rows (an auction nobody bid in): index 0, and the maximum and
+        second "minus infinity", the sentinel -(2^bit_length) top_two already gives a single value's
+        second (computation/ranges.py bounds both outputs with it when the row count is not fixed),
+        so any `max >= floor` is 0: no sale. The row count is public and agreed (it fixes every
+        shape), so every node takes this path, with no round, and nothing more is revealed."""
+        sentinel = -(1 << op.bit_length)
+        return self.engine.constant(self.engine.encode(np.array([0] + [sentinel] * (width - 1), dtype=np.int64)))
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
         rows = _rows(values[op.args[0]], op.ints[0], op)

@@ -81,7 +81,9 @@ def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     else:
         top = b.argmax(bids, cmp_bits)
         winner, highest, price = top[0], top[1], top[1]
-    zero = b.sub(highest, highest)
+    # a zero to add public constants to: from the winner's index, whose bounds are tight (the
+    # highest bid's include the sentinel of no bids, computation/ranges.py)
+    zero = b.sub(winner, winner)
     reserve = spec.reserve
     if reserve is not None and reserve.secret_from is not None:
         if reserve.secret_from not in sc.parties:

@@ -358,3 +358,18 @@ def test_coordinator_submit_of_a_bad_scenario_exits_2_before_connecting(tmp_path
                  "--certs", str(tmp_path / "none")], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == f"error: {bad}: recipents: unknown field 'recipents' (did you mean 'recipients'?)\n"
+
+
+VOTE = {"name": "poll", "kind": "vote", "parties": ["org-a", "org-b", "org-c"], "protocol": "shamir",
+        "recipients": ["org-a"], "voters": ["v1", "v2"], "vote": {"options": ["red", "blue"], "output": "tally"}}
+
+
+@pytest.mark.parametrize("options,reason", [
+    (["red", "invalid"], r"'invalid' is a key of the result"),
+    (["red", "blue", "red"], r"'red' listed twice"),
+])
+def test_vote_options_cannot_collide_with_each_other_or_result_keys(tmp_path: Path, options, reason) -> None:
+    path = write(tmp_path, "poll.yaml", with_(VOTE, vote={"options": options, "output": "tally"}))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    one_line(info.value, path, "vote.options", reason)
