@@ -175,7 +175,7 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
     with tempfile.TemporaryDirectory(prefix="parley-intake-") as tmp:
         work = workdir or Path(tmp)
         certs = work / "certs"
-        ensure(certs, PARTIES + ["coordinator", "operator", RECIPIENT])
+        ensure(certs, PARTIES + ["coordinator", "operator", RECIPIENT], nodes=PARTIES, loopback=True)
         cert_s = issue_parallel(certs, voters, max(1, min(os.cpu_count() or 2, 4)))
         expected = SHAMIR3.plan(circuit, 7200).computation.fingerprint()
         figs: dict[str, IntakeFigures] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 
+from mpcnode.certs import COORDINATOR
 from mpcnode.computation.scenario import load_scenario
 from mpcnode.configfile import ConfigError
 from mpcnode.transport.serving import check_certificate_name, load_tls, serve_until_signalled
@@ -26,7 +27,7 @@ from .service import CoordinatorService
 async def serve(config: Path) -> None:
     cfg = load_coordinator_config(config)
     tls = load_tls(config, cfg.tls)
-    check_certificate_name(config, "identity", cfg.identity, cfg.tls, tls)
+    check_certificate_name(config, "identity", cfg.identity, cfg.tls, tls, COORDINATOR)
     scheduler = Scheduler(cfg, tls)
     scheduler.recover()
     server = grpc.aio.server()

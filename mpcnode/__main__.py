@@ -12,6 +12,7 @@ import grpc
 
 from .admission import resolve_approvals
 from .audit import main as audit_main
+from .certs import NODE
 from .config import load_node_config
 from .configfile import ConfigError
 from .node import Node
@@ -23,7 +24,7 @@ from .transport.tls import message_options
 async def serve(config_path: Path, port_file: Path | None) -> None:
     cfg = load_node_config(config_path)
     tls = load_tls(config_path, cfg.tls)
-    check_certificate_name(config_path, "organization", cfg.organization, cfg.tls, tls)
+    check_certificate_name(config_path, "organization", cfg.organization, cfg.tls, tls, NODE)
     node = Node(cfg, tls, resolve_approvals(cfg, config_path))
     server = grpc.aio.server(options=message_options(cfg.max_message_mb))
     add_all(server, node)

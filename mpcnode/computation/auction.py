@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-from .common import DATASET_PATTERN, ClientRange, Common, Strict, client_names
+from .common import DATASET_PATTERN, ClientRange, Common, Strict, client_names, client_rules
 
 
 class ReserveSpec(Strict):
@@ -58,6 +58,9 @@ class AuctionScenario(Common):
 
     def identities(self) -> set[str]:
         return super().identities() | set(self.bidder_names)
+
+    def input_client_rules(self) -> list[str]:
+        return client_rules(self.bidders)
 
     def build(self) -> cpb.Circuit:
         return auction_circuit(self)

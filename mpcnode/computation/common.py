@@ -63,6 +63,12 @@ def client_names(clients: "list[str] | ClientRange") -> list[str]:
     return clients.names() if isinstance(clients, ClientRange) else check_names(list(clients))
 
 
+def client_rules(clients: "list[str] | ClientRange") -> list[str]:
+    """The node policy `input_clients` entries that accept exactly this population's names (a
+    range as 'prefix*', so a policy need not list a million voters)."""
+    return [f"{clients.prefix}*"] if isinstance(clients, ClientRange) else sorted(set(clients))
+
+
 class Common(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""
@@ -139,6 +145,10 @@ class Common(Strict):
 
     def identities(self) -> set[str]:
         return set(self.parties) | set(self.recipients)
+
+    def input_client_rules(self) -> list[str]:
+        """policy.input_clients entries a party's node needs to accept this scenario's clients."""
+        return []
 
     def build(self) -> cpb.Circuit:  # pragma: no cover - every kind overrides it
         raise NotImplementedError

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-from .common import ClientRange, Common, Strict, client_names
+from .common import ClientRange, Common, Strict, client_names, client_rules
 
 
 # Keys a rendered result holds besides the options (mpcnode/recipient.py `render`): a tally maps
@@ -53,6 +53,9 @@ class VoteScenario(Common):
 
     def identities(self) -> set[str]:
         return super().identities() | set(self.voter_names)
+
+    def input_client_rules(self) -> list[str]:
+        return client_rules(self.voters)
 
     def build(self) -> cpb.Circuit:
         return vote_circuit(self)

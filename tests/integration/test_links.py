@@ -101,7 +101,7 @@ def cert_of(tls: TlsMaterial) -> x509.Certificate:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("link-certs")
-    certmod.ensure(folder, [A, B])
+    certmod.ensure(folder, [A, B], nodes=[A, B])
     return folder
 
 
