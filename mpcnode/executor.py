@@ -35,6 +35,10 @@ class Executor:
         self.on_level = on_level or (lambda level: None)
         self._column_sums = _fusable_column_sums(circuit)
         self._fused_sums = frozenset(self._column_sums.values())    # computed with their products
+        # round labels are built from structure only (level, kind, op index), never from a name a
+        # circuit author chose: an op named "prod" must not share the label, and so the seeds
+        # (engines derive seeded shares from (job key, label)), of a level's products round
+        self._op_index = {op.out: i for i, op in enumerate(circuit.ops)}
 
     async def share_node_inputs(self, parties: list[str], my_values: dict[str, np.ndarray]) -> Values:
         """Every owner among the compute parties shares all of its input arrays in one round
@@ -87,11 +91,11 @@ class Executor:
             tasks.append(self._equal(f"L{level}/eq", eqs, values))
         for op in ops:
             if op.kind == cpb.OP_ARGMAX:
-                tasks.append(self._argmax(f"L{level}/{op.out}", op, values))
+                tasks.append(self._argmax(f"L{level}/op{self._op_index[op.out]}", op, values))
             elif op.kind == cpb.OP_TOP_TWO:
-                tasks.append(self._top_two(f"L{level}/{op.out}", op, values))
+                tasks.append(self._top_two(f"L{level}/op{self._op_index[op.out]}", op, values))
             elif op.kind == cpb.OP_ROWS_VALID:
-                tasks.append(self._rows_valid(f"L{level}/{op.out}", op, values))
+                tasks.append(self._rows_valid(f"L{level}/op{self._op_index[op.out]}", op, values))
         await _gather_all(tasks)
 
     async def _products(self, label: str, ops: list[cpb.Op], values: Values) -> None:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from parley.v1 import node_pb2
 
-from ..exchange import ProtocolViolation, TrafficStats
+from ..exchange import ProtocolViolation, TrafficStats, claim_label
 from .errors import LinkLost, PeerRefused, PeerUnavailable
 from .frames import MAX_LABEL
 from .inbound import Inbox, InboundStream, hello, one_line
@@ -264,6 +264,7 @@ class GrpcExchange:
         self.stats = TrafficStats()
 
     async def round(self, label: str, send: Mapping[int, np.ndarray], expect: Iterable[int]) -> dict[int, np.ndarray]:
+        claim_label(self.stats, label)
         self.stats.rounds += 1
         self.mailbox.exchanging = True
         deadline = time.monotonic() + self.round_timeout_s
