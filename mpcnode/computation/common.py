@@ -20,7 +20,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def check_names(v: list[str]) -> list[str]:
+def check_names(v: list[str] | None) -> list[str] | None:
+    if v is None:   # `compute:` left empty means its default, all parties (a traceback before)
+        return v
     for name in v:
         if not valid_identity(name):
             raise ValueError(f"{name!r} is not a valid identity ({NAME_RULE})")
@@ -60,7 +62,7 @@ class ClientRange(Strict):
 
 
 def client_names(clients: "list[str] | ClientRange") -> list[str]:
-    return clients.names() if isinstance(clients, ClientRange) else check_names(list(clients))
+    return clients.names() if isinstance(clients, ClientRange) else check_names(list(clients)) or []
 
 
 def client_rules(clients: "list[str] | ClientRange") -> list[str]:
