@@ -25,7 +25,11 @@ async def serve(config_path: Path, port_file: Path | None) -> None:
     cfg = load_node_config(config_path)
     tls = load_tls(config_path, cfg.tls)
     check_certificate_name(config_path, "organization", cfg.organization, cfg.tls, tls, NODE)
-    node = Node(cfg, tls, resolve_approvals(cfg, config_path))
+    approvals = resolve_approvals(cfg, config_path)
+    try:
+        node = Node(cfg, tls, approvals)
+    except OSError as exc:   # data_dir cannot be created, or the store in it opened
+        raise ConfigError(config_path, "data_dir", f"cannot open the share store in {cfg.data_dir}: {exc}") from None
     server = grpc.aio.server(options=message_options(cfg.max_message_mb))
     add_all(server, node)
     port = server.add_secure_port(cfg.listen, tls.server_credentials())

@@ -132,3 +132,17 @@ def test_input_clients_are_none_by_default_and_never_the_coordinator() -> None:
     for rules in (["*"], ["coord*"], ["coordinator"]):
         with pytest.raises(Denied, match="does not accept input from its coordinator coordinator"):
             _admission(input_clients=rules).check_clients(_circuit(["bidder-1", "coordinator"]))
+
+
+def test_the_node_reports_a_data_dir_it_cannot_use_in_one_line(tmp_path: Path) -> None:
+    certmod.ensure(tmp_path / "certs", ["org-a"], nodes=["org-a"])
+    (tmp_path / "a-file").write_text("not a folder")
+    cfg = {"organization": "org-a", "listen": "127.0.0.1:0", "peers": {}, "data_dir": "a-file/data",
+           "tls": {"ca": "certs/ca.pem", "cert": "certs/org-a.pem", "key": "certs/org-a.key"}}
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "mpcnode", "--config", str(path)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: {path}: data_dir: cannot open the share store in {tmp_path / 'a-file' / 'data'}")
+    assert proc.stderr.count("\n") == 1
