@@ -10,10 +10,10 @@ import grpc
 
 from parley.v1 import node_pb2, node_pb2_grpc
 
+from ..certs import CLIENT, COORDINATOR, NODE
 from ..node import Conflict, Denied, Node, NotFound
 from .inbound import one_line as _one_line
 from .peers import ProtocolViolation
-from ..certs import CLIENT, COORDINATOR, NODE
 from .tls import caller_identity, caller_role
 
 log = logging.getLogger("parley.rpc")
