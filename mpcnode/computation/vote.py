@@ -87,9 +87,10 @@ def vote_circuit(sc: VoteScenario) -> cpb.Circuit:
     else:
         yes, counted = tally[0], b.sum(valid)
         passes = b.ge(b.scale(yes, 2), counted, count_bits + 1)
-        any_valid = b.ge(counted, b.add(b.sub(counted, counted), 1), count_bits + 1)
-        # 0: no valid ballot (2 * 0 >= 0 would otherwise pass), 1: NO, 2: YES; both comparisons
-        # share one round
+        # `counted` plus a zero taken from `yes`: the same value, but available at yes's level, so
+        # both comparisons (same bit length) run as one batch and add no round
+        any_valid = b.ge(b.add(counted, b.sub(yes, yes)), b.add(b.sub(yes, yes), 1), count_bits + 1)
+        # 0: no valid ballot (2 * 0 >= 0 would otherwise pass), 1: NO, 2: YES
         b.output("referendum", b.add(b.add(passes, b.scale(any_valid, 2)), -1), sc.recipients,
                  description=json.dumps({"render": "referendum", "question": sc.description}))
     return b.build()
