@@ -46,7 +46,7 @@ venv: $(STAMP)
 proto: $(GEN_STAMP)
 
 certs: $(STAMP)
-	$(PY) -m mpcnode.certs --out deploy/certs --orgs-from scenarios operator
+	$(PY) -m mpcnode.certs --out deploy/certs --loopback --orgs-from scenarios operator
 
 demo: certs
 	$(PY) -m coordinator demo --scenarios scenarios --workdir .demo

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpcnode.certs import create_ca, ensure, issue, load_ca
+from mpcnode.certs import CLIENT, create_ca, ensure, issue, load_ca
 from mpcnode.computation.auction import AuctionScenario
 from mpcnode.computation.common import ClientRange, client_names
 from mpcnode.computation.vote import VoteScenario
@@ -73,7 +73,7 @@ def check_result(kind: str, names: list[str], value: object) -> None:
 def _issue_slice(out: str, names: list[str]) -> int:
     ca_cert, ca_key = load_ca(Path(out))
     for name in names:
-        issue(Path(out), name, ca_cert, ca_key)
+        issue(Path(out), name, ca_cert, ca_key, role=CLIENT)   # voters and bidders: client certificates
     return len(names)
 
 
@@ -175,7 +175,7 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
     with tempfile.TemporaryDirectory(prefix="parley-intake-") as tmp:
         work = workdir or Path(tmp)
         certs = work / "certs"
-        ensure(certs, PARTIES + ["coordinator", "operator", RECIPIENT])
+        ensure(certs, PARTIES + ["coordinator", "operator", RECIPIENT], nodes=PARTIES, loopback=True)
         cert_s = issue_parallel(certs, voters, max(1, min(os.cpu_count() or 2, 4)))
         expected = SHAMIR3.plan(circuit, 7200).computation.fingerprint()
         figs: dict[str, IntakeFigures] = {}

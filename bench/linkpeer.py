@@ -157,7 +157,7 @@ def run_cluster(workdir: Path, plan: dict, timeout_s: float = 120.0, max_mb: int
     from mpcnode.certs import ensure
 
     certs = workdir / "certs"
-    ensure(certs, PARTIES)
+    ensure(certs, PARTIES, nodes=PARTIES, loopback=True)
     addresses = {p: f"127.0.0.1:{port}" for p, port in zip(PARTIES, free_ports(len(PARTIES)))}
     procs = [subprocess.Popen([sys.executable, "-m", "bench.linkpeer", "--certs", str(certs), "--me", p,
                                "--addresses", json.dumps(addresses), "--plan", json.dumps(plan),

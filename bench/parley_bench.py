@@ -72,11 +72,12 @@ class Cluster:
         self.poll_interval_s = poll_interval_s
         self.status_wait_s = status_wait_s
         self.certs = workdir / "certs"
-        ensure(self.certs, parties + ["coordinator", "operator", RECIPIENT, *clients])
+        ensure(self.certs, parties + ["coordinator", "operator", RECIPIENT, *clients], nodes=parties, loopback=True)
         self.dep: Deployment = write_nodes(workdir, self.certs, parties, {parties[0]: inputs},
                                            # benchmarks build circuits of every size on the fly; consent
                                            # is not what they measure (the approval check is a hash lookup)
-                                           {o: {"approve_any_computation_insecure": True} for o in parties},
+                                           {o: {"approve_any_computation_insecure": True, "input_clients": ["*"]}
+                                            for o in parties},
                                            {o: {"round_timeout_s": 600.0, "rpc_timeout_s": 600.0} for o in parties})
         self.procs = []
 

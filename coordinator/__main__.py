@@ -9,8 +9,10 @@ from pathlib import Path
 
 import grpc
 
+from mpcnode.certs import COORDINATOR
+from mpcnode.computation.scenario import load_scenario
 from mpcnode.configfile import ConfigError
-from mpcnode.transport.serving import load_tls, serve_until_signalled
+from mpcnode.transport.serving import check_certificate_name, load_tls, serve_until_signalled
 from mpcnode.transport.tls import TlsMaterial
 from mpcnode.transport.servicers import add_service
 from parley.v1 import coordinator_pb2 as cop
@@ -25,6 +27,7 @@ from .service import CoordinatorService
 async def serve(config: Path) -> None:
     cfg = load_coordinator_config(config)
     tls = load_tls(config, cfg.tls)
+    check_certificate_name(config, "identity", cfg.identity, cfg.tls, tls, COORDINATOR)
     scheduler = Scheduler(cfg, tls)
     scheduler.recover()
     server = grpc.aio.server()
@@ -38,6 +41,9 @@ async def serve(config: Path) -> None:
 
 
 async def submit_and_wait(args: argparse.Namespace) -> int:
+    # a broken scenario is the operator's own mistake: found here, before any connection, it is
+    # one line and exit code 2 like every other configuration error (the coordinator checks again)
+    load_scenario(args.scenario)
     tls = TlsMaterial.for_identity(args.certs, args.identity)
     try:
         job_id, created = await submit(args.coordinator, tls, args.scenario, args.job_id or "")
@@ -48,7 +54,8 @@ async def submit_and_wait(args: argparse.Namespace) -> int:
         final = await watch(args.coordinator, tls, job_id, progress_printer(), timeout=args.timeout)
     except grpc.aio.AioRpcError as exc:
         print(f"error: {rpc_error_text(exc)}", file=sys.stderr)
-        return 1
+        # INVALID_ARGUMENT: the coordinator refused the scenario (e.g. a party it has no address for)
+        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
     except JobFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

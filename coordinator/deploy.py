@@ -55,8 +55,12 @@ def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, Any
             datasets = {d.dataset for d in sc.build().inputs if d.owner == org}
             if f.exists():
                 inputs[org].update((ds, f) for ds in datasets)
+        # the input clients of the scenarios it approves (approvals by fingerprint, circuits built
+        # in code for tests and benchmarks, take the clients of every scenario given)
+        client_scenarios = [sc for _, sc in (scenarios if (approve or {}).get(org) else mine)]
         policies[org] = {"approvals": [{"scenario_file": str(path.resolve())} for path, _ in mine]
-                         + [{"fingerprint": fp} for fp in (approve or {}).get(org, [])]}
+                         + [{"fingerprint": fp} for fp in (approve or {}).get(org, [])],
+                         "input_clients": sorted({r for sc in client_scenarios for r in sc.input_client_rules()})}
         policies[org].update((policy_overrides or {}).get(org, {}))
     return write_nodes(workdir, certs, orgs, inputs, policies, node_overrides)
 

@@ -6,7 +6,8 @@ import asyncio
 import grpc
 
 from mpcnode.configfile import ConfigError
-from mpcnode.transport.tls import caller_identity
+from mpcnode.certs import CLIENT
+from mpcnode.transport.tls import caller_identity, caller_role
 from parley.v1 import coordinator_pb2 as cop
 from parley.v1 import coordinator_pb2_grpc as copg
 
@@ -21,6 +22,10 @@ class CoordinatorService(copg.CoordinatorServicer):
         caller = caller_identity(context)
         if caller not in self.s.cfg.operators:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{caller!r} may not use the coordinator")
+        if caller_role(context) != CLIENT:   # operators are people with client certificates, not nodes
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{caller!r} has a {caller_role(context) or 'role-less'} certificate; "
+                                "operators need a client certificate")
 
     async def Submit(self, request, context):
         await self._authorize(context)

@@ -12,18 +12,24 @@ import grpc
 
 from .admission import resolve_approvals
 from .audit import main as audit_main
+from .certs import NODE
 from .config import load_node_config
 from .configfile import ConfigError
 from .node import Node
 from .transport.servicers import add_all
-from .transport.serving import load_tls, serve_until_signalled
+from .transport.serving import check_certificate_name, load_tls, serve_until_signalled
 from .transport.tls import message_options
 
 
 async def serve(config_path: Path, port_file: Path | None) -> None:
     cfg = load_node_config(config_path)
     tls = load_tls(config_path, cfg.tls)
-    node = Node(cfg, tls, resolve_approvals(cfg, config_path))
+    check_certificate_name(config_path, "organization", cfg.organization, cfg.tls, tls, NODE)
+    approvals = resolve_approvals(cfg, config_path)
+    try:
+        node = Node(cfg, tls, approvals)
+    except OSError as exc:   # data_dir cannot be created, or the store in it opened
+        raise ConfigError(config_path, "data_dir", f"cannot open the share store in {cfg.data_dir}: {exc}") from None
     server = grpc.aio.server(options=message_options(cfg.max_message_mb))
     add_all(server, node)
     port = server.add_secure_port(cfg.listen, tls.server_credentials())

@@ -90,12 +90,20 @@ class Admission:
 
     def check_clients(self, circuit: cpb.Circuit) -> None:
         """Denied if the computation takes input from clients this organization's policy does not
-        accept (`input_clients`; "*" accepts any)."""
+        accept (`input_clients`: names, 'prefix*', '*' for any; none by default), or from one of
+        the coordinators it takes jobs from, whatever the rules say: the party that schedules a
+        job must not also be able to bid or vote in it."""
         clients = {c for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS for c in d.clients}
-        if clients and "*" not in self.policy.input_clients:
-            stray = sorted(clients - set(self.policy.input_clients))
-            if stray:
-                raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
+        coordinators = sorted(clients & set(self.policy.coordinators))
+        if coordinators:
+            raise Denied(f"{self.org} does not accept input from its coordinator {coordinators[0]}")
+        rules = self.policy.input_clients
+        if not clients or "*" in rules:
+            return
+        prefixes = tuple(r[:-1] for r in rules if r.endswith("*"))
+        stray = sorted(c for c in clients - set(rules) if not c.startswith(prefixes))
+        if stray:
+            raise Denied(f"{self.org}'s policy does not accept input from {', '.join(stray[:5])}")
 
     def check_rows(self, feeds: dict[str, Feeds], rows: dict[str, int]) -> None:
         """min_contributors against the clients whose rows actually count, once the nodes agreed on

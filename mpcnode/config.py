@@ -61,8 +61,10 @@ class Policy(Strict):
     min_contributors: int = Field(default=1, ge=1,
                                   description="refuse jobs where an output fed by our data has fewer contributors")
     coordinators: list[str] = Field(default_factory=lambda: ["coordinator"], description="who may schedule jobs")
-    input_clients: list[str] = Field(default_factory=lambda: ["*"],
-                                     description="client credentials we accept input shares from (jobs name them too)")
+    input_clients: list[str] = Field(default_factory=list,
+                                     description="client credentials we accept input shares from (jobs name them "
+                                                 "too): names, or 'prefix*' for every name with that prefix ('*': "
+                                                 "any client); none by default. A coordinator is never accepted")
     approve_any_computation_insecure: bool = Field(
         default=False, description="TESTS AND BENCHMARKS ONLY: accept any computation; never in production")
 
@@ -70,6 +72,14 @@ class Policy(Strict):
     scenarios: object = Field(default=None, exclude=True)
     fingerprints: object = Field(default=None, exclude=True)
     recipients: object = Field(default=None, exclude=True)
+
+    @field_validator("input_clients")
+    @classmethod
+    def _client_rules(cls, v: list[str]) -> list[str]:
+        for rule in v:
+            if not valid_identity(rule.removesuffix("*")) and rule != "*":
+                raise ValueError(f"{rule!r} is neither a valid identity ({NAME_RULE}) nor one followed by '*'")
+        return v
 
     @field_validator("scenarios", "fingerprints", "recipients", mode="before")
     @classmethod
@@ -89,6 +99,8 @@ class NodeConfig(Strict):
     rpc_timeout_s: float = Field(default=30.0, gt=0, description="deadline of one RPC")
     round_timeout_s: float = Field(default=60.0, gt=0, description="longest wait for a peer's message in one round")
     max_message_mb: int = Field(default=256, gt=0, le=2000)
+    prepared_ttl_s: float = Field(default=600.0, gt=0,
+                                  description="a job prepared but not started this long expires (mpcnode/expiry.py)")
 
     _check_org = field_validator("organization")(_identity)
 

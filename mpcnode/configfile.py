@@ -1,6 +1,8 @@
 """Loading YAML files into pydantic models with one-line errors: file, field, problem."""
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,15 +52,72 @@ def _location(loc: tuple) -> str:
     return "".join(parts) or "(top level)"
 
 
-def from_validation_error(path: Path | str, exc: pydantic.ValidationError) -> ConfigError:
-    err = exc.errors()[0]
-    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+def from_validation_error(path: Path | str, exc: pydantic.ValidationError,
+                          model: type[pydantic.BaseModel] | None = None) -> ConfigError:
+    """The first problem as one line. An unknown field comes first: a misspelled field is also
+    reported missing under its right name, and naming the misspelling (with the closest known
+    field of `model` at that place) is what tells the user what to fix."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")   # stable: order kept otherwise
+    err = errors[0]
     msg = err["msg"].replace("\n", " ")
     if err["type"] == "missing":
         msg = "required field is missing"
     elif err["type"] == "extra_forbidden":
-        msg = "unknown field"
+        name = str(err["loc"][-1]) if err["loc"] else ""
+        msg = f"unknown field {_clip(name, 60)!r}"
+        close = difflib.get_close_matches(name, sorted(known_fields(model, tuple(err["loc"][:-1]))), n=1) \
+            if model is not None else []
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
+            # the right name missing is the same mistake, not one more
+            meant = tuple(err["loc"][:-1]) + (close[0],)
+            errors = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"]) == meant)]
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return ConfigError(path, _location(tuple(err["loc"])), msg + more)
+
+
+def known_fields(model: type[pydantic.BaseModel], loc: tuple) -> set[str]:
+    """The field names the models reached by `loc` from `model` accept (every member of a union;
+    a union's tag in `loc`, like a scenario's kind, matches no field and is stepped over)."""
+    current = _expand(model)
+    for item in loc:
+        tagged = [tp for tp in current if _tagged(tp, item)]
+        if len(current) > 1 and tagged:   # pydantic names a tagged union's member by its tag
+            current = tagged
+            continue
+        step: list[object] = []
+        for tp in current:
+            if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+                if isinstance(item, str) and item in tp.model_fields:
+                    step += _expand(tp.model_fields[item].annotation)
+            elif typing.get_origin(tp) in (list, tuple, set, frozenset, dict):
+                args = typing.get_args(tp)
+                step += _expand(args[-1]) if args else []
+        current = step or [tp for tp in current if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)]
+    names: set[str] = set()
+    for tp in current:
+        if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+            # excluded fields are the removed ones (config.REMOVED_POLICY_FIELDS): never suggest them
+            names |= {info.alias or name for name, info in tp.model_fields.items() if not info.exclude}
+    return names
+
+
+def _tagged(tp: object, tag: object) -> bool:
+    """`tp` is a model with a Literal field that admits `tag` (the member of a tagged union it names)."""
+    if not (isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)):
+        return False
+    return any(typing.get_origin(f.annotation) is typing.Literal and tag in typing.get_args(f.annotation)
+               for f in tp.model_fields.values())
+
+
+def _expand(tp: object) -> list[object]:
+    """Annotated[X, ...] -> [X]; Union[X, Y] / X | Y / Optional[X] -> [X, Y]; anything else -> [tp]."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _expand(typing.get_args(tp)[0])
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        return [x for arg in typing.get_args(tp) for x in _expand(arg)]
+    return [tp]
 
 
 class _GuardedLoader(yaml.SafeLoader):
@@ -134,11 +193,18 @@ def _check_expansion(root: yaml.Node | None) -> None:
             None, None, f"aliases expand the document by more than {MAX_ALIAS_EXPANSION} nodes", root.start_mark)
 
 
-def parse_yaml(text: str, path: Path | str) -> object:
+def _too_large(path: Path | str, hint: str) -> ConfigError:
+    return ConfigError(path, "(file)", f"larger than {MAX_YAML_BYTES // 1024} KiB, the limit for YAML files{hint}")
+
+
+# Only a node input file can move to .npz; a scenario or config file that large has another problem.
+NPZ_HINT = " (large node inputs belong in .npz files)"
+
+
+def parse_yaml(text: str, path: Path | str, too_large_hint: str = "") -> object:
     """yaml.safe_load with the guards above; any problem is a one-line ConfigError."""
     if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
-        raise ConfigError(path, "(file)", f"larger than {MAX_YAML_BYTES // 1024} KiB, the limit for YAML files"
-                                          " (large node inputs belong in .npz files)")
+        raise _too_large(path, too_large_hint)
     try:
         return yaml.load(text, Loader=_GuardedLoader)
     except yaml.YAMLError as exc:
@@ -152,7 +218,7 @@ def parse_yaml(text: str, path: Path | str) -> object:
         raise ConfigError(path, "(file)", f"invalid YAML: {type(exc).__name__}: {exc}") from None
 
 
-def read_yaml(path: Path) -> object:
+def read_yaml(path: Path, too_large_hint: str = "") -> object:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_YAML_BYTES + 1)
@@ -161,13 +227,12 @@ def read_yaml(path: Path) -> object:
     except OSError as exc:
         raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
     if len(raw) > MAX_YAML_BYTES:
-        raise ConfigError(path, "(file)", f"larger than {MAX_YAML_BYTES // 1024} KiB, the limit for YAML files"
-                                          " (large node inputs belong in .npz files)")
+        raise _too_large(path, too_large_hint)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
-    return parse_yaml(text, path)
+    return parse_yaml(text, path, too_large_hint)
 
 
 def load_model(path: Path | str, model: type[M]) -> M:
@@ -178,4 +243,4 @@ def load_model(path: Path | str, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise from_validation_error(path, exc) from None
+        raise from_validation_error(path, exc, model) from None

@@ -33,6 +33,19 @@ class TrafficStats:
     labels: set[str] = dc_field(default_factory=set)
 
 
+class LabelReused(ValueError):
+    """A protocol asked for a round label it already used in this job: a bug in this node's own
+    code, never a peer's doing. Refused because messages are keyed by (round, sender), and seeded
+    shares by (job key, label): a reused label would mix two rounds' messages or reuse a seed."""
+
+
+def claim_label(stats: TrafficStats, label: str) -> None:
+    """Every Exchange implementation calls this first in round(): each label once per job."""
+    if label in stats.labels:
+        raise LabelReused(f"round label {label!r} reused")
+    stats.labels.add(label)
+
+
 class Exchange(Protocol):
     party: int
     n: int
@@ -70,9 +83,7 @@ class MemoryExchange:
         self.stats = TrafficStats()
 
     async def round(self, label: str, send: Mapping[int, np.ndarray], expect: Iterable[int]) -> dict[int, np.ndarray]:
-        if label in self.stats.labels:
-            raise ValueError(f"round label {label!r} reused")
-        self.stats.labels.add(label)
+        claim_label(self.stats, label)
         self.stats.rounds += 1
         for j, arr in send.items():
             if j == self.party:

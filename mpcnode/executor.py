@@ -42,6 +42,10 @@ class Executor:
         self.row_tags: dict[str, np.ndarray] = {}
         self._column_sums = _fusable_column_sums(circuit)
         self._fused_sums = frozenset(self._column_sums.values())    # computed with their products
+        # round labels are built from structure only (level, kind, op index), never from a name a
+        # circuit author chose: an op named "prod" must not share the label, and so the seeds
+        # (engines derive seeded shares from (job key, label)), of a level's products round
+        self._op_index = {op.out: i for i, op in enumerate(circuit.ops)}
 
     async def share_node_inputs(self, parties: list[str], my_values: dict[str, np.ndarray]) -> Values:
         """Every owner among the compute parties shares all of its input arrays in one round
@@ -94,11 +98,11 @@ class Executor:
             tasks.append(self._equal(f"L{level}/eq", eqs, values))
         for op in ops:
             if op.kind == cpb.OP_ARGMAX:
-                tasks.append(self._argmax(f"L{level}/{op.out}", op, values))
+                tasks.append(self._argmax(f"L{level}/op{self._op_index[op.out]}", op, values))
             elif op.kind == cpb.OP_TOP_TWO:
-                tasks.append(self._top_two(f"L{level}/{op.out}", op, values))
+                tasks.append(self._top_two(f"L{level}/op{self._op_index[op.out]}", op, values))
             elif op.kind == cpb.OP_ROWS_VALID:
-                tasks.append(self._rows_valid(f"L{level}/{op.out}", op, values))
+                tasks.append(self._rows_valid(f"L{level}/op{self._op_index[op.out]}", op, values))
         await _gather_all(tasks)
 
     async def _products(self, label: str, ops: list[cpb.Op], values: Values) -> None:
@@ -176,14 +180,29 @@ class Executor:
         return self.row_tags[op.tags]
 
     async def _argmax(self, label: str, op: cpb.Op, values: Values) -> None:
+        if not len(values[op.args[0]]):
+            values[op.out] = self._empty_tournament(op, 2)
+            return
         idx, mx = await selection.argmax_and_max(self.engine, label, values[op.args[0]],
                                                  self._bits_for(op, op.bit_length), self._tags(op))
         values[op.out] = np.concatenate([idx, mx])
 
     async def _top_two(self, label: str, op: cpb.Op, values: Values) -> None:
+        if not len(values[op.args[0]]):
+            values[op.out] = self._empty_tournament(op, 3)
+            return
         idx, mx, second = await selection.top_two(self.engine, label, values[op.args[0]],
                                                   self._bits_for(op, op.bit_length), self._tags(op))
         values[op.out] = np.concatenate([idx, mx, second])
+
+    def _empty_tournament(self, op: cpb.Op, width: int) -> np.ndarray:
+        """argmax / top_two of zero rows (an auction nobody bid in): index 0, and the maximum and
+        second "minus infinity", the sentinel -(2^bit_length) top_two already gives a single value's
+        second (computation/ranges.py bounds both outputs with it when the row count is not fixed),
+        so any `max >= floor` is 0: no sale. The row count is public and agreed (it fixes every
+        shape), so every node takes this path, with no round, and nothing more is revealed."""
+        sentinel = -(1 << op.bit_length)
+        return self.engine.constant(self.engine.encode(np.array([0] + [sentinel] * (width - 1), dtype=np.int64)))
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
         rows = _rows(values[op.args[0]], op.ints[0], op)

@@ -9,7 +9,7 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
-from .configfile import ConfigError, _clip, read_yaml
+from .configfile import NPZ_HINT, ConfigError, _clip, read_yaml
 
 
 class InputError(ValueError):
@@ -110,7 +110,7 @@ def load_node_inputs(path: Path | None, decls: list[cpb.InputDecl], dataset: str
         data: object = _read_npz(path, decls, dataset)
     else:
         try:
-            data = read_yaml(path)
+            data = read_yaml(path, NPZ_HINT)
         except ConfigError as exc:
             raise InputError(f"dataset {dataset!r}: the input file cannot be read or is not valid YAML", str(exc)) from None
     if not isinstance(data, dict):

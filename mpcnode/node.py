@@ -13,8 +13,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from parley.v1 import circuit_pb2 as cpb
-from parley.v1 import node_pb2
+from parley.v1 import circuit_pb2 as cpb, node_pb2
 
 from .admission import Admission, Approved, resolve_approvals
 from .circuit import CircuitError, Plan
@@ -24,6 +23,7 @@ from .config import NodeConfig
 from .engines import ENGINES
 from .errors import Conflict, ConsentStop, Denied, NotFound
 from .exchange import ExchangeTimeout
+from .expiry import expire_unless_started
 from .inputparty import DeliveryError, accept_owner_share, deliver, wait_owner_inputs
 from .inputs import InputError, load_node_inputs
 from .intake import (accept_client_share, add_rows_status, public_job, record_client_rows, submission_status,
@@ -151,6 +151,7 @@ class Node:
             return _refuse(str(exc))
         self.store.put_job(spec.job_id, spec.SerializeToString(deterministic=True), spec.fingerprint, State.PREPARED)
         self.jobs[spec.job_id] = job
+        expire_unless_started(job, self.cfg.prepared_ttl_s, self._fail)
         fed = sorted({d.dataset for d in spec.circuit.inputs
                       if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org})
         self.store.audit("accepted", spec.job_id, spec.fingerprint,
@@ -177,8 +178,7 @@ class Node:
                                            dataset))
         me = -1 if input_only else parties.index(self.org)
         lists = {d.name: frozenset(d.clients) for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS}
-        # a peer may run ahead by a few rounds; what it sends for rounds not reached yet is capped.
-        # An input-only party takes no protocol messages: its mailbox knows no sender.
+        # a peer may run ahead (capped, mailbox.py); an input-only party's mailbox knows no sender
         mailbox = Mailbox(spec.job_id, [] if input_only else parties, me,
                           max_pending_bytes=PENDING_MESSAGES_OF_MAX_SIZE * self.links.max_message_bytes,
                           field_elements=ENGINES[spec.protocol or "shamir"].field_modulus is not None)

@@ -269,10 +269,12 @@ def render(values: list[int], decl: dict, labels: list[str] | None = None) -> ob
     if kind == "tally":
         options = note["options"]
         return {**{o: c for o, c in zip(options, values)}, "invalid": values[len(options)]}
-    if kind == "winner":
-        return {"winner": note["options"][values[0]]}
-    if kind == "referendum":
-        return {"passed": bool(values[0]), "result": "YES" if values[0] else "NO"}
+    if kind == "winner":   # 0: no option has a vote; i: option i - 1 (computation/vote.py)
+        if not values[0]:
+            return {"winner": None, "result": "no votes" if note.get("approval") else "no valid ballots"}
+        return {"winner": note["options"][values[0] - 1]}
+    if kind == "referendum":   # 0: no valid ballot, 1: NO, 2: YES (computation/vote.py)
+        return {"passed": values[0] == 2, "result": {2: "YES", 1: "NO"}.get(values[0], "no valid ballots")}
     return values[0] if len(values) == 1 else values
 
 

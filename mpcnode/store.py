@@ -8,6 +8,7 @@ written), so no half-written state survives.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -85,7 +86,12 @@ class OutputRow:
 
 class ShareStore:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # shares and the audit log are for this node's account only: the folder 0700, the
+        # database 0600 (SQLite gives its -wal and -shm files the database's permissions)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        path.chmod(0o600)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed transaction survives the process being killed (it is in the

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-from .common import DATASET_PATTERN, ClientRange, Common, Strict, client_names
+from .common import DATASET_PATTERN, ClientRange, Common, Strict, client_names, client_rules
 
 
 class ReserveSpec(Strict):
@@ -63,6 +63,9 @@ class AuctionScenario(Common):
     def identities(self) -> set[str]:
         return super().identities() | set(self.bidder_names)
 
+    def input_client_rules(self) -> list[str]:
+        return client_rules(self.bidders)
+
     def build(self) -> cpb.Circuit:
         return auction_circuit(self)
 
@@ -85,7 +88,9 @@ def auction_circuit(sc: AuctionScenario) -> cpb.Circuit:
     else:
         top = b.argmax(bids, cmp_bits, tagged=True)
         winner, highest, price = top[0], top[1], top[1]
-    zero = b.sub(highest, highest)
+    # a zero to add public constants to: from the winner's index, whose bounds are tight (the
+    # highest bid's include the sentinel of no bids, computation/ranges.py)
+    zero = b.sub(winner, winner)
     reserve = spec.reserve
     if reserve is not None and reserve.secret_from is not None:
         if reserve.secret_from not in sc.parties:

@@ -20,7 +20,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def check_names(v: list[str]) -> list[str]:
+def check_names(v: list[str] | None) -> list[str] | None:
+    if v is None:   # `compute:` left empty means its default, all parties (a traceback before)
+        return v
     for name in v:
         if not valid_identity(name):
             raise ValueError(f"{name!r} is not a valid identity ({NAME_RULE})")
@@ -60,7 +62,13 @@ class ClientRange(Strict):
 
 
 def client_names(clients: "list[str] | ClientRange") -> list[str]:
-    return clients.names() if isinstance(clients, ClientRange) else check_names(list(clients))
+    return clients.names() if isinstance(clients, ClientRange) else check_names(list(clients)) or []
+
+
+def client_rules(clients: "list[str] | ClientRange") -> list[str]:
+    """The node policy `input_clients` entries that accept exactly this population's names (a
+    range as 'prefix*', so a policy need not list a million voters)."""
+    return [f"{clients.prefix}*"] if isinstance(clients, ClientRange) else sorted(set(clients))
 
 
 class Common(Strict):
@@ -139,6 +147,10 @@ class Common(Strict):
 
     def identities(self) -> set[str]:
         return set(self.parties) | set(self.recipients)
+
+    def input_client_rules(self) -> list[str]:
+        """policy.input_clients entries a party's node needs to accept this scenario's clients."""
+        return []
 
     def build(self) -> cpb.Circuit:  # pragma: no cover - every kind overrides it
         raise NotImplementedError

@@ -52,9 +52,10 @@ def _kind_learns(render: object, note: dict) -> str:
     if render == "tally":
         return f"the number of valid votes for each option ({', '.join(note.get('options', []))}) and the number of invalid ballots"
     if render == "winner":
-        return f"only the winning option among {', '.join(note.get('options', []))} (first listed on a tie), no counts"
+        return (f"only the winning option among {', '.join(note.get('options', []))} (first listed on a tie), "
+                "or that no option has a vote; no counts")
     if render == "referendum":
-        return "only whether YES got at least half of the valid votes"
+        return "only whether YES got at least half of the valid votes, or that no ballot was valid"
     return ""
 
 

@@ -330,14 +330,17 @@ def _value(op: cpb.Op, args: list[Vals]) -> Vals:
         return _select(a, args[1], args[2])
     if k in (cpb.OP_ARGMAX, cpb.OP_TOP_TWO):
         h = a.hull()
-        if h is None:          # the executor refuses an empty tournament; nothing to bound
+        if h is None:          # an input known to be empty: nothing to bound
             return Vals(())
         index = (0, max(a.length - 1, 0))
+        # rows that may be none (client inputs): the maximum of nothing is the sentinel
+        # -(2^bit_length) (executor._empty_tournament), so that max >= floor says "no sale"
+        top = h if a.fixed else (min(h[0], -(1 << op.bit_length)), h[1])
         if k == cpb.OP_ARGMAX:
-            return _vals([(1,) + index, (1,) + h])
+            return _vals([(1,) + index, (1,) + top])
         # one value only: the second is the sentinel -(2^bit_length) (protocols/selection.py)
         second = h if a.fixed and a.length >= 2 else (min(h[0], -(1 << op.bit_length)), h[1])
-        return _vals([(1,) + index, (1,) + h, (1,) + second])
+        return _vals([(1,) + index, (1,) + top, (1,) + second])
     width = op.ints[0] if op.ints else 1
     rows = a.length // width
     if k == cpb.OP_ROWS_VALID:

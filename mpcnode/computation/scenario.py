@@ -47,7 +47,7 @@ def parse_scenario(data: object, path: Path) -> AnyScenario:
     try:
         sc = ScenarioFile.model_validate({"scenario": data}).scenario
     except pydantic.ValidationError as exc:
-        err = from_validation_error(path, exc)
+        err = from_validation_error(path, exc, ScenarioFile)
         parts = err.field.split(".")
         parts = parts[1:] if parts[0] == "scenario" else parts
         parts = parts[1:] if parts and parts[0] == data.get("kind") else parts  # the union tag pydantic adds

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from parley.v1 import circuit_pb2 as cpb
 
 from .builder import CircuitBuilder
-from .common import ClientRange, Common, Strict, client_names
+from .common import ClientRange, Common, Strict, client_names, client_rules
+
+
+# Keys a rendered result holds besides the options (mpcnode/recipient.py `render`): a tally maps
+# each option to its count next to these, so an option of the same name would overwrite one.
+RESULT_KEYS = ("invalid",)
 
 
 class VoteSpec(Strict):
@@ -23,6 +28,18 @@ class VoteSpec(Strict):
         if self.output == "referendum" and len(self.options) != 2:
             raise ValueError("a referendum has exactly two options: YES first, then NO")
         return self
+
+    @field_validator("options")
+    @classmethod
+    def _distinct_names(cls, options: list[str]) -> list[str]:
+        twice = sorted({o for o in options if options.count(o) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} listed twice")
+        taken = [o for o in options if o in RESULT_KEYS]
+        if taken:
+            raise ValueError(f"{taken[0]!r} is a key of the result (it holds the invalid-ballot count); "
+                             "name the option otherwise")
+        return options
 
 
 class VoteScenario(Common):
@@ -38,6 +55,9 @@ class VoteScenario(Common):
 
     def identities(self) -> set[str]:
         return super().identities() | set(self.voter_names)
+
+    def input_client_rules(self) -> list[str]:
+        return client_rules(self.voters)
 
     def build(self) -> cpb.Circuit:
         return vote_circuit(self)
@@ -58,12 +78,23 @@ def vote_circuit(sc: VoteScenario) -> cpb.Circuit:
         b.output("tally", b.concat([tally, invalid]), sc.recipients,
                  description=json.dumps({"render": "tally", **note}), reveal_participants=sc.reveal_participants)
     elif spec.output == "winner":
-        b.output("winner", b.argmax(tally, count_bits)[0], sc.recipients,
-                 description=json.dumps({"render": "winner", **note}), reveal_participants=sc.reveal_participants)
+        # a "no winner" entry of count 0 goes first: the earliest maximum wins, so it wins only if
+        # every option has 0 votes (no valid ballot, or none approving anything). Index 0 means no
+        # winner, i option i - 1: one more comparison, and one more tournament level only when
+        # the number of options is a power of two; one value opened. (A separate "any vote" test
+        # beside the tournament adds no level but ~10 concurrent rounds for every k: measured.)
+        none = b.sub(tally[0], tally[0])
+        b.output("winner", b.argmax(b.concat([none, tally]), count_bits)[0], sc.recipients,
+                 description=json.dumps({"render": "winner", "approval": spec.approval, **note}),
+                 reveal_participants=sc.reveal_participants)
     else:
-        yes = tally[0]
-        passes = b.ge(b.scale(yes, 2), b.sum(valid), count_bits + 1)
-        b.output("referendum", passes, sc.recipients,
+        yes, counted = tally[0], b.sum(valid)
+        passes = b.ge(b.scale(yes, 2), counted, count_bits + 1)
+        # `counted` plus a zero taken from `yes`: the same value, but available at yes's level, so
+        # both comparisons (same bit length) run as one batch and add no round
+        any_valid = b.ge(b.add(counted, b.sub(yes, yes)), b.add(b.sub(yes, yes), 1), count_bits + 1)
+        # 0: no valid ballot (2 * 0 >= 0 would otherwise pass), 1: NO, 2: YES
+        b.output("referendum", b.add(b.add(passes, b.scale(any_valid, 2)), -1), sc.recipients,
                  description=json.dumps({"render": "referendum", "question": sc.description}),
                  reveal_participants=sc.reveal_participants)
     return b.build()

@@ -90,7 +90,7 @@ def _top_two_comparisons(n: int) -> int:
 
 async def top_two(engine: Engine, label: str, x: Share, bit_length: int | None = None,
                   tags: np.ndarray | None = None) -> tuple[Share, Share, Share]:
-    """(index_of_max, max, second_max) of shared x (n >= 0 values, read flat), each of length 1.
+    """(index_of_max, max, second_max) of shared x (n >= 1 values, read flat), each of length 1.
     With public `tags` (n int64), index_of_max is the maximum's tag instead of its position.
 
     Ties: the earliest maximum wins, and second_max is the highest value among the others, so it
@@ -107,11 +107,9 @@ async def top_two(engine: Engine, label: str, x: Share, bit_length: int | None =
     bl = engine.check_bit_length(engine.max_bit_length if bit_length is None else bit_length)
     mx = engine.flatten(x)
     n = len(mx)
-    sentinel = engine.constant(engine.encode(np.full(max(n, 1), -(1 << bl), dtype=np.int64)))
-    if n == 0:
-        # no row counted (every client excluded, or none submitted): max and second are "minus
-        # infinity", below every value in range, so an auction over no bid opens "no sale"
-        return _indices(engine, 1), sentinel.copy(), sentinel
+    if n == 0:   # the executor answers an empty tournament itself (Executor._empty_tournament)
+        raise ValueError(f"{label}: top_two of an empty array")
+    sentinel = engine.constant(engine.encode(np.full(n, -(1 << bl), dtype=np.int64)))
     idx = _indices(engine, n, tags)
     if n == 1:
         return idx, mx.copy(), sentinel

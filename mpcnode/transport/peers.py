@@ -24,13 +24,14 @@ from cryptography.hazmat.primitives import hashes
 
 from parley.v1 import node_pb2
 
-from ..exchange import ProtocolViolation, TrafficStats
+from ..exchange import ProtocolViolation, TrafficStats, claim_label
 from .errors import LinkLost, PeerRefused, PeerUnavailable
 from .frames import MAX_LABEL
 from .inbound import Inbox, InboundStream, hello, one_line
 from .mailbox import Mailbox
 from .outbound import OutboundLink
-from .tls import TlsMaterial, caller_identity, secure_channel
+from ..certs import NODE
+from .tls import TlsMaterial, caller_identity, caller_role, secure_channel
 
 __all__ = ["GrpcExchange", "LinkLost", "Mailbox", "MAX_LABEL", "PeerLinks", "PeerRefused", "PeerUnavailable",
            "ProtocolViolation", "fingerprint"]
@@ -123,6 +124,10 @@ class PeerLinks:
         peer = caller_identity(context)
         if peer is None or peer not in self.addresses:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, one_line(f"{peer!r} is not a peer of {self.me}"))
+        if caller_role(context) != NODE:   # a client's certificate named like a peer is not that peer
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                one_line(f"{peer!r} has a {caller_role(context) or 'role-less'} certificate; "
+                                         "a Link needs a node certificate"))
         pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
         try:
             cert = _first_cert(pem)
@@ -259,6 +264,7 @@ class GrpcExchange:
         self.stats = TrafficStats()
 
     async def round(self, label: str, send: Mapping[int, np.ndarray], expect: Iterable[int]) -> dict[int, np.ndarray]:
+        claim_label(self.stats, label)
         self.stats.rounds += 1
         self.mailbox.exchanging = True
         deadline = time.monotonic() + self.round_timeout_s

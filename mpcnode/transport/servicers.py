@@ -10,10 +10,11 @@ import grpc
 
 from parley.v1 import node_pb2, node_pb2_grpc
 
+from ..certs import CLIENT, COORDINATOR, NODE
 from ..node import Conflict, Denied, Node, NotFound
 from .inbound import one_line as _one_line
 from .peers import ProtocolViolation
-from .tls import caller_identity
+from .tls import caller_identity, caller_role
 
 log = logging.getLogger("parley.rpc")
 
@@ -27,10 +28,22 @@ _STATUS = [
 ]
 
 
-def rpc(handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def rpc(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Awaitable[Any]]]:
+    """An RPC callable only with a certificate of one of `roles` (certs.ROLES; none: any role),
+    checked before the handler judges the name: a client's certificate named like a node or a
+    coordinator acts as neither."""
+    return functools.partial(_rpc, frozenset(roles))
+
+
+def _rpc(roles: frozenset[str], handler: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         caller = caller_identity(context)
+        if roles and caller is not None and caller_role(context) not in roles:
+            detail = (f"{caller!r} has a {caller_role(context) or 'role-less'} certificate; {handler.__name__} "
+                      f"needs a {' or '.join(sorted(roles))} certificate")
+            log.info("%s from %s refused: %s", handler.__name__, caller, detail)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, detail)
         try:
             result = handler(self, caller, request)
             return await result if inspect.isawaitable(result) else result
@@ -48,33 +61,33 @@ class NodeControl(node_pb2_grpc.NodeControlServicer):
     def __init__(self, node: Node):
         self.node = node
 
-    @rpc
+    @rpc()
     def Health(self, caller, request):
         if caller is None:
             raise Denied("no client certificate")
         return node_pb2.HealthReply(organization=self.node.org, party_count=len(self.node.cfg.peers) + 1)
 
-    @rpc
+    @rpc(COORDINATOR)
     def Prepare(self, caller, request):
         return self.node.prepare(caller, request)
 
-    @rpc
+    @rpc(COORDINATOR)
     def Start(self, caller, request):
         return self.node.start(caller, request.job_id, list(request.live))
 
-    @rpc
+    @rpc(COORDINATOR)
     def Status(self, caller, request):
         return self.node.wait_status(caller, request.job_id, request.wait_s)
 
-    @rpc
+    @rpc(COORDINATOR)
     def CloseInputs(self, caller, request):
         return self.node.close_inputs(caller, request.job_id, list(request.live))
 
-    @rpc
+    @rpc(COORDINATOR)
     def Commit(self, caller, request):
         return self.node.commit(caller, request.job_id)
 
-    @rpc
+    @rpc(COORDINATOR)
     def Abort(self, caller, request):
         return self.node.abort(caller, request.job_id)
 
@@ -90,11 +103,13 @@ class PeerExchange(node_pb2_grpc.PeerExchangeServicer):
         await self.node.links.serve(request_iterator, context)
 
 
+# Outputs go to whoever the job names as recipient (an organization, the coordinator or a
+# client), and JobInfo to any client that checks the job: any role, the node judges the name.
 class ResultRelease(node_pb2_grpc.ResultReleaseServicer):
     def __init__(self, node: Node):
         self.node = node
 
-    @rpc
+    @rpc()
     def FetchOutput(self, caller, request):
         return self.node.fetch_output(caller, request)
 
@@ -103,11 +118,11 @@ class InputIntake(node_pb2_grpc.InputIntakeServicer):
     def __init__(self, node: Node):
         self.node = node
 
-    @rpc
+    @rpc(CLIENT, NODE)   # NODE: an input-only party's node shares its own input
     def SubmitShare(self, caller, request):
         return self.node.submit_client_share(caller, request)
 
-    @rpc
+    @rpc()
     def JobInfo(self, caller, request):
         return self.node.job_info(caller, request.job_id)
 

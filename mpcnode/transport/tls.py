@@ -1,10 +1,14 @@
 """Mutual TLS credentials and the caller identity taken from the peer certificate."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+
+from ..certs import certificate_role
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,19 @@ def caller_identity(context: grpc.aio.ServicerContext) -> str | None:
     auth = context.auth_context()
     names = auth.get("x509_common_name") or []
     return names[0].decode() if names else None
+
+
+def caller_role(context: grpc.aio.ServicerContext) -> str | None:
+    """The role (certs.ROLES) the verified client certificate carries, or None: a certificate
+    without one (issued before roles) may call nothing that needs a role."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    return _role_of_pem(pems[0]) if pems else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _role_of_pem(pem: bytes) -> str | None:
+    # parsed once per certificate, not once per call: clients submit one share per RPC
+    try:
+        return certificate_role(x509.load_pem_x509_certificate(pem))
+    except ValueError:
+        return None

@@ -97,9 +97,11 @@ def run_sync(coro, timeout: float = START_TIMEOUT_S + 30):
     return box.get("result")
 
 
-def make_certs(folder: Path, identities: set[str] | list[str]) -> Path:
-    """A fresh deployment CA in `folder` and one certificate per identity (mpcnode.certs.ensure)."""
-    certmod.ensure(folder, sorted(set(identities)))
+def make_certs(folder: Path, identities: set[str] | list[str], nodes: set[str] | list[str] = ()) -> Path:
+    """A fresh deployment CA in `folder` and one certificate per identity (mpcnode.certs.ensure):
+    `nodes` get the node role, "coordinator" the coordinator's, the rest the client role. With
+    loopback SANs, as a deployment on one machine asks for."""
+    certmod.ensure(folder, sorted(set(identities)), nodes=set(nodes), loopback=True)
     return folder
 
 
@@ -176,9 +178,11 @@ class Cluster:
             for org, value in per_org.items():
                 write_input_file(input_root, sc, org, value)
         identities = {"coordinator", "operator", *extra_identities}
+        nodes: set[str] = set(approve or {})
         for _, sc in loaded.values():
             identities |= sc.identities()
-        certs = make_certs(root / "certs", identities)
+            nodes |= set(sc.parties)
+        certs = make_certs(root / "certs", identities | nodes, nodes)
         dep = write_deployment(root / "deploy", certs, list(loaded.values()), input_root=input_root,
                                policy_overrides=policy_overrides, node_overrides=node_overrides,
                                approve=approve)

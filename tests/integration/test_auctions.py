@@ -107,3 +107,11 @@ async def test_bid_rules_and_who_may_read(cluster) -> None:
     for who in ("bidder-01", "house", "outsider", "coordinator"):
         with pytest.raises(FetchError, match="refused"):
             await cluster.fetch(job_id, "result", who)
+
+
+async def test_no_bids_is_no_sale(cluster) -> None:
+    """Nobody bid: "no sale", the same answer as a reserve not met (not "top_two of an empty
+    array"), for first- and second-price, and nothing but zeros is opened."""
+    for scenario in ("vickrey", "first"):
+        values, rendered = await run_auction(cluster, scenario, {})
+        assert (values, rendered) == ([0, 0, 0], {"sold": False}), scenario

@@ -90,17 +90,18 @@ class Served:
 
     def prepare(self) -> None:
         (self.scenario_dir / "inputs").mkdir(parents=True)
-        identities = {"coordinator", "operator"}
+        identities, nodes = {"coordinator", "operator"}, set()
         for name in SCENARIOS:
             path = self.scenario_dir / f"{name}.yaml"
             shutil.copy(REPO / "scenarios" / f"{name}.yaml", path)
             shutil.copytree(REPO / "scenarios" / "inputs" / name, self.scenario_dir / "inputs" / name)
             sc = load_scenario(path)
             identities |= sc.identities()
+            nodes |= set(sc.parties)
             key = sc.input.name  # type: ignore[union-attr]
             self.values[name] = {f.stem: yaml.safe_load(f.read_text())[key]
                                  for f in (self.scenario_dir / "inputs" / name).glob("*.yaml")}
-        certmod.ensure(self.root / "certs", sorted(identities))   # a fresh CA, never deploy/certs
+        certmod.ensure(self.root / "certs", sorted(identities), nodes=nodes, loopback=True)   # never deploy/certs
 
     def start(self) -> None:
         with open(self.stderr_path, "w") as err:

@@ -22,6 +22,7 @@ import pytest
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode import field as F
 from mpcnode.computation.spec import Computation
+from mpcnode.computation.scenario import load_scenario
 from mpcnode.protocols.agreement import job_digest
 from mpcnode.exchange import ExchangeTimeout, MemoryNetwork
 from mpcnode.transport import frames
@@ -224,7 +225,7 @@ INPUTS = {"integ-total": {"north": 1, "east": 2, "south": 3}, "integ-four": {o: 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     c = Cluster.create(tmp_path_factory.mktemp("integrity"), SCENARIOS, INPUTS,
-                       node_overrides={"east": {"max_message_mb": 1}},
+                       node_overrides={"east": {"max_message_mb": 1}, "west": {"prepared_ttl_s": 2}},
                        approve={o: [_spec("any").fingerprint] for o in THREE})   # the hand-played job
     with c.running():
         yield c
@@ -406,3 +407,23 @@ async def test_a_real_job_still_runs(cluster: Cluster) -> None:
     progress = await cluster.run("integ-total")
     assert (await cluster.fetch(progress.job_id, "total", "north")).value == 6
     cluster.assert_alive()
+
+
+async def test_a_job_prepared_and_never_started_expires(cluster: Cluster) -> None:
+    """west (prepared_ttl_s: 2) prepares an integ-four job that nobody starts: it accepts a
+    peer's early message for it, then, two seconds later, fails the job as expired, refuses
+    further messages for it (its mailbox is closed and emptied), and a late Start answers FAILED."""
+    job = f"integ-ttl-{uuid.uuid4().hex[:8]}"
+    spec = load_scenario(cluster.scenarios["integ-four"][0]).computation().job_spec(job, 60)
+    reply = await _control(cluster, "west", "Prepare", spec)
+    assert reply.accepted, reply.reason
+    async with _link(cluster, "north", to="west") as north:
+        assert await north.send(job, "L1/prod", "north", "west") == OK     # buffered for a round not reached
+        await asyncio.sleep(3)
+        status = await cluster.node_status("west", job)
+        assert status.state == node_pb2.JOB_STATE_FAILED
+        assert "prepared but not started within 2 s (prepared_ttl_s): expired" in status.error
+        assert _refused(await north.send(job, "L2/prod", "north", "west"), grpc.StatusCode.NOT_FOUND,
+                        f"job {job} is not active on west")
+    late = await _control(cluster, "west", "Start", node_pb2.JobRef(job_id=job, live=FOUR))
+    assert late.state == node_pb2.JOB_STATE_FAILED and "expired" in late.error

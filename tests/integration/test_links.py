@@ -30,6 +30,7 @@ from bench import linkpeer
 from bench.linkpeer import Inbox, LinksOnly
 from coordinator.deploy import free_ports
 from mpcnode import certs as certmod
+from mpcnode.exchange import LabelReused
 from mpcnode.transport.errors import LinkLost, PeerUnavailable
 from mpcnode.transport.peers import GrpcExchange, PeerLinks, fingerprint
 from mpcnode.transport.servicers import PeerExchange, add_service
@@ -101,7 +102,7 @@ def cert_of(tls: TlsMaterial) -> x509.Certificate:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("link-certs")
-    certmod.ensure(folder, [A, B])
+    certmod.ensure(folder, [A, B], nodes=[A, B])
     return folder
 
 
@@ -252,3 +253,18 @@ def test_a_job_moving_100_mb_per_round_does_not_stall_a_latency_bound_job(tmp_pa
         assert median <= 10 * alone, (median, alone)
         assert p90 <= 25 * alone, (p90, alone)
         assert worst < big_round / 2, (worst, big_round)
+
+
+async def test_the_grpc_exchange_refuses_a_reused_label(certs: Path) -> None:
+    """The label guard holds on the gRPC exchange as on the in-memory one: a second round under
+    a label this job already used is refused before anything is sent."""
+    async with two_nodes(certs) as (a, b, _):
+        ea, eb = a.exchange("j0", [A, B]), b.exchange("j0", [A, B])
+        one = np.ones(1, dtype=np.uint64)
+        await asyncio.gather(ea.round("r1", {1: one}, [1]), eb.round("r1", {0: one}, [0]))
+        sent = ea.stats.messages_sent
+        with pytest.raises(LabelReused, match="round label 'r1' reused"):
+            await ea.round("r1", {1: one * 2}, [1])
+        assert ea.stats.messages_sent == sent
+        # the next label still works
+        await asyncio.gather(ea.round("r2", {1: one}, [1]), eb.round("r2", {0: one}, [0]))

@@ -36,7 +36,7 @@ LENGTH = 2000
 
 def test_three_nodes_across_20ms_links(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
-    ensure(certs, PARTIES + ["coordinator", "delay-recipient"])
+    ensure(certs, PARTIES + ["coordinator", "delay-recipient"], nodes=PARTIES, loopback=True)
     rng = np.random.default_rng(5)
     x = rng.integers(0, 4, LENGTH)
     y = rng.integers(0, 4, LENGTH)

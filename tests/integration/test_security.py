@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
+from mpcnode import certs as certmod
 from tests.integration.cluster import Cluster, make_foreign_identity, rpc_code, run_sync
 from tests.integration.handlink import HandLink
 from mpcnode.computation.scenario import parse_scenario
@@ -270,7 +271,10 @@ async def test_only_the_coordinator_may_schedule_jobs(cluster: Cluster) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.Prepare(spec, timeout=10)
             assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            assert f"'{who}' may not schedule jobs on south" in info.value.details()
+            # none of them holds a coordinator certificate: refused on the role, before the name
+            role = "node" if who == "north" else "client"
+            assert f"'{who}' has a {role} certificate; Prepare needs a coordinator certificate" \
+                in info.value.details()
             for call in (stub.Start(ref, timeout=10), stub.Status(ref, timeout=10), stub.Abort(ref, timeout=10),
                          stub.Commit(ref, timeout=10), stub.CloseInputs(ref, timeout=10)):
                 assert await rpc_code(call) == grpc.StatusCode.PERMISSION_DENIED
@@ -289,6 +293,43 @@ async def test_only_operators_may_use_the_coordinator(cluster: Cluster) -> None:
             code = await rpc_code(stub.Submit(cop.SubmitRequest(scenario_yaml=text, scenario_path="x.yaml"),
                                               timeout=10))
             assert code == grpc.StatusCode.PERMISSION_DENIED, who
+
+
+def _with_role(cluster: Cluster, folder: Path, identity: str, role: str) -> TlsMaterial:
+    """A certificate of the deployment's own CA for `identity`, but of another role."""
+    ca_cert, ca_key = certmod.load_ca(cluster.certs)
+    folder.mkdir(parents=True, exist_ok=True)
+    certmod.issue(folder, identity, ca_cert, ca_key, role=role, loopback=True)
+    return TlsMaterial((cluster.certs / "ca.pem").read_bytes(), (folder / f"{identity}.pem").read_bytes(),
+                       (folder / f"{identity}.key").read_bytes())
+
+
+async def test_a_certificate_acts_only_in_its_role(cluster: Cluster, tmp_path: Path) -> None:
+    """Role-scoped identities: a client certificate from the deployment's own CA, named like a
+    node or like the coordinator, can neither open a Link nor schedule a job; a node certificate
+    named like an operator cannot submit to the coordinator."""
+    fake_north = _with_role(cluster, tmp_path / "n", "north", certmod.CLIENT)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async with HandLink(cluster.deployment.addresses["east"], "east", fake_north):
+            pass
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'north' has a client certificate; a Link needs a node certificate" in info.value.details()
+    fake_coordinator = _with_role(cluster, tmp_path / "c", "coordinator", certmod.CLIENT)
+    spec = node_pb2.JobSpec(job_id="role-job", scenario="sec-four", parties=FOUR, threshold=1, timeout_s=10)
+    async with secure_channel(cluster.deployment.addresses["south"], "south", fake_coordinator) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await node_pb2_grpc.NodeControlStub(ch).Prepare(spec, timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'coordinator' has a client certificate; Prepare needs a coordinator certificate" in info.value.details()
+    assert "role-job" not in cluster.stored_jobs("south")
+    node_operator = _with_role(cluster, tmp_path / "o", "operator", certmod.NODE)
+    text = cluster.scenarios["sec-four"][0].read_text()
+    async with secure_channel(cluster.deployment.coordinator_address, "coordinator", node_operator) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await copg.CoordinatorStub(ch).Submit(cop.SubmitRequest(scenario_yaml=text, scenario_path="x.yaml"),
+                                                  timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "operators need a client certificate" in info.value.details()
 
 
 def test_the_nodes_survived(cluster: Cluster) -> None:

@@ -169,22 +169,6 @@ def test_row_order_depends_on_the_coins_not_on_the_listing() -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
-def test_top_two_of_no_rows_is_minus_infinity_so_an_auction_over_no_bid_is_no_sale(engine: str) -> None:
-    from mpcnode.protocols.selection import top_two
-    shape = (0,) + ((2,) if engine == "replicated3" else ())
-
-    async def body(e):
-        idx, mx, second = await top_two(e, "t", np.zeros(shape, dtype=np.uint64), 40)
-        return np.concatenate([idx, mx, second])
-    results, _ = run(engine, body)
-    if engine == "shamir":
-        got = field.to_signed(shamir.reconstruct_checked(dict(enumerate(results)), 1))
-    else:
-        got = replicated.to_signed(replicated.reconstruct_checked(dict(enumerate(results))))
-    assert got.tolist() == [0, -(2 ** 40), -(2 ** 40)]
-
-
-@pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
 def test_take_client_rows_excludes_each_bad_row_with_its_reason_and_all_nodes_agree(engine: str) -> None:
     from parley.v1 import circuit_pb2 as cpb
 

@@ -93,6 +93,14 @@ SCENARIO_CASES = {
     "invalid YAML (tab)": ("name: payroll\n\tkind: total\n", "line 2, column 1", r"invalid YAML"),
     "invalid YAML (control char)": ("name: pay\x00roll\n", "(file)", r"invalid YAML: unacceptable character"),
     "key with a newline": ('"col\\nour": red\n' + yaml.safe_dump(SCENARIO), "col our", r"unknown field"),
+    # a misspelling is named, with the closest known field, before the right field is called missing
+    "misspelled field": (with_(SCENARIO, recipients=DROP, recipents=["org-a"]), "recipents",
+                         r"^unknown field 'recipents' \(did you mean 'recipients'\?\)$"),
+    "misspelled nested field": (with_(SCENARIO, input={"name": "salary", "rnage": [0, 9]}), "input.rnage",
+                                r"^unknown field 'rnage' \(did you mean 'range'\?\)"),
+    "misspelled auction field": ({"name": "auc", "kind": "auction", "parties": ["a", "b", "c"], "recipients": ["a"],
+                                  "protocol": "shamir", "biders": ["x", "y"]}, "biders",
+                                 r"^unknown field 'biders' \(did you mean 'bidders'\?\)"),
 }
 
 
@@ -150,7 +158,11 @@ NODE_CASES = {
     "wrong type (number)": (with_(NODE, round_timeout_s="slow"), "round_timeout_s", r"valid number"),
     "number out of range": (with_(NODE, round_timeout_s=-1), "round_timeout_s", r"greater than 0"),
     "too large": (with_(NODE, max_message_mb=5000), "max_message_mb", r"less than or equal to 2000"),
-    "unknown field": (with_(NODE, colour="red"), "colour", r"unknown field"),
+    "unknown field": (with_(NODE, colour="red"), "colour", r"^unknown field 'colour'$"),
+    "misspelled field": (with_(NODE, organization=DROP, organisation="org-a"), "organisation",
+                         r"^unknown field 'organisation' \(did you mean 'organization'\?\)$"),
+    "misspelled policy field": (with_(NODE, policy={"aprovals": []}), "policy.aprovals",
+                                r"^unknown field 'aprovals' \(did you mean 'approvals'\?\)$"),
     "unknown policy field": (with_(NODE, policy={"approvals": [], "everything": True}), "policy.everything",
                              r"unknown field"),
     "policy wrong type": (with_(NODE, policy={"approvals": "all"}), "policy.approvals", r"valid list"),
@@ -281,7 +293,7 @@ def test_node_cli_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.yaml", with_(NODE, colour="red"))
     proc = _run(["-m", "mpcnode", "--config", str(path)], tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == f"error: {path}: colour: unknown field\n"
+    assert proc.stderr == f"error: {path}: colour: unknown field 'colour'\n"
     assert proc.stdout == ""
 
 
@@ -307,3 +319,57 @@ def test_certs_cli_reports_a_bad_scenario_in_one_line(tmp_path: Path) -> None:
     proc = _run(["-m", "mpcnode.certs", "--out", str(tmp_path / "certs"), "--orgs-from", str(scen)], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == f"error: {bad}: threshold: t=2 needs 2t < 3 parties\n"
+
+
+def test_the_size_limit_suggests_npz_only_for_node_inputs(tmp_path: Path) -> None:
+    """A scenario or config file over 128 KiB cannot become an .npz file; a node input file can."""
+    big = "# " + "x" * (128 * 1024) + "\n"
+    for loader in (load_scenario, load_node_config):
+        with pytest.raises(ConfigError) as info:
+            loader(write(tmp_path, "big.yaml", big))
+        one_line(info.value, tmp_path / "big.yaml", "(file)", r"^larger than 128 KiB, the limit for YAML files$")
+    with pytest.raises(ConfigError) as info:
+        parse_scenario_text(big, "submitted/big.yaml")
+    assert "npz" not in str(info.value)
+    with pytest.raises(InputError) as info:
+        load_node_inputs(write(tmp_path, "inputs.yaml", big), [cpb.InputDecl(name="salary")], "payroll")
+    assert "larger than 128 KiB" in info.value.detail and "belong in .npz files" in info.value.detail
+
+
+def test_node_refuses_a_certificate_of_another_name(tmp_path: Path) -> None:
+    """organization: org-a with org-b's certificate: exit 2 at start-up, one line naming the file,
+    the field and both names (instead of serving and timing out later as 'unreachable')."""
+    from mpcnode.certs import ensure
+
+    ensure(tmp_path / "certs", ["org-a", "org-b"])
+    cfg = with_(NODE, listen="127.0.0.1:0", tls={"ca": "certs/ca.pem", "cert": "certs/org-b.pem",
+                                                 "key": "certs/org-b.key"})
+    path = write(tmp_path, "node.yaml", cfg)
+    proc = _run(["-m", "mpcnode", "--config", str(path)], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"error: {path}: organization: 'org-a' differs from the name in its certificate "
+                           f"{tmp_path / 'certs' / 'org-b.pem'} ('org-b')\n")
+
+
+def test_coordinator_submit_of_a_bad_scenario_exits_2_before_connecting(tmp_path: Path) -> None:
+    bad = write(tmp_path, "payroll.yaml", with_(SCENARIO, recipients=DROP, recipents=["org-a"]))
+    # no coordinator listens on port 9 and no certificate exists: the scenario is refused first
+    proc = _run(["-m", "coordinator", "submit", str(bad), "--coordinator", "127.0.0.1:9",
+                 "--certs", str(tmp_path / "none")], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"error: {bad}: recipents: unknown field 'recipents' (did you mean 'recipients'?)\n"
+
+
+VOTE = {"name": "poll", "kind": "vote", "parties": ["org-a", "org-b", "org-c"], "protocol": "shamir",
+        "recipients": ["org-a"], "voters": ["v1", "v2"], "vote": {"options": ["red", "blue"], "output": "tally"}}
+
+
+@pytest.mark.parametrize("options,reason", [
+    (["red", "invalid"], r"'invalid' is a key of the result"),
+    (["red", "blue", "red"], r"'red' listed twice"),
+])
+def test_vote_options_cannot_collide_with_each_other_or_result_keys(tmp_path: Path, options, reason) -> None:
+    path = write(tmp_path, "poll.yaml", with_(VOTE, vote={"options": options, "output": "tally"}))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    one_line(info.value, path, "vote.options", reason)

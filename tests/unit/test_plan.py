@@ -179,10 +179,11 @@ def test_submitted_counts_change_the_cost_and_bad_ones_are_refused(tmp_path, cap
     assert "--submitted: 'bid' is not a client input of this computation (client inputs: bids)" in capsys.readouterr().err
     assert main(["plan", str(path), "--certs", certs, "--submitted", "bids=9"]) == 2
     assert "between 0 and the 8 listed clients" in capsys.readouterr().err
-    # no bid at all (none submitted, or every one excluded): the auction ends with no sale, and
-    # the plan shows what that costs
+    # no bid at all: the job runs and answers "no sale"; the tournament costs nothing then
     assert main(["plan", str(path), "--certs", certs, "--json", "--submitted", "bids=0"]) == 0
-    assert json.loads(capsys.readouterr().out)["cost"]["client_rows"] == {"bids": 0}
+    none = json.loads(capsys.readouterr().out)["cost"]
+    assert none["client_rows"] == {"bids": 0}
+    assert all(n["bytes_sent"] < f["bytes_sent"] for n, f in zip(none["parties"], few["parties"]))
 
 
 # ---- the estimate ---------------------------------------------------------------------------------

@@ -92,8 +92,9 @@ def test_client_inputs_use_their_declared_range_and_any_number_of_rows() -> None
     assert env["sum_1"].runs == ((1, -40, 80),)
     assert env["count_rows_2"].runs == ((1, 0, 4),)
     assert env["reshape_sum_3"].runs == ((2, -20, 40),)
-    # [index, max, second]; with one submitted row the second is -(2^bit_length)
-    assert env["top_two_4"].runs == ((1, 0, 7), (1, -5, 10), (1, -16, 10))
+    # [index, max, second]; with one submitted row the second is -(2^bit_length), and with none
+    # (nobody bid) the max is too (executor._empty_tournament)
+    assert env["top_two_4"].runs == ((1, 0, 7), (2, -16, 10))
 
 
 def test_per_position_intervals_survive_concat_and_slice() -> None:
