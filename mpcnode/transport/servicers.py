@@ -126,7 +126,7 @@ class InputIntake(node_pb2_grpc.InputIntakeServicer):
     def JobInfo(self, caller, request):
         return self.node.job_info(caller, request.job_id)
 
-    @rpc
+    @rpc(CLIENT, NODE)   # whoever may submit may ask about its own submission
     def SubmissionStatus(self, caller, request):
         return self.node.submission_status(caller, request)
 
