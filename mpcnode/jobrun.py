@@ -37,7 +37,9 @@ from .opened import Opened
 from .exchange import Exchange
 from .executor import Executor, Values
 from .engines.base import Share
-from .protocols.agreement import MissingInput, agree_on_job, agree_on_owner_inputs, agree_on_presence
+from .computation.spec import canonical_json
+from .protocols.agreement import (MissingInput, agree_on_job, agree_on_owner_inputs, agree_on_presence,
+                                  agree_on_rows)
 from .protocols.clientchecks import INCONSISTENT, OUT_OF_RANGE, Exclusion, row_order, rows_in_range
 
 # (shares this node holds, by client; clients in the order this node accepted them: not used for
@@ -119,15 +121,16 @@ async def take_client_rows(engine: Engine, job_id: str, circuit: cpb.Circuit, pa
     range (rows_in_range). Accepted rows are ordered by row_order, over public coins drawn now.
 
     Returns (the credentials of the first client input's accepted rows in row order, {input:
-    the index in decl.clients of each accepted row, in row order}, the exclusions). Rounds: 1
-    (presence) + the consistency checks of all inputs and the order coins, concurrently + the
-    range check of all inputs in one batch. Every live node computes the same result."""
+    the index in decl.clients of each accepted row, in row order}, the exclusions). Rounds: 2
+    (presence and its echo) + the consistency checks of all inputs and the order coins, concurrently + 1
+    (agree_on_rows on the verdicts) + the range check of all inputs in one batch + 1 (agree_on_rows:
+    every live node reached the same decision, or the job fails before the circuit runs)."""
     decls = [d for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS]
     if not decls:
         return [], {}, []
     got = [client_rows(d)[0] for d in decls]
     missing = await agree_on_presence(engine, [np.fromiter((c in g for c in d.clients), dtype=bool,
-                                                            count=len(d.clients)) for d, g in zip(decls, got)])
+                                                            count=len(d.clients)) for d, g in zip(decls, got)], parties)
     excluded: list[Exclusion] = []
     held: list[np.ndarray] = []          # per input: indices into decl.clients held by every live node
     rows: list[Share] = []
@@ -150,6 +153,8 @@ async def take_client_rows(engine: Engine, job_id: str, circuit: cpb.Circuit, pa
 
     *consistent, coins = await asyncio.gather(
         *(engine.consistent_rows(f"clients/{k}/consistent", r) for k, r in enumerate(rows)), order_coins())
+    # every live node must judge each row alike before the range check runs on the rows left
+    await agree_on_rows(engine, "clients/consistent/agreed", canonical_json([ok.tolist() for ok in consistent]))
     for d, idx, ok in zip(decls, held, consistent):
         excluded.extend(Exclusion(d.clients[c], d.name, INCONSISTENT) for c in idx[~ok])
     held = [idx[ok] for idx, ok in zip(held, consistent)]
@@ -165,4 +170,8 @@ async def take_client_rows(engine: Engine, job_id: str, circuit: cpb.Circuit, pa
         values[d.name] = r[order].reshape((len(order) * d.length,) + shape)
         if d is decls[0]:
             first = [d.clients[c] for c in tags[d.name]]
+    # every live node must have reached this same decision (the rounds above are not broadcasts)
+    decision = canonical_json([{name: idx.tolist() for name, idx in tags.items()},
+                               sorted((e.credential, e.input, e.reason) for e in excluded)])
+    await agree_on_rows(engine, "clients/agreed", decision)
     return first, tags, excluded

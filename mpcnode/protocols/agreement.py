@@ -24,8 +24,7 @@ _WORD = np.uint64((1 << 60) - 1)   # digest words are sent as field elements, ea
 
 
 def job_digest(job_id: str, fingerprint: str, live: Sequence[str]) -> np.ndarray:
-    raw = hashlib.sha256(canonical_json(["parley-job-agreement-v1", job_id, fingerprint, list(live)])).digest()
-    return np.frombuffer(raw, dtype="<u8").astype(np.uint64) & _WORD
+    return _digest_words(canonical_json(["parley-job-agreement-v1", job_id, fingerprint, list(live)]))
 
 
 async def agree_on_job(engine: Engine, job_id: str, fingerprint: str, live: Sequence[str]) -> None:
@@ -35,16 +34,23 @@ async def agree_on_job(engine: Engine, job_id: str, fingerprint: str, live: Sequ
     await engine.establish(job_digest(job_id, fingerprint, live))
 
 
-async def agree_on_presence(engine: Engine, held: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """After client submission closed, one round (label `clients`) for every client input at
-    once: each live node sends every other one flag per listed client of each input (1: it holds
-    that client's share). held[k] is this node's flags for client input k (one per listed
-    client, in the declaration's order). Returns, per input, a bool array (live parties in
-    engine.parties order, listed clients): True where that party does NOT hold that client's
-    share. A column with no True counts (every live node holds the row); an all-True column is a
-    client that never submitted; anything between names the nodes that claim not to hold a
-    share the others hold (the row is excluded, and those nodes are named in the reason).
-    Every live node computes the same answer from the same flags."""
+async def agree_on_presence(engine: Engine, held: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    """After client submission closed, two rounds for every client input at once. First (label
+    `clients`) each live node sends every other one flag per listed client of each input (1: it
+    holds that client's share); held[k] is this node's flags for client input k (one per listed
+    client, in the declaration's order). Then (label `clients/echo`) each sends every other one
+    a digest of the flags it received from each live node: rounds are plain sends, not
+    broadcasts, so a lying node could tell one peer it lacks a share and another that it holds
+    it, and the honest nodes would go on with different rows; a node whose flags reached the
+    others differently is named (ProtocolViolation) and the job stops. `names`: the compute
+    parties' names by party id.
+
+    Returns, per input, a bool array (live parties in engine.parties order, listed clients):
+    True where that party does NOT hold that client's share. A column with no True counts
+    (every live node holds the row); an all-True column is a client that never submitted;
+    anything between names the nodes that claim not to hold a share the others hold (the row is
+    excluded, and those nodes are named in the reason). Every live node computes the same
+    answer from the same flags."""
     flags = np.concatenate([np.asarray(h, dtype=bool) for h in held]).astype(np.uint64) if held \
         else np.zeros(0, dtype=np.uint64)
     everyone = list(engine.parties)
@@ -54,8 +60,41 @@ async def agree_on_presence(engine: Engine, held: Sequence[np.ndarray]) -> list[
         if f.shape != flags.shape or np.any(f > 1):
             raise ProtocolViolation(f"client agreement: party {i} sent {f.size} flags, expected {flags.size} bits")
     missing = np.stack([peers[i] != 1 for i in everyone])          # (live parties, all listed clients)
+    seen = np.concatenate([_digest_words(np.packbits(row).tobytes()) for row in missing])
+    echoes = await engine.exchange.round("clients/echo", {j: seen for j in everyone if j != engine.party}, everyone)
+    echoes[engine.party] = seen
+    for i, d in echoes.items():
+        if d.shape != seen.shape:
+            raise ProtocolViolation(f"client agreement: party {i} sent {d.size} digest words, expected {seen.size}")
+    views = np.stack([echoes[i].reshape(len(everyone), 4) for i in everyone])   # (echoing node, sender, word)
+    split = [names[j] for r, j in enumerate(everyone) if len({v[r].tobytes() for v in views}) > 1]
+    if split:
+        raise ProtocolViolation(f"client agreement: {', '.join(split)} sent different presence flags to "
+                                "different nodes")
     bounds = np.cumsum([0] + [len(h) for h in held])
     return [missing[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _digest_words(data: bytes) -> np.ndarray:
+    """sha256 of `data` as four words below 2^60 (sendable in any engine's rounds)."""
+    return np.frombuffer(hashlib.sha256(data).digest(), dtype="<u8").astype(np.uint64) & _WORD
+
+
+async def agree_on_rows(engine: Engine, label: str, decision: bytes) -> None:
+    """One round (label `label`) after a step of the client checks: every live node sends every
+    other one a digest of the decision it reached (after the consistency check: its verdicts;
+    at the end: which rows count, in which order, and every exclusion with its reason). The
+    check rounds are plain sends: a node that sent one peer another share of an opened check
+    value than the others would leave the honest nodes with different verdicts, and they would
+    go on with different rows (out of step, or a corrupt result). Any difference fails the job
+    here (ProtocolViolation), before the next step. 32 bytes per peer."""
+    everyone = list(engine.parties)
+    mine = _digest_words(decision)
+    peers = await engine.exchange.round(label, {j: mine for j in everyone if j != engine.party}, everyone)
+    peers[engine.party] = mine
+    if any(d.shape != mine.shape or np.any(d != mine) for d in peers.values()):
+        raise ProtocolViolation("client agreement: the live nodes reached different decisions on which client "
+                                "rows count (a node sent different values to different peers during the checks)")
 
 
 class MissingInput(RuntimeError):

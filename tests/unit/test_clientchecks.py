@@ -10,7 +10,7 @@ import pytest
 
 from mpcnode import field, replicated, shamir
 from mpcnode.engines import Replicated3Engine, ShamirEngine
-from mpcnode.exchange import MemoryNetwork
+from mpcnode.exchange import MemoryNetwork, ProtocolViolation
 from mpcnode.protocols.clientchecks import row_order, rows_in_range
 from tests.conftest import ENGINES_UNDER_TEST
 
@@ -221,3 +221,105 @@ def test_the_store_keeps_the_agreed_rows_across_a_restart(tmp_path) -> None:
     assert [(e, d) for _, e, _, _, d in store.audit_log("j")] == [("excluded", "bob (bids): out of range")]
     assert store.client_share_bytes("j", "bids", "ann") == np.array([1], dtype="<u8").tobytes()
     store.close()
+
+
+class Equivocating:
+    """A party's exchange that sends peer `victim` something else than the others in the rounds
+    `lie(label)` picks: the split view a lying node can create, since rounds are not broadcasts."""
+
+    def __init__(self, inner, victim: int, lie):
+        self.inner, self.victim, self.lie = inner, victim, lie
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def round(self, label, send, expect):
+        send = dict(send)
+        if self.victim in send and self.lie(label):
+            send[self.victim] = self.lie(label)(np.array(send[self.victim], dtype=np.uint64, copy=True))
+        return await self.inner.round(label, send, expect)
+
+
+def _run_with_liar(engine: str, liar: int, victim: int, lie):
+    """take_client_rows over three honest-looking rows with party `liar` equivocating towards
+    `victim`; returns each party's result or the exception it raised."""
+    from parley.v1 import circuit_pb2 as cpb
+
+    from mpcnode.jobrun import take_client_rows
+    clients = ["ann", "bob", "cyd"]
+    circ = cpb.Circuit()
+    circ.inputs.add(name="bids", length=1, lo=0, hi=100, source=cpb.INPUT_SOURCE_CLIENTS, clients=clients)
+    shares = {c: raw_shares(engine, np.array([v], dtype=np.uint64)) for c, v in zip(clients, [5, 50, 60])}
+    net = MemoryNetwork(3, timeout_s=3)
+    engines = []
+    for i in range(3):
+        ex = net.exchange(i)
+        engines.append(ENGINE_CLASSES[engine](Equivocating(ex, victim, lie) if i == liar else ex, 1, [0, 1, 2]))
+
+    async def body(e):
+        held = {c: s[e.party] for c, s in shares.items()}
+        try:
+            first, _, excluded = await take_client_rows(e, "job-1", circ, ["a", "b", "c"], {},
+                                                        lambda d: (held, list(held)))
+            return first, sorted((x.credential, x.reason) for x in excluded)
+        except Exception as exc:    # noqa: BLE001 - the test inspects what each party raised
+            return exc
+
+    async def main():
+        return await asyncio.gather(*(body(e) for e in engines))
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
+def test_a_node_that_tells_peers_different_presence_flags_is_named(engine: str) -> None:
+    """Party c tells a it lacks ann's share and tells b it holds everything: without the final
+    agreement a would drop ann and b would not, and they would compute on different rows."""
+    def lie(label):
+        if label != "clients":
+            return None
+
+        def flip(flags):
+            flags[0] = 0          # "I do not hold ann's share", to the victim only
+            return flags
+        return flip
+    results = _run_with_liar(engine, liar=2, victim=0, lie=lie)
+    for r in results[:2]:       # both honest parties stop, naming the liar
+        assert isinstance(r, ProtocolViolation), r
+        assert "c sent different presence flags to different nodes" in str(r)
+
+
+@pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
+def test_a_node_that_sends_one_peer_a_different_check_value_fails_the_job(engine: str) -> None:
+    """Party c adds 1 to everything it sends party a in the range check: a's verdicts differ
+    from b's, and the final agreement stops both before any circuit runs on different rows."""
+    def lie(label):
+        if not label.startswith("clients/range"):
+            return None
+
+        def bump(arr):
+            arr[...] = arr + np.uint64(1)
+            return arr
+        return bump
+    results = _run_with_liar(engine, liar=2, victim=0, lie=lie)
+    # each honest party stops: the victim when its check values do not fit (or at the final
+    # agreement), the other when the victim stops answering; neither runs on its own rows
+    assert all(isinstance(r, Exception) for r in results[:2]), results
+
+
+def test_a_node_that_splits_the_degree_check_is_caught_by_the_final_agreement() -> None:
+    """Shamir: party c sends party a other values in the degree check than it sends b. The check
+    opens a masked value to every node, and each judges the row alone: a finds the rows
+    inconsistent, b finds them fine. Only the final agreement (agree_on_rows) sees the split;
+    without it a and b would run the circuit on different rows."""
+    def lie(label):
+        if label != "clients/0/consistent/open":      # the masked values, each judged alone
+            return None
+
+        def bump(arr):
+            arr[...] = (arr + np.uint64(1)) % np.uint64(P)
+            return arr
+        return bump
+    results = _run_with_liar("shamir", liar=2, victim=0, lie=lie)
+    for r in results[:2]:
+        assert isinstance(r, ProtocolViolation), results
+        assert "reached different decisions" in str(r)
