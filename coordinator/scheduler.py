@@ -113,7 +113,8 @@ class Live:
     bytes_sent: int = 0
     inputs_received: int = 0
     # once the nodes agreed on the client rows: how many count, and the excluded ones
-    # [(credential, input, reason)], as the nodes report them (the same at every live node)
+    # [(credential, input, reason)], as every live node reports them (set only while all of them
+    # that report rows report the same; see cross_check_rows)
     rows_agreed: bool = False
     rows_accepted: int = 0
     excluded: list[tuple[str, str, str]] = field(default_factory=list)
@@ -329,6 +330,7 @@ class Scheduler:
         unreachable_since: dict[str, float] = {}
         closed = False
         delivered: set[str] = set()   # input-only parties that reported their input delivered (DONE)
+        rows_seen: dict[str, RowsView | None] = {}   # per compute node: the client rows it last reported
         while True:
             decided = self.store.decision(job_id)
             if decided:   # by another process on this database (one that re-attached it, say): that stands
@@ -367,14 +369,27 @@ class Scheduler:
                     done += 1
                 if org not in plan.input_parties:
                     rounds.append(st)
+                    # a node that finished a job with client inputs has agreed on the rows before
+                    # its circuit ran (jobrun.run_job): one that says DONE without them differs too
+                    if st.rows_agreed or (has_clients and st.state == node_pb2.JOB_STATE_DONE):
+                        rows_seen[org] = rows_view(st)
             if rounds:
                 self._set(job_id, rounds_done=min(s.rounds_done for s in rounds),
                           levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
                           inputs_received=max(s.inputs_received for s in rounds))
-                agreed = next((s for s in rounds if s.rows_agreed), None)
-                if agreed is not None:
-                    self._set(job_id, rows_agreed=True, rows_accepted=agreed.rows_accepted,
-                              excluded=[(e.credential, e.input, e.reason) for e in agreed.excluded])
+            # Every live node reports the client rows it agreed on; all must report the same. The
+            # nodes' agreement (jobrun.take_client_rows) gives every honest live node the same rows
+            # before the circuit runs, so a difference means a node lies in its status, or the
+            # nodes computed over different rows. Either way nobody can tell the operator which
+            # client inputs the result counts, so the job FAILS (its outputs are dropped at every
+            # node) rather than finishing with a warning beside a result whose inputs are disputed.
+            # This gives a lying node no new power: any compute node can fail a job by stopping.
+            agreed, differ = cross_check_rows({o: v for o, v in rows_seen.items() if o in live})
+            if differ:   # no view is shown as the nodes' (one shown before the difference is withdrawn)
+                self._set(job_id, rows_agreed=False, rows_accepted=0, excluded=[])
+                errors.append(differ)
+            elif agreed is not None:
+                self._set(job_id, rows_agreed=True, rows_accepted=agreed[0], excluded=list(agreed[1]))
             if errors:
                 await self._decide(job_id, plan, "FAILED", "; ".join(errors))
                 return
@@ -481,6 +496,67 @@ class Scheduler:
             rows_agreed=live.rows_agreed if live else False, rows_accepted=live.rows_accepted if live else 0,
             excluded=[node_pb2.ExcludedClient(credential=c, input=i, reason=r) for c, i, r in live.excluded]
             if live else [])
+
+
+# What a node reports about a job's client rows: (rows counted, the excluded (credential, input,
+# reason) in input, credential order); None for a node that finished without reporting any.
+RowsView = tuple[int, tuple[tuple[str, str, str], ...]]
+_SHOWN = 3   # excluded rows named per difference, at most
+
+
+def rows_view(st: node_pb2.JobStatus) -> RowsView | None:
+    if not st.rows_agreed:
+        return None
+    excluded = sorted(((e.credential, e.input, e.reason) for e in st.excluded), key=lambda x: (x[1], x[0], x[2]))
+    return st.rows_accepted, tuple(excluded)
+
+
+def cross_check_rows(views: dict[str, RowsView | None]) -> tuple[RowsView | None, str]:
+    """(the client rows every node in `views` reports, or None when there are none; '' or one line
+    saying how they differ: the nodes that differ from the majority and what each reports, or, with
+    no majority, what every node reports)."""
+    if not views:
+        return None, ""
+    distinct = set(views.values())
+    if len(distinct) == 1:
+        return distinct.pop(), ""
+    counts: dict[RowsView | None, int] = {}
+    for v in views.values():
+        counts[v] = counts.get(v, 0) + 1
+    top = max(counts, key=lambda v: counts[v])
+    if counts[top] * 2 > len(views):
+        odd = sorted(o for o, v in views.items() if v != top)
+        agree = sorted(o for o, v in views.items() if v == top)
+        parts = [f"{o} {_rows_text(views[o], top)}" for o in odd]
+        return None, (f"the nodes disagree on the client rows: {', '.join(odd)} "
+                      f"differ{'s' if len(odd) == 1 else ''} from the majority ({', '.join(agree)}: "
+                      f"{_counts_text(top)}): " + "; ".join(parts))
+    parts = [f"{o} {_rows_text(views[o])}" for o in sorted(views)]
+    return None, "the nodes disagree on the client rows (no majority): " + "; ".join(parts)
+
+
+def _counts_text(view: RowsView | None) -> str:
+    return "no agreed rows" if view is None else f"{view[0]} counted, {len(view[1])} excluded"
+
+
+def _rows_text(view: RowsView | None, majority: RowsView | None = None) -> str:
+    """What a node reports: against the majority's view, which excluded rows differ; else which
+    rows it excludes."""
+    if view is None:
+        return "reports no agreed rows"
+    text = _counts_text(view)
+    if majority is None:   # no majority to compare with: which rows it excludes
+        lists = [("excludes", list(view[1]))]
+    else:
+        mine, theirs = set(view[1]), set(majority[1])
+        lists = [("also excludes", [r for r in view[1] if r not in theirs]),
+                 ("does not exclude", [r for r in majority[1] if r not in mine])]
+    details = []
+    for word, rows in lists:
+        if rows:
+            named = ", ".join(f"{c} ({i}): {r}" for c, i, r in rows[:_SHOWN])
+            details.append(f"{word} {named}" + (f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""))
+    return text + (f" ({'; '.join(details)})" if details else "")
 
 
 # A node that answers with one of these may answer differently later (it is down, restarting or

@@ -28,17 +28,16 @@ Values = dict[str, np.ndarray]
 
 class Executor:
     def __init__(self, engine: Engine, circuit: cpb.Circuit, plan: Plan,
-                 on_level: Callable[[int], None] | None = None, row_tags: dict[str, np.ndarray] | None = None):
+                 on_level: Callable[[int], None] | None = None):
         self.engine = engine
-        # per client input: the index in decl.clients of each accepted row, in row order (set by
-        # jobrun.run_job once the nodes agreed on the rows; public, the same at every live node)
-        self.row_tags: dict[str, np.ndarray] = dict(row_tags or {})
         self.circuit = circuit
         self.plan = plan
         self.on_level = on_level or (lambda level: None)
         # {client input name: int64 tag per accepted row, in row order}: each row's client as its
         # position in the input's approved `clients` list; set by whoever fixed the rows
-        # (jobrun.take_client_rows), read by ARGMAX / TOP_TWO ops that carry tags (Op.tags)
+        # (jobrun.take_client_rows), read by ARGMAX / TOP_TWO ops that carry tags (Op.tags). Not a
+        # constructor argument: the executor exists before the nodes agree on the rows, so
+        # jobrun.run_job assigns this attribute then; public, the same at every live node
         self.row_tags: dict[str, np.ndarray] = {}
         self._column_sums = _fusable_column_sums(circuit)
         self._fused_sums = frozenset(self._column_sums.values())    # computed with their products

@@ -13,6 +13,8 @@ What it accepts (docs/outputs.md, "What a recipient checks"):
   t (t + 1 shares always lie on one: they would be accepted unchecked); replicated3 needs all three
   nodes, each component equal between its two holders. A share that does not fit names its node
   when that can be told (Shamir with n >= t + 3 answering), or the pair that disagrees (replicated3).
+- The opened values must fit the output's kind (render()): a count or value the kind does not
+  open is a FetchError naming the kind and what was expected and opened, not a rendering.
 - Fewer answering nodes: FetchError naming the missing ones, unless the caller passes
   accept_unchecked (CLI --accept-unchecked), which takes t + 1 Shamir shares or 2 replicated3
   nodes and marks the Result checked=False: one lying node can then change the result unseen.
@@ -247,7 +249,26 @@ def _decoded_shares(answers: dict[str, node_pb2.OutputShare], parties: list[str]
 def render(values: list[int], decl: dict, labels: list[str] | None = None) -> object:
     """Turn the opened integers into what the scenario promised (see docs/outputs.md). `decl` is
     the output's entry in the computation document; `labels` the approved client list the output's
-    row tags point into (an auction's winner)."""
+    row tags point into (an auction's winner).
+
+    Values that do not fit the output's kind (a count other than the kind's, a winner index with no
+    option) raise FetchError: the answering nodes agreed on them, but they are not what the approved
+    computation opens, so nothing is rendered from them."""
+    try:
+        return _render(values, decl, labels or [])
+    except FetchError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise FetchError(f"output {_name(decl)!r}: cannot render the {len(values)} value"
+                         f"{'' if len(values) == 1 else 's'} the nodes opened as its document describes "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _name(decl: object) -> str:
+    return str(decl.get("name", "?")) if isinstance(decl, dict) else "?"
+
+
+def _render(values: list[int], decl: dict, labels: list[str]) -> object:
     divisor = int(decl.get("public_divisor", "0"))
     if divisor:
         out = [_number(Fraction(v, divisor)) for v in values]
@@ -260,20 +281,35 @@ def render(values: list[int], decl: dict, labels: list[str] | None = None) -> ob
         except ValueError:
             note = {}
     kind = note.get("render")
-    labels = labels or []
+
+    def expect(count: int) -> None:
+        if len(values) != count:
+            raise FetchError(f"output {_name(decl)!r} ({kind}): expected {count} value{'' if count == 1 else 's'}, "
+                             f"the nodes opened {len(values)}")
+
     if kind == "auction":
+        expect(3)
         sold, winner, price = values
         if not sold:
             return {"sold": False}
         return {"sold": True, "winner": labels[winner - 1] if 0 < winner <= len(labels) else winner, "price": price}
     if kind == "tally":
         options = note["options"]
+        expect(len(options) + 1)
         return {**{o: c for o, c in zip(options, values)}, "invalid": values[len(options)]}
     if kind == "winner":   # 0: no option has a vote; i: option i - 1 (computation/vote.py)
+        expect(1)
+        options = note["options"]
         if not values[0]:
             return {"winner": None, "result": "no votes" if note.get("approval") else "no valid ballots"}
-        return {"winner": note["options"][values[0] - 1]}
+        if not 0 < values[0] <= len(options):   # a negative index would silently pick from the end
+            raise FetchError(f"output {_name(decl)!r} (winner): expected an option index 0 to {len(options)}, "
+                             f"the nodes opened {values[0]}")
+        return {"winner": options[values[0] - 1]}
     if kind == "referendum":   # 0: no valid ballot, 1: NO, 2: YES (computation/vote.py)
+        expect(1)
+        if values[0] not in (0, 1, 2):
+            raise FetchError(f"output {_name(decl)!r} (referendum): expected 0, 1 or 2, the nodes opened {values[0]}")
         return {"passed": values[0] == 2, "result": {2: "YES", 1: "NO"}.get(values[0], "no valid ballots")}
     return values[0] if len(values) == 1 else values
 

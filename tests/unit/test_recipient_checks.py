@@ -169,6 +169,50 @@ def test_the_winner_is_named_from_the_approved_list_and_checked() -> None:
         _check(_answers("replicated3", shares, 1, _auction_circuit(), []))
 
 
+@pytest.mark.parametrize("protocol", ["shamir", "replicated3"])
+@pytest.mark.parametrize("opened", [[1, 3], [1, 3, 700, 5], [9]])
+def test_all_nodes_agreeing_on_the_wrong_count_of_values_is_a_fetch_error(protocol: str, opened: list[int]) -> None:
+    # every node sends consistent shares of the same vector, but not the three values an auction opens
+    shares = sharing.client_shares(protocol, np.array(opened, dtype=np.int64), 3, 1)
+    with pytest.raises(recipient.FetchError,
+                       match=rf"^output 'o' \(auction\): expected 3 values, the nodes opened {len(opened)}$"):
+        _check(_answers(protocol, shares, 1, _auction_circuit(), BIDDERS))
+
+
+def _decl(render: dict) -> dict:
+    return {"name": "o", "value": "v", "recipients": ["r"], "description": json.dumps(render)}
+
+
+@pytest.mark.parametrize("render, values, message", [
+    ({"render": "auction"}, [], r"\(auction\): expected 3 values, the nodes opened 0$"),
+    ({"render": "tally", "options": ["a", "b"]}, [4, 5], r"\(tally\): expected 3 values, the nodes opened 2$"),
+    ({"render": "tally", "options": ["a", "b"]}, [4, 5, 0, 1], r"\(tally\): expected 3 values, the nodes opened 4$"),
+    ({"render": "winner", "options": ["a", "b"]}, [], r"\(winner\): expected 1 value, the nodes opened 0$"),
+    ({"render": "winner", "options": ["a", "b"]}, [1, 2], r"\(winner\): expected 1 value, the nodes opened 2$"),
+    ({"render": "winner", "options": ["a", "b"]}, [3], r"\(winner\): expected an option index 0 to 2, .* opened 3$"),
+    ({"render": "winner", "options": ["a", "b"]}, [-1], r"\(winner\): expected an option index 0 to 2, .* -1$"),
+    ({"render": "referendum"}, [2, 2], r"\(referendum\): expected 1 value, the nodes opened 2$"),
+    ({"render": "referendum"}, [3], r"\(referendum\): expected 0, 1 or 2, the nodes opened 3$"),
+    ({"render": "tally"}, [1, 2], r"cannot render the 2 values .*KeyError"),   # a document without options
+])
+def test_render_fails_with_one_fetch_error_line(render: dict, values: list[int], message: str) -> None:
+    with pytest.raises(recipient.FetchError, match="^output 'o'.*" + message) as err:
+        recipient.render(values, _decl(render))
+    assert "\n" not in str(err.value)
+
+
+def test_render_of_well_formed_values() -> None:
+    assert recipient.render([1, 2, 700], _decl({"render": "auction"}), BIDDERS) == \
+        {"sold": True, "winner": "bidder-b", "price": 700}
+    assert recipient.render([0, 0, 0], _decl({"render": "auction"}), BIDDERS) == {"sold": False}
+    assert recipient.render([4, 5, 1], _decl({"render": "tally", "options": ["a", "b"]})) == {"a": 4, "b": 5, "invalid": 1}
+    assert recipient.render([2], _decl({"render": "winner", "options": ["a", "b"]})) == {"winner": "b"}
+    assert recipient.render([0], _decl({"render": "winner", "options": ["a"], "approval": True})) == \
+        {"winner": None, "result": "no votes"}
+    assert recipient.render([0], _decl({"render": "referendum"})) == {"passed": False, "result": "no valid ballots"}
+    assert recipient.render([7, 8], {"name": "o", "public_divisor": "2"}) == [3.5, 4]
+
+
 def test_participants_only_where_the_document_reveals_them() -> None:
     shares = sharing.client_shares("shamir", np.array([1, 2, 5], dtype=np.int64), 3, 1)
     answers = _answers("shamir", shares, 1, _auction_circuit(), BIDDERS)
