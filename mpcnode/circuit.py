@@ -129,11 +129,14 @@ _ALWAYS_IN_RANGE = frozenset({cpb.OP_LT, cpb.OP_GE, cpb.OP_EQ, cpb.OP_ROWS_VALID
 def range_checked(circuit: cpb.Circuit, compute_parties: Sequence[str]) -> frozenset[str]:
     """The values that lie in the interval computation/ranges.py gives them whatever anyone sends:
     those computed only from compute parties' node inputs (range-checked by their own node before
-    sharing; honest-but-curious nodes do) and constants, and every comparison or validity bit.
-    Client inputs and input-only organizations' inputs are not: a client, or an organization that
-    changed its node, can send any value. Engines may use a cheaper comparison that is private
-    only within the range (Shamir's bounded path) for checked operands only."""
-    ok = {d.name for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner in compute_parties}
+    sharing; honest-but-curious nodes do), client inputs (every client row outside its declared
+    range is excluded inside MPC before the circuit runs: jobrun.take_client_rows) and constants,
+    and every comparison or validity bit. Input-only organizations' inputs are not: an organization
+    that changed its node can send any value, and nothing checks it inside MPC. Engines may use a
+    cheaper comparison that is private only within the range (Shamir's bounded path) for checked
+    operands only."""
+    ok = {d.name for d in circuit.inputs
+          if (d.source == cpb.INPUT_SOURCE_NODE and d.owner in compute_parties) or d.source == cpb.INPUT_SOURCE_CLIENTS}
     for op in circuit.ops:
         if op.kind in _ALWAYS_IN_RANGE or all(a in ok for a in op.args):
             ok.add(op.out)

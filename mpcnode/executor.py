@@ -205,9 +205,9 @@ class Executor:
 
     async def _rows_valid(self, label: str, op: cpb.Op, values: Values) -> None:
         rows = _rows(values[op.args[0]], op.ints[0], op)
-        # a compute party's node input was range-checked by its own node before sharing, so a
-        # bounded zero test is sound; client rows and input-only organizations' inputs are
-        # unchecked and get the exact test
+        # a compute party's node input was range-checked by its own node before sharing, and a
+        # client row inside MPC before the circuit (out of range: excluded), so a bounded zero
+        # test is sound; input-only organizations' inputs are unchecked and get the exact test
         decl = next((d for d in self.circuit.inputs if d.name == op.args[0]), None)
         checked = decl is not None and decl.name in self.plan.checked
         values[op.out] = await ballots.validate_ballots(self.engine, label, rows, exactly_one=bool(op.ints[1]),

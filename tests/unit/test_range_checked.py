@@ -1,10 +1,11 @@
 """Which values a cheaper, range-dependent protocol may be used on (circuit.range_checked).
 
-Shamir's bounded comparison masks the operands statistically only within their declared range: a
-client (or an input-only organization that changed its node) could send a value outside it and
-probe an honest bid. So only values computed from compute parties' range-checked node inputs and
-constants, and comparison or validity bits, count as checked; everything else is compared with
-the exact protocol. The dry run (the real job code) shows which protocol ran by its traffic.
+Shamir's bounded comparison masks the operands statistically only within their declared range: an
+input-only organization that changed its node could send a value outside it and probe an honest
+bid. So only values computed from compute parties' range-checked node inputs, client inputs
+(whose out-of-range rows are excluded inside MPC before the circuit runs) and constants, and
+comparison or validity bits, count as checked; everything else is compared with the exact
+protocol. The dry run (the real job code) shows which protocol ran by its traffic.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from mpcnode.protocols import compare
 PARTIES = ("alpha", "bravo", "charlie")
 
 
-def test_only_compute_parties_node_inputs_and_bits_are_checked() -> None:
+def test_only_compute_parties_node_inputs_client_inputs_and_bits_are_checked() -> None:
     b = CircuitBuilder("mixed")
     node = b.input("node", "alpha", 4, 0, 100)
     other = b.input("other", "delta", 4, 0, 100)           # an input-only organization's
@@ -32,23 +33,31 @@ def test_only_compute_parties_node_inputs_and_bits_are_checked() -> None:
     b.output("o", b.concat([s_node, s_other, mixed, bit, picked]), ["alpha"])
     c = b.build()
     checked = range_checked(c, PARTIES)
-    assert {"node", s_node.name, bit.name} <= checked
-    assert not checked & {"other", "bids", s_other.name, mixed.name, picked.name}
+    assert {"node", "bids", s_node.name, mixed.name, bit.name} <= checked
+    assert not checked & {"other", s_other.name, picked.name}
     assert validate(c, list(PARTIES), input_parties=["delta"]).checked == checked
 
 
-def _bid_comparison(client: bool) -> Computation:
+def _bid_comparison(source: str) -> Computation:
     b = CircuitBuilder("cmp")
-    x = b.client_input("x", [f"c{i}" for i in range(20)], 1, 0, 100) if client else b.input("x", "alpha", 20, 0, 100)
+    if source == "client":
+        x = b.client_input("x", [f"c{i}" for i in range(20)], 1, 0, 100)
+    else:
+        x = b.input("x", "alpha" if source == "node" else "delta", 20, 0, 100)
     y = b.input("y", "bravo", 20, 0, 100)
     b.output("lt", b.sum(b.lt(x, y, 8)), ["alpha"])
-    return Computation(b.build(), PARTIES, 1, "shamir", "within-threshold")
+    return Computation(b.build(), PARTIES, 1, "shamir", "within-threshold",
+                       input_parties=("delta",) if source == "input-only" else ())
 
 
-def test_a_client_value_is_compared_with_the_exact_protocol_a_checked_one_with_the_bounded() -> None:
+def _comparison_bytes(source: str) -> int:
+    return sum(p.bytes_sent for p in estimate(_bid_comparison(source)).parties)
+
+
+def test_an_input_only_value_is_compared_with_the_exact_protocol_a_checked_one_with_the_bounded() -> None:
     assert compare.max_bounded_bit_length(1) >= 8            # 8 bits would take the bounded path
-    checked = sum(p.bytes_sent for p in estimate(_bid_comparison(client=False)).parties)
-    unchecked = sum(p.bytes_sent for p in estimate(_bid_comparison(client=True)).parties)
+    checked = _comparison_bytes("node")
+    unchecked = _comparison_bytes("input-only")
     # exact: 147 products a comparison at n = 3; bounded at k = 8: 20 (compare.py's cost table)
     assert unchecked > 3 * checked
 
