@@ -216,8 +216,9 @@ async def run_intake(count: int, procs: int = 3, concurrency: int = 32, windows:
                 lat = sorted(d[1] for d in ok) or [float("nan")]   # every submission refused: no latency
                 figs["r"] = IntakeFigures(kind, count, t_end - t0, len(ok) / (t_end - t0), rates,
                                           lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
-                                          lat[len(lat) // 2] * 1000, len(done) - len(ok), cert_s, node_cpu,
-                                          client_cpu, next((d[2] for d in done if d[2]), ""))
+                                          lat[len(lat) // 2] * 1000, len(done) - len(ok), cert_s,
+                                          node_cpu_s=node_cpu, client_cpu_s=client_cpu,
+                                          first_error=next((d[2] for d in done if d[2]), ""))
 
             res = await cluster.run(JOB, circuit, circuit.outputs[0].name, before_close=submit_all, timeout_s=7200)
         fig = figs["r"]
