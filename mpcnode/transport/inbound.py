@@ -13,6 +13,7 @@ A refused chunked message is dropped as a whole: its later chunks are skipped wi
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field as dc_field
 from typing import Protocol
 

@@ -90,6 +90,13 @@ def drop_stored_share(cluster: Cluster, org: str, job_id: str, client: str) -> N
         db.commit()
 
 
+async def open_job(cluster: Cluster, scenario: str) -> tuple[str, dict[str, str], str]:
+    """A new job of `scenario`, running and open for input: (job id, node addresses, fingerprint)."""
+    job_id = await cluster.submit(scenario)
+    await cluster.wait_running("registrar", job_id)
+    return job_id, cluster.nodes_of(scenario), cluster.fingerprint(scenario)
+
+
 async def close_and_watch(cluster: Cluster, job_id: str):
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
     final = await cluster.watch(job_id)
@@ -100,9 +107,7 @@ async def close_and_watch(cluster: Cluster, job_id: str):
 @pytest.mark.parametrize("seed", [11, 12])
 async def test_a_vote_stays_correct_whatever_the_voters_send(cluster, protocol: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    job_id = await cluster.submit("poll")
-    await cluster.wait_running("registrar", job_id)
-    nodes, fp = cluster.nodes_of("poll"), cluster.fingerprint("poll")
+    job_id, nodes, fp = await open_job(cluster, "poll")
     k = len(OPTIONS)
     kinds = rng.permutation(["honest"] * 14 + ["spoiled"] * 3 + ["small"] * 3 + ["huge"] * 3
                             + ["inconsistent"] * 3 + ["wrong-length"] * 2 + ["dropped"] * 2)
@@ -160,9 +165,7 @@ async def test_a_vote_stays_correct_whatever_the_voters_send(cluster, protocol: 
 @pytest.mark.parametrize("seed", [21, 22])
 async def test_an_auction_stays_correct_whatever_the_bidders_send(cluster, protocol: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    job_id = await cluster.submit("tender")
-    await cluster.wait_running("registrar", job_id)
-    nodes, fp = cluster.nodes_of("tender"), cluster.fingerprint("tender")
+    job_id, nodes, fp = await open_job(cluster, "tender")
     kinds = rng.permutation(["honest"] * 12 + ["above"] * 3 + ["below"] * 2 + ["huge"] * 3
                             + ["inconsistent"] * 3 + ["dropped"])
     counted: dict[str, int] = {}

@@ -84,14 +84,20 @@ def test_a_certificate_of_another_role_is_reissued(tmp_path: Path) -> None:
     assert certmod.ensure(out, ["alice"], nodes=["alice"]) == []
 
 
-def test_the_node_refuses_to_start_with_a_client_certificate(tmp_path: Path) -> None:
-    certmod.ensure(tmp_path / "certs", ["org-a"])            # a client certificate named org-a
-    cfg = {"organization": "org-a", "listen": "127.0.0.1:0", "peers": {}, "data_dir": "data",
+def _start_node(tmp_path: Path, data_dir: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """Start `python -m mpcnode` as org-a with the certificates in tmp_path/certs; (config, run)."""
+    cfg = {"organization": "org-a", "listen": "127.0.0.1:0", "peers": {}, "data_dir": data_dir,
            "tls": {"ca": "certs/ca.pem", "cert": "certs/org-a.pem", "key": "certs/org-a.key"}}
     path = tmp_path / "node.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "mpcnode", "--config", str(path)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    return path, subprocess.run([sys.executable, "-m", "mpcnode", "--config", str(path)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60,
+                                env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_node_refuses_to_start_with_a_client_certificate(tmp_path: Path) -> None:
+    certmod.ensure(tmp_path / "certs", ["org-a"])            # a client certificate named org-a
+    path, proc = _start_node(tmp_path, "data")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (f"error: {path}: tls.cert: {tmp_path / 'certs' / 'org-a.pem'} is a client certificate; "
                            "this needs a node certificate (python -m mpcnode.certs)\n")
@@ -137,12 +143,7 @@ def test_input_clients_are_none_by_default_and_never_the_coordinator() -> None:
 def test_the_node_reports_a_data_dir_it_cannot_use_in_one_line(tmp_path: Path) -> None:
     certmod.ensure(tmp_path / "certs", ["org-a"], nodes=["org-a"])
     (tmp_path / "a-file").write_text("not a folder")
-    cfg = {"organization": "org-a", "listen": "127.0.0.1:0", "peers": {}, "data_dir": "a-file/data",
-           "tls": {"ca": "certs/ca.pem", "cert": "certs/org-a.pem", "key": "certs/org-a.key"}}
-    path = tmp_path / "node.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "mpcnode", "--config", str(path)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    path, proc = _start_node(tmp_path, "a-file/data")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: {path}: data_dir: cannot open the share store in {tmp_path / 'a-file' / 'data'}")
     assert proc.stderr.count("\n") == 1
