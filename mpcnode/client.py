@@ -17,11 +17,13 @@ from typing import Callable
 
 import grpc
 import numpy as np
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2, node_pb2_grpc
 
-from . import sharing
+from . import receipts, sharing
 from .computation.describe import describe
 from .computation.liveness import live_set_problem
 from .computation.spec import INTERACTIVE_OPS, Document, SpecError, parse_document
@@ -177,11 +179,16 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
                   for (_, org), a in zip(live_index, acks) if isinstance(a, BaseException)]
         # each node's receipt must name it, this job and input, and hash exactly the share sent to it
         # (a receipt is not checked for an input-only party's node input: that path returns none)
+        me = _identity(tls)
         errors += [f"{org}: its receipt does not match the share sent to it"
                    for (_, org), a, digest in zip(live_index, acks, digests)
                    if not isinstance(a, BaseException) and a.HasField("receipt")
-                   and (a.receipt.node, a.receipt.job_id, a.receipt.input, a.receipt.share_sha256)
-                   != (org, job_id, input_name, digest)]
+                   and (a.receipt.node, a.receipt.job_id, a.receipt.input, a.receipt.client, a.receipt.share_sha256)
+                   != (org, job_id, input_name, me, digest)]
+        # and be signed by that node (mpcnode/receipts.py): evidence the client can keep
+        errors += [f"{org}: {problem}" for (_, org), a in zip(live_index, acks)
+                   if not isinstance(a, BaseException) and a.HasField("receipt")
+                   for problem in [receipts.verify(a.receipt, tls.ca)] if problem]
         if not node_input:
             errors += [f"{org}: no receipt" for (_, org), a in zip(live_index, acks)
                        if not isinstance(a, BaseException) and not a.HasField("receipt")]
@@ -226,7 +233,9 @@ def _status_main(args: argparse.Namespace) -> int:
             continue
         line = f"{org}: {STATE_WORDS.get(a.state, 'unknown')}" + (f" ({a.reason})" if a.reason else "")
         if a.HasField("receipt"):
-            line += f", stored share sha256 {a.receipt.share_sha256.hex()}"
+            problem = receipts.verify(a.receipt, tls.ca)
+            line += (f", stored share sha256 {a.receipt.share_sha256.hex()}, "
+                     + (f"receipt NOT valid: {problem}" if problem else f"receipt signed by {a.receipt.node}"))
         print(line)
     return 0 if all(not isinstance(a, str) for a in answers.values()) else 1
 
@@ -281,3 +290,10 @@ def _show(view: JobView) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _identity(tls: TlsMaterial) -> str:
+    """This client's credential: the common name of its own certificate."""
+    cert = x509.load_pem_x509_certificate(tls.cert)
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""

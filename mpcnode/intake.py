@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2
 
-from . import sharing
+from . import receipts, sharing
 from .errors import Conflict, Denied, NotFound
 from .protocols.clientchecks import Exclusion
 from .store import DuplicateSubmission, ShareStore
+from .transport.tls import TlsMaterial
 
 if TYPE_CHECKING:
     from .node import Job
@@ -37,7 +38,7 @@ def store_row(store: ShareStore, job: "Job", decl: cpb.InputDecl, caller: str,
 
 
 def accept_client_share(store: ShareStore, job: "Job", caller: str | None, decl: cpb.InputDecl,
-                        req: node_pb2.ClientShare) -> node_pb2.ClientAck:
+                        req: node_pb2.ClientShare, tls: TlsMaterial) -> node_pb2.ClientAck:
     """One listed client's share of its row of client input `decl`: stored once, while input is open."""
     if caller is None or caller not in job.client_lists[decl.name]:
         raise Denied(f"{caller!r} is not an input client of {req.input!r} in job {req.job_id}")
@@ -46,9 +47,10 @@ def accept_client_share(store: ShareStore, job: "Job", caller: str | None, decl:
         raise Conflict(f"input for job {req.job_id} is closed")
     digest = store_row(store, job, decl, caller, req)
     job.client_counts[decl.name] += 1
+    receipt = node_pb2.Receipt(node=job.spec.parties[job.me], job_id=req.job_id, input=decl.name, client=caller,
+                               share_sha256=digest)
     return node_pb2.ClientAck(accepted_count=job.client_counts[decl.name],
-                              receipt=node_pb2.Receipt(node=job.spec.parties[job.me], job_id=req.job_id,
-                                                       input=decl.name, share_sha256=digest))
+                              receipt=receipts.sign(receipt, tls.key, tls.cert))
 
 
 async def wait_client_inputs(job: "Job") -> None:
@@ -83,7 +85,7 @@ def add_rows_status(store: ShareStore, job_id: str, status: node_pb2.JobStatus) 
 
 
 def submission_status(store: ShareStore, org: str, caller: str | None,
-                      req: node_pb2.SubmissionQuery) -> node_pb2.SubmissionStatusReply:
+                      req: node_pb2.SubmissionQuery, tls: TlsMaterial) -> node_pb2.SubmissionStatusReply:
     """InputIntake.SubmissionStatus: the state of the CALLER's own submission to `req.input` of
     `req.job_id` on this node (its certificate's identity; no other client's state is ever
     returned). Denied unless the caller is a listed client of that input."""
@@ -99,8 +101,8 @@ def submission_status(store: ShareStore, org: str, caller: str | None,
     stored = store.client_share_bytes(req.job_id, decl.name, caller)
     if stored is None:
         return node_pb2.SubmissionStatusReply(state=node_pb2.SUBMISSION_STATE_NOT_RECEIVED)
-    receipt = node_pb2.Receipt(node=org, job_id=req.job_id, input=decl.name,
-                               share_sha256=hashlib.sha256(stored).digest())
+    receipt = receipts.sign(node_pb2.Receipt(node=org, job_id=req.job_id, input=decl.name, client=caller,
+                                             share_sha256=hashlib.sha256(stored).digest()), tls.key, tls.cert)
     verdict = store.client_verdict(req.job_id, decl.name, caller)
     if verdict is None:
         return node_pb2.SubmissionStatusReply(state=node_pb2.SUBMISSION_STATE_STORED, receipt=receipt)

@@ -444,11 +444,11 @@ class Node:
                      if d.name == req.input and d.source == cpb.INPUT_SOURCE_CLIENTS), None)
         if decl is None:
             raise NotFound(f"job {req.job_id} takes no client input {req.input!r}")
-        return accept_client_share(self.store, job, caller, decl, req)
+        return accept_client_share(self.store, job, caller, decl, req, self.tls)
 
     def submission_status(self, caller: str | None, req: node_pb2.SubmissionQuery) -> node_pb2.SubmissionStatusReply:
         """The caller's own submission only: stored, counted or excluded (intake.submission_status)."""
-        return submission_status(self.store, self.org, caller, req)
+        return submission_status(self.store, self.org, caller, req, self.tls)
 
     def job_info(self, caller: str | None, job_id: str) -> node_pb2.PublicJob:
         """The computation an input client's data would feed, as the canonical document this node

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from coordinator.client import close_inputs, excluded_lines
-from mpcnode import field, replicated, shamir
+from mpcnode import field, receipts, replicated, shamir
 from mpcnode.client import STATE_WORDS, status as client_status, submit as client_submit
 from mpcnode.transport import serde
 from mpcnode.transport.tls import secure_channel
@@ -60,8 +60,11 @@ async def send_by_hand(cluster: Cluster, job_id: str, bidder: str, shares: list[
         async with secure_channel(nodes[org], org, cluster.tls(bidder)) as ch:
             ack = await node_pb2_grpc.InputIntakeStub(ch).SubmitShare(
                 node_pb2.ClientShare(job_id=job_id, input="bids", share=payload, shape=shape), timeout=10)
-        assert (ack.receipt.node, ack.receipt.job_id, ack.receipt.input) == (org, job_id, "bids")
+        assert (ack.receipt.node, ack.receipt.job_id, ack.receipt.input, ack.receipt.client) == \
+            (org, job_id, "bids", bidder)
         assert ack.receipt.share_sha256 == hashlib.sha256(payload).digest()
+        # signed by that node: evidence the client keeps against a node that later denies it
+        assert receipts.verify(ack.receipt, cluster.tls(bidder).ca) is None
 
 
 async def test_lying_clients_are_excluded_and_the_auction_goes_on(cluster, protocol: str) -> None:
@@ -107,6 +110,9 @@ async def test_lying_clients_are_excluded_and_the_auction_goes_on(cluster, proto
         answers = await client_status(job_id, "bids", nodes, cluster.tls(bidder))
         assert {org: (STATE_WORDS[a.state], a.reason) for org, a in answers.items()} == \
             {org: (state, reason) for org in PARTIES}
+        # each answer carries the node's signed receipt for this client's own stored share
+        assert all(receipts.verify(a.receipt, cluster.tls(bidder).ca) is None and a.receipt.client == bidder
+                   for a in answers.values())
     answers = await client_status(job_id, "bids", nodes, cluster.tls("bidder-08"))
     assert {org: (STATE_WORDS[a.state], a.reason) for org, a in answers.items()} == {
         "house": ("excluded", "not held by notary"), "escrow": ("excluded", "not held by notary"),
