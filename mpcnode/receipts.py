@@ -61,7 +61,8 @@ def verify(r: node_pb2.Receipt, ca_pem: bytes) -> str | None:
         return "the receipt carries no readable node certificate"
     try:
         ca_key = ca.public_key()
-        if not isinstance(ca_key, ec.EllipticCurvePublicKey) or cert.issuer != ca.subject:
+        if (not isinstance(ca_key, ec.EllipticCurvePublicKey) or cert.issuer != ca.subject
+                or cert.signature_hash_algorithm is None):
             return "the receipt's certificate is not issued by this deployment's CA"
         ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     except InvalidSignature:

@@ -68,8 +68,8 @@ For k <= max_bounded_bit_length(t) = 19 - ceil(log2(t+1)) (18 at t = 1, 17 at t 
   chosen out-of-range bid can turn a comparison into a threshold test of an honest bid, and a
   selection can carry a huge value into the next opening. So the bounded path is for range-checked
   operands only: the executor compares anything computed from input-only organizations' inputs
-  (client inputs are range-checked inside MPC before the circuit) at `engine.exact_bit_length(k)`, which is above this path's limit
-  (circuit.range_checked decides which values are checked).
+  (client inputs are range-checked inside MPC before the circuit) at `engine.exact_bit_length(k)`,
+  which is above this path's limit (circuit.range_checked decides which values are checked).
 
 Cost
 ----
