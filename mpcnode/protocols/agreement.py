@@ -54,18 +54,10 @@ async def agree_on_presence(engine: Engine, held: Sequence[np.ndarray], names: S
     flags = np.concatenate([np.asarray(h, dtype=bool) for h in held]).astype(np.uint64) if held \
         else np.zeros(0, dtype=np.uint64)
     everyone = list(engine.parties)
-    peers = await engine.exchange.round("clients", {j: flags for j in everyone if j != engine.party}, everyone)
-    peers[engine.party] = flags
-    for i, f in peers.items():
-        if f.shape != flags.shape or np.any(f > 1):
-            raise ProtocolViolation(f"client agreement: party {i} sent {f.size} flags, expected {flags.size} bits")
+    peers = await _tell_everyone(engine, "clients", flags, "client agreement", "flags", bits=True)
     missing = np.stack([peers[i] != 1 for i in everyone])          # (live parties, all listed clients)
     seen = np.concatenate([_digest_words(np.packbits(row).tobytes()) for row in missing])
-    echoes = await engine.exchange.round("clients/echo", {j: seen for j in everyone if j != engine.party}, everyone)
-    echoes[engine.party] = seen
-    for i, d in echoes.items():
-        if d.shape != seen.shape:
-            raise ProtocolViolation(f"client agreement: party {i} sent {d.size} digest words, expected {seen.size}")
+    echoes = await _tell_everyone(engine, "clients/echo", seen, "client agreement", "digest words")
     views = np.stack([echoes[i].reshape(len(everyone), 4) for i in everyone])   # (echoing node, sender, word)
     split = [names[j] for r, j in enumerate(everyone) if len({v[r].tobytes() for v in views}) > 1]
     if split:
@@ -73,6 +65,21 @@ async def agree_on_presence(engine: Engine, held: Sequence[np.ndarray], names: S
                                 "different nodes")
     bounds = np.cumsum([0] + [len(h) for h in held])
     return [missing[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+async def _tell_everyone(engine: Engine, label: str, mine: np.ndarray, what: str, unit: str,
+                         bits: bool = False) -> dict[int, np.ndarray]:
+    """One round (label `label`): send `mine` to every other live node and take theirs; returns
+    every live node's array, this node's included. A node whose array has another shape (or,
+    with `bits`, a word above 1) is named in a ProtocolViolation, prefixed by `what`."""
+    everyone = list(engine.parties)
+    peers = await engine.exchange.round(label, {j: mine for j in everyone if j != engine.party}, everyone)
+    peers[engine.party] = mine
+    for i, got in peers.items():
+        if got.shape != mine.shape or (bits and np.any(got > 1)):
+            raise ProtocolViolation(f"{what}: party {i} sent {got.size} {unit}, expected {mine.size}"
+                                    + (" bits" if bits else ""))
+    return peers
 
 
 def _digest_words(data: bytes) -> np.ndarray:
@@ -88,11 +95,9 @@ async def agree_on_rows(engine: Engine, label: str, decision: bytes) -> None:
     value than the others would leave the honest nodes with different verdicts, and they would
     go on with different rows (out of step, or a corrupt result). Any difference fails the job
     here (ProtocolViolation), before the next step. 32 bytes per peer."""
-    everyone = list(engine.parties)
     mine = _digest_words(decision)
-    peers = await engine.exchange.round(label, {j: mine for j in everyone if j != engine.party}, everyone)
-    peers[engine.party] = mine
-    if any(d.shape != mine.shape or np.any(d != mine) for d in peers.values()):
+    peers = await _tell_everyone(engine, label, mine, "client agreement", "digest words")
+    if any(np.any(d != mine) for d in peers.values()):
         raise ProtocolViolation("client agreement: the live nodes reached different decisions on which client "
                                 "rows count (a node sent different values to different peers during the checks)")
 
@@ -110,11 +115,7 @@ async def agree_on_owner_inputs(engine: Engine, owners: list[str], held: list[bo
     `names`: the compute parties' names by party id (for the message)."""
     flags = np.array([1 if h else 0 for h in held], dtype=np.uint64)
     everyone = list(engine.parties)
-    peers = await engine.exchange.round("owners", {j: flags for j in everyone if j != engine.party}, everyone)
-    peers[engine.party] = flags
-    for i, f in peers.items():
-        if f.shape != flags.shape or np.any(f > 1):
-            raise ProtocolViolation(f"input agreement: party {i} sent {f.size} flags, expected {flags.size} bits")
+    peers = await _tell_everyone(engine, "owners", flags, "input agreement", "flags", bits=True)
     for k, owner in enumerate(owners):
         without = [i for i in everyone if not peers[i][k]]
         if without:
