@@ -61,23 +61,28 @@ def test_argmax_and_max_ties_go_to_the_earliest(n: int, x: list[int], engine: st
     assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
 
 
+def check_both_tournaments(n: int, engine: str, x: list[int], bit_length: int) -> None:
+    """argmax_and_max and top_two of x at `bit_length` against plaintext: the first maximum's
+    index, the max, and the second (the sentinel -(2^bit_length) for a single value)."""
+    X = deal(x, n)
+
+    async def body(s: Engine):
+        idx, mx = await S.argmax_and_max(s, "am", mine(s, X), bit_length)
+        tidx, tmx, second = await S.top_two(s, "tt", mine(s, X), bit_length)
+        return idx, mx, tidx, tmx, second
+
+    (idx, mx, tidx, tmx, second), _ = mpc(n, body, engine=engine)
+    want_second = sorted(x)[-2] if len(x) > 1 else -(1 << bit_length)
+    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
+    assert (int(tidx[0]), int(tmx[0]), int(second[0])) == (first_argmax(x), max(x), want_second)
+
+
 @HYP
 @given(case=st.sampled_from(CASES),
        x=st.lists(st.integers(-50, 50) | st.integers(-B48, B48), min_size=1, max_size=40))
 def test_argmax_and_top_two_random(case: tuple[int, str], x: list[int]) -> None:
     n, engine = case
-    X = deal(x, n)
-
-    async def body(s: Engine):
-        idx, mx = await S.argmax_and_max(s, "am", mine(s, X), 48)
-        tidx, tmx, second = await S.top_two(s, "tt", mine(s, X), 48)
-        return idx, mx, tidx, tmx, second
-
-    (idx, mx, tidx, tmx, second), _ = mpc(n, body, engine=engine)
-    srt = sorted(x)
-    want_second = srt[-2] if len(x) > 1 else -(1 << 48)
-    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
-    assert (int(tidx[0]), int(tmx[0]), int(second[0])) == (first_argmax(x), max(x), want_second)
+    check_both_tournaments(n, engine, x, 48)
 
 
 @pytest.mark.parametrize("n,engine", CASES)
@@ -126,17 +131,7 @@ def test_seven_parties_tournament_and_comparisons(engine: str) -> None:
 def test_tournaments_at_a_small_bit_length(n: int, engine: str, x: list[int]) -> None:
     """bit_length 8 takes Shamir's bounded comparison (masks made by comparison_masks(..., 8) for
     every level at once): ties at the extremes +-(2^8 - 1), the sentinel -(2^8) for a lone value."""
-    X = deal(x, n)
-
-    async def body(s: Engine):
-        idx, mx = await S.argmax_and_max(s, "am", mine(s, X), 8)
-        tidx, tmx, second = await S.top_two(s, "tt", mine(s, X), 8)
-        return idx, mx, tidx, tmx, second
-
-    (idx, mx, tidx, tmx, second), _ = mpc(n, body, engine=engine)
-    want_second = sorted(x)[-2] if len(x) > 1 else -(1 << 8)
-    assert (int(idx[0]), int(mx[0])) == (first_argmax(x), max(x))
-    assert (int(tidx[0]), int(tmx[0]), int(second[0])) == (first_argmax(x), max(x), want_second)
+    check_both_tournaments(n, engine, x, 8)
 
 
 def test_a_small_bit_length_tournament_is_cheaper() -> None:
