@@ -16,7 +16,8 @@ from coordinator import processes
 from mpcnode.computation.builder import CircuitBuilder
 from coordinator.config import CoordinatorConfig
 from coordinator.deploy import Deployment, write_nodes
-from coordinator.scheduler import JobPlan, Scheduler
+from coordinator.jobplan import JobPlan
+from coordinator.scheduler import Scheduler
 from mpcnode.certs import ensure
 from mpcnode.recipient import fetch
 from mpcnode.transport.tls import TlsMaterial, secure_channel

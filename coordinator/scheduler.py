@@ -11,8 +11,6 @@ was down when the job was decided is told when it is back (docs/fault-tolerance.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import time
 import uuid
@@ -20,88 +18,17 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from mpcnode.circuit import validate
-from mpcnode.computation.liveness import input_parties_problem, live_set_problem
-from mpcnode.computation.protocol import job_protocol_problem
-from mpcnode.computation.spec import Computation
-from mpcnode.transport.tls import TlsMaterial, secure_channel
+from mpcnode.computation.scenario import parse_scenario_text
 from mpcnode.configfile import ConfigError
-from parley.v1 import circuit_pb2 as cpb
+from mpcnode.transport.tls import TlsMaterial, secure_channel
 from parley.v1 import node_pb2, node_pb2_grpc
 
 from .config import CoordinatorConfig
-from mpcnode.computation.scenario import AnyScenario, parse_scenario_text
+from .jobplan import JobPlan
+from .rows import RowsView, cross_check_rows, rows_view
 from .store import TERMINAL, JobStore
 
 log = logging.getLogger("parley.coordinator")
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """What the coordinator schedules: a circuit, its compute parties, threshold and limits."""
-    name: str
-    circuit: cpb.Circuit
-    parties: list[str]
-    t: int
-    timeout_s: float
-    input_window_s: float = 0.0
-    protocol: str = "shamir"
-    dropouts: str = "within-threshold"
-    input_parties: list[str] = field(default_factory=list)   # contribute node inputs only, hold no shares
-
-    @property
-    def computation(self) -> Computation:
-        """What the nodes approve and fingerprint (mpcnode/computation/spec.py)."""
-        return Computation(self.circuit, tuple(self.parties), self.t, self.protocol, self.dropouts,
-                           tuple(self.input_parties))
-
-    @property
-    def everyone(self) -> list[str]:
-        """Every node the job is sent to: the compute parties, then the input-only parties."""
-        return self.parties + self.input_parties
-
-    def cannot_run_without(self, down: set[str]) -> str:
-        """Why the job cannot run without the parties in `down` ('' if it can): input-only parties
-        and compute parties that own inputs must take part, and t+1 compute parties suffice for
-        linear circuits, 2t+1 for products."""
-        if not down:
-            return ""
-        problem = input_parties_problem(self.input_parties, down)
-        if problem:
-            return problem
-        owners = {d.owner for d in self.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE}
-        depth = validate(self.circuit, self.parties, self.protocol, self.input_parties).depth
-        return live_set_problem(self.parties, self.t, owners, depth > 0, self.dropouts,
-                                [p for p in self.parties if p not in down])
-
-    def check(self) -> None:
-        """Refuse here what every node's Prepare would refuse in the plan itself (ValueError): a
-        protocol the nodes do not run, parties, threshold or dropout rule the protocol cannot run
-        with, a malformed circuit, a value that could wrap in the engine (computation/ranges.py)."""
-        problem = job_protocol_problem(self.protocol, len(self.parties), self.t, self.dropouts)
-        if problem:
-            raise ValueError(problem)
-        validate(self.circuit, self.parties, self.protocol, self.input_parties)
-
-    def to_json(self) -> str:
-        """Everything needed to run the plan again (the coordinator keeps it for circuits built in code)."""
-        return json.dumps({"name": self.name, "parties": self.parties, "t": self.t, "timeout_s": self.timeout_s,
-                           "input_window_s": self.input_window_s, "protocol": self.protocol, "dropouts": self.dropouts,
-                           "input_parties": self.input_parties,
-                           "circuit": base64.b64encode(self.circuit.SerializeToString(deterministic=True)).decode()})
-
-    @classmethod
-    def from_json(cls, text: str) -> "JobPlan":
-        d = json.loads(text)
-        return cls(d["name"], cpb.Circuit.FromString(base64.b64decode(d["circuit"])), list(d["parties"]), int(d["t"]),
-                   float(d["timeout_s"]), float(d["input_window_s"]), d.get("protocol", "shamir"),
-                   d.get("dropouts", "within-threshold"), list(d.get("input_parties", [])))
-
-    @classmethod
-    def of(cls, scenario: AnyScenario) -> "JobPlan":
-        comp = scenario.computation()
-        return cls(scenario.name, comp.circuit, list(comp.parties), comp.threshold, scenario.timeout_s,
-                   scenario.input_window_s, comp.protocol, comp.dropouts, list(comp.input_parties))
 
 
 @dataclass
@@ -496,67 +423,6 @@ class Scheduler:
             rows_agreed=live.rows_agreed if live else False, rows_accepted=live.rows_accepted if live else 0,
             excluded=[node_pb2.ExcludedClient(credential=c, input=i, reason=r) for c, i, r in live.excluded]
             if live else [])
-
-
-# What a node reports about a job's client rows: (rows counted, the excluded (credential, input,
-# reason) in input, credential order); None for a node that finished without reporting any.
-RowsView = tuple[int, tuple[tuple[str, str, str], ...]]
-_SHOWN = 3   # excluded rows named per difference, at most
-
-
-def rows_view(st: node_pb2.JobStatus) -> RowsView | None:
-    if not st.rows_agreed:
-        return None
-    excluded = sorted(((e.credential, e.input, e.reason) for e in st.excluded), key=lambda x: (x[1], x[0], x[2]))
-    return st.rows_accepted, tuple(excluded)
-
-
-def cross_check_rows(views: dict[str, RowsView | None]) -> tuple[RowsView | None, str]:
-    """(the client rows every node in `views` reports, or None when there are none; '' or one line
-    saying how they differ: the nodes that differ from the majority and what each reports, or, with
-    no majority, what every node reports)."""
-    if not views:
-        return None, ""
-    distinct = set(views.values())
-    if len(distinct) == 1:
-        return distinct.pop(), ""
-    counts: dict[RowsView | None, int] = {}
-    for v in views.values():
-        counts[v] = counts.get(v, 0) + 1
-    top = max(counts, key=lambda v: counts[v])
-    if counts[top] * 2 > len(views):
-        odd = sorted(o for o, v in views.items() if v != top)
-        agree = sorted(o for o, v in views.items() if v == top)
-        parts = [f"{o} {_rows_text(views[o], top)}" for o in odd]
-        return None, (f"the nodes disagree on the client rows: {', '.join(odd)} "
-                      f"differ{'s' if len(odd) == 1 else ''} from the majority ({', '.join(agree)}: "
-                      f"{_counts_text(top)}): " + "; ".join(parts))
-    parts = [f"{o} {_rows_text(views[o])}" for o in sorted(views)]
-    return None, "the nodes disagree on the client rows (no majority): " + "; ".join(parts)
-
-
-def _counts_text(view: RowsView | None) -> str:
-    return "no agreed rows" if view is None else f"{view[0]} counted, {len(view[1])} excluded"
-
-
-def _rows_text(view: RowsView | None, majority: RowsView | None = None) -> str:
-    """What a node reports: against the majority's view, which excluded rows differ; else which
-    rows it excludes."""
-    if view is None:
-        return "reports no agreed rows"
-    text = _counts_text(view)
-    if majority is None:   # no majority to compare with: which rows it excludes
-        lists = [("excludes", list(view[1]))]
-    else:
-        mine, theirs = set(view[1]), set(majority[1])
-        lists = [("also excludes", [r for r in view[1] if r not in theirs]),
-                 ("does not exclude", [r for r in majority[1] if r not in mine])]
-    details = []
-    for word, rows in lists:
-        if rows:
-            named = ", ".join(f"{c} ({i}): {r}" for c, i, r in rows[:_SHOWN])
-            details.append(f"{word} {named}" + (f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""))
-    return text + (f" ({'; '.join(details)})" if details else "")
 
 
 # A node that answers with one of these may answer differently later (it is down, restarting or

@@ -31,7 +31,7 @@ class JobRecord:
     error: str
     rounds_done: int
     live: str = ""   # comma-separated parties taking part, once started ('' = all)
-    plan: str = ""   # a circuit built in code (JSON, see scheduler.JobPlan.to_json); '' for scenarios
+    plan: str = ""   # a circuit built in code (JSON, see jobplan.JobPlan.to_json); '' for scenarios
     unsettled: str = ""   # DONE/FAILED: comma-separated nodes not yet told the decision (Commit/Abort)
 
     def unsettled_nodes(self) -> list[str]:

@@ -147,20 +147,20 @@ def check_answers(job_id: str, output: str, answers: dict[str, node_pb2.OutputSh
     return Result(job_id, output, values, render(values, decl, labels), sorted(answers), checked, fp, participants)
 
 
-def _majority(views: dict[str, Any]) -> tuple[Any, list[str]]:
-    """(the view more than half of the nodes share, or None; the nodes that differ from it, or all
-    of them when no view has a majority)."""
+def majority(views: dict[str, Any]) -> tuple[bool, Any, list[str]]:
+    """(whether more than half of the nodes share one view; that view, or None; the nodes that
+    differ from it, or all of them when no view has a majority). A view may itself be None."""
     counts = Counter(views.values())
     top, count = counts.most_common(1)[0]
     if count * 2 > len(views):
-        return top, sorted(o for o, v in views.items() if v != top)
-    return None, sorted(views)
+        return True, top, sorted(o for o, v in views.items() if v != top)
+    return False, None, sorted(views)
 
 
 def _disagree(what: str, views: dict[str, Any]) -> None:
     if len(set(views.values())) > 1:
-        top, odd = _majority(views)
-        whom = "the other answering nodes" if top is not None else "each other (no majority)"
+        found, _, odd = majority(views)
+        whom = "the other answering nodes" if found else "each other (no majority)"
         raise FetchError(f"{', '.join(odd)} disagree{'s' if len(odd) == 1 else ''} with {whom} about {what}")
 
 

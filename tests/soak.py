@@ -64,7 +64,8 @@ if str(REPO) not in sys.path:
 
 from mpcnode.computation.builder import CircuitBuilder  # noqa: E402
 from coordinator.client import close_inputs  # noqa: E402
-from coordinator.scheduler import TERMINAL, JobPlan  # noqa: E402
+from coordinator.jobplan import JobPlan  # noqa: E402
+from coordinator.scheduler import TERMINAL  # noqa: E402
 from mpcnode import field as F  # noqa: E402
 from mpcnode.computation.spec import Computation  # noqa: E402
 from mpcnode.client import SubmitError, submit as client_submit  # noqa: E402

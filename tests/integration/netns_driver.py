@@ -16,7 +16,8 @@ sys.path.insert(0, str(REPO))
 from coordinator import processes  # noqa: E402
 from mpcnode.computation.builder import CircuitBuilder  # noqa: E402
 from coordinator.config import CoordinatorConfig  # noqa: E402
-from coordinator.scheduler import JobPlan, Scheduler  # noqa: E402
+from coordinator.jobplan import JobPlan  # noqa: E402
+from coordinator.scheduler import Scheduler  # noqa: E402
 from mpcnode.recipient import fetch  # noqa: E402
 from mpcnode.transport.tls import TlsMaterial, secure_channel  # noqa: E402
 from parley.v1 import node_pb2, node_pb2_grpc  # noqa: E402

@@ -18,7 +18,8 @@ import pytest
 from coordinator import processes
 from mpcnode.computation.builder import CircuitBuilder
 from coordinator.config import CoordinatorConfig
-from coordinator.scheduler import JobPlan, Scheduler
+from coordinator.jobplan import JobPlan
+from coordinator.scheduler import Scheduler
 from mpcnode.client import SubmitError, submit as client_submit
 from tests.integration.cluster import Cluster, run_sync
 

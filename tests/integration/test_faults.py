@@ -30,7 +30,7 @@ import pytest
 
 from mpcnode.computation.builder import CircuitBuilder
 from coordinator.client import JobFailed, close_inputs, submit as coordinator_submit, watch as coordinator_watch
-from coordinator.scheduler import JobPlan
+from coordinator.jobplan import JobPlan
 from mpcnode import field as F
 from mpcnode import shamir
 from mpcnode.computation.spec import Computation

@@ -22,7 +22,7 @@ import pytest
 
 from mpcnode.computation.builder import CircuitBuilder
 from coordinator.client import close_inputs, watch as coordinator_watch
-from coordinator.scheduler import JobPlan
+from coordinator.jobplan import JobPlan
 from mpcnode.client import submit as client_submit
 from parley.v1 import coordinator_pb2 as cop
 from parley.v1 import coordinator_pb2_grpc as copg

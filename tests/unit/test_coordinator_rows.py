@@ -11,7 +11,9 @@ import pytest
 
 from coordinator.client import excluded_lines
 from coordinator.config import CoordinatorConfig
-from coordinator.scheduler import JobPlan, Scheduler, cross_check_rows
+from coordinator.rows import cross_check_rows
+from coordinator.jobplan import JobPlan
+from coordinator.scheduler import Scheduler
 from mpcnode.computation.builder import CircuitBuilder
 from parley.v1 import node_pb2
 
@@ -126,3 +128,11 @@ async def test_a_job_whose_nodes_report_different_rows_fails_naming_the_node(tmp
                                   "(house, notary: 4 counted, 2 excluded): escrow "), final.error
     assert not final.rows_agreed and not final.excluded
     assert told == [(o, "Abort") for o in sorted(NODES)]
+
+
+def test_a_majority_without_agreed_rows_is_still_a_majority() -> None:
+    """Two nodes finished without reporting rows, one reports some: the one is odd, named against
+    the majority (a view of None is a view, not the absence of a majority)."""
+    _, why = cross_check_rows({"house": None, "escrow": None, "notary": AGREED})
+    assert why.startswith("the nodes disagree on the client rows: notary differs from the majority "
+                          "(escrow, house: no agreed rows)"), why

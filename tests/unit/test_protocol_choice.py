@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coordinator.scheduler import JobPlan
+from coordinator.jobplan import JobPlan
 from mpcnode.computation import spec as spec_mod
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode.computation.protocol import default_dropouts, default_protocol, protocol_problem
