@@ -120,7 +120,7 @@ def reconstruct_checked(shares: dict[int, np.ndarray], t: int) -> np.ndarray:
     if len(parties) < t + 1:
         raise ValueError(f"need at least t+1={t + 1} shares, got {len(parties)}")
     base = parties[: t + 1]
-    if _consistent(shares, base, parties):
+    if on_polynomial(shares, t).all():
         return reconstruct({i: shares[i] for i in base})
     best: list[tuple[int, tuple[int, ...]]] = []
     for subset in combinations(parties, t + 1):
@@ -142,10 +142,6 @@ def _agrees(shares: dict[int, np.ndarray], subset: tuple[int, ...], j: int) -> b
         return True
     predicted = combine([shares[i] for i in subset], lagrange_at(subset, j))
     return bool(np.array_equal(predicted, shares[j]))
-
-
-def _consistent(shares: dict[int, np.ndarray], base: tuple[int, ...], parties: tuple[int, ...]) -> bool:
-    return all(_agrees(shares, base, j) for j in parties)
 
 
 def on_polynomial(shares: dict[int, np.ndarray], t: int) -> np.ndarray:
