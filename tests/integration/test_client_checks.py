@@ -11,7 +11,9 @@ words, not the client library, which would refuse them) and call InputIntake.Sub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import sqlite3
 
 import numpy as np
 import pytest
@@ -120,7 +122,16 @@ async def test_lying_clients_are_excluded_and_the_auction_goes_on(cluster, proto
     # only a listed client's own state: anyone else is refused
     answers = await client_status(job_id, "bids", nodes, cluster.tls("outsider"))
     assert all(isinstance(a, str) and a.startswith("PERMISSION_DENIED") for a in answers.values())
-    # the nodes' audit logs name the excluded credentials, never a value
+    # the nodes' logs, audit records and statuses name the excluded credentials, never a value:
+    # none of the liars' distinctive values shows anywhere the nodes write or answer
+    secrets = {str(huge), str(huge % 2 ** 64), "999999", str(MAX_BID + 1)}
+    for org in PARTIES:
+        with contextlib.closing(sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3", timeout=10)) as db:
+            audit = " ".join(" ".join(map(str, row)) for row in db.execute("SELECT event, detail FROM audit"))
+        assert "excluded" in audit and "bidder-05" in audit
+        written = cluster.log(org).read_text(errors="replace") + audit + str(await cluster.node_status(org, job_id))
+        assert not [v for v in secrets if v in written]
+    assert not [v for v in secrets if v in str(final) + " ".join(excluded_lines(final))]
     cluster.assert_alive()
 
 
