@@ -263,3 +263,68 @@ def test_narrow_and_wide_labels_stay_apart_on_one_exchange() -> None:
 
     (w, n), _ = run3(body)
     assert [v % (1 << 64) for v in w] != [v % (1 << 64) for v in n]
+
+
+# ---- the job runner on the wide engine --------------------------------------------------------
+
+def _job(monkeypatch, ring_bits: int, client_values: dict[str, list[int]], bad_client: str | None = None):
+    """A small job through jobrun.run_job (node inputs, client rows checked and lifted, products,
+    a dot, a comparison and an argmax) on three in-process parties; returns (outputs as signed ints,
+    rows that counted). `ring_bits_of` is set as a circuit asking for that ring would set it."""
+    from mpcnode import jobrun
+    from mpcnode.circuit import validate
+    from mpcnode.computation.builder import CircuitBuilder
+    from mpcnode.computation.spec import Computation
+
+    monkeypatch.setattr(jobrun, "ring_bits_of", lambda circuit: ring_bits)
+    clients = sorted(client_values)
+    b = CircuitBuilder("wide-job")
+    x = b.input("x", "a", 3, -1000, 1000)
+    rows = b.client_input("rows", clients, 3, -(1 << 40), 1 << 40)
+    total = b.column_sums(rows, 3)
+    prod = b.mul(total, x)
+    b.output("prod", prod, ["a"])
+    b.output("dot", b.dot(total, x), ["a"])
+    b.output("lt", b.lt(total, x, 50), ["a"])
+    b.output("best", b.argmax(total, 50), ["a"])
+    comp = Computation(circuit=b.build(), parties=("a", "b", "c"), threshold=1, protocol="replicated3")
+    spec = comp.job_spec("wide-j", timeout_s=60)
+    plan = validate(spec.circuit, list(spec.parties), "replicated3")
+    dealt = {c: replicated.share(replicated.encode(np.array(v, dtype=np.int64))) for c, v in client_values.items()}
+    if bad_client:
+        dealt[bad_client][1] = dealt[bad_client][1].copy()
+        dealt[bad_client][1][0, 0] += np.uint64(1)        # party 1's copy of component 1 differs from party 0's
+    net = MemoryNetwork(3, timeout_s=60)
+    xs = np.array([5, -7, 1000], dtype=np.int64)
+
+    async def main():
+        return await asyncio.gather(*(
+            jobrun.run_job(net.exchange(i), spec, plan, list(spec.parties), {"x": xs} if i == 0 else {},
+                           lambda d, i=i: ({c: dealt[c][i] for c in clients}, clients))
+            for i in range(3)))
+
+    results = asyncio.run(main())
+    out = {}
+    for name in ("prod", "dot", "lt", "best"):
+        shares = {i: r.outputs[name] for i, r in enumerate(results)}
+        if ring_bits == 128:
+            comps = [np.stack([s[..., 0], s[..., 1]]) for s in shares.values()]
+            assert all(c.dtype == R.R128 for c in comps)
+            c0, c1, c2 = comps[0][0], comps[0][1], comps[1][1]
+            assert R.equal(comps[2][1], c0).all() and R.equal(comps[1][0], c1).all()   # consistent
+            out[name] = R.to_signed_ints(R.add(R.add(c0, c1), c2)).tolist()
+        else:
+            out[name] = replicated.to_signed(replicated.reconstruct_checked(shares)).tolist()
+    return out, results[0].row_labels, [(e.credential, e.reason) for e in results[0].excluded]
+
+
+def test_a_job_on_the_wide_engine_lifts_client_rows_and_matches_the_narrow_engine(monkeypatch) -> None:
+    rows = {"c1": [1, 2, 3], "c2": [-(1 << 40), 5, 6], "c3": [7, 1 << 40, -9], "c4": [1, 1, 1]}
+    narrow, labels_n, excl_n = _job(monkeypatch, 64, rows, bad_client="c4")
+    wide, labels_w, excl_w = _job(monkeypatch, 128, rows, bad_client="c4")
+    total = [sum(r[k] for c, r in rows.items() if c != "c4") for k in range(3)]
+    assert wide["prod"] == [t * x for t, x in zip(total, [5, -7, 1000])]
+    assert wide["dot"] == [sum(t * x for t, x in zip(total, [5, -7, 1000]))]
+    assert wide["lt"] == [int(t < x) for t, x in zip(total, [5, -7, 1000])]
+    assert wide == narrow and sorted(labels_w) == sorted(labels_n) == ["c1", "c2", "c3"]   # order: fresh coins
+    assert excl_w == excl_n and [c for c, _ in excl_w] == ["c4"]
