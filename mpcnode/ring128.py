@@ -186,26 +186,91 @@ def neg(a: np.ndarray) -> np.ndarray:
 
 
 def mul_wide(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The full 128-bit product of uint64 arrays x * y as (lo, hi) limbs, by 32-bit halves:
-    x = x1 2^32 + x0, y likewise; every partial product of two 32-bit halves fits 64 bits, and
-    mid = (x0 y0 >> 32) + lo32(x0 y1) + lo32(x1 y0) < 3 * 2^32 cannot overflow."""
+    """The full 128-bit product of uint64 arrays x * y as (lo, hi) limbs. The low limb is numpy's
+    wrapping product; the high one comes from 32-bit halves x = x1 2^32 + x0, y likewise: every
+    partial product of two halves fits 64 bits, and mid = (x0 y0 >> 32) + lo32(x0 y1) + lo32(x1 y0)
+    < 3 * 2^32 cannot overflow. In-place steps keep the temporaries to a few arrays."""
+    x, y = np.broadcast_arrays(x, y)
+    lo = np.multiply(x, y)
     x0 = x & _M32
     x1 = x >> _S32
     y0 = y & _M32
     y1 = y >> _S32
-    p00 = x0 * y0
-    p01 = x0 * y1
-    p10 = x1 * y0
-    hi = x1 * y1
-    mid = p00 >> _S32
-    mid += p01 & _M32
-    mid += p10 & _M32
-    hi += p01 >> _S32
-    hi += p10 >> _S32
-    hi += mid >> _S32
-    lo = p00 & _M32
-    lo |= mid << _S32
+    hi = np.multiply(x1, y1)
+    p01 = np.multiply(x0, y1, out=y1)
+    p10 = np.multiply(x1, y0, out=x1)
+    mid = np.multiply(x0, y0, out=x0)
+    mid >>= _S32
+    t = np.bitwise_and(p01, _M32, out=y0)
+    mid += t
+    np.bitwise_and(p10, _M32, out=t)
+    mid += t
+    p01 >>= _S32
+    hi += p01
+    p10 >>= _S32
+    hi += p10
+    mid >>= _S32
+    hi += mid
     return lo, hi
+
+
+# ---- limb pairs: the hot paths' form -----------------------------------------------------------
+# A structured element's limbs are strided (16-byte stride), which makes every numpy pass about
+# 4x slower than on contiguous words. Protocol steps with many passes (a local product, a
+# truncation) split their operands once into contiguous (lo, hi) pairs, work on those, and pack
+# the result once.
+Limbs = tuple[np.ndarray, np.ndarray]
+
+
+def split(a: np.ndarray) -> Limbs:
+    """Contiguous copies of the two limbs of an R128 array."""
+    return np.ascontiguousarray(a["lo"]), np.ascontiguousarray(a["hi"])
+
+
+def l_add(x: Limbs, y: Limbs, out: Limbs | None = None) -> Limbs:
+    """x + y on limb pairs (same shapes); `out` may be x."""
+    lo, hi = (None, None) if out is None else out
+    lo = np.add(x[0], y[0], out=lo)
+    hi = np.add(x[1], y[1], out=hi)
+    hi += lo < y[0]                  # the low limbs carried iff the wrapped sum is below an addend
+    return lo, hi
+
+
+def l_sub(x: Limbs, y: Limbs, out: Limbs | None = None) -> Limbs:
+    """x - y on limb pairs; `out` may be x."""
+    borrow = x[0] < y[0]
+    lo, hi = (None, None) if out is None else out
+    hi = np.subtract(x[1], y[1], out=hi)
+    hi -= borrow
+    lo = np.subtract(x[0], y[0], out=lo)
+    return lo, hi
+
+
+def l_mul(x: Limbs, y: Limbs) -> Limbs:
+    """x * y mod 2^128 on limb pairs."""
+    lo, hi = mul_wide(x[0], y[0])
+    hi += x[0] * y[1]
+    hi += x[1] * y[0]
+    return lo, hi
+
+
+def l_neg(x: Limbs) -> Limbs:
+    lo = np.negative(x[0])
+    hi = np.invert(x[1])
+    hi += lo == 0
+    return lo, hi
+
+
+def l_shr(x: Limbs, d: int) -> Limbs:
+    """Logical right shift by 0 <= d < 128 on limb pairs."""
+    return split(shr(pack(*x), d)) if d >= 64 or d == 0 else \
+        ((x[0] >> _U(d)) | (x[1] << _U(64 - d)), x[1] >> _U(d))
+
+
+def l_const(value: int) -> Limbs:
+    """A Python int (mod 2^128) as scalar limbs, to broadcast against limb pairs."""
+    value %= MOD
+    return np.array(value & _MASK64, dtype=_U), np.array(value >> 64, dtype=_U)
 
 
 def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

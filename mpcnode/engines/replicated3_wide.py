@@ -95,6 +95,43 @@ class Replicated3WideEngine(Engine):
         self._prf_labels.add(tag)
         return [keys[k].ring(tag, 2 * size).view(R.R128) if k in slots else None for k in (0, 1)]
 
+    def _prf_limbs(self, purpose: str, label: str, size: int) -> tuple[R.Limbs, R.Limbs]:
+        """As `_prf` (both slots), as contiguous limb pairs for the hot paths (the stream's first
+        `size` words are the low limbs; a different but equally uniform reading of the PRF)."""
+        keys = self.narrow._keys
+        if keys is None:
+            raise RuntimeError("replicated3 (wide): keys are not established (call establish first)")
+        tag = f"w128:{purpose}|{label}".encode()
+        if tag in self._prf_labels:
+            raise ValueError(f"replicated3 (wide): randomness label {tag.decode()!r} used twice")
+        self._prf_labels.add(tag)
+        out = []
+        for k in (0, 1):
+            w = keys[k].ring(tag, 2 * size)
+            out.append((w[:size], w[size:]))
+        return out[0], out[1]
+
+    async def _round_limbs(self, label: str, send: dict[int, R.Limbs], expect: Sequence[int],
+                           size: int) -> dict[int, R.Limbs]:
+        """One exchange round of limb pairs, sent planar (all low limbs, then all high limbs)."""
+        words = {j: np.concatenate(x) for j, x in send.items()}
+        got = await self.ex.round(label, words, expect)
+        out = {}
+        for j, w in got.items():
+            if w.size != 2 * size:
+                raise ProtocolViolation(f"round {label!r}: party {j} sent {w.size} words, expected {2 * size}")
+            w = w.reshape(-1)
+            out[j] = (w[:size], w[size:])
+        return out
+
+    def _pack_share(self, c0: R.Limbs, c1: R.Limbs, shape: tuple[int, ...]) -> Share:
+        """A share (shape + (2,)) from the limb pairs of its two components."""
+        out = R.empty(shape + (2,))
+        flat = out.reshape(-1, 2)
+        flat[:, 0]["lo"], flat[:, 0]["hi"] = c0
+        flat[:, 1]["lo"], flat[:, 1]["hi"] = c1
+        return out
+
     async def _ready(self) -> None:
         await self.narrow._prf_ready()
 
@@ -216,16 +253,25 @@ class Replicated3WideEngine(Engine):
     # ---- multiplication -------------------------------------------------------------------
     def mul_local(self, a: Share, b: Share) -> np.ndarray:
         """z_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i, a 3-out-of-3 sharing of a * b."""
-        return R.add(R.mul(a[..., 0], R.add(b[..., 0], b[..., 1])), R.mul(a[..., 1], b[..., 0]))
+        return R.pack(*self._mul_local_limbs(a, b))
+
+    @staticmethod
+    def _mul_local_limbs(a: Share, b: Share) -> R.Limbs:
+        a0, a1, b0 = R.split(a[..., 0]), R.split(a[..., 1]), R.split(b[..., 0])
+        z = R.l_mul(a0, R.l_add(b0, R.split(b[..., 1])))
+        R.l_add(z, R.l_mul(a1, b0), out=z)
+        return z
 
     async def reduce(self, label: str, products: np.ndarray) -> Share:
         """Add a fresh zero-sharing, send z_i to party i - 1: one round, one element per value
         per party."""
         await self._ready()
         z = np.asarray(products)
-        mine = R.add(self.zero_sharing(label, z.size), z.reshape(-1))
-        got = await self._round(label, {self.prev: mine}, [self.next], z.size)
-        return np.stack([mine, got[self.next]], axis=-1).reshape(z.shape + (2,))
+        f0, f1 = self._prf_limbs("zero", label, z.size)
+        mine = R.l_sub(f0, f1)
+        R.l_add(mine, R.split(z.reshape(-1)), out=mine)
+        got = await self._round_limbs(label, {self.prev: mine}, [self.next], z.size)
+        return self._pack_share(mine, got[self.next], z.shape)
 
     async def mul(self, label: str, a: Share, b: Share) -> Share:
         return await self.reduce(label, self.mul_local(a, b))
@@ -362,22 +408,46 @@ class Replicated3WideEngine(Engine):
         component) to both others, and all add the three c_i and 2^L. alpha hides each c_i;
         their sum is x + 2^L + r as in `trunc`. 2 elements per value per party (96 bytes per
         value in total). |sum of products| < 2^bound_bits is the caller's contract."""
+        z = np.asarray(products)
+        return await self._reduce_trunc_limbs(label, R.split(z.reshape(-1)), z.shape, d, bound_bits)
+
+    async def _reduce_trunc_limbs(self, label: str, z: R.Limbs, shape: tuple[int, ...], d: int,
+                                  bound_bits: int) -> Share:
         d, L = self._check_trunc(d, bound_bits)
         await self._ready()
-        z = np.asarray(products)
-        shape = z.shape
-        size = z.size
-        r = self._trunc_mask(label, size)
-        mine = R.add(R.add(z.reshape(-1), self.zero_sharing(label, size)), r[0])
+        size = z[0].size
+        f0, f1 = self._prf_limbs("zero", label, size)
+        r0, r1 = self._prf_limbs("tmask", label, size)
+        for r in (r0, r1):
+            r[1][...] &= _U((1 << (MASK_BITS - 64)) - 1)     # uniform in [0, 2^126)
+        mine = R.l_sub(f0, f1)
+        R.l_add(mine, (z[0].reshape(-1), z[1].reshape(-1)), out=mine)
+        R.l_add(mine, r0, out=mine)
         others = [self.prev, self.next]
         self.opened.note(label, size, "truncation", self.parties)
-        got = await self._round(label, {j: mine for j in others}, others, size)
-        c = R.add(R.add(mine, got[self.prev]), R.add(got[self.next], R.from_ints([1 << L])[0]))
-        return self._trunc_finish(c, r, d, L).reshape(shape + (2,))
+        got = await self._round_limbs(label, {j: mine for j in others}, others, size)
+        c = R.l_add(mine, got[self.prev])
+        R.l_add(c, got[self.next], out=c)
+        R.l_add(c, R.l_const(1 << L), out=c)
+        return self._trunc_finish_limbs(c, r0, r1, d, L, shape)
+
+    def _trunc_finish_limbs(self, c: R.Limbs, r0: R.Limbs, r1: R.Limbs, d: int, L: int,
+                            shape: tuple[int, ...]) -> Share:
+        """`_trunc_finish` on limb pairs (the same sharing, for the one-round path)."""
+        c0, c1 = R.l_neg(R.l_shr(r0, d)), R.l_neg(R.l_shr(r1, d))
+        slot = self._const_slot()
+        if slot is not None:
+            public = R.l_sub(R.l_shr(c, d), R.l_const((1 << (L - d)) + 1))
+            if slot == 0:
+                c0 = R.l_add(c0, public)
+            else:
+                c1 = R.l_add(c1, public)
+        return self._pack_share(c0, c1, shape)
 
     async def mul_trunc(self, label: str, a: Share, b: Share, d: int, bound_bits: int) -> Share:
         """(a * b) / 2^d in one round (reduce_trunc of the local products); |a * b| < 2^bound_bits."""
-        return await self.reduce_trunc(label, self.mul_local(a, b), d, bound_bits)
+        z = self._mul_local_limbs(a, b)
+        return await self._reduce_trunc_limbs(label, z, z[0].shape, d, bound_bits)
 
     def trunc_leak_bits(self, bound_bits: int, count: int) -> float:
         """See the module function `trunc_leak_bits`."""

@@ -94,3 +94,18 @@ def test_comparisons_and_float() -> None:
         [True, False, True, False]
     vals = [3 << 16, -(5 << 15), 1 << 100, -(1 << 90)]
     assert R.to_float(R.from_ints(vals), 16).tolist() == [v / 65536 for v in vals]
+
+
+@pytest.mark.parametrize("d", [0, 1, 17, 63, 64, 90])
+def test_limb_pair_operations(d: int) -> None:
+    a, b = R.from_ints(A), R.from_ints(B)
+    x, y = R.split(a), R.split(b)
+    check(R.pack(*R.l_add(x, y)), [p + q for p, q in zip(A, B)])
+    check(R.pack(*R.l_sub(x, y)), [p - q for p, q in zip(A, B)])
+    check(R.pack(*R.l_mul(x, y)), [p * q for p, q in zip(A, B)])
+    check(R.pack(*R.l_neg(x)), [-p for p in A])
+    check(R.pack(*R.l_shr(x, d)), [(p % MOD) >> d for p in A])
+    check(R.pack(*R.l_add(x, R.l_const(-(1 << 70)))), [p - (1 << 70) for p in A])
+    z = (x[0].copy(), x[1].copy())
+    R.l_add(z, y, out=z)                           # in place
+    check(R.pack(*z), [p + q for p, q in zip(A, B)])
