@@ -5,8 +5,10 @@ Both a real node (mpcnode/node.py, over its gRPC exchange) and the cost estimate
 the rounds and bytes a dry run counts are those a node sends: there is no second description of
 the protocol sequence that could drift from the first.
 
-The job's engine comes from `engine_for(spec.protocol)` (engines/), and every step below talks to
-it, never to one sharing scheme's code. The sequence, every step over the same exchange:
+The job's engine comes from `engine_for(spec.protocol, ring_bits=...)` (engines/), and every step
+below talks to it, never to one sharing scheme's code. A wide-ring engine (Z_2^128) checks the
+rows its owners and clients dealt in Z_2^64 with its narrow engine and then lifts them
+(`lift_dealt`). The sequence, every step over the same exchange:
 1. `agree_on_job`: inside the engine's first round (for Shamir, the pairwise keys), before any share
    leaves the node (protocols/agreement.py);
 2. `Executor.share_node_inputs`: every owner among the compute parties deals all its node inputs in
