@@ -261,6 +261,17 @@ def l_neg(x: Limbs) -> Limbs:
     return lo, hi
 
 
+def l_cond_neg(x: Limbs, bits: np.ndarray) -> Limbs:
+    """x (1 - 2 b) for 0/1 uint64 bits b: -x where b = 1, as NOT(x) + 1 under the all-ones mask -b
+    (x ^ mask + b, with the carry into the high limb exactly when the low sum wraps)."""
+    mask = np.negative(bits)
+    lo = np.bitwise_xor(x[0], mask)
+    lo += bits
+    hi = np.bitwise_xor(x[1], mask)
+    hi += lo < bits
+    return lo, hi
+
+
 def l_shr(x: Limbs, d: int) -> Limbs:
     """Logical right shift by 0 <= d < 128 on limb pairs."""
     return split(shr(pack(*x), d)) if d >= 64 or d == 0 else \

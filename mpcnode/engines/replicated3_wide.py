@@ -95,7 +95,8 @@ class Replicated3WideEngine(Engine):
         self._prf_labels.add(tag)
         return [keys[k].ring(tag, 2 * size).view(R.R128) if k in slots else None for k in (0, 1)]
 
-    def _prf_limbs(self, purpose: str, label: str, size: int) -> tuple[R.Limbs, R.Limbs]:
+    def _prf_limbs(self, purpose: str, label: str, size: int,
+                   slots: tuple[int, ...] = (0, 1)) -> tuple[R.Limbs | None, R.Limbs | None]:
         """As `_prf` (both slots), as contiguous limb pairs for the hot paths (the stream's first
         `size` words are the low limbs; a different but equally uniform reading of the PRF)."""
         keys = self.narrow._keys
@@ -105,10 +106,10 @@ class Replicated3WideEngine(Engine):
         if tag in self._prf_labels:
             raise ValueError(f"replicated3 (wide): randomness label {tag.decode()!r} used twice")
         self._prf_labels.add(tag)
-        out = []
+        out: list[R.Limbs | None] = []
         for k in (0, 1):
-            w = keys[k].ring(tag, 2 * size)
-            out.append((w[:size], w[size:]))
+            w = keys[k].ring(tag, 2 * size) if k in slots else None
+            out.append(None if w is None else (w[:size], w[size:]))
         return out[0], out[1]
 
     async def _round_limbs(self, label: str, send: dict[int, R.Limbs], expect: Sequence[int],
@@ -308,24 +309,23 @@ class Replicated3WideEngine(Engine):
         await self._ready()
         me = self.party
         size = (u if me == 0 else b).size
-        W = None if me == 2 else self._prf("iw", label, size, (1 if me == 0 else 0,))[1 if me == 0 else 0]
-        V = None if me == 1 else self._prf("iv", label, size, (0 if me == 0 else 1,))[0 if me == 0 else 1]
-        c = self._prf("ic", label, size, _OWN_SLOTS[me])
+        W = None if me == 2 else self._prf_limbs("iw", label, size, (1 if me == 0 else 0,))[1 if me == 0 else 0]
+        V = None if me == 1 else self._prf_limbs("iv", label, size, (0 if me == 0 else 1,))[0 if me == 0 else 1]
+        c = self._prf_limbs("ic", label, size, _OWN_SLOTS[me])
+        zero = np.zeros(size, dtype=_U)
         if me == 0:
-            uu = R.from_uint64(u)
-            await self._round(label, {2: R.add(uu, W), 1: R.add(uu, V)}, [], 0)
-            return np.stack(c, axis=-1)
-        bb = R.from_uint64(b)
-        flip = b.astype(bool)
-
-        def signed(w: np.ndarray) -> np.ndarray:                    # w (1 - 2b)
-            return np.where(flip, R.neg(w), w)
+            uu = (u, zero)
+            await self._round_limbs(label, {2: R.l_add(uu, W), 1: R.l_add(uu, V)}, [], 0)
+            return self._pack_share(c[0], c[1], (size,))
+        def signed(w: R.Limbs) -> R.Limbs:                           # w (1 - 2b): w or -w
+            return R.l_cond_neg(w, b)
 
         mask, mine = (W, c[0]) if me == 1 else (V, c[1])
         other = 2 if me == 1 else 1
-        got = await self._round(label, {other: R.add(signed(mask), mine)}, [0, other], size)
-        m = R.add(R.sub(signed(got[0]), got[other]), R.sub(bb, mine))
-        return np.stack([mine, m] if me == 1 else [m, mine], axis=-1)
+        got = await self._round_limbs(label, {other: R.l_add(signed(mask), mine)}, [0, other], size)
+        m = R.l_sub(signed(got[0]), got[other])
+        R.l_add(m, R.l_sub((b, zero), mine), out=m)
+        return self._pack_share(mine, m, (size,)) if me == 1 else self._pack_share(m, mine, (size,))
 
     # ---- between the rings ----------------------------------------------------------------
     def downcast(self, x: Share) -> Share:
@@ -362,10 +362,13 @@ class Replicated3WideEngine(Engine):
         return out.reshape(shape + (2,))
 
     # ---- truncation ---------------------------------------------------------------------
-    def _trunc_mask(self, label: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """This party's two mask components (r_party, r_party+1), each uniform in [0, 2^126)."""
-        a, b = self._prf("tmask", label, size)
-        return R.low_bits(a, MASK_BITS), R.low_bits(b, MASK_BITS)
+    def _trunc_mask(self, label: str, size: int) -> tuple[R.Limbs, R.Limbs]:
+        """This party's two mask components (r_party, r_party+1), each uniform in [0, 2^126)
+        (the top two bits of a PRF element cleared), as limb pairs."""
+        r0, r1 = self._prf_limbs("tmask", label, size)
+        for r in (r0, r1):
+            r[1][...] &= _U((1 << (MASK_BITS - 64)) - 1)
+        return r0, r1
 
     @staticmethod
     def _check_trunc(d: int, bound_bits: int) -> tuple[int, int]:
@@ -377,30 +380,30 @@ class Replicated3WideEngine(Engine):
             raise ValueError(f"trunc: need 0 <= d <= bound_bits <= {MAX_TRUNC_BOUND}, got d={d}, bound_bits={L}")
         return d, L
 
-    def _trunc_finish(self, c: np.ndarray, r: tuple[np.ndarray, np.ndarray], d: int, L: int) -> Share:
-        """From the opened c = x + 2^L + r (an integer below 2^128, no wrap): the sharing with
-        component j = -floor(r_j / 2^d) and the public floor(c / 2^d) - 2^(L - d) - 1 on
-        component 0. Its value is floor(x / 2^d) + e - 1 with e in {0..3} (the carries of four
-        fractional parts), so within (-2, 2) of x / 2^d."""
-        share = np.stack([R.neg(R.shr(r[0], d)), R.neg(R.shr(r[1], d))], axis=-1)
-        public = R.sub(R.shr(c, d), R.from_ints([(1 << (L - d)) + 1])[0])
-        return self.add_const(share, public)
-
     async def trunc(self, label: str, x: Share, d: int, bound_bits: int) -> Share:
         """x / 2^d with an error in (-2, 2) units of the last place, for |x| < 2^bound_bits (the
         caller's range contract: outside it the result is wrong and the opening may leak), d the
-        same for the whole batch. One round: open x + 2^L + r (16 bytes x 6 per value, checked
-        like `open`), recorded as purpose "truncation"."""
+        same for the whole batch. One round: every party adds its two mask components to its two
+        components and sends the masked second one, x_{i+1} + r_{i+1}, to party i - 1, the one
+        party that lacks that component; each then has all three masked components, whose sum
+        plus 2^L is c = x + 2^L + r. A party receives only the masked component it lacks, so it
+        learns c and nothing else. 1 element per value per party (48 bytes per value in total);
+        recorded in `opened` as purpose "truncation"."""
         d, L = self._check_trunc(d, bound_bits)
         await self._ready()
         x = np.asarray(x)
         shape = x.shape[:-1]
         flat = x.reshape(-1, 2)
-        r = self._trunc_mask(label, flat.shape[0])
-        masked = self.add_const(np.stack([R.add(flat[:, 0], r[0]), R.add(flat[:, 1], r[1])], axis=-1),
-                                R.from_ints([1 << L])[0])
-        c = await self.open(f"{label}/open", masked, purpose="truncation")
-        return self._trunc_finish(c, r, d, L).reshape(shape + (2,))
+        size = flat.shape[0]
+        r0, r1 = self._trunc_mask(label, size)
+        m0 = R.l_add(R.split(flat[:, 0]), r0)
+        m1 = R.l_add(R.split(flat[:, 1]), r1)
+        self.opened.note(label, size, "truncation", self.parties)
+        got = await self._round_limbs(label, {self.prev: m1}, [self.next], size)
+        c = R.l_add(m0, m1, out=m0)
+        R.l_add(c, got[self.next], out=c)
+        R.l_add(c, R.l_const(1 << L), out=c)
+        return self._trunc_finish(c, r0, r1, d, L, shape)
 
     async def reduce_trunc(self, label: str, products: np.ndarray, d: int, bound_bits: int) -> Share:
         """(local products) / 2^d, i.e. reduce then trunc in ONE round: each party sends
@@ -417,9 +420,7 @@ class Replicated3WideEngine(Engine):
         await self._ready()
         size = z[0].size
         f0, f1 = self._prf_limbs("zero", label, size)
-        r0, r1 = self._prf_limbs("tmask", label, size)
-        for r in (r0, r1):
-            r[1][...] &= _U((1 << (MASK_BITS - 64)) - 1)     # uniform in [0, 2^126)
+        r0, r1 = self._trunc_mask(label, size)
         mine = R.l_sub(f0, f1)
         R.l_add(mine, (z[0].reshape(-1), z[1].reshape(-1)), out=mine)
         R.l_add(mine, r0, out=mine)
@@ -429,11 +430,14 @@ class Replicated3WideEngine(Engine):
         c = R.l_add(mine, got[self.prev])
         R.l_add(c, got[self.next], out=c)
         R.l_add(c, R.l_const(1 << L), out=c)
-        return self._trunc_finish_limbs(c, r0, r1, d, L, shape)
+        return self._trunc_finish(c, r0, r1, d, L, shape)
 
-    def _trunc_finish_limbs(self, c: R.Limbs, r0: R.Limbs, r1: R.Limbs, d: int, L: int,
-                            shape: tuple[int, ...]) -> Share:
-        """`_trunc_finish` on limb pairs (the same sharing, for the one-round path)."""
+    def _trunc_finish(self, c: R.Limbs, r0: R.Limbs, r1: R.Limbs, d: int, L: int,
+                      shape: tuple[int, ...]) -> Share:
+        """From the opened c = x + 2^L + r (an integer below 2^128, no wrap): the sharing with
+        component j = -floor(r_j / 2^d) and the public floor(c / 2^d) - 2^(L - d) - 1 on
+        component 0. Its value is floor(x / 2^d) + e - 1 with e in {0..3} (the carries of four
+        fractional parts), so within (-2, 2) of x / 2^d."""
         c0, c1 = R.l_neg(R.l_shr(r0, d)), R.l_neg(R.l_shr(r1, d))
         slot = self._const_slot()
         if slot is not None:
@@ -577,8 +581,8 @@ class Replicated3WideEngine(Engine):
             mask = _U(sum(1 << p for p in range(bits) if ((bits - 1 - p) >> j) & 1))
             code[:, j * m:(j + 1) * m] = np.bitwise_count(onehot & mask) & _U(1)
         q = (await binary.inject_bit(self, f"{label}/code", code)).reshape(nbits, m, 2)
-        factors = [self.add_const(self.mul_const(q[j], self.encode((1 << (1 << j)) - 1)), self.encode(1))
-                   for j in range(nbits)]
+        # 1 + q_j (2^(2^j) - 1) = q_j 2^(2^j) - q_j + 1: shifts, no multiplication
+        factors = [self.add_const(self.sub(R.shl(q[j], 1 << j), q[j]), self.encode(1)) for j in range(nbits)]
         level = 0
         while len(factors) > 1:
             pairs = [(factors[i], factors[i + 1]) for i in range(0, len(factors) - 1, 2)]

@@ -106,6 +106,8 @@ def test_limb_pair_operations(d: int) -> None:
     check(R.pack(*R.l_neg(x)), [-p for p in A])
     check(R.pack(*R.l_shr(x, d)), [(p % MOD) >> d for p in A])
     check(R.pack(*R.l_add(x, R.l_const(-(1 << 70)))), [p - (1 << 70) for p in A])
+    flips = np.array([i % 2 for i in range(len(A))], dtype=np.uint64)
+    check(R.pack(*R.l_cond_neg(x, flips)), [-p if i % 2 else p for i, p in enumerate(A)])
     z = (x[0].copy(), x[1].copy())
     R.l_add(z, y, out=z)                           # in place
     check(R.pack(*z), [p + q for p, q in zip(A, B)])
