@@ -100,7 +100,7 @@ def test_share_open_linear_and_mul_are_exact_mod_2_128() -> None:
     assert out["const"] == [7, -(1 << 100)]
 
 
-@pytest.mark.parametrize("L,d", [(125, 40), (80, 16), (61, 16), (40, 0), (20, 20), (64, 63)])
+@pytest.mark.parametrize("L,d", [(125, 40), (80, 16), (61, 16), (40, 1), (20, 20), (64, 63)])
 def test_trunc_is_within_two_ulp_of_the_exact_quotient(L: int, d: int) -> None:
     vals = bounded(L, 300)
 
@@ -142,6 +142,19 @@ def test_mul_trunc_and_reduce_trunc_in_one_round(L: int, d: int) -> None:
         assert abs(g * (1 << d) - exact) < 2 * (1 << d)
     assert {(o.label, o.count, o.purpose) for o in opened if o.purpose == "truncation"} == \
         {("mt", len(a), "truncation"), ("rt", 100, "truncation")}
+
+
+def test_a_shift_by_zero_is_exact_and_opens_nothing() -> None:
+    vals = bounded(60, 50)
+
+    async def body(e):
+        x = await share(e, "x", vals)
+        t = await e.trunc("t", x, 0, 60)
+        m = await e.mul_trunc("mt", x, x, 0, 121)
+        return await reveal(e, "o", t), await reveal(e, "om", m), [o.purpose for o in e.opened]
+
+    (t, m, purposes), _ = run3(body)
+    assert t == vals and m == [v * v for v in vals] and "truncation" not in purposes
 
 
 def test_trunc_refuses_bounds_that_could_wrap() -> None:
