@@ -19,7 +19,8 @@ OPEN_PURPOSES = {
     "input-check": "client input checks: per client row, a combination of its shares masked by a fresh uniform "
                    "value (Shamir degree check), and one bit 'this row is in range'",
     "truncation": "x + 2^L + r for a fixed-point truncation in Z_2^128 (|x| < 2^L), r a sum of three uniform "
-                  "[0, 2^126) components, each party missing one: within 2^(L+3-128) of independent of x",
+                  "[0, 2^126) components, each party missing one: within 2^(L+3-128) of independent of x "
+                  "(to parties 0 and 2)",
     "output": "an output's shares, to the recipients the computation names",
 }
 

@@ -42,6 +42,9 @@ RING_BITS = 128
 MASK_BITS = RING_BITS - 2          # each mask component r_j is uniform in [0, 2^126)
 MAX_TRUNC_BOUND = RING_BITS - 3    # |x| < 2^L with L <= 125 keeps x + 2^L + r below 2^128
 LIFT_BITS = 62                     # lift is exact for y in [-2^62, 2^62)
+# the holders of component 0, which carries public constants: the only parties that need the c of
+# a truncation (its public part goes into component 0), so only they receive it
+C0_HOLDERS = (0, 2)
 _TWO64 = R.from_ints([1 << 64])[0]
 
 
@@ -384,11 +387,12 @@ class Replicated3WideEngine(Engine):
         """x / 2^d with an error in (-2, 2) units of the last place, for |x| < 2^bound_bits (the
         caller's range contract: outside it the result is wrong and the opening may leak), d the
         same for the whole batch. One round: every party adds its two mask components to its two
-        components and sends the masked second one, x_{i+1} + r_{i+1}, to party i - 1, the one
-        party that lacks that component; each then has all three masked components, whose sum
-        plus 2^L is c = x + 2^L + r. A party receives only the masked component it lacks, so it
-        learns c and nothing else. 1 element per value per party (48 bytes per value in total);
-        recorded in `opened` as purpose "truncation". d = 0 returns x itself (no round)."""
+        components; only parties 0 and 2 (C0_HOLDERS) need c, and each gets the masked component
+        it lacks from a holder (party 1 sends x_2 + r_2 to party 0, party 0 sends x_1 + r_1 to
+        party 2); the sum of the three masked components plus 2^L is c = x + 2^L + r. A recipient
+        learns c and nothing else; party 1 learns nothing. 2 elements per value (32 bytes) in
+        total; recorded in `opened` as purpose "truncation", to parties 0 and 2. d = 0 returns x
+        itself (no round)."""
         d, L = self._check_trunc(d, bound_bits)
         if d == 0:          # nothing to cut: the masked opening would only add an error of -1
             return np.array(x)
@@ -400,19 +404,24 @@ class Replicated3WideEngine(Engine):
         r0, r1 = self._trunc_mask(label, size)
         m0 = R.l_add(R.split(flat[:, 0]), r0)
         m1 = R.l_add(R.split(flat[:, 1]), r1)
-        self.opened.note(label, size, "truncation", self.parties)
-        got = await self._round_limbs(label, {self.prev: m1}, [self.next], size)
-        c = R.l_add(m0, m1, out=m0)
-        R.l_add(c, got[self.next], out=c)
-        R.l_add(c, R.l_const(1 << L), out=c)
+        self.opened.note(label, size, "truncation", C0_HOLDERS)
+        # party i's slot 1 is the component party i - 1 lacks
+        send = {self.prev: m1} if self.prev in C0_HOLDERS else {}
+        got = await self._round_limbs(label, send, [self.next] if self.party in C0_HOLDERS else [], size)
+        c = None
+        if self.party in C0_HOLDERS:
+            c = R.l_add(m0, m1, out=m0)
+            R.l_add(c, got[self.next], out=c)
+            R.l_add(c, R.l_const(1 << L), out=c)
         return self._trunc_finish(c, r0, r1, d, L, shape)
 
     async def reduce_trunc(self, label: str, products: np.ndarray, d: int, bound_bits: int) -> Share:
-        """(local products) / 2^d, i.e. reduce then trunc in ONE round: each party sends
+        """(local products) / 2^d, i.e. reduce then trunc in ONE round: each party has
         c_i = z_i + alpha_i + r_i (its product part, a zero-sharing part and its first mask
-        component) to both others, and all add the three c_i and 2^L. alpha hides each c_i;
-        their sum is x + 2^L + r as in `trunc`. 2 elements per value per party (96 bytes per
-        value in total). |sum of products| < 2^bound_bits is the caller's contract. d = 0 is a
+        component) and sends it to those of parties 0 and 2 (C0_HOLDERS, the only ones that need
+        c) it is not; they add the three c_i and 2^L. alpha hides each c_i; their sum is
+        x + 2^L + r as in `trunc`; party 1 learns nothing. 4 elements per value (64 bytes) in
+        total: party 1 sends 2, parties 0 and 2 one each. |sum of products| < 2^bound_bits is the caller's contract. d = 0 is a
         plain `reduce` (exact, nothing opened)."""
         z = np.asarray(products)
         if self._check_trunc(d, bound_bits)[0] == 0:      # d = 0: a plain reduce
@@ -429,23 +438,26 @@ class Replicated3WideEngine(Engine):
         mine = R.l_sub(f0, f1)
         R.l_add(mine, (z[0].reshape(-1), z[1].reshape(-1)), out=mine)
         R.l_add(mine, r0, out=mine)
-        others = [self.prev, self.next]
-        self.opened.note(label, size, "truncation", self.parties)
-        got = await self._round_limbs(label, {j: mine for j in others}, others, size)
-        c = R.l_add(mine, got[self.prev])
-        R.l_add(c, got[self.next], out=c)
-        R.l_add(c, R.l_const(1 << L), out=c)
+        self.opened.note(label, size, "truncation", C0_HOLDERS)
+        to = [j for j in C0_HOLDERS if j != self.party]
+        expect = [j for j in self.parties if j != self.party] if self.party in C0_HOLDERS else []
+        got = await self._round_limbs(label, {j: mine for j in to}, expect, size)
+        c = None
+        if self.party in C0_HOLDERS:
+            c = R.l_add(mine, got[self.prev])
+            R.l_add(c, got[self.next], out=c)
+            R.l_add(c, R.l_const(1 << L), out=c)
         return self._trunc_finish(c, r0, r1, d, L, shape)
 
-    def _trunc_finish(self, c: R.Limbs, r0: R.Limbs, r1: R.Limbs, d: int, L: int,
+    def _trunc_finish(self, c: R.Limbs | None, r0: R.Limbs, r1: R.Limbs, d: int, L: int,
                       shape: tuple[int, ...]) -> Share:
-        """From the opened c = x + 2^L + r (an integer below 2^128, no wrap): the sharing with
-        component j = -floor(r_j / 2^d) and the public floor(c / 2^d) - 2^(L - d) - 1 on
-        component 0. Its value is floor(x / 2^d) + e - 1 with e in {0..3} (the carries of four
-        fractional parts), so within (-2, 2) of x / 2^d."""
+        """From the opened c = x + 2^L + r (an integer below 2^128, no wrap; None at party 1, which
+        holds no component 0): the sharing with component j = -floor(r_j / 2^d) and the public
+        floor(c / 2^d) - 2^(L - d) - 1 on component 0. Its value is floor(x / 2^d) + e - 1 with
+        e in {0..3} (the carries of four fractional parts), so within (-2, 2) of x / 2^d."""
         c0, c1 = R.l_neg(R.l_shr(r0, d)), R.l_neg(R.l_shr(r1, d))
         slot = self._const_slot()
-        if slot is not None:
+        if slot is not None and c is not None:
             public = R.l_sub(R.l_shr(c, d), R.l_const((1 << (L - d)) + 1))
             if slot == 0:
                 c0 = R.l_add(c0, public)

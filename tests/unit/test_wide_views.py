@@ -76,3 +76,27 @@ def test_the_same_comparison_tells_them_apart_beyond_the_bound(monkeypatch) -> N
     a = opened_c(-(1 << L) + 1, L, 0, True, monkeypatch)
     b = opened_c((1 << L) - 1, L, 0, True, monkeypatch)
     assert top_bits_z(a, b) > Z_ALARM
+
+
+def test_party_1_receives_nothing_in_a_truncation_and_the_others_one_value_per_peer() -> None:
+    from tests.unit.views import RecordingExchange
+
+    net = MemoryNetwork(3, timeout_s=60)
+    exchanges = [RecordingExchange(net, i) for i in range(3)]
+    engines = [Replicated3WideEngine(ex) for ex in exchanges]
+
+    async def body(e):
+        await e.establish()
+        x = await e.random("x", (100,))
+        await e.trunc("t", x, 8, 61)
+        await e.mul_trunc("mt", x, x, 8, 121)
+
+    async def main():
+        await asyncio.gather(*(body(e) for e in engines))
+
+    asyncio.run(main())
+    got = {i: sorted((label, sender, arr.size) for (label, sender), arr in ex.received.items() if label in ("t", "mt"))
+           for i, ex in enumerate(exchanges)}
+    assert got[1] == []
+    assert got[0] == [("mt", 1, 200), ("mt", 2, 200), ("t", 1, 200)]
+    assert got[2] == [("mt", 0, 200), ("mt", 1, 200), ("t", 0, 200)]
