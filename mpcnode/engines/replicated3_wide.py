@@ -497,6 +497,6 @@ class Replicated3WideEngine(Engine):
     # ---- normalization for reciprocals ----------------------------------------------------
     async def normalize(self, label: str, x: Share, bits: int) -> Share:
         """For 0 < x < 2^bits (bits <= 62): shares of v = 2^(bits - 1 - msb(x)), so that x v is in
-        [2^(bits - 1), 2^bits) (protocols/wide.py). 7 + ceil(log2 bits) + 4 rounds (17 for
+        [2^(bits - 1), 2^bits) (protocols/wide.py). 7 + ceil(log2 bits) + 6 rounds (19 for
         bits = 62)."""
         return await wide.normalize(self, label, x, bits)

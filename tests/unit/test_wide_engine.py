@@ -250,7 +250,7 @@ def test_normalize_on_every_power_of_two_and_neighbours() -> None:
     assert got == [1 << (bits - 1 - x.bit_length() + 1) for x in xs]
     for x, v in zip(xs, got):
         assert (1 << (bits - 1)) <= x * v < (1 << bits)
-    assert rounds == 7 + 6 + 1 + 3
+    assert rounds == 7 + 6 + 1 + 3 + 2
     assert small == [1 << 15, 1 << 14, 1 << 14, 2, 1, 1]
 
 
