@@ -78,7 +78,10 @@ def encode(values: np.ndarray | int | Iterable[int]) -> np.ndarray:
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.dtype.itemsize <= 8:
         return from_uint64(values) if values.dtype == _U else from_int64(values)
     arr = np.asarray(values, dtype=object)
-    if all(isinstance(x, (int, np.integer)) and -(1 << 63) <= int(x) < (1 << 63) for x in arr.reshape(-1)):
+    if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in arr.reshape(-1)):
+        # a float here is a fixed-point value its owner forgot to encode: refuse, never truncate
+        raise TypeError("ring128.encode takes integers (encode fixed-point values before sharing them)")
+    if all(-(1 << 63) <= int(x) < (1 << 63) for x in arr.reshape(-1)):
         return from_int64(np.asarray(arr.tolist(), dtype=np.int64).reshape(arr.shape))
     return from_ints(arr)
 

@@ -45,6 +45,10 @@ def test_round_trip_and_int64() -> None:
     check(R.from_words(words.reshape(-1), (len(A),)), A)
     with pytest.raises(ValueError):
         R.from_words(np.zeros(3, dtype=np.uint64))
+    for bad in ([1.5], np.array([2.0]), [True]):
+        with pytest.raises(TypeError):
+            R.encode(bad)
+    check(R.encode([1 << 100, -5]), [1 << 100, -5])
 
 
 def test_add_sub_neg_mul() -> None:
