@@ -270,8 +270,11 @@ def _name(decl: object) -> str:
 
 def _render(values: list[int], decl: dict, labels: list[str]) -> object:
     divisor = int(decl.get("public_divisor", "0"))
-    if divisor:
-        out = [_number(Fraction(v, divisor)) for v in values]
+    frac_bits = int(decl.get("frac_bits", 0))
+    if divisor or frac_bits:
+        # fixed point: the value is v / 2^frac_bits exactly (a dyadic fraction: a float, printed as
+        # a decimal), and a public divisor divides that
+        out = [_number(Fraction(v, (divisor or 1) << frac_bits)) for v in values]
         return out[0] if len(out) == 1 else out
     note: dict = {}
     description = decl.get("description", "")
