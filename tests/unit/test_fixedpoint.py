@@ -278,3 +278,21 @@ def test_square_of_a_sum_is_exact_then_truncated_once():
     exact = (X.sum() / (1 << F)) ** 2
     assert abs(int(got[0]) / (1 << F) - exact) <= 2 * 2 ** -F
     assert math.isclose(int(got[0]) / (1 << F), xs.sum() ** 2, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("ring_bits", [0, 64, 256])
+def test_node_refuses_a_job_whose_ring_bits_disagree(ring_bits):
+    """What a node's Prepare runs (jobspec.check_job_spec): a coordinator that declares the
+    64-bit ring (or nonsense) for a truncating circuit, with a matching fingerprint, is refused."""
+    from mpcnode.circuit import CircuitError
+    from mpcnode.computation.spec import Computation
+    from mpcnode.jobspec import check_job_spec
+    c = _fx_circuit().build("replicated3")
+    c.ring_bits = ring_bits
+    comp = Computation(c, ("a", "b", "c"), 1, "replicated3", "none")
+    spec = comp.job_spec("job-1", 60)
+    with pytest.raises(CircuitError, match="ring"):
+        check_job_spec(spec, "a", ["b", "c"])
+    c.ring_bits = 128
+    ok = Computation(c, ("a", "b", "c"), 1, "replicated3", "none").job_spec("job-1", 60)
+    assert check_job_spec(ok, "a", ["b", "c"]).plan.ring_bits == 128
