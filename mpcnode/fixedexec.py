@@ -42,7 +42,7 @@ def level_tasks(E: Any, level: int, ops: list[cpb.Op], values: Values, operands:
         if rng is None:
             raise ValueError(f"op {op.out}: no analysed range for a fixed-point op")
         if op.kind in (cpb.OP_TRUNC, cpb.OP_MUL_TRUNC):
-            key: tuple = (op.kind, op.ints[0], fixedpoint.hull_bits(rng))
+            key: tuple = (op.kind, op.ints[0], fixedpoint.trunc_bound(rng, op.ints[0]))
         else:
             key = (op.kind, tuple(op.ints), rng)
         groups.setdefault(key, []).append(op)

@@ -381,11 +381,11 @@ def _fixed(op: cpb.Op, args: list[Vals], where: str) -> tuple[Vals, Interval, li
     try:
         if k == cpb.OP_TRUNC:
             h = a.hull() or (0, 0)
-            return _map(a, lambda x: fixedpoint.trunc_interval(x, op.ints[0])), h, [fixedpoint.hull_bits(h)]
+            return _map(a, lambda x: fixedpoint.trunc_interval(x, op.ints[0])), h, [fixedpoint.trunc_bound(h, op.ints[0])]
         if k == cpb.OP_MUL_TRUNC:
             prod = _zip(a, args[1], _mul)
             h = prod.hull() or (0, 0)
-            return _map(prod, lambda x: fixedpoint.trunc_interval(x, op.ints[0])), h, [fixedpoint.hull_bits(h)]
+            return _map(prod, lambda x: fixedpoint.trunc_interval(x, op.ints[0])), h, [fixedpoint.trunc_bound(h, op.ints[0])]
         h = a.hull() or (0, 0)
         if k == cpb.OP_RECIPROCAL:
             sched = fixedpoint.reciprocal_schedule(h, op.ints[0], op.ints[1])

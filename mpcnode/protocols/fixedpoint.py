@@ -75,6 +75,11 @@ def hull_bits(iv: Interval) -> int:
     return max(bits(iv[0]), bits(iv[1]))
 
 
+def trunc_bound(iv: Interval, d: int) -> int:
+    """The bound bits L of a truncation by 2^d of values in iv (the engine needs d <= L)."""
+    return max(hull_bits(iv), d, 1)
+
+
 def trunc_interval(iv: Interval, d: int) -> Interval:
     """The result of a truncation by 2^d of a value in iv: within 2 units of x / 2^d."""
     return (iv[0] >> d) - 2, -((-iv[1]) >> d) + 2

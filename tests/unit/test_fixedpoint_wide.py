@@ -133,3 +133,15 @@ def test_integer_ops_on_fixed_values_in_the_wide_ring():
     out, _ = run(b.build("replicated3"), {"a": {"x": x}, "b": {"y": y}})
     assert out["lt"].tolist() == [1, 0, 0, 1]
     assert np.abs(out["m"] - (x * y)[:2]).max() < 2 ** -15
+
+
+def test_truncating_small_values_by_many_bits():
+    """d larger than the operand's bits: the bound becomes d (the engine needs d <= L); x / 2^20
+    of values below 2^18 encoded is 0 or within 2 units of it."""
+    x = grid([0.0, 1.5, -2.0, 3.99])
+    b = CircuitBuilder("fx-small")
+    fx = b.fixed_input("x", "a", 4, -4.0, 4.0)
+    from mpcnode.computation.builder import Fixed
+    b.output("t", Fixed(b.trunc(fx.arr, 20), 0), ["a"])
+    out, _ = run(b.build("replicated3"), {"a": {"x": x}})
+    assert np.all(np.abs(out["t"] - np.floor(x * 2 ** F / 2 ** 20)) <= 2)
