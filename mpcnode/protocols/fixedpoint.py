@@ -202,10 +202,14 @@ async def exp(E: Any, label: str, x: np.ndarray, f: int, x_range: Interval) -> n
     else:
         t = E.mul_const(x, E.encode(np.array([1 << (F - f - k)], dtype=np.int64)))
     coeff = [round((1 << F) / math.factorial(i)) for i in range(EXP_DEGREE + 1)]
-    p = E.constant(E.encode(np.full(len(x), coeff[EXP_DEGREE], dtype=np.int64)))
+    p = None
     for i in range(EXP_DEGREE - 1, -1, -1):
-        p = E.add_const(await E.mul_trunc(f"{label}/h{i}", p, t, F, bounds.pop(0)),
-                        E.encode(np.array([coeff[i]], dtype=np.int64)))
+        if p is None:    # the leading coefficient is public: a local product, then a truncation
+            pt = await E.trunc(f"{label}/h{i}", E.mul_const(t, E.encode(np.array([coeff[EXP_DEGREE]], dtype=np.int64))),
+                               F, bounds.pop(0))
+        else:
+            pt = await E.mul_trunc(f"{label}/h{i}", p, t, F, bounds.pop(0))
+        p = E.add_const(pt, E.encode(np.array([coeff[i]], dtype=np.int64)))
     if k == 0:
         return await E.trunc(f"{label}/out", p, F - f, bounds.pop(0))
     for j in range(k):
@@ -262,9 +266,13 @@ async def sigmoid(E: Any, label: str, x: np.ndarray, f: int, x_range: Interval) 
     w = E.mul_const(xc, E.encode(np.array([1 << (F - f - 3)], dtype=np.int64)))   # x/8 at F bits, exact
     u = await E.mul_trunc(f"{label}/u", w, w, F, bounds.pop(0))
     coeff = [round(c * (1 << F)) for c in SIG_COEFFS]
-    p = E.constant(E.encode(np.full(n, coeff[-1], dtype=np.int64)))
+    p = None
     for i in range(len(coeff) - 2, -1, -1):
-        p = E.add_const(await E.mul_trunc(f"{label}/h{i}", p, u, F, bounds.pop(0)),
-                        E.encode(np.array([coeff[i]], dtype=np.int64)))
+        if p is None:    # the leading coefficient is public: a local product, then a truncation
+            pu = await E.trunc(f"{label}/h{i}", E.mul_const(u, E.encode(np.array([coeff[-1]], dtype=np.int64))),
+                               F, bounds.pop(0))
+        else:
+            pu = await E.mul_trunc(f"{label}/h{i}", p, u, F, bounds.pop(0))
+        p = E.add_const(pu, E.encode(np.array([coeff[i]], dtype=np.int64)))
     s = await E.mul_trunc(f"{label}/out", w, p, 2 * F - f, bounds.pop(0))
     return E.add_const(s, E.encode(np.array([1 << (f - 1)], dtype=np.int64)))
