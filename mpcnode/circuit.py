@@ -130,8 +130,15 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
     from .computation import ranges   # here, not at the top: ranges imports CircuitError from this module
     analysed = ranges.analysis(circuit, protocol)
     depth = max(levels, default=0)
+    checked = range_checked(circuit, parties)
+    for i, op in enumerate(circuit.ops):
+        if op.kind in FIXED and not all(a in checked for a in op.args):
+            # a truncation's privacy rests on its bound |z| < 2^L: a value nobody range-checked (an
+            # input-only organization's) could exceed it and expose the other operand's high bits
+            raise CircuitError(f"op {i} ({op.out}): a fixed-point op on a value computed from an input-only "
+                               "party's input, which nothing range-checks inside MPC; truncation needs checked bounds")
     return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth,
-                checked=range_checked(circuit, parties), ring_bits=analysed.ring_bits, operands=analysed.operands)
+                checked=checked, ring_bits=analysed.ring_bits, operands=analysed.operands)
 
 
 def _check_fixed(op: cpb.Op, where: str) -> None:

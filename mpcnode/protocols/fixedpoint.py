@@ -126,8 +126,9 @@ async def reciprocal(E: Any, label: str, x: np.ndarray, f: int, x_range: Interva
     fractional bits; then 1/x = y v 2^(f - B), truncated to f bits.
     Error: |result - 2^f/x| <= eps0^(2^k) 2^f / x + 2 units (plus < 2^-25 relative from the internal
     truncations), k = iterations. At k = 2, f = 16: relative error <= 2^-14.2 + 2^-15 x, so
-    <= 2^-12 for 2^-16 <= x <= 6 (larger x: absolute error <= 2^-15 + 2^-14.2 / x).
-    Rounds: normalize (engine: about 14) + 1 (x v) + [1 if B > 30] + 2k + 1.
+    <= 2^-12 for 2^-16 <= x <= 4, the documented domain (the sum allows up to 6; larger x:
+    absolute error <= 2^-15 + 2^-14.2 / x).
+    Rounds: normalize (engine: 16-17) + 1 (x v) + [1 if B > 30] + 2k + 1: 22 at k = 2.
     Elements sent per party per input element: normalize's + 2 per product / truncation."""
     sched = reciprocal_schedule(x_range, f, iterations)
     F, B = RECIP_FRAC, bits(x_range[1])

@@ -296,3 +296,18 @@ def test_node_refuses_a_job_whose_ring_bits_disagree(ring_bits):
     c.ring_bits = 128
     ok = Computation(c, ("a", "b", "c"), 1, "replicated3", "none").job_spec("job-1", 60)
     assert check_job_spec(ok, "a", ["b", "c"]).plan.ring_bits == 128
+
+
+def test_truncating_an_input_only_partys_value_is_refused():
+    """Nothing checks an input-only organization's input inside MPC, and a truncation is private
+    only within its bound: such a circuit is refused, naming the op."""
+    b = CircuitBuilder("fx-io")
+    x = b.fixed_input("x", "outsider", 3, -10.0, 10.0)
+    y = b.fixed_input("y", "a", 3, -10.0, 10.0)
+    b.output("p", x * y, ["a"])
+    b.output("s", y + y, ["a"])
+    c = b.build("replicated3")
+    with pytest.raises(circuit.CircuitError, match=r"op 0 \(mul_trunc_1\): a fixed-point op on a value computed from "
+                                                   r"an input-only party's input"):
+        circuit.validate(c, ["a", "b", "c"], "replicated3", ["outsider"])
+    circuit.validate(c, ["a", "b", "outsider"], "replicated3")      # a compute party's own input: checked
