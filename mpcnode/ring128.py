@@ -141,48 +141,51 @@ def _limbs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a["lo"], a["hi"]
 
 
-def _result(shape: tuple[int, ...], out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return np.empty(shape, dtype=R128)
-    if out.shape != shape:
-        raise ValueError(f"ring128: out has shape {out.shape}, result {shape}")
-    return out
+def words_view(a: np.ndarray) -> np.ndarray:
+    """A uint64 view (a.shape + (2,)) = (lo, hi) of any R128 array, also a strided or broadcast
+    one (no copy): lets add and sub run one pass over both limbs together."""
+    lo = a["lo"]
+    return np.lib.stride_tricks.as_strided(lo, shape=a.shape + (2,), strides=a.strides + (8,), writeable=False)
+
+
+def _from_sums(w: np.ndarray) -> np.ndarray:
+    """A fresh contiguous (..., 2) uint64 array of limbs as an R128 array of shape w.shape[:-1]."""
+    return w.view(R128).reshape(w.shape[:-1])
 
 
 def add(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a + b mod 2^128 (broadcasting); the carry of the low limbs is [lo < a.lo]."""
-    al, ah = _limbs(a)
-    bl, bh = _limbs(b)
-    lo = np.add(al, bl)
-    hi = np.add(ah, bh)
-    hi += lo < al
-    res = _result(lo.shape if lo.shape == hi.shape else np.broadcast_shapes(lo.shape, hi.shape), out)
-    res["lo"] = lo
-    res["hi"] = hi
-    return res
+    """a + b mod 2^128 (broadcasting): both limbs summed in one pass, then the carry of the low
+    limbs ([lo < a.lo]) into the high ones."""
+    wa = words_view(np.asarray(a, dtype=R128))
+    w = np.add(wa, words_view(np.asarray(b, dtype=R128)))
+    w[..., 1] += w[..., 0] < wa[..., 0]
+    return _into(_from_sums(w), out)
 
 
 def sub(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a - b mod 2^128; the borrow of the low limbs is [a.lo < b.lo]."""
-    al, ah = _limbs(a)
-    bl, bh = _limbs(b)
-    borrow = al < bl
-    hi = np.subtract(ah, bh)
-    hi -= borrow
-    lo = np.subtract(al, bl)
-    res = _result(np.broadcast_shapes(lo.shape, hi.shape), out)
-    res["lo"] = lo
-    res["hi"] = hi
-    return res
+    """a - b mod 2^128: both limbs subtracted in one pass, then the borrow [a.lo < b.lo]."""
+    wa = words_view(np.asarray(a, dtype=R128))
+    wb = words_view(np.asarray(b, dtype=R128))
+    w = np.subtract(wa, wb)
+    w[..., 1] -= wa[..., 0] < wb[..., 0]
+    return _into(_from_sums(w), out)
+
+
+def _into(res: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return res
+    if out.shape != res.shape:
+        raise ValueError(f"ring128: out has shape {out.shape}, result {res.shape}")
+    out[...] = res
+    return out
 
 
 def neg(a: np.ndarray) -> np.ndarray:
     """-a mod 2^128 = NOT(a) + 1."""
-    al, ah = _limbs(a)
-    lo = np.negative(al)
-    hi = ~ah
-    hi += lo == 0          # the +1 carries into hi exactly when the low limb was 0
-    return pack(lo, hi)
+    w = np.invert(words_view(np.asarray(a, dtype=R128)))
+    w[..., 0] += np.uint64(1)
+    w[..., 1] += w[..., 0] == 0       # the +1 carries into hi exactly when the low limb was 0
+    return _from_sums(w)
 
 
 def mul_wide(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -388,8 +388,10 @@ class Replicated3WideEngine(Engine):
         party that lacks that component; each then has all three masked components, whose sum
         plus 2^L is c = x + 2^L + r. A party receives only the masked component it lacks, so it
         learns c and nothing else. 1 element per value per party (48 bytes per value in total);
-        recorded in `opened` as purpose "truncation"."""
+        recorded in `opened` as purpose "truncation". d = 0 returns x itself (no round)."""
         d, L = self._check_trunc(d, bound_bits)
+        if d == 0:          # nothing to cut: the masked opening would only add an error of -1
+            return np.array(x)
         await self._ready()
         x = np.asarray(x)
         shape = x.shape[:-1]
@@ -410,8 +412,11 @@ class Replicated3WideEngine(Engine):
         c_i = z_i + alpha_i + r_i (its product part, a zero-sharing part and its first mask
         component) to both others, and all add the three c_i and 2^L. alpha hides each c_i;
         their sum is x + 2^L + r as in `trunc`. 2 elements per value per party (96 bytes per
-        value in total). |sum of products| < 2^bound_bits is the caller's contract."""
+        value in total). |sum of products| < 2^bound_bits is the caller's contract. d = 0 is a
+        plain `reduce` (exact, nothing opened)."""
         z = np.asarray(products)
+        if self._check_trunc(d, bound_bits)[0] == 0:      # d = 0: a plain reduce
+            return await self.reduce(label, z)
         return await self._reduce_trunc_limbs(label, R.split(z.reshape(-1)), z.shape, d, bound_bits)
 
     async def _reduce_trunc_limbs(self, label: str, z: R.Limbs, shape: tuple[int, ...], d: int,
@@ -450,6 +455,8 @@ class Replicated3WideEngine(Engine):
 
     async def mul_trunc(self, label: str, a: Share, b: Share, d: int, bound_bits: int) -> Share:
         """(a * b) / 2^d in one round (reduce_trunc of the local products); |a * b| < 2^bound_bits."""
+        if self._check_trunc(d, bound_bits)[0] == 0:
+            return await self.mul(label, a, b)
         z = self._mul_local_limbs(a, b)
         return await self._reduce_trunc_limbs(label, z, z[0].shape, d, bound_bits)
 

@@ -100,7 +100,7 @@ def test_share_open_linear_and_mul_are_exact_mod_2_128() -> None:
     assert out["const"] == [7, -(1 << 100)]
 
 
-@pytest.mark.parametrize("L,d", [(125, 40), (80, 16), (61, 16), (40, 0), (20, 20), (64, 63)])
+@pytest.mark.parametrize("L,d", [(125, 40), (80, 16), (61, 16), (40, 1), (20, 20), (64, 63)])
 def test_trunc_is_within_two_ulp_of_the_exact_quotient(L: int, d: int) -> None:
     vals = bounded(L, 300)
 
@@ -142,6 +142,19 @@ def test_mul_trunc_and_reduce_trunc_in_one_round(L: int, d: int) -> None:
         assert abs(g * (1 << d) - exact) < 2 * (1 << d)
     assert {(o.label, o.count, o.purpose) for o in opened if o.purpose == "truncation"} == \
         {("mt", len(a), "truncation"), ("rt", 100, "truncation")}
+
+
+def test_a_shift_by_zero_is_exact_and_opens_nothing() -> None:
+    vals = bounded(60, 50)
+
+    async def body(e):
+        x = await share(e, "x", vals)
+        t = await e.trunc("t", x, 0, 60)
+        m = await e.mul_trunc("mt", x, x, 0, 121)
+        return await reveal(e, "o", t), await reveal(e, "om", m), [o.purpose for o in e.opened]
+
+    (t, m, purposes), _ = run3(body)
+    assert t == vals and m == [v * v for v in vals] and "truncation" not in purposes
 
 
 def test_trunc_refuses_bounds_that_could_wrap() -> None:
@@ -267,6 +280,9 @@ def test_narrow_and_wide_labels_stay_apart_on_one_exchange() -> None:
 
 # ---- the job runner on the wide engine --------------------------------------------------------
 
+EXT = [-(1 << 50), 3, (1 << 50)]
+
+
 def _job(monkeypatch, ring_bits: int, client_values: dict[str, list[int]], bad_client: str | None = None):
     """A small job through jobrun.run_job (node inputs, client rows checked and lifted, products,
     a dot, a comparison and an argmax) on three in-process parties; returns (outputs as signed ints,
@@ -281,16 +297,20 @@ def _job(monkeypatch, ring_bits: int, client_values: dict[str, list[int]], bad_c
     b = CircuitBuilder("wide-job")
     x = b.input("x", "a", 3, -1000, 1000)
     rows = b.client_input("rows", clients, 3, -(1 << 40), 1 << 40)
+    ext = b.input("ext", "outside-org", 3, -(1 << 50), 1 << 50)     # an input-only party's node input
     total = b.column_sums(rows, 3)
+    b.output("ext_x", b.mul(ext, x), ["a"])
     prod = b.mul(total, x)
     b.output("prod", prod, ["a"])
     b.output("dot", b.dot(total, x), ["a"])
     b.output("lt", b.lt(total, x, 50), ["a"])
     b.output("best", b.argmax(total, 50), ["a"])
-    comp = Computation(circuit=b.build(), parties=("a", "b", "c"), threshold=1, protocol="replicated3")
+    comp = Computation(circuit=b.build(), parties=("a", "b", "c"), threshold=1, protocol="replicated3",
+                       input_parties=("outside-org",))
     spec = comp.job_spec("wide-j", timeout_s=60)
-    plan = validate(spec.circuit, list(spec.parties), "replicated3")
+    plan = validate(spec.circuit, list(spec.parties), "replicated3", ["outside-org"])
     dealt = {c: replicated.share(replicated.encode(np.array(v, dtype=np.int64))) for c, v in client_values.items()}
+    ext_shares = replicated.share(replicated.encode(np.array(EXT, dtype=np.int64)))
     if bad_client:
         dealt[bad_client][1] = dealt[bad_client][1].copy()
         dealt[bad_client][1][0, 0] += np.uint64(1)        # party 1's copy of component 1 differs from party 0's
@@ -301,14 +321,15 @@ def _job(monkeypatch, ring_bits: int, client_values: dict[str, list[int]], bad_c
     async def main():
         return await asyncio.gather(*(
             jobrun.run_job(exchanges[i], spec, plan, list(spec.parties), {"x": xs} if i == 0 else {},
-                           lambda d, i=i: ({c: dealt[c][i] for c in clients}, clients))
+                           lambda d, i=i: ({"outside-org": ext_shares[i]}, ["outside-org"]) if d.name == "ext"
+                           else ({c: dealt[c][i] for c in clients}, clients))
             for i in range(3)))
 
     results = asyncio.run(main())
     # the wide engine ran: the dealt rows were lifted (the lift's rounds are on the exchange)
     assert ("inputs/lift/a" in exchanges[0].stats.labels) == (ring_bits == 128)
     out = {}
-    for name in ("prod", "dot", "lt", "best"):
+    for name in ("prod", "dot", "lt", "best", "ext_x"):
         shares = {i: r.outputs[name] for i, r in enumerate(results)}
         if shares[0].dtype == R.R128:     # (an executor may also hand outputs out downcast to Z_2^64)
             assert ring_bits == 128
@@ -329,5 +350,6 @@ def test_a_job_on_the_wide_engine_lifts_client_rows_and_matches_the_narrow_engin
     assert wide["prod"] == [t * x for t, x in zip(total, [5, -7, 1000])]
     assert wide["dot"] == [sum(t * x for t, x in zip(total, [5, -7, 1000]))]
     assert wide["lt"] == [int(t < x) for t, x in zip(total, [5, -7, 1000])]
+    assert wide["ext_x"] == [e * x for e, x in zip(EXT, [5, -7, 1000])]
     assert wide == narrow and sorted(labels_w) == sorted(labels_n) == ["c1", "c2", "c3"]   # order: fresh coins
     assert excl_w == excl_n and [c for c, _ in excl_w] == ["c4"]
