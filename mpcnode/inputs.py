@@ -86,7 +86,8 @@ def _check_fixed(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.
         raise InputError(f"input {name}: a value lies outside the declared range [{lo:g}, {hi:g}] "
                          f"({f} fractional bits)",
                          f"{where}: {name}[{k}]: value {float(np.asarray(items, dtype=np.float64)[k])!r} encodes to "
-                         f"{int(enc[k])}, outside [{decl.lo}, {decl.hi}] ({f} fractional bits)")
+                         f"{int(enc[k])}, outside [{decl.lo}, {decl.hi}], the declared range [{lo:g}, {hi:g}] with "
+                         f"{f} fractional bits")
     return enc
 
 
