@@ -311,3 +311,13 @@ def test_truncating_an_input_only_partys_value_is_refused():
                                                    r"an input-only party's input"):
         circuit.validate(c, ["a", "b", "c"], "replicated3", ["outsider"])
     circuit.validate(c, ["a", "b", "outsider"], "replicated3")      # a compute party's own input: checked
+
+
+def test_recipient_decoding_is_exact_for_every_value():
+    """The vectorized decoding (|v| < 2^53) equals the exact fraction; larger values stay exact."""
+    from fractions import Fraction
+    rng = np.random.default_rng(9)
+    v = [int(a) for a in rng.integers(-(1 << 53) + 1, 1 << 53, 5000)] + [(1 << 53) - 1, -(1 << 53) + 1, 0, 1, -1]
+    got = render(v, {"name": "z", "frac_bits": 16})
+    assert all(Fraction(g) == Fraction(x, 1 << 16) for g, x in zip(got, v))
+    assert render([(1 << 62) + 1], {"name": "z", "frac_bits": 16}) == "4611686018427387905/65536"
