@@ -30,7 +30,8 @@ output alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -58,6 +59,15 @@ class ModelShape:
         return cls(forest.trees, forest.depth, forest.features, forest.classes,
                    tuple(int(c) for c in forest.tree_class), forest.library, fraction_bits)
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelShape":
+        d = json.loads(text)
+        d["tree_class"] = tuple(d["tree_class"])
+        return cls(**d)
+
     @property
     def nodes(self) -> int:
         return 2**self.depth - 1
@@ -75,6 +85,27 @@ class SharedModel:
     threshold: Share
     leaves: Share
     base: Share
+
+
+def pack(model: SharedModel) -> Share:
+    """One party's model shares as one flat share array (the order of ModelShape.sizes), to store."""
+    parts = [model.rows, model.threshold, model.leaves, model.base]
+    return np.concatenate([p.reshape((-1,) + p.shape[len(s):]) for p, s in zip(parts, model.shape.sizes().values())])
+
+
+def unpack(shape: ModelShape, flat: Share, share_shape: tuple[int, ...]) -> SharedModel:
+    """The inverse of `pack`; refuses an array of the wrong size (a store row of another shape)."""
+    sizes = shape.sizes()
+    total = sum(int(np.prod(s)) for s in sizes.values())
+    if flat.shape != (total,) + tuple(share_shape):
+        raise ValueError(f"stored model shares have shape {flat.shape}, the model's shape needs "
+                         f"{(total,) + tuple(share_shape)}")
+    out, pos = {}, 0
+    for key, s in sizes.items():
+        n = int(np.prod(s))
+        out[key] = flat[pos:pos + n].reshape(s + tuple(share_shape))
+        pos += n
+    return SharedModel(shape=shape, **out)
 
 
 def check_engine(engine: Engine) -> None:
@@ -101,12 +132,7 @@ async def share_model(engine: Engine, label: str, owner: int, shape: ModelShape,
         flat = engine.encode(np.concatenate([parts[k].reshape(-1) for k in sizes]))
     total = sum(int(np.prod(s)) for s in sizes.values())
     got = (await engine.share_inputs(label, {owner: flat}, {owner: (total,)}))[owner]
-    out, pos = {}, 0
-    for key, s in sizes.items():
-        n = int(np.prod(s))
-        out[key] = got[pos:pos + n].reshape(s + engine.share_shape)
-        pos += n
-    return SharedModel(shape=shape, **out)
+    return unpack(shape, got, engine.share_shape)
 
 
 async def share_queries(engine: Engine, label: str, querier: int, shape: ModelShape, count: int,
