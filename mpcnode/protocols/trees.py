@@ -149,14 +149,24 @@ async def share_queries(engine: Engine, label: str, querier: int, shape: ModelSh
     return (await engine.share_inputs(label, {querier: cols}, {querier: (3 * shape.features, count)}))[querier]
 
 
+async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
+    """Step 1: every node's key e for every query, (T*N, Q): one local matrix product, one round."""
+    check_engine(engine)
+    return await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries))
+
+
 async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
     """Shares of the encoded margins (Q, K) of every query: round(v 2^f) summed exactly (module
     docstring for the rounds)."""
+    return await evaluate_keys(engine, label, model, await node_keys(engine, label, model, queries))
+
+
+async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Share) -> Share:
+    """Steps 2-4 from the node keys (T*N, Q) of `node_keys`."""
     check_engine(engine)
     sh = model.shape
-    T, D, K = sh.trees, sh.depth, sh.classes
-    Q = engine.value_shape(queries)[1]
-    keys = await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries))      # (T*N, Q)
+    T, D = sh.trees, sh.depth
+    Q = engine.value_shape(keys)[1]
     bits = await engine.less_than(f"{label}/cmp", keys, np.expand_dims(model.threshold, 1), KEY_BIT_LENGTH)
     bits = bits.reshape((T, sh.nodes, Q) + engine.share_shape)
 
