@@ -216,3 +216,23 @@ def test_float32_thresholds_parse_exactly_from_json() -> None:
     assert _float32_exact(text) == float(np.nextafter(np.float32(1), np.float32(2)))
     assert _float32_exact("1.000000059604644775390624999999") == 1.0
     assert _float32_exact("0.1") == float(np.float32(0.1))
+
+
+def test_inspect_command_prints_the_public_shape_or_one_line(tmp_path, capsys) -> None:
+    from mpcnode.trees.__main__ import main
+    x, y = data("wine")
+    path = train_xgboost("multiclass", x, y, tmp_path / "m", trees=2, depth=2)
+    rows = x[:4].copy()
+    rows[0, 3] = np.nan
+    np.savetxt(tmp_path / "q.csv", rows, delimiter=",")
+    assert main([str(path), "--depth", "3", "--predict", str(tmp_path / "q.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shape = json.loads(lines[0])
+    assert (shape["trees"], shape["depth"], shape["features"], shape["classes"]) == (6, 3, 13, 3)
+    margins = np.array([json.loads(line) for line in lines[1:]])
+    lib = xgb.Booster(model_file=str(path)).inplace_predict(rows, predict_type="margin")
+    assert np.abs(margins - lib).max() < 1e-5
+    (tmp_path / "bad.txt").write_text("tree\nobjective=lambdarank\nmax_feature_idx=3\n")
+    assert main([str(tmp_path / "bad.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.txt: objective lambdarank is not supported" in err
