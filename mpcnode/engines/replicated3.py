@@ -269,13 +269,11 @@ class Replicated3Engine(Engine):
         return z
 
     def matmul_local(self, a: Share, b: Share) -> np.ndarray:
-        """z_i = A_i (B_i + B_{i+1}) + A_{i+1} B_i as two matrix products of the components (numpy
-        matmul on uint64 wraps mod 2^64, which is the ring's arithmetic)."""
-        a0, a1 = np.ascontiguousarray(a[..., 0]), np.ascontiguousarray(a[..., 1])
-        b0 = np.ascontiguousarray(b[..., 0])
-        z = np.matmul(a0, np.add(b0, b[..., 1]))
-        z += np.matmul(a1, b0)
-        return z
+        """z_i = A_i (B_i + B_{i+1}) + A_{i+1} B_i = [A_i | A_{i+1}] [B_i + B_{i+1}; B_i]: one matrix
+        product over Z_2^64 (replicated.ring_matmul)."""
+        left = np.concatenate([a[..., 0], a[..., 1]], axis=1)
+        right = np.concatenate([np.add(b[..., 0], b[..., 1]), b[..., 0]], axis=0)
+        return replicated.ring_matmul(left, right)
 
     async def reduce(self, label: str, products: np.ndarray) -> Share:
         """Add a fresh zero-sharing, send z_i to party i - 1, return (z_i, z_{i+1}): one round,

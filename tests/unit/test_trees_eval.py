@@ -134,3 +134,12 @@ def test_matmul_local_is_a_matrix_product(engine) -> None:
 
     got, _ = mpc(3, body, engine=engine)
     assert np.array_equal(got, a @ b)
+
+
+def test_ring_matmul_equals_the_uint64_product() -> None:
+    from mpcnode.replicated import ring_matmul
+    for m, k, n in [(1, 1, 1), (7, 300, 5), (130, 2, 129), (200, 90, 300)]:    # plain and limb paths
+        a = RNG.integers(0, 2**64, (m, k), dtype=np.uint64)
+        b = RNG.integers(0, 2**64, (k, n), dtype=np.uint64)
+        a[0, 0], b[0, 0] = np.uint64(2**64 - 1), np.uint64(2**64 - 1)
+        assert np.array_equal(ring_matmul(a, b), np.matmul(a, b))
