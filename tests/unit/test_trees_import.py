@@ -236,3 +236,32 @@ def test_inspect_command_prints_the_public_shape_or_one_line(tmp_path, capsys) -
     assert main([str(tmp_path / "bad.txt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.txt: objective lambdarank is not supported" in err
+
+
+def test_base_score_forms_and_parallel_trees_and_constant_trees(tmp_path) -> None:
+    from mpcnode.trees.xgboost_model import _base_margin
+    one = {"base_score": "5E-1"}
+    assert _base_margin("f", one, "regression", 1).tolist() == [0.5]
+    assert _base_margin("f", {"base_score": "[5E-1]"}, "binary", 1).tolist() == [0.0]
+    assert _base_margin("f", {"base_score": "[1E0,2E0,-3E0]"}, "multiclass", 3).tolist() == [1.0, 2.0, -3.0]
+    with pytest.raises(ModelError, match="not a probability"):
+        _base_margin("f", {"base_score": "[1.5E0]"}, "binary", 1)
+    with pytest.raises(ModelError, match="2 values for 3 classes"):
+        _base_margin("f", {"base_score": "[1E0,2E0]"}, "multiclass", 3)
+    x, y = data("wine")
+    # num_parallel_tree > 1: several trees per class and round, all summed
+    path = train_xgboost("multiclass", x, y, tmp_path / "rf", trees=2, depth=3, num_parallel_tree=3,
+                         subsample=0.8, colsample_bynode=0.8)
+    forest = load_model(path)
+    assert forest.trees == 2 * 3 * 3
+    booster = xgb.Booster(model_file=str(path))
+    ours = evaluate(forest, x)
+    assert np.array_equal(ours.leaf_id, booster.predict(xgb.DMatrix(x), pred_leaf=True).astype(np.int64))
+    assert np.abs(ours.margin - booster.predict(xgb.DMatrix(x), output_margin=True)).max() < 1e-5
+    # LightGBM trees with a single leaf (nothing to split on)
+    xd, yd = data("diabetes")
+    path = train_lightgbm("regression", xd, yd, tmp_path / "flat", trees=3, min_data_in_leaf=10_000)
+    forest = load_model(path)
+    assert forest.depth == 1 and np.all(forest.feature == -1)
+    raw = lgb.Booster(model_file=str(path)).predict(xd, raw_score=True)
+    assert np.abs(evaluate(forest, xd).margin[:, 0] - raw).max() < 1e-9
