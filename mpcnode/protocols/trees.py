@@ -208,6 +208,23 @@ async def _margins(engine: Engine, label: str, sh: ModelShape, per_tree: np.ndar
     return np.swapaxes(engine.add(sums, np.expand_dims(base, 1)), 0, 1)
 
 
+def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
+    """(rounds, ring elements sent by all three parties together) of `predict` on replicated3, from
+    the public shape alone (docs/prediction.md has the table; the query and model sharing are not
+    included). The comparison is binary.less_than_zero at bit_length 31: a cross round (4 elements),
+    L - 1 two-AND prefix levels (6), a last one-AND level (3) and the injection (4), L = 5."""
+    from .binary import prefix_levels
+    T, D, K, Q = shape.trees, shape.depth, shape.classes, queries
+    comparisons = T * shape.nodes * Q
+    levels = prefix_levels(KEY_BIT_LENGTH)
+    rounds = 1 + (2 + levels) + 1                         # select, compare, open
+    elements = 3 * comparisons + (4 + 6 * (levels - 1) + 3 + 4) * comparisons + 2 * K * Q
+    if D == 1:
+        return rounds + 1, elements + 3 * T * Q           # the leaves' products, summed locally
+    path_rounds = 1 if D == 2 else D - 2
+    return rounds + path_rounds + 1, elements + 3 * T * Q * (2**D - 2) + 3 * K * Q
+
+
 async def predict(engine: Engine, label: str, model: SharedModel, queries: Share, querier: int):
     """evaluate, then open the margins (Q, K) to the querier only (purpose "output"): the querier
     gets the encoded margins as signed integers, the others None."""

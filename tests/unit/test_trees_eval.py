@@ -143,3 +143,30 @@ def test_ring_matmul_equals_the_uint64_product() -> None:
         b = RNG.integers(0, 2**64, (k, n), dtype=np.uint64)
         a[0, 0], b[0, 0] = np.uint64(2**64 - 1), np.uint64(2**64 - 1)
         assert np.array_equal(ring_matmul(a, b), np.matmul(a, b))
+
+
+@pytest.mark.parametrize("depth,classes", [(1, 1), (2, 3), (4, 1)])
+def test_predict_cost_from_the_shape_is_what_is_sent(tmp_path, depth, classes) -> None:
+    kind, dataset = ("multiclass", "wine") if classes > 1 else ("binary", "breast_cancer")
+    x, y = data(dataset)
+    forest = load_model(train_xgboost(kind, x, y, tmp_path / "m", trees=2, depth=depth), depth=depth)
+    shape = pt.ModelShape.of(forest)
+    q = x[:17]
+    net = MemoryNetwork(3, timeout_s=60)
+    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
+    marks = {}
+
+    async def body(e):
+        model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
+        queries = await pt.share_queries(e, "queries", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+        marks[e.party] = (e.exchange.stats.rounds, e.exchange.stats.bytes_sent)
+        return await pt.predict(e, "predict", model, queries, QUERIER)
+
+    async def main():
+        await asyncio.gather(*(e.establish() for e in engines))
+        return await asyncio.gather(*(body(e) for e in engines))
+
+    asyncio.run(main())
+    rounds = {e.exchange.stats.rounds - marks[e.party][0] for e in engines}
+    sent = sum(e.exchange.stats.bytes_sent - marks[e.party][1] for e in engines)
+    assert (rounds, sent) == ({pt.predict_cost(shape, len(q))[0]}, 8 * pt.predict_cost(shape, len(q))[1])
