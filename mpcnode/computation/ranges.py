@@ -356,7 +356,8 @@ def _run(circuit: cpb.Circuit, protocol: str, domain: Domain, ring: int, outputs
                 raise RangeError(f"{where}: fixed-point truncation needs the 128-bit ring (ring_bits 128): the "
                                  "64-bit ring has no headroom for a truncation that never fails")
             env[op.out], operands[op.out], bounds = _fixed(op, args, where)
-            leak += max(args[0].length, 1) * sum(1 << b for b in bounds)
+            # every element truncated: the result's length (a broadcast operand counts n times)
+            leak += max(env[op.out].length, 1) * sum(1 << b for b in bounds)
             if leak > _LEAK_LIMIT:
                 raise RangeError(f"{where}: the job's truncations could leak more than 2^-{LEAK_BUDGET_BITS} in "
                                  f"total (this op truncates values up to 2^{max(bounds)}, each leaking "

@@ -321,3 +321,14 @@ def test_recipient_decoding_is_exact_for_every_value():
     got = render(v, {"name": "z", "frac_bits": 16})
     assert all(Fraction(g) == Fraction(x, 1 << 16) for g, x in zip(got, v))
     assert render([(1 << 62) + 1], {"name": "z", "frac_bits": 16}) == "4611686018427387905/65536"
+
+
+def test_leakage_counts_broadcast_products_per_element():
+    """A length-1 factor times n values truncates n products: the budget counts n."""
+    def leak(n: int) -> float:
+        b = CircuitBuilder("bc")
+        s = b.fixed_input("s", "a", 1, -100.0, 100.0)
+        x = b.fixed_input("x", "a", n, -100.0, 100.0)
+        b.output("p", s * x, ["a"])
+        return ranges.analysis(b.build("replicated3"), "replicated3").leak_bits
+    assert leak(1024) == pytest.approx(leak(1) + 10)
