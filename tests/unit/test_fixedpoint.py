@@ -332,3 +332,31 @@ def test_leakage_counts_broadcast_products_per_element():
         b.output("p", s * x, ["a"])
         return ranges.analysis(b.build("replicated3"), "replicated3").leak_bits
     assert leak(1024) == pytest.approx(leak(1) + 10)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_exp_with_more_fractional_bits_than_its_internal_precision_allows_unshifted(rounding):
+    """f = 20, |x| <= 20: x / 2^k needs f + k = 27 > 24 bits, so the reduction is a truncation."""
+    f = 20
+    xs = np.linspace(-20, 20, 801)
+    X = np.rint(xs * (1 << f)).astype(np.int64)
+    rng = (-(20 << f), 20 << f)
+    k = fx._exp_halvings(rng, f)
+    assert f + k > fx.EXP_FRAC
+    M = FixedModel(rounding)
+    got = np.array([int(v) for v in run(fx.exp(M, "e", M.encode(X), f, rng))], dtype=np.float64)
+    exact = np.exp(X / (1 << f)) * (1 << f)
+    assert np.all(np.abs(got - exact) <= exact * 2.0 ** (k - 20.9) + 2)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_reciprocal_of_divisors_wider_than_its_internal_precision(rounding):
+    """x up to 2^20 (36 bits encoded > F = 30): the normalized value is truncated to F bits first."""
+    xs = np.concatenate([np.geomspace(0.5, 2 ** 20, 1500), [2.0 ** 20]])
+    X = enc(xs)
+    rng = (int(X.min()), int(X.max()))
+    assert fx.bits(rng[1]) > fx.RECIP_FRAC
+    M = FixedModel(rounding)
+    got = decoded(run(fx.reciprocal(M, "r", M.encode(X), F, rng)))
+    x = X / (1 << F)
+    assert np.all(np.abs(got - 1 / x) <= 2 ** -15 + 2 ** -14.2 / x)
