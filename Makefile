@@ -28,7 +28,7 @@ $(DEPS_STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,ml]'
 	touch $(DEPS_STAMP)
 
 $(GEN_STAMP): $(PROTOS) $(DEPS_STAMP)

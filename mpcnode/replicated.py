@@ -43,6 +43,35 @@ def to_signed(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.uint64).view(np.int64)
 
 
+_LIMB = 16
+_LIMB_MASK = np.uint64((1 << _LIMB) - 1)
+# a @ b over Z_2^64 through float64 matrix products (BLAS) on 16-bit limbs is exact while every
+# entry of a limb product, a sum of at most 4k terms below 2^32, stays below 2^53: k <= 2^19.
+_MAX_LIMB_K = 1 << 19
+# Splitting into limbs costs a few passes over both matrices; below about 128 rows or columns the
+# plain integer loop is faster (one query against a 100-tree model: 2 ms against 50 ms).
+_MIN_LIMB_SIDE = 128
+
+
+def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b mod 2^64 for uint64 matrices (m, k) and (k, n) (numpy's uint64 matmul wraps, which is
+    the ring's arithmetic). numpy's own integer matmul is a plain loop; for large m and n, splitting into four 16-bit limbs and summing the limb products of each shift s
+    (sum_{i+j=s} a_i b_j, one float64 matmul of width k(s+1)) runs BLAS, about 2x faster here on
+    (6300 x 180) @ (180 x 1000). Limb pairs with i + j >= 4 only touch bits >= 64 and are skipped."""
+    a = np.asarray(a, dtype=np.uint64)
+    b = np.asarray(b, dtype=np.uint64)
+    k = a.shape[-1]
+    if a.ndim != 2 or b.ndim != 2 or k > _MAX_LIMB_K or min(a.shape[0], b.shape[1]) < _MIN_LIMB_SIDE:
+        return np.matmul(a, b)
+    al = [((a >> np.uint64(_LIMB * i)) & _LIMB_MASK).astype(np.float64) for i in range(4)]
+    bl = [((b >> np.uint64(_LIMB * j)) & _LIMB_MASK).astype(np.float64) for j in range(4)]
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.uint64)
+    for s in range(4):
+        part = np.concatenate(al[:s + 1], axis=1) @ np.concatenate([bl[s - i] for i in range(s + 1)], axis=0)
+        out += part.astype(np.uint64) << np.uint64(_LIMB * s)
+    return out
+
+
 def share(values: np.ndarray) -> list[np.ndarray]:
     """Fresh shares of uint64 `values` (any shape S): a list of three arrays of shape S + (2,),
     party i's share at index i."""

@@ -2,7 +2,8 @@
 
 What is kept: each job's spec and state, the client input shares accepted for it, which client
 rows the live nodes agreed to count or excluded (and why), and the output shares a finished job
-produced. A node that restarts still holds them; a job that was
+produced; secret-shared models (this node's share, the public shape, and each querier's quota
+and count; mpcnode/models.py). A node that restarts still holds them; a job that was
 running when the node died is marked failed on restart (its intermediate shares were never
 written), so no half-written state survives.
 """
@@ -34,6 +35,12 @@ CREATE TABLE IF NOT EXISTS client_exclusions (
 CREATE TABLE IF NOT EXISTS audit (
   ts REAL NOT NULL, event TEXT NOT NULL, job_id TEXT NOT NULL, fingerprint TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (fingerprint);
+CREATE TABLE IF NOT EXISTS models (
+  model_id TEXT PRIMARY KEY, owner TEXT NOT NULL, shape TEXT NOT NULL, share BLOB NOT NULL,
+  share_shape TEXT NOT NULL, created REAL NOT NULL, deleted REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS model_grants (
+  model_id TEXT NOT NULL, querier TEXT NOT NULL, quota INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (model_id, querier));
 """
 # Columns added after the first release, per table: (declaration, backfill statement or None).
 # jobs.rows_accepted: how many client rows count once the live nodes agreed on them; -1 before
@@ -67,6 +74,10 @@ class DuplicateSubmission(ValueError):
     pass
 
 
+class DuplicateModel(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class JobRow:
     job_id: str
@@ -82,6 +93,15 @@ class OutputRow:
     share: np.ndarray
     recipients: list[str]
     participants: list[str]   # only for an output that reveals them (release.participants), else []
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    model_id: str
+    owner: str
+    shape: str                  # the public shape, JSON (mpcnode/models.py)
+    share: np.ndarray | None    # None once deleted
+    deleted: bool
 
 
 class ShareStore:
@@ -159,6 +179,60 @@ class ShareStore:
             return self._query("SELECT ts, event, job_id, fingerprint, detail FROM audit ORDER BY rowid", ())
         return self._query("SELECT ts, event, job_id, fingerprint, detail FROM audit WHERE job_id=? ORDER BY rowid",
                            (job_id,))
+
+    # ---- secret-shared models (mpcnode/models.py) ------------------------------------
+    def put_model(self, model_id: str, owner: str, shape: str, share: np.ndarray) -> None:
+        """Keep this node's share of a model; an id is never reused, not even after a deletion."""
+        try:
+            self._tx([("INSERT INTO models (model_id, owner, shape, share, share_shape, created) VALUES (?,?,?,?,?,?)",
+                       (model_id, owner, shape, np.ascontiguousarray(share, dtype="<u8").tobytes(),
+                        _shape_text(share), time.time()))])
+        except sqlite3.IntegrityError:
+            raise DuplicateModel(f"model {model_id} already exists (or existed)") from None
+
+    def model(self, model_id: str) -> ModelRow | None:
+        """The model's row; share is None once the model is deleted."""
+        rows = self._query("SELECT owner, shape, share, share_shape, deleted FROM models WHERE model_id=?", (model_id,))
+        if not rows:
+            return None
+        owner, shape, blob, share_shape, deleted = rows[0]
+        return ModelRow(model_id, owner, shape, None if deleted else _array(blob, share_shape), bool(deleted))
+
+    def delete_model(self, model_id: str) -> bool:
+        """Erase the share (the row stays as a tombstone, so the id cannot come back) and the grants."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute("UPDATE models SET share=x'', share_shape='', deleted=? "
+                                       "WHERE model_id=? AND deleted=0", (time.time(), model_id))
+                self._db.execute("DELETE FROM model_grants WHERE model_id=?", (model_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cur.rowcount == 1
+
+    def set_model_grant(self, model_id: str, querier: str, quota: int) -> None:
+        """How many queries `querier` may make in all (queries already made still count)."""
+        self._tx([("INSERT INTO model_grants (model_id, querier, quota) VALUES (?,?,?) "
+                   "ON CONFLICT (model_id, querier) DO UPDATE SET quota=excluded.quota", (model_id, querier, quota))])
+
+    def take_model_queries(self, model_id: str, querier: str, count: int) -> tuple[int, int] | None:
+        """Count `count` more queries against the querier's quota if they fit, in one statement (two
+        jobs cannot both take the last ones). Returns (used, quota) after, or None if refused."""
+        with self._lock:
+            cur = self._db.execute("UPDATE model_grants SET used=used+? WHERE model_id=? AND querier=? "
+                                   "AND used+?<=quota", (count, model_id, querier, count))
+            if cur.rowcount != 1:
+                return None
+            used, quota = self._db.execute("SELECT used, quota FROM model_grants WHERE model_id=? AND querier=?",
+                                           (model_id, querier)).fetchone()
+        return int(used), int(quota)
+
+    def model_grant(self, model_id: str, querier: str) -> tuple[int, int] | None:
+        """(used, quota) of a querier, None without a grant."""
+        rows = self._query("SELECT used, quota FROM model_grants WHERE model_id=? AND querier=?", (model_id, querier))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     # ---- client input shares ------------------------------------------------------
     def add_client_share(self, job_id: str, input_name: str, client: str, share: np.ndarray) -> None:

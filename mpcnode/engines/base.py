@@ -150,6 +150,19 @@ class Engine(ABC):
     def mul_local(self, a: Share, b: Share) -> Product:
         """The local half of a*b (broadcasting over the value axes); `reduce` finishes it."""
 
+    def matmul_local(self, a: Share, b: Share) -> Product:
+        """The local half of the matrix product a @ b for a of value shape (m, k) and b of (k, n):
+        a product of value shape (m, n) for `reduce`, as a DOT reduces only its sum (one element
+        per output, whatever k). This default is mul_local and sum over k, in blocks of rows so
+        that the (rows, k, n) intermediate stays near 4M values; an engine whose local product is
+        a few matrix products of its components overrides it (replicated3 does)."""
+        m, k = self.value_shape(a)
+        n = self.value_shape(b)[1]
+        step = max(1, (1 << 22) // max(1, k * n))
+        blocks = [self.sum(self.mul_local(np.expand_dims(a[i:i + step], 2), np.expand_dims(b, 0)), axis=1)
+                  for i in range(0, m, step)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, n), dtype=np.uint64)
+
     @abstractmethod
     async def reduce(self, label: str, products: Product) -> Share:
         """Local products (any batch, any value shape) -> shares of the same values: one round."""

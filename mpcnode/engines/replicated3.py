@@ -268,6 +268,13 @@ class Replicated3Engine(Engine):
             z = z + t
         return z
 
+    def matmul_local(self, a: Share, b: Share) -> np.ndarray:
+        """z_i = A_i (B_i + B_{i+1}) + A_{i+1} B_i = [A_i | A_{i+1}] [B_i + B_{i+1}; B_i]: one matrix
+        product over Z_2^64 (replicated.ring_matmul)."""
+        left = np.concatenate([a[..., 0], a[..., 1]], axis=1)
+        right = np.concatenate([np.add(b[..., 0], b[..., 1]), b[..., 0]], axis=0)
+        return replicated.ring_matmul(left, right)
+
     async def reduce(self, label: str, products: np.ndarray) -> Share:
         """Add a fresh zero-sharing, send z_i to party i - 1, return (z_i, z_{i+1}): one round,
         one element per product per party."""

@@ -1,0 +1,235 @@
+"""Oblivious evaluation of a padded tree ensemble (mpcnode/trees) on secret-shared model and
+queries. Protocol math only, written against the engine interface (engines/base.py); runs on
+the replicated3 engine (three parties), and refuses any other.
+
+Inputs, all secret-shared:
+* the model (the owner's; `share_model`): the selection matrix R (T*N, 3F) of plain.node_rows
+  (per internal node [S | M | Z]: one-hot feature, missing-NaN and missing-zero columns scaled by
+  the default-direction key), the thresholds t (T*N,), the encoded leaves V (T, L) and the
+  encoded base margin (K,);
+* the queries (the querier's; `share_queries`): the matrix C (3F, Q) of plain.query_columns
+  (per query: float32 keys, is-NaN bits, is-zero bits).
+
+Public: the shape (trees T, depth D, features F, classes K, the class of each tree) and the
+number of queries Q; N = 2^D - 1 internal nodes per tree. Every round's size depends on these only.
+
+Evaluation (`evaluate`):
+1. Every node's key for every query, E = R C (T*N, Q): one local matrix product and ONE
+   reduction round (a DOT reduces only its sums: one element per node and query). Each node's
+   decision does not depend on the path, so every level is selected at once.
+2. go_left = [E < t] for all T*N*Q nodes in ONE batched less_than of bit_length 31
+   (keys.KEY_BIT_LENGTH): 2 + 5 rounds on replicated3.
+3. Path indicators, level by level: I_1 = (b_root, 1 - b_root), I_{l+1} = (I_l b_l, I_l - I_l b_l)
+   (one product per node of the level); the bottom level folds in the leaves,
+   w = V_right + b (V_left - V_right), in the same round as the first indicator product.
+4. The margins: sum over trees of class k and bottom nodes of I_{D-1} w, plus the base: one
+   more DOT round, reducing one element per query and class.
+Rounds: 1 + 7 + (D - 1) for D >= 2 (D = 6: 13), then one opening to the querier. Nothing is
+opened before the output (replicated3 comparisons open nothing), so the openings log holds the
+output alone.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..engines.base import Engine, Share
+from ..trees.forest import Forest
+from ..trees.keys import KEY_BIT_LENGTH
+from ..trees.plain import DEFAULT_FRACTION_BITS, encode_leaves, node_rows, query_columns
+
+ENGINES = ("replicated3",)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What every party knows about a shared model (docs/prediction.md, "What each party learns")."""
+    trees: int
+    depth: int
+    features: int
+    classes: int
+    tree_class: tuple[int, ...]
+    library: str                    # fixes the querier's encoding (keys.encode_queries)
+    fraction_bits: int = DEFAULT_FRACTION_BITS
+
+    @classmethod
+    def of(cls, forest: Forest, fraction_bits: int = DEFAULT_FRACTION_BITS) -> "ModelShape":
+        return cls(forest.trees, forest.depth, forest.features, forest.classes,
+                   tuple(int(c) for c in forest.tree_class), forest.library, fraction_bits)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelShape":
+        d = json.loads(text)
+        d["tree_class"] = tuple(d["tree_class"])
+        return cls(**d)
+
+    @property
+    def nodes(self) -> int:
+        return 2**self.depth - 1
+
+    def sizes(self) -> dict[str, tuple[int, ...]]:
+        T, N, F = self.trees, self.nodes, self.features
+        return {"rows": (T * N, 3 * F), "threshold": (T * N,), "leaves": (T, N + 1), "base": (self.classes,)}
+
+
+@dataclass
+class SharedModel:
+    """One party's shares of a model (value shapes as ModelShape.sizes)."""
+    shape: ModelShape
+    rows: Share
+    threshold: Share
+    leaves: Share
+    base: Share
+
+
+def pack(model: SharedModel) -> Share:
+    """One party's model shares as one flat share array (the order of ModelShape.sizes), to store."""
+    parts = [model.rows, model.threshold, model.leaves, model.base]
+    return np.concatenate([p.reshape((-1,) + p.shape[len(s):]) for p, s in zip(parts, model.shape.sizes().values())])
+
+
+def unpack(shape: ModelShape, flat: Share, share_shape: tuple[int, ...]) -> SharedModel:
+    """The inverse of `pack`; refuses an array of the wrong size (a store row of another shape)."""
+    sizes = shape.sizes()
+    total = sum(int(np.prod(s)) for s in sizes.values())
+    if flat.shape != (total,) + tuple(share_shape):
+        raise ValueError(f"stored model shares have shape {flat.shape}, the model's shape needs "
+                         f"{(total,) + tuple(share_shape)}")
+    out, pos = {}, 0
+    for key, s in sizes.items():
+        n = int(np.prod(s))
+        out[key] = flat[pos:pos + n].reshape(s + tuple(share_shape))
+        pos += n
+    return SharedModel(shape=shape, **out)
+
+
+def check_engine(engine: Engine) -> None:
+    """Tree evaluation needs the replicated3 engine: its ring Z_2^64 holds the fixed-point margins
+    exactly and its local matrix products make the feature selection one cheap DOT round."""
+    if engine.name not in ENGINES or engine.n != 3:
+        raise ValueError(f"tree evaluation runs on the replicated3 engine with 3 parties; this job has "
+                         f"engine {engine.name} with {engine.n} parties")
+
+
+async def share_model(engine: Engine, label: str, owner: int, shape: ModelShape,
+                      forest: Forest | None = None) -> SharedModel:
+    """The owner secret-shares its model in one round; every other party passes forest=None.
+    The owner checks that its forest has the announced public shape."""
+    check_engine(engine)
+    sizes = shape.sizes()
+    flat = None
+    if engine.party == owner:
+        if forest is None or ModelShape.of(forest, shape.fraction_bits) != shape:
+            raise ValueError(f"{label}: the owner's model does not have the announced shape {shape}")
+        leaves, base = encode_leaves(forest, shape.fraction_bits)
+        parts = {"rows": node_rows(forest), "threshold": forest.threshold.reshape(-1), "leaves": leaves,
+                 "base": base}
+        flat = engine.encode(np.concatenate([parts[k].reshape(-1) for k in sizes]))
+    total = sum(int(np.prod(s)) for s in sizes.values())
+    got = (await engine.share_inputs(label, {owner: flat}, {owner: (total,)}))[owner]
+    return unpack(shape, got, engine.share_shape)
+
+
+async def share_queries(engine: Engine, label: str, querier: int, shape: ModelShape, count: int,
+                        x: np.ndarray | None = None) -> Share:
+    """The querier secret-shares `count` queries (its x, (count, features) floats; NaN = missing)
+    as the (3F, count) matrix of plain.query_columns, in one round; the others pass x=None."""
+    check_engine(engine)
+    cols = None
+    if engine.party == querier:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (count, shape.features):
+            raise ValueError(f"{label}: queries must have shape ({count}, {shape.features}), got {x.shape}")
+        cols = engine.encode(query_columns(x, shape.library))
+    return (await engine.share_inputs(label, {querier: cols}, {querier: (3 * shape.features, count)}))[querier]
+
+
+async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
+    """Step 1: every node's key e for every query, (T*N, Q): one local matrix product, one round."""
+    check_engine(engine)
+    return await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries))
+
+
+async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
+    """Shares of the encoded margins (Q, K) of every query: round(v 2^f) summed exactly (module
+    docstring for the rounds)."""
+    return await evaluate_keys(engine, label, model, await node_keys(engine, label, model, queries))
+
+
+async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Share) -> Share:
+    """Steps 2-4 from the node keys (T*N, Q) of `node_keys`."""
+    check_engine(engine)
+    sh = model.shape
+    T, D = sh.trees, sh.depth
+    Q = engine.value_shape(keys)[1]
+    bits = await engine.less_than(f"{label}/cmp", keys, np.expand_dims(model.threshold, 1), KEY_BIT_LENGTH)
+    bits = bits.reshape((T, sh.nodes, Q) + engine.share_shape)
+
+    def level(l: int) -> Share:                   # the decisions of the 2^l nodes of level l
+        return bits[:, 2**l - 1:2**(l + 1) - 1]
+
+    bottom = level(D - 1)                                                         # (T, 2^(D-1), Q)
+    v_left = np.expand_dims(model.leaves[:, 0::2], 2)                              # (T, 2^(D-1), 1)
+    v_right = np.expand_dims(model.leaves[:, 1::2], 2)
+    if D == 1:
+        w = engine.add(v_right, await engine.mul(f"{label}/leaves", bottom, engine.sub(v_left, v_right)))
+        return await _margins(engine, label, sh, engine.sum(w, axis=1), model.base, products=False)
+    ind = np.concatenate([level(0), engine.one_minus(level(0))], axis=1)         # level 1
+    w = None
+    for lv in range(1, D - 1):
+        pairs = [(ind, level(lv))]
+        if w is None:
+            pairs.append((bottom, engine.sub(v_left, v_right)))
+        prods = await engine.mul_many(f"{label}/path{lv}", pairs)
+        if w is None:
+            w = engine.add(v_right, prods[1])
+        left = prods[0]
+        ind = np.stack([left, engine.sub(ind, left)], axis=2).reshape((T, 2**(lv + 1), Q) + engine.share_shape)
+    if w is None:                                 # D == 2: the leaves' round on its own
+        w = engine.add(v_right, await engine.mul(f"{label}/leaves", bottom, engine.sub(v_left, v_right)))
+    per_tree = engine.sum(engine.mul_local(ind, w), axis=1)                       # (T, Q) products
+    return await _margins(engine, label, sh, per_tree, model.base, products=True)
+
+
+async def _margins(engine: Engine, label: str, sh: ModelShape, per_tree: np.ndarray, base: Share, *,
+                   products: bool) -> Share:
+    """The margins (Q, K): the per-tree values (T, Q), shares or (products=True) local products
+    reduced here in one round, summed over the trees of each class (public tree_class), plus the
+    base."""
+    cls = np.asarray(sh.tree_class)
+    sums = np.stack([engine.sum(per_tree[cls == k], axis=0) for k in range(sh.classes)])       # (K, Q)
+    if products:
+        sums = await engine.reduce(f"{label}/sum", sums)
+    return np.swapaxes(engine.add(sums, np.expand_dims(base, 1)), 0, 1)
+
+
+def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
+    """(rounds, ring elements sent by all three parties together) of `predict` on replicated3, from
+    the public shape alone (docs/prediction.md has the table; the query and model sharing are not
+    included). The comparison is binary.less_than_zero at bit_length 31: a cross round (4 elements),
+    L - 1 two-AND prefix levels (6), a last one-AND level (3) and the injection (4), L = 5."""
+    from .binary import prefix_levels
+    T, D, K, Q = shape.trees, shape.depth, shape.classes, queries
+    comparisons = T * shape.nodes * Q
+    levels = prefix_levels(KEY_BIT_LENGTH)
+    rounds = 1 + (2 + levels) + 1                         # select, compare, open
+    elements = 3 * comparisons + (4 + 6 * (levels - 1) + 3 + 4) * comparisons + 2 * K * Q
+    if D == 1:
+        return rounds + 1, elements + 3 * T * Q           # the leaves' products, summed locally
+    path_rounds = 1 if D == 2 else D - 2
+    return rounds + path_rounds + 1, elements + 3 * T * Q * (2**D - 2) + 3 * K * Q
+
+
+async def predict(engine: Engine, label: str, model: SharedModel, queries: Share, querier: int):
+    """evaluate, then open the margins (Q, K) to the querier only (purpose "output"): the querier
+    gets the encoded margins as signed integers, the others None."""
+    margins = await evaluate(engine, label, model, queries)
+    opened = await engine.open(f"{label}/out", margins, to=[querier], purpose="output")
+    if opened is None:
+        return None
+    return opened.view(np.int64) if engine.field_modulus is None else opened

@@ -1,0 +1,65 @@
+"""What one node sees during a tree prediction does not depend on the model or the queries
+(tests/unit/views.py: a chi-square test on small features of every message it receives). Node 1
+holds neither the model (node 0's) nor the queries (node 2's); node 0, the model owner, must not
+learn the queries either. Equal message sizes are test_trees_eval.py's; this checks contents."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpcnode.protocols import trees as pt
+from mpcnode.trees import load_model
+from tests.unit.trees_models import data, train_xgboost, with_missing
+from tests.unit.views import alarms, distinguisher, view_of
+
+pytest.importorskip("xgboost")
+OWNER, QUERIER = 0, 2
+TREES, DEPTH, QUERIES = 4, 3, 1500
+M = TREES * (2**DEPTH - 1) * QUERIES            # one comparison per node and query
+
+
+def body_for(forest, q, leak: bool = False):
+    """A prediction; the observer's "own" values are its shares of the node keys (T*N*Q of them),
+    so a message that, with those, reveals something about the keys shows in the statistic."""
+    shape = pt.ModelShape.of(forest)
+
+    async def body(e):
+        model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
+        queries = await pt.share_queries(e, "queries", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+        keys = await pt.node_keys(e, "predict", model, queries)
+        if leak:                                      # the broken protocol: the keys opened to all
+            await e.open("leak", keys, purpose="output")
+        margins = await pt.evaluate_keys(e, "predict", model, keys)
+        await e.open("predict/out", margins, to=[QUERIER], purpose="output")
+        return e.flatten(keys).reshape(M, -1)
+    return body
+
+
+def views(tmp_path, observer: int, leak: bool = False):
+    """The observer's views of two runs: model a with ordinary queries, then (model b, or a for the
+    owner, who knows its model) with queries whose every feature is missing, so that every node
+    key becomes the node's default-direction key: as far from the first run as keys get."""
+    x, y = data("breast_cancer")
+    a = load_model(train_xgboost("binary", x, y, tmp_path / "a", trees=TREES, depth=DEPTH), depth=DEPTH)
+    b = load_model(train_xgboost("binary", with_missing(x[::-1]), 1 - y[::-1], tmp_path / "b", trees=TREES,
+                                 depth=DEPTH, eta=0.9), depth=DEPTH)
+    rng = np.random.default_rng(7)
+    qa = x[rng.integers(0, len(x), QUERIES)]
+    qb = np.full_like(qa, np.nan)
+    second = b if observer != OWNER else a
+    return (view_of("replicated3", 3, 1, observer, M, body_for(a, qa, leak)),
+            view_of("replicated3", 3, 1, observer, M, body_for(second, qb, leak)))
+
+
+@pytest.mark.parametrize("observer", [1, OWNER])
+def test_a_node_sees_the_same_distribution_for_other_models_and_queries(tmp_path, observer) -> None:
+    va, vb = views(tmp_path, observer)
+    scores = distinguisher(va, vb)
+    assert sum(1 for k in scores if k.startswith("predict/")) >= 8, "the comparison rounds must be compared"
+    assert alarms(scores) == {}
+
+
+def test_opening_the_node_keys_is_caught(tmp_path) -> None:
+    """The same statistic on a protocol that opens the node keys tells the two runs apart."""
+    va, vb = views(tmp_path, 1, leak=True)
+    assert any(k.startswith("leak<-") for k in alarms(distinguisher(va, vb)))
