@@ -19,8 +19,9 @@ The numeric constants (initial approximation, polynomial coefficients, iteration
 chosen with plaintext models that reproduce the truncation error's worst case
 (tests/unit/test_fixedpoint.py), which also assert every error bound stated here.
 
-Costs below count rounds and elements each party sends per input element; one wide element is 16
-bytes, a truncation or a product sends 2 elements per party (engines/replicated3_wide.py).
+Costs below count rounds, and bytes for the three parties together per input element
+(engines/replicated3_wide.py table; one wide element is 16 bytes): a truncating product 64, a
+truncation 32, a product 48.
 """
 from __future__ import annotations
 
@@ -128,10 +129,12 @@ async def reciprocal(E: Any, label: str, x: np.ndarray, f: int, x_range: Interva
     truncations), k = iterations. At k = 2, f = 16: relative error <= 2^-14.2 + 2^-15 x, so
     <= 2^-12 for 2^-16 <= x <= 4, the documented domain (the sum allows up to 6; larger x:
     absolute error <= 2^-15 + 2^-14.2 / x).
-    Rounds: normalize (engine: 16-17) + 1 (x v) + [1 if B > 30] + 2k + 1: 22 at k = 2.
-    Bytes (all parties, per element; engines/replicated3_wide.py table): normalize about 1 KB, 48 for
-    x v, 96 per Newton product and for the last one: about 1.5 KB; measured over 3 nodes, 560 bytes
-    per node per element for the whole job (docs/performance.md)."""
+    Rounds: normalize (engine: 7 + ceil(log2 B) + 6, 18-19 for B > 16) + 1 (x v) + [1 if B > 30]
+    + 2k + 1: 24 at k = 2 for 16 < B <= 30. Bytes (all parties, per element; engines/
+    replicated3_wide.py table): normalize 752-832, 48 for x v, 64 per Newton product and for the
+    last one: about 1.1 KB; measured over 3 nodes, 560 bytes per node per element for the whole
+    job (docs/performance.md; measured with the engine's earlier costs: 96 per truncating product,
+    normalize 928-1064 bytes and 2 rounds fewer)."""
     sched = reciprocal_schedule(x_range, f, iterations)
     F, B = RECIP_FRAC, bits(x_range[1])
     bounds = list(sched.truncations)
@@ -196,8 +199,8 @@ async def exp(E: Any, label: str, x: np.ndarray, f: int, x_range: Interval) -> n
     error 1.2e-8 < 2^-26), then k squarings, the last one truncated straight to f bits.
     Error: relative 2^k (2^-26 + 8 * 2^-24) on the internal value, then 2 units of the result's last
     place: |result - 2^f e^x| <= 2^f e^x 2^(k - 20.9) + 2 (asserted by the tests at f = 16).
-    Rounds: [1] + 6 + max(k, 1). Bytes (all parties, per element): 48 per truncation, 96 per
-    truncating product: about 96 (6 + k)."""
+    Rounds: [1] + 6 + max(k, 1). Bytes (all parties, per element): 32 per truncation, 64 per
+    truncating product: about 64 (6 + k)."""
     sched = exp_schedule(x_range, f)
     F, k = EXP_FRAC, _exp_halvings(x_range, f)
     bounds = list(sched.truncations)
@@ -254,9 +257,10 @@ async def sigmoid(E: Any, label: str, x: np.ndarray, f: int, x_range: Interval) 
     Error: 1.9e-4 (fit) + 3.4e-4 (1 - sigmoid(8), for |x| > 8) + < 2^-15 (truncations) < 6e-4,
     for every x in the range, below the documented 1e-3.
     Rounds: the comparison (engine `less_than`) + 1 (clip) + 1 (w^2) + 9 (Horner) + 1 (w q).
-    Bytes (all parties, per element): two comparisons (360 each), the clip 48, then 96 per
-    truncating product (10) and 48 for the first Horner step: about 1.8 KB; measured over 3 nodes,
-    656 bytes per node per element for the whole job (docs/performance.md)."""
+    Bytes (all parties, per element): two comparisons (360 each), the clip 48, then 64 per
+    truncating product (10) and 32 for the first Horner step: about 1.4 KB; measured over 3 nodes,
+    656 bytes per node per element for the whole job (docs/performance.md; measured when a
+    truncating product sent 96 bytes)."""
     sched = sigmoid_schedule(x_range, f)
     F, n = SIG_FRAC, len(x)
     bounds = list(sched.truncations)
