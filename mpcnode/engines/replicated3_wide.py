@@ -35,7 +35,8 @@ from .. import ring128 as R
 from ..exchange import Exchange, ProtocolViolation
 from ..protocols import binary, wide
 from .base import Engine, Public, Share
-from .replicated3 import _OWN_SLOTS, MAX_BIT_LENGTH, Replicated3Engine
+from .replicated3 import MAX_BIT_LENGTH, Replicated3Engine
+from .replicated3_cross import _OWN_SLOTS
 
 _U = np.uint64
 RING_BITS = 128

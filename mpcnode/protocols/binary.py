@@ -1,7 +1,7 @@
 """The boolean layer of the replicated3 engine: XOR shares of packed words, AND, A2B with a
 Kogge-Stone adder, bit injection, the sign bit and the zero test. Protocol math only: every round
 is an engine method (`reshare_planar`, `cross_and`, `cross_and_rot`, `cross_inject` of
-engines/replicated3.py).
+engines/replicated3.py and its cross rounds, engines/replicated3_cross.py).
 
 Boolean shares are replicated XOR shares: words w = w_0 ^ w_1 ^ w_2, party i holds (w_i, w_{i+1}).
 Inside this module they are PLANAR, shape (2, m) (row 0 = w_i, row 1 = w_{i+1}), so that every
