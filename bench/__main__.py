@@ -15,8 +15,10 @@ BENCH name=intake engine=shamir clients=<N> per_s=<overall> first_per_s=<first t
 and the vote on those N client ballots (validated inside MPC, as a real election's are), from closing
 the inputs to the recipient's result: BENCH name=vote_clients engine=shamir ballots=<N> parley_s=<s>.
 Fixed point (bench/fixedpoint.py; replicated3 with its 128-bit ring, 3 node processes, no MPyC line):
-BENCH name=fxp_mul n=<n> parley_s=<s> max_abs_err=<e>, BENCH name=fxp_recip n=<n> parley_s=<s> max_rel_err=<e>,
-BENCH name=fxp_sigmoid n=<n> parley_s=<s> max_abs_err=<e> (errors against float64).
+BENCH name=fxp_mul n=<n> parley_s=<s> node_s=<s> max_abs_err=<e>, BENCH name=fxp_recip ... max_rel_err=<e>,
+BENCH name=fxp_sigmoid n=<n> parley_s=<s> max_abs_err=<e> (errors against float64). These lines also print
+node_s: the slowest node's own job time (from Start, input file read and sharing included, to its
+outputs stored), without the scheduler's polling and the recipient's fetch and decoding.
 Private prediction (bench/trees_inprocess.py, in process for now: transport=memory) prints
 BENCH name=xgb_share_model, BENCH name=xgb_predict ... queries=1000 trees=100 depth=6 features=30 and
 BENCH name=xgb_predict_one (docs/prediction.md).
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             kind = fixedpoint.ERROR_KIND[name]
             print(f"# {name:<12} size={size:<9} replicated3 (128-bit ring) n=3 parley {figs.seconds:8.3f}s  "
                   f"{kind}={err:.3g}  rounds={figs.rounds} bytes/node={figs.bytes_per_node}")
-            print(f"BENCH name={name} n={size} parley_s={figs.seconds:.4f} {kind}={err:.6g}", flush=True)
+            print(f"BENCH name={name} n={size} parley_s={figs.seconds:.4f} node_s={figs.node_s:.4f} {kind}={err:.6g}",
+                  flush=True)
             continue
         if name == "xgb_predict":
             queries = max(1, int(XGB_PREDICT["queries"] * args.scale))

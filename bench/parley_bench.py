@@ -59,6 +59,7 @@ class Figures:
     result: list[int]
     value: object = None          # the result as the recipient renders it (recipient.Result.value)
     after_close_s: float = 0.0    # from closing client inputs to the recipient's result (client jobs)
+    node_s: float = 0.0           # the slowest node's own job time, Start to outputs stored (JobStatus.elapsed_s)
 
 
 class Cluster:
@@ -123,7 +124,7 @@ class Cluster:
         elapsed = time.perf_counter() - t0
         statuses = await self.node_status(job_id)
         return Figures(elapsed, max(s.rounds_done for s in statuses), max(s.bytes_sent for s in statuses), res.values,
-                       res.value, time.perf_counter() - t_close)
+                       res.value, time.perf_counter() - t_close, max(s.elapsed_s for s in statuses))
 
     async def node_status(self, job_id: str) -> list[node_pb2.JobStatus]:
         tls = TlsMaterial.for_identity(self.certs, "coordinator")

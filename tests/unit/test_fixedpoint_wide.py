@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from mpcnode import replicated
 from mpcnode.circuit import validate
