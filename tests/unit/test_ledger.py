@@ -208,3 +208,29 @@ def test_twenty_concurrent_jobs_never_overspend(tmp_path: Path) -> None:
     assert row.spent + row.reserved == Fraction("0.9") and row.remaining == Fraction("0.05")
     assert sorted(store.jobs_in_state("PREPARED") + store.jobs_in_state("DONE")) == \
         sorted(f"j{i}" for i, ok in results.items() if ok)
+
+
+# ---- python -m mpcnode ledger --------------------------------------------------------------------
+
+def test_ledger_command_reads_a_live_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mpcnode.ledgercli import main
+
+    cfg = config(tmp_path, {"datasets": {"sales": {"epsilon": 1}}, "delta": 1e-6})
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    assert main(["--config", str(path)]) == 0          # before the node ever ran: the budget, untouched
+    assert "dataset:sales  0.5" in capsys.readouterr().out
+    store = ShareStore(cfg.data_dir / "shares.sqlite3")   # left open, as a running node keeps it
+    led = PrivacyLedger(store, cfg)
+    led.reserve("a", {KEY: Fraction(1, 8)})
+    led.spend("a")
+    led.reserve("b", {KEY: Fraction(1, 16)})
+    assert main(["--config", str(path)]) == 0
+    head, row = capsys.readouterr().out.splitlines()
+    assert head.split()[:3] == ["dataset", "total", "ρ"]
+    assert row.split() == ["dataset:sales", "0.5", "0.125", "0.0625", "0.3125",
+                           f"{eps_delta_of_rho(0.125, 1e-6):.4g}", f"{eps_delta_of_rho(0.5, 1e-6):.4g}"]
+    assert main(["--config", str(path), "--json"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert (doc["spent_rho"], doc["reserved_rho"], doc["remaining_rho"]) == ("1/8", "1/16", "5/16")
+    store.close()
