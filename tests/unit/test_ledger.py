@@ -234,3 +234,22 @@ def test_ledger_command_reads_a_live_store(tmp_path: Path, capsys: pytest.Captur
     doc = yaml.safe_load(capsys.readouterr().out)
     assert (doc["spent_rho"], doc["reserved_rho"], doc["remaining_rho"]) == ("1/8", "1/16", "5/16")
     store.close()
+
+
+def test_dp_declarations_are_part_of_the_fingerprint() -> None:
+    """The ledger charges what DpRelease declares: a coordinator must not be able to lower a ρ (or
+    mark an output post-processing) without changing what the organization approved."""
+    from mpcnode.computation.spec import Computation
+
+    def fp(c: cpb.Circuit) -> str:
+        return Computation(c, ("org-a", "org-b", "org-c"), 1).fingerprint()
+
+    base = circuit(dp_out(rho="0.25"))
+    assert fp(base) != fp(circuit(dp_out(rho="0.125")))
+    assert fp(base) != fp(circuit(dp_out(rho="0.25", post_processing=True)))
+    other_noise = circuit(dp_out(rho="0.25"))
+    other_noise.ops[-1].noise.scale = "1"
+    assert fp(base) != fp(other_noise)
+    plain = circuit(cpb.OutputDecl(name="x", value="both"))
+    del plain.ops[-1]
+    assert "dp" not in Computation(plain, ("org-a",), 1).document()["outputs"][0]
