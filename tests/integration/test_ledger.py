@@ -24,7 +24,7 @@ import pytest
 from coordinator.client import JobFailed, watch as coordinator_watch
 from coordinator.jobplan import JobPlan
 from mpcnode.computation.builder import CircuitBuilder
-from mpcnode.ledger import REFUNDED, RESERVED, SPENT
+from mpcnode.ledger import EXPIRED, REFUNDED, RESERVED, SPENT
 from mpcnode.transport.tls import secure_channel
 from parley.v1 import circuit_pb2 as cpb, coordinator_pb2, node_pb2_grpc
 from tests.integration.cluster import REPO, Cluster
@@ -61,6 +61,7 @@ PLANS = {"dp1": plan("ledger-dp1", "0.25"), "dp2": plan("ledger-dp2", "0.125"), 
          "chain": plan("ledger-chain", "0.125", ("birch",), levels=60, width=150_000),
          "birch": plan("ledger-birch", "0.125", ("birch",))}
 BUDGETS = {"ash": "0.5", "birch": "1"}
+TTL_S = 3.0   # birch's prepared_ttl_s: a job prepared there and never started expires after it
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
                        approve={o: [p.computation.fingerprint() for p in PLANS.values()] for o in THREE},
                        policy_overrides={o: {"privacy_budget": {"datasets": {DATASET: {"rho": rho}}}}
                                          for o, rho in BUDGETS.items()},
-                       node_overrides={o: {"round_timeout_s": 8.0, "rpc_timeout_s": 4.0} for o in THREE})
+                       node_overrides={o: {"round_timeout_s": 8.0, "rpc_timeout_s": 4.0,
+                                           **({"prepared_ttl_s": TTL_S} if o == "birch" else {})} for o in THREE})
     with c.running():
         yield c
 
@@ -185,3 +187,18 @@ async def test_sigkill_mid_job_keeps_the_reservation_until_restart_then_refunds(
     final = balance(cluster, "birch")
     assert Fraction(final["spent_rho"]) == Fraction(start["spent_rho"]) + Fraction(1, 8)
     assert Fraction(final["remaining_rho"]) == Fraction(start["remaining_rho"]) - Fraction(1, 8)
+
+
+async def test_a_prepared_job_that_never_starts_frees_its_reservation(cluster: Cluster) -> None:
+    before = balance(cluster, "birch")
+    spec = PLANS["birch"].computation.job_spec(f"ledger-expire-{uuid.uuid4().hex[:6]}", 60)
+    async with secure_channel(cluster.deployment.addresses["birch"], "birch", cluster.tls("coordinator")) as ch:
+        assert (await node_pb2_grpc.NodeControlStub(ch).Prepare(spec, timeout=10)).accepted
+    assert charges(cluster, spec.job_id, "birch") == {KEY: ("1/8", RESERVED)}
+    assert Fraction(balance(cluster, "birch")["reserved_rho"]) == Fraction(before["reserved_rho"]) + Fraction(1, 8)
+    async with asyncio.timeout(TTL_S + 15):
+        while cluster.stored_job("birch", spec.job_id)[0] != "FAILED":
+            await asyncio.sleep(0.2)
+    assert charges(cluster, spec.job_id, "birch") == {KEY: ("1/8", EXPIRED)}
+    after = balance(cluster, "birch")
+    assert (after["spent_rho"], after["reserved_rho"]) == (before["spent_rho"], before["reserved_rho"])
