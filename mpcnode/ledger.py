@@ -262,9 +262,3 @@ class PrivacyLedger:
         conn.execute("UPDATE privacy_charges SET state=?, updated=? WHERE job_id=? AND state=?",
                      (outcome, time.time(), job_id, RESERVED))
 
-
-def content_note(conn: sqlite3.Connection, charges: dict[str, Fraction]) -> str:
-    """For the audit log: which charged datasets' file content differs from when first charged."""
-    changed = [k for k in sorted(charges) if k.startswith(DATASET) and conn.execute(
-        "SELECT first_sha256 != last_sha256 FROM privacy_datasets WHERE dataset=?", (k,)).fetchone() == (1,)]
-    return f"; content changed since first charged (same budget): {', '.join(changed)}" if changed else ""
