@@ -143,6 +143,7 @@ async def test_an_exact_release_of_a_budgeted_dataset_is_refused(cluster: Cluste
     assert not reply.accepted
     assert reply.reason == f"ash has a privacy budget on {KEY}: output 'total' depends on it and is not " \
                            "differentially private", reply.reason
+    assert audit(cluster, spec.job_id) == [("refused", reply.reason)]
     # cedar has no budget (and none of its data is read): its node accepts the same job
     async with secure_channel(cluster.deployment.addresses["cedar"], "cedar", cluster.tls("coordinator")) as ch:
         assert (await node_pb2_grpc.NodeControlStub(ch).Prepare(spec, timeout=10)).accepted
