@@ -158,6 +158,7 @@ class Node:
             self.store.put_job(spec.job_id, spec.SerializeToString(deterministic=True), spec.fingerprint,
                                State.PREPARED, self.ledger.reserver(spec.job_id, job.charges))
         except BudgetExceeded as exc:
+            log.warning("job %s refused: %s", spec.job_id, exc)
             self.store.audit("refused", spec.job_id, spec.fingerprint, str(exc))
             return _refuse(str(exc))
         self.jobs[spec.job_id] = job
