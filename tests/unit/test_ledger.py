@@ -253,3 +253,42 @@ def test_dp_declarations_are_part_of_the_fingerprint() -> None:
     plain = circuit(cpb.OutputDecl(name="x", value="both"))
     del plain.ops[-1]
     assert "dp" not in Computation(plain, ("org-a",), 1).document()["outputs"][0]
+
+
+def _race_in_process(path: str, cfg_json: str, i: int, barrier, results) -> None:
+    cfg = NodeConfig.model_validate_json(cfg_json)
+    store = ShareStore(Path(path))
+    led = PrivacyLedger(store, cfg)
+    barrier.wait()
+    try:
+        store.put_job(f"p{i}", b"spec", "f" * 64, "PREPARED", led.reserver(f"p{i}", {KEY: Fraction(1, 7)}))
+        results[i] = 1
+    except BudgetExceeded:
+        results[i] = 0
+    finally:
+        store.close()
+
+
+def test_twenty_processes_never_overspend(tmp_path: Path) -> None:
+    """The same race between 20 processes (each its own SQLite connection and its own ShareStore
+    lock): only SQLite's BEGIN IMMEDIATE serializes them. ρ = 1/2 fits three charges of 1/7."""
+    import multiprocessing
+
+    cfg = config(tmp_path, {"datasets": {"sales": {"rho": "1/2"}}})
+    path = cfg.data_dir / "shares.sqlite3"
+    ShareStore(path).close()
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(20)
+    results = ctx.Array("i", [-1] * 20)
+    procs = [ctx.Process(target=_race_in_process, args=(str(path), cfg.model_dump_json(), i, barrier, results))
+             for i in range(20)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 20
+    assert sorted(results[:]) == [0] * 17 + [1] * 3
+    store = ShareStore(path)
+    (row,) = PrivacyLedger(store, cfg).report()
+    assert (row.reserved, row.remaining) == (Fraction(3, 7), Fraction(1, 2) - Fraction(3, 7))
+    assert len(store.jobs_in_state("PREPARED")) == 3
