@@ -14,6 +14,9 @@ from client processes separate from the nodes; rates per tenth of N) prints
 BENCH name=intake engine=shamir clients=<N> per_s=<overall> first_per_s=<first tenth> last_per_s=<last tenth> p99_ms=<ms>,
 and the vote on those N client ballots (validated inside MPC, as a real election's are), from closing
 the inputs to the recipient's result: BENCH name=vote_clients engine=shamir ballots=<N> parley_s=<s>.
+Fixed point (bench/fixedpoint.py; replicated3 with its 128-bit ring, 3 node processes, no MPyC line):
+BENCH name=fxp_mul n=<n> parley_s=<s> max_abs_err=<e>, BENCH name=fxp_recip n=<n> parley_s=<s> max_rel_err=<e>,
+BENCH name=fxp_sigmoid n=<n> parley_s=<s> max_abs_err=<e> (errors against float64).
 Private prediction (bench/trees_inprocess.py, in process for now: transport=memory) prints
 BENCH name=xgb_share_model, BENCH name=xgb_predict ... queries=1000 trees=100 depth=6 features=30 and
 BENCH name=xgb_predict_one (docs/prediction.md).
@@ -31,7 +34,7 @@ import sys
 
 from mpcnode.engines import ENGINES
 
-from . import intake, linkpeer, parley_bench, trees_inprocess
+from . import fixedpoint, intake, linkpeer, parley_bench, trees_inprocess
 
 # name -> size, as the issues ask
 WORKLOADS = {
@@ -66,7 +69,8 @@ def run_parley(name: str, size: int, setup: parley_bench.Setup) -> parley_bench.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + ["submit", "latency", "noop", "intake", "xgb_predict"],
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + sorted(fixedpoint.WORKLOADS)
+                        + ["submit", "latency", "noop", "intake", "xgb_predict"],
                         help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
@@ -83,8 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     from .mpyc_runner import run_mpyc
 
     status = 0
-    names = args.only or [*WORKLOADS, "submit", "intake", "latency", "noop", "xgb_predict"]
+    names = args.only or [*WORKLOADS, *fixedpoint.WORKLOADS, "submit", "intake", "latency", "noop", "xgb_predict"]
     for name in names:
+        if name in fixedpoint.WORKLOADS:
+            size = max(10, int(fixedpoint.WORKLOADS[name] * args.scale))
+            try:
+                asyncio.run(fixedpoint.run_fixed(name, min(size, 100)))     # warm-up: imports, caches
+                figs, err = asyncio.run(fixedpoint.run_fixed(name, size))
+            except Exception as exc:
+                print(f"# parley {name} replicated3 failed: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            kind = fixedpoint.ERROR_KIND[name]
+            print(f"# {name:<12} size={size:<9} replicated3 (128-bit ring) n=3 parley {figs.seconds:8.3f}s  "
+                  f"{kind}={err:.3g}  rounds={figs.rounds} bytes/node={figs.bytes_per_node}")
+            print(f"BENCH name={name} n={size} parley_s={figs.seconds:.4f} {kind}={err:.6g}", flush=True)
+            continue
         if name == "xgb_predict":
             queries = max(1, int(XGB_PREDICT["queries"] * args.scale))
             try:

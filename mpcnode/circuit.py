@@ -6,20 +6,23 @@ fingerprint (computation/spec.py) before its policy is consulted.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from parley.v1 import circuit_pb2 as cpb
 
-from . import field
+from . import field as pfield
 
 OpKind = cpb.OpKind
+FIXED = {cpb.OP_TRUNC, cpb.OP_MUL_TRUNC, cpb.OP_RECIPROCAL, cpb.OP_EXP, cpb.OP_SIGMOID}
 INTERACTIVE = {cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO, cpb.OP_DOT,
-               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID}
+               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID} | FIXED
 ARITY = {cpb.OP_ADD: 2, cpb.OP_SUB: 2, cpb.OP_NEG: 1, cpb.OP_ADD_CONST: 1, cpb.OP_MUL_CONST: 1, cpb.OP_MUL: 2,
          cpb.OP_SUM: 1, cpb.OP_SLICE: 1, cpb.OP_LT: 2, cpb.OP_EQ: 2, cpb.OP_GE: 2, cpb.OP_ARGMAX: 1,
          cpb.OP_RESHAPE_SUM: 1, cpb.OP_DOT: 2, cpb.OP_SELECT: 3, cpb.OP_REPEAT: 1, cpb.OP_MUL_ROWS: 2,
-         cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1}
+         cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1,
+         cpb.OP_TRUNC: 1, cpb.OP_MUL_TRUNC: 2, cpb.OP_RECIPROCAL: 1, cpb.OP_EXP: 1, cpb.OP_SIGMOID: 1}
+MAX_FRAC_BITS = 30    # fixed point: fractional bits of an input, an output or a function's operand
 MAX_OPS = 100_000
 MAX_BIT_LENGTH = 62   # the largest any engine accepts; the job engine's own maximum: computation/ranges.py
 
@@ -35,6 +38,9 @@ class Plan:
     depth: int                   # number of interactive levels
     # values within their analysed range for sure (range_checked below); empty: trust none
     checked: frozenset[str] = frozenset()
+    ring_bits: int = 64          # replicated3's ring, as the range analysis requires (Circuit.ring_bits)
+    # fixed-point ops: the interval of what they truncate (computation/ranges.py), computed by this node
+    operands: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
@@ -69,8 +75,10 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
             raise CircuitError(f"input {decl.name}: length must be at least 1")
         if not decl.lo <= decl.hi:
             raise CircuitError(f"input {decl.name}: range lo={decl.lo} > hi={decl.hi}")
-        if max(abs(decl.lo), abs(decl.hi)) >= field.MAX_SIGNED:
+        if max(abs(decl.lo), abs(decl.hi)) >= pfield.MAX_SIGNED:
             raise CircuitError(f"input {decl.name}: range exceeds the field's signed range +-2^59")
+        if decl.frac_bits > MAX_FRAC_BITS:
+            raise CircuitError(f"input {decl.name}: frac_bits {decl.frac_bits} exceeds {MAX_FRAC_BITS}")
         names[decl.name] = 0
     levels: dict[int, list[cpb.Op]] = {}
     for i, op in enumerate(circuit.ops):
@@ -100,6 +108,8 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
             raise CircuitError(f"{where}: needs a positive width")
         if op.kind == cpb.OP_ROWS_VALID and (len(op.ints) != 2 or op.ints[0] < 1 or op.ints[1] not in (0, 1)):
             raise CircuitError(f"{where}: rows_valid takes (columns, exactly_one 0/1)")
+        if op.kind in FIXED:
+            _check_fixed(op, where)
         level = max((names[a] for a in op.args), default=0) + (1 if op.kind in INTERACTIVE else 0)
         _fresh(op.out, names, where)
         names[op.out] = level
@@ -113,13 +123,35 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
         if out.name in seen_out:
             raise CircuitError(f"output {out.name}: defined twice")
         seen_out.add(out.name)
+        if out.frac_bits > MAX_FRAC_BITS:
+            raise CircuitError(f"output {out.name}: frac_bits {out.frac_bits} exceeds {MAX_FRAC_BITS}")
     if not circuit.outputs:
         raise CircuitError("circuit has no outputs")
     from .computation import ranges   # here, not at the top: ranges imports CircuitError from this module
-    ranges.analyse(circuit, protocol)
+    analysed = ranges.analysis(circuit, protocol)
     depth = max(levels, default=0)
+    checked = range_checked(circuit, parties)
+    for i, op in enumerate(circuit.ops):
+        if op.kind in FIXED and not all(a in checked for a in op.args):
+            # a truncation's privacy rests on its bound |z| < 2^L: a value nobody range-checked (an
+            # input-only organization's) could exceed it and expose the other operand's high bits
+            raise CircuitError(f"op {i} ({op.out}): a fixed-point op on a value computed from an input-only "
+                               "party's input, which nothing range-checks inside MPC; truncation needs checked bounds")
     return Plan(levels=[levels.get(L, []) for L in range(depth + 1)], depth=depth,
-                checked=range_checked(circuit, parties))
+                checked=checked, ring_bits=analysed.ring_bits, operands=analysed.operands)
+
+
+def _check_fixed(op: cpb.Op, where: str) -> None:
+    """The structural parameters of a fixed-point op (its ranges: computation/ranges.py)."""
+    ints = list(op.ints)
+    if op.kind in (cpb.OP_TRUNC, cpb.OP_MUL_TRUNC):
+        if len(ints) != 1 or not 1 <= ints[0] <= 2 * MAX_FRAC_BITS:
+            raise CircuitError(f"{where}: takes the number of bits to truncate, 1..{2 * MAX_FRAC_BITS}")
+    elif op.kind == cpb.OP_RECIPROCAL:
+        if len(ints) != 2 or not 1 <= ints[0] <= MAX_FRAC_BITS or not 1 <= ints[1] <= 6:
+            raise CircuitError(f"{where}: reciprocal takes (frac_bits 1..{MAX_FRAC_BITS}, iterations 1..6)")
+    elif len(ints) != 1 or not 1 <= ints[0] <= MAX_FRAC_BITS:
+        raise CircuitError(f"{where}: takes frac_bits 1..{MAX_FRAC_BITS}")
 
 
 # ops whose result lies in its range whatever their operands hold: bits and public counts

@@ -153,7 +153,8 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
         if live is not None and list(view.live) != list(live):
             raise SubmitError(f"the nodes show live parties {view.live}, not {live}; not submitting")
         decl = cpb.InputDecl(name=input_name, length=decl_doc["length"], lo=int(decl_doc["range"][0]),
-                             hi=int(decl_doc["range"][1]), source=cpb.INPUT_SOURCE_CLIENTS)
+                             hi=int(decl_doc["range"][1]), source=cpb.INPUT_SOURCE_CLIENTS,
+                             frac_bits=int(decl_doc.get("frac_bits", 0)))   # fixed point: encoded here
         try:
             signed = check_values(input_name, values, decl, "input")
         except InputError as exc:
@@ -240,6 +241,13 @@ def _status_main(args: argparse.Namespace) -> int:
     return 0 if all(not isinstance(a, str) for a in answers.values()) else 1
 
 
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpcnode.client",
                                      description="Light input client: secret-share a value and send one share to each node.")
@@ -247,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("submit", help="submit a bid or a ballot to a job")
     p.add_argument("--job", required=True)
     p.add_argument("--input", required=True, help="client input name (bids, ballots)")
-    p.add_argument("--values", required=True, help="comma-separated integers, e.g. 1500 or 0,1,0")
+    p.add_argument("--values", required=True, help="comma-separated integers, e.g. 1500 or 0,1,0; decimals "
+                                                   "(2.75) for a fixed-point input, encoded and range-checked here")
     p.add_argument("--nodes", required=True, type=parse_nodes, help="org=host:port,... for every compute party")
     p.add_argument("--certs", type=Path, default=Path("deploy/certs"))
     p.add_argument("--identity", required=True, help="this client's credential name")
@@ -267,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return _status_main(args)
     try:
-        values = [int(v) for v in args.values.split(",")]
+        # integers, or decimals for a fixed-point input (encoded after the document is checked)
+        values = [_number(v) for v in args.values.split(",")]
     except ValueError:
-        print(f"error: --values must be comma-separated integers, got {args.values!r}", file=sys.stderr)
+        print(f"error: --values must be comma-separated numbers, got {args.values!r}", file=sys.stderr)
         return 2
     try:
         tls = TlsMaterial.for_identity(args.certs, args.identity)

@@ -4,7 +4,8 @@ Local (linear) ops cost nothing; every interactive op of one level runs in the s
 communication round(s): all products of a level (MUL, DOT, SELECT, MUL_ROWS) are reduced
 together in ONE round (the engine's mul_local + reduce), all comparisons of one kind and bit
 length form ONE vectorized comparison, and the remaining interactive ops of the level run
-concurrently.
+concurrently. Fixed-point ops (fixedexec.py) fuse the same way: a level's fixed-point products
+are one `reduce_trunc` round.
 
 The executor never looks inside a share: arithmetic goes through the engine, and structural ops
 (concat, slice, repeat, rows) act on the leading value axis only, so the same code runs an engine
@@ -19,6 +20,7 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
+from . import fixedexec
 from .circuit import Plan
 from .engines.base import Engine
 from .protocols import ballots, selection
@@ -79,7 +81,12 @@ class Executor:
                 if op.kind not in _INTERACTIVE_KINDS and op.out not in self._fused_sums:
                     values[op.out] = _local(self.engine, op, values)
             self.on_level(level)
-        return {out.name: values[out.value] for out in self.circuit.outputs}
+        outputs = {out.name: values[out.value] for out in self.circuit.outputs}
+        if getattr(self.engine, "ring_bits", 64) == 128:
+            # outputs leave as Z_2^64 shares (the range analysis bounds them below 2^63), so the
+            # store, the release and every recipient stay as they are: the downcast is local, exact
+            outputs = {name: self.engine.downcast(x) for name, x in outputs.items()}
+        return outputs
 
     async def _interactive_level(self, level: int, ops: list[cpb.Op], values: Values) -> None:
         tasks = []
@@ -102,6 +109,7 @@ class Executor:
                 tasks.append(self._top_two(f"L{level}/op{self._op_index[op.out]}", op, values))
             elif op.kind == cpb.OP_ROWS_VALID:
                 tasks.append(self._rows_valid(f"L{level}/op{self._op_index[op.out]}", op, values))
+        tasks += fixedexec.level_tasks(self.engine, level, ops, values, self.plan.operands, self._op_index, _broadcast)
         await _gather_all(tasks)
 
     async def _products(self, label: str, ops: list[cpb.Op], values: Values) -> None:
@@ -215,7 +223,7 @@ class Executor:
 
 
 _INTERACTIVE_KINDS = frozenset({cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO,
-                                cpb.OP_DOT, cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID})
+                                cpb.OP_DOT, cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID}) | fixedexec.FIXED_KINDS
 
 
 def _fusable_column_sums(circuit: cpb.Circuit) -> dict[str, str]:

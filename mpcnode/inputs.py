@@ -25,9 +25,24 @@ class InputError(ValueError):
         self.detail = _clip(" ".join(str(detail or public).splitlines()), 1500)
 
 
+def encode_fixed_values(values: np.ndarray, frac_bits: int) -> np.ndarray:
+    """Fixed point (docs/protocols.md "Fixed-point numbers"): float64 x -> the integer
+    round(x * 2^f), ties to even (numpy rint; computation/builder.encode_fixed is the same rule).
+    Exact for |x| * 2^f < 2^53; the caller range-checks the encoded integers. Non-finite values
+    and values beyond 2^62 encoded raise ValueError (the caller names the input)."""
+    x = np.asarray(values, dtype=np.float64) * float(1 << frac_bits)
+    if not np.all(np.isfinite(x)) or (x.size and np.abs(x).max() >= 2.0 ** 62):
+        raise ValueError("not a finite number within range")
+    return np.rint(x).astype(np.int64)
+
+
 def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.ndarray:
     """Validate type, length and range of one input array; return it as signed int64 (the job's
-    engine encodes it into its plaintext domain: engines/base.py `encode`)."""
+    engine encodes it into its plaintext domain: engines/base.py `encode`). A fixed-point input
+    (decl.frac_bits > 0) takes numbers (integers or floats) and returns their encodings,
+    range-checked as encodings against lo..hi."""
+    if decl.frac_bits:
+        return _check_fixed(name, raw, decl, where)
     if isinstance(raw, np.ndarray):
         return _check_array(name, raw, decl, where)
     items = raw if isinstance(raw, list) else [raw]
@@ -42,6 +57,38 @@ def check_values(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.
             raise InputError(_out_of_range(name, decl),
                              f"{where}: {name}[{k}]: value {v} outside the declared range [{decl.lo}, {decl.hi}]")
     return np.array(items, dtype=np.int64)
+
+
+def _check_fixed(name: str, raw: object, decl: cpb.InputDecl, where: str) -> np.ndarray:
+    items = raw if isinstance(raw, (list, np.ndarray)) else [raw]
+    if isinstance(items, np.ndarray):
+        if items.dtype.kind not in "iuf" or items.ndim != 1:
+            raise InputError(f"input {name}: expected numbers", f"{where}: {name}: expected numbers, got dtype "
+                                                                   f"{items.dtype} shape {list(items.shape)}")
+    else:
+        for k, v in enumerate(items):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(f"input {name}: expected numbers",
+                                 f"{where}: {name}[{k}]: expected a number, got {type(v).__name__} {_clip(repr(v), 80)}")
+    if len(items) != decl.length:
+        raise InputError(f"input {name}: expected {decl.length} value(s), the data holds another number",
+                         f"{where}: {name}: expected {decl.length} value(s), got {len(items)}")
+    f = decl.frac_bits
+    lo, hi = decl.lo / (1 << f), decl.hi / (1 << f)
+    try:
+        enc = encode_fixed_values(np.asarray(items, dtype=np.float64), f)
+    except (ValueError, OverflowError):
+        raise InputError(f"input {name}: a value is not a finite number in the declared range [{lo:g}, {hi:g}]",
+                         f"{where}: {name}: a value is not finite or is beyond 2^62 encoded") from None
+    bad = np.flatnonzero((enc < decl.lo) | (enc > decl.hi))
+    if bad.size:
+        k = int(bad[0])
+        raise InputError(f"input {name}: a value lies outside the declared range [{lo:g}, {hi:g}] "
+                         f"({f} fractional bits)",
+                         f"{where}: {name}[{k}]: value {float(np.asarray(items, dtype=np.float64)[k])!r} encodes to "
+                         f"{int(enc[k])}, outside [{decl.lo}, {decl.hi}], the declared range [{lo:g}, {hi:g}] with "
+                         f"{f} fractional bits")
+    return enc
 
 
 def _out_of_range(name: str, decl: cpb.InputDecl) -> str:
@@ -83,7 +130,7 @@ def _read_npz(path: Path, decls: list[cpb.InputDecl], dataset: str) -> dict[str,
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0)
                     shape, _, dtype = read_header(f)
-                if dtype.kind not in "iu":
+                if dtype.kind not in ("iuf" if decl.frac_bits else "iu"):
                     raise InputError(f"input {key}: expected integers", f"{path}: {key}: expected integers, got dtype {dtype}")
                 if len(shape) != 1 or shape[0] != decl.length:
                     raise InputError(f"input {key}: expected {decl.length} value(s), the data holds another number",

@@ -5,8 +5,10 @@ Both a real node (mpcnode/node.py, over its gRPC exchange) and the cost estimate
 the rounds and bytes a dry run counts are those a node sends: there is no second description of
 the protocol sequence that could drift from the first.
 
-The job's engine comes from `engine_for(spec.protocol)` (engines/), and every step below talks to
-it, never to one sharing scheme's code. The sequence, every step over the same exchange:
+The job's engine comes from `engine_for(spec.protocol, ring_bits=...)` (engines/), and every step
+below talks to it, never to one sharing scheme's code. A wide-ring engine (Z_2^128) checks the
+rows its owners and clients dealt in Z_2^64 with its narrow engine and then lifts them
+(`lift_dealt`). The sequence, every step over the same exchange:
 1. `agree_on_job`: inside the engine's first round (for Shamir, the pairwise keys), before any share
    leaves the node (protocols/agreement.py);
 2. `Executor.share_node_inputs`: every owner among the compute parties deals all its node inputs in
@@ -72,13 +74,20 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     raise to stop the job before the circuit runs (nothing has been opened by then).
     """
     parties = list(spec.parties)
-    engine = engine_for(spec.protocol or "shamir", exchange, spec.threshold, [parties.index(p) for p in live])
+    engine = engine_for(spec.protocol or "shamir", exchange, spec.threshold, [parties.index(p) for p in live],
+                        ring_bits=ring_bits_of(spec.circuit))
     # before any share leaves: every live node runs this exact computation with this live set
     await agree_on_job(engine, spec.job_id, spec.fingerprint, live)
     executor = Executor(engine, spec.circuit, plan)
     values = await executor.share_node_inputs(parties, {k: engine.encode(v) for k, v in node_inputs.items()})
-    await take_owner_inputs(engine, spec.circuit, parties, values, client_rows)
-    labels, tags, excluded = await take_client_rows(engine, spec.job_id, spec.circuit, parties, values, client_rows)
+    # shares that owners and clients dealt arrive in the protocol's own ring (their libraries do not
+    # change with the circuit): a wide engine checks them with its narrow engine, then lifts them
+    narrow = getattr(engine, "narrow", engine)
+    dealt: Values = values if narrow is engine else {}
+    await take_owner_inputs(narrow, spec.circuit, parties, dealt, client_rows)
+    labels, tags, excluded = await take_client_rows(narrow, spec.job_id, spec.circuit, parties, dealt, client_rows)
+    if narrow is not engine:
+        values.update(await lift_dealt(engine, spec.circuit, dealt))
     executor.row_tags = tags
     if record_rows is not None and tags:      # tags has an entry per client input, if any
         record_rows({name: len(idx) for name, idx in tags.items()}, excluded)
@@ -92,6 +101,36 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
         count = int(np.prod(engine.value_shape(outputs[out.name]), dtype=np.int64))
         opened.append(Opened(f"output/{out.name}", count, "output", tuple(out.recipients)))
     return JobResult(outputs=outputs, row_labels=labels, opened=opened, row_tags=tags, excluded=excluded)
+
+
+def ring_bits_of(circuit: cpb.Circuit) -> int:
+    """The plaintext ring the circuit asks for (Circuit.ring_bits: 128 for fixed-point circuits
+    that need the wide replicated ring); 0, the protocol's own domain, when unset or on a circuit
+    schema without the field."""
+    return int(getattr(circuit, "ring_bits", 0) or 0)
+
+
+async def lift_dealt(engine: Engine, circuit: cpb.Circuit, dealt: Values) -> Values:
+    """The owner- and client-dealt inputs (narrow Z_2^64 shares, checked) lifted into the wide
+    engine's ring, all in one batch (engines/replicated3_wide.py `lift`: 2 rounds, exact for values
+    in [-2^62, 2^62)). The declared range of every such input must lie there (checked first: an
+    input outside it would be lifted wrongly, not refused)."""
+    names = sorted(dealt)
+    decls = {d.name: d for d in circuit.inputs}
+    bound = 1 << 62
+    for name in names:
+        d = decls[name]
+        if not -bound <= d.lo <= d.hi < bound:
+            raise ValueError(f"input {name!r}: declared range [{d.lo}, {d.hi}] does not fit [-2^62, 2^62), "
+                             f"which a wide-ring job needs for owner- and client-dealt inputs")
+    if not names or sum(len(dealt[n]) for n in names) == 0:
+        return {n: engine.constant(engine.encode(np.zeros(len(dealt[n]), dtype=np.int64))) for n in names}
+    lifted = await engine.lift("inputs/lift", np.concatenate([dealt[n] for n in names]))
+    out, pos = {}, 0
+    for n in names:
+        out[n] = lifted[pos:pos + len(dealt[n])]
+        pos += len(dealt[n])
+    return out
 
 
 async def take_owner_inputs(engine: Engine, circuit: cpb.Circuit, parties: list[str], values: Values,

@@ -18,6 +18,9 @@ OPEN_PURPOSES = {
     "public-coins": "uniform random values that no party chose (a random linear combination's coefficients)",
     "input-check": "client input checks: per client row, a combination of its shares masked by a fresh uniform "
                    "value (Shamir degree check), and one bit 'this row is in range'",
+    "truncation": "x + 2^L + r for a fixed-point truncation in Z_2^128 (|x| < 2^L), r a sum of three uniform "
+                  "[0, 2^126) components, each party missing one: within 2^(L+3-128) of independent of x "
+                  "(to parties 0 and 2)",
     "output": "an output's shares, to the recipients the computation names",
 }
 

@@ -90,3 +90,49 @@ def random_bits(count: int) -> np.ndarray:
 
 def new_key() -> bytes:
     return os.urandom(32)
+
+
+# ---- exact integer coins for the DP samplers (mpcnode/dp/samplers.py) --------------------------
+# Differential privacy needs EXACT distributions (Mironov, CCS 2012: floating-point Laplace leaks),
+# so these return integers only, by rejection from uniform words: no float touches a coin.
+
+def _fill_mask(m: np.ndarray) -> np.ndarray:
+    """Smear the highest set bit of each m downwards: 2^bitlen(m) - 1, by integer shifts only."""
+    for s in (1, 2, 4, 8, 16, 32):
+        m = m | (m >> np.uint64(s))
+    return m
+
+
+def random_below(bounds: np.ndarray | int, count: int | None = None) -> np.ndarray:
+    """Uniform integers in [0, bound) (int64), one per element of `bounds` (or `count` of them for
+    an int bound), each bound in 1..2^62. Exact: draw bitlen(bound - 1) uniform bits and reject
+    values >= bound (each try succeeds with probability > 1/2), all elements in one batch."""
+    b = np.asarray(bounds, dtype=np.int64)
+    if count is not None:
+        b = np.broadcast_to(b, (count,))
+    b = np.ascontiguousarray(b).reshape(-1)
+    if b.size and (int(b.min()) < 1 or int(b.max()) > (1 << 62)):
+        raise ValueError("random_below: bounds must lie in 1..2^62")
+    bu = b.astype(np.uint64)
+    mask = _fill_mask(bu - np.uint64(1))
+    out = np.empty(b.size, dtype=np.uint64)
+    todo = np.arange(b.size)
+    while todo.size:
+        w = random_ring(todo.size) & mask[todo]
+        ok = w < bu[todo]
+        out[todo[ok]] = w[ok]
+        todo = todo[~ok]
+    return out.astype(np.int64)
+
+
+def bernoulli_rational(num: np.ndarray | int, den: np.ndarray | int, count: int | None = None) -> np.ndarray:
+    """Exact Bernoulli(num / den) coins (bool), elementwise, 0 <= num <= den <= 2^62: [U < num] for
+    U uniform below den."""
+    num = np.asarray(num, dtype=np.int64)
+    den = np.asarray(den, dtype=np.int64)
+    if count is None:
+        num, den = np.broadcast_arrays(num, den)
+        count = num.size
+    else:
+        num, den = np.broadcast_to(num, (count,)), np.broadcast_to(den, (count,))
+    return random_below(den.reshape(-1), None) < num.reshape(-1)

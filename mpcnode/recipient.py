@@ -270,8 +270,15 @@ def _name(decl: object) -> str:
 
 def _render(values: list[int], decl: dict, labels: list[str]) -> object:
     divisor = int(decl.get("public_divisor", "0"))
-    if divisor:
-        out = [_number(Fraction(v, divisor)) for v in values]
+    frac_bits = int(decl.get("frac_bits", 0))
+    if frac_bits and not divisor and all(-(1 << 53) < v < 1 << 53 for v in values):
+        # fixed point: v / 2^frac_bits is exact in float64 for |v| < 2^53 (a power-of-two scaling),
+        # printed as a decimal; vectorized, since an output may hold millions of values
+        floats = (np.array(values, dtype=np.float64) / float(1 << frac_bits)).tolist()
+        return floats[0] if len(floats) == 1 else floats
+    if divisor or frac_bits:
+        # a public divisor (of a fixed-point value too): the exact fraction, as a float if exact
+        out = [_number(Fraction(v, (divisor or 1) << frac_bits)) for v in values]
         return out[0] if len(out) == 1 else out
     note: dict = {}
     description = decl.get("description", "")

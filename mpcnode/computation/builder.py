@@ -1,8 +1,17 @@
-"""A small builder API that produces circuit IR (protobuf). Arrays are named handles."""
+"""A small builder API that produces circuit IR (protobuf). Arrays are named handles.
+
+Fixed point (docs/protocols.md, "Fixed-point numbers"): `fixed_input` / `fixed_client_input`
+declare real-valued inputs with f fractional bits and return a `Fixed`, on which `+ - * /`,
+comparisons, `select`, `sigmoid`, `exp` and `reciprocal` keep the scale bookkeeping: a product of
+two values with f bits is truncated back to f bits in the same round (OP_MUL_TRUNC), a division is
+x * reciprocal(y). `build()` then asks for the 128-bit ring when the circuit truncates; the range
+analysis (computation/ranges.py) bounds every value and refuses what would overflow.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 from parley.v1 import circuit_pb2 as cpb
 
@@ -29,6 +38,93 @@ class Arr:
         if isinstance(s, int):
             s = slice(s, s + 1 if s != -1 else None)
         return self.b.slice(self, s.start or 0, s.stop, s.step or 1)
+
+
+Real = Union[int, float]
+
+
+def encode_fixed(x: float, f: int) -> int:
+    """The fixed-point encoding of x with f fractional bits: round(x * 2^f), ties to even (the
+    same rule as numpy's rint, which input owners use: inputs.encode_fixed_values)."""
+    if not math.isfinite(x):
+        raise ValueError(f"{x!r} is not a finite number")
+    return round(x * (1 << f))
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """A fixed-point array: the integers `arr` stand for arr / 2^f."""
+    arr: Arr
+    f: int
+
+    @property
+    def b(self) -> "CircuitBuilder":
+        return self.arr.b
+
+    def _other(self, other: "Fixed | Real") -> "Fixed":
+        if isinstance(other, Fixed):
+            if other.f != self.f:
+                raise ValueError(f"fixed-point operands with {self.f} and {other.f} fractional bits: rescale first")
+            return other
+        raise TypeError(type(other).__name__)
+
+    def __add__(self, other: "Fixed | Real") -> "Fixed":
+        if not isinstance(other, Fixed):
+            return Fixed(self.b.add(self.arr, encode_fixed(other, self.f)), self.f)
+        return Fixed(self.b.add(self.arr, self._other(other).arr), self.f)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: "Fixed | Real") -> "Fixed":
+        if not isinstance(other, Fixed):
+            return Fixed(self.b.add(self.arr, -encode_fixed(other, self.f)), self.f)
+        return Fixed(self.b.sub(self.arr, self._other(other).arr), self.f)
+
+    def __neg__(self) -> "Fixed":
+        return Fixed(-self.arr, self.f)
+
+    def __mul__(self, other: "Fixed | Real") -> "Fixed":
+        if isinstance(other, int) and not isinstance(other, bool):
+            return Fixed(self.b.scale(self.arr, other), self.f)     # exact, local
+        if isinstance(other, float):
+            # x * c: multiply by c's encoding (local), then one truncation back to f bits
+            return Fixed(self.b.trunc(self.b.scale(self.arr, encode_fixed(other, self.f)), self.f), self.f)
+        o = self._other(other)
+        return Fixed(self.b.mul_trunc(self.arr, o.arr, self.f), self.f)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: "Fixed | Real") -> "Fixed":
+        if isinstance(other, Fixed):
+            return self * self.b.reciprocal(other)
+        return self * (1.0 / other)
+
+    def sum(self) -> "Fixed":
+        return Fixed(self.b.sum(self.arr), self.f)
+
+    def __getitem__(self, s: slice | int) -> "Fixed":
+        return Fixed(self.arr[s], self.f)
+
+    def lt(self, other: "Fixed") -> Arr:
+        """[self < other] as a 0/1 integer array; the bit length comes from the range analysis."""
+        o = self._other(other)
+        return self.b.lt(self.arr, o.arr, self.b.bit_length_for(self.arr, o.arr))
+
+    def ge(self, other: "Fixed") -> Arr:
+        o = self._other(other)
+        return self.b.ge(self.arr, o.arr, self.b.bit_length_for(self.arr, o.arr))
+
+    def __lt__(self, other: "Fixed") -> Arr:
+        return self.lt(other)
+
+    def __ge__(self, other: "Fixed") -> Arr:
+        return self.ge(other)
+
+    def __gt__(self, other: "Fixed") -> Arr:
+        return self._other(other).lt(self)
+
+    def __le__(self, other: "Fixed") -> Arr:
+        return self._other(other).ge(self)
 
 
 class CircuitBuilder:
@@ -60,6 +156,59 @@ class CircuitBuilder:
         self.c.inputs.add(name=name, length=length, lo=lo, hi=hi, source=cpb.INPUT_SOURCE_CLIENTS,
                           clients=list(clients))
         return Arr(self, name)
+
+    def fixed_input(self, name: str, owner: str, length: int, lo: float, hi: float, frac_bits: int = 16,
+                    key: str = "", dataset: str = "") -> Fixed:
+        """A real-valued node input with `frac_bits` fractional bits; its declared range is the
+        encodings of lo and hi (the owner checks each encoded value before sharing)."""
+        arr = self.input(name, owner, length, encode_fixed(lo, frac_bits), encode_fixed(hi, frac_bits), key, dataset)
+        self.c.inputs[-1].frac_bits = frac_bits
+        return Fixed(arr, frac_bits)
+
+    def fixed_client_input(self, name: str, clients: Sequence[str], length: int, lo: float, hi: float,
+                           frac_bits: int = 16) -> Fixed:
+        arr = self.client_input(name, clients, length, encode_fixed(lo, frac_bits), encode_fixed(hi, frac_bits))
+        self.c.inputs[-1].frac_bits = frac_bits
+        return Fixed(arr, frac_bits)
+
+    # ---- fixed point (one round each; need the 128-bit ring) ---------------------------
+    def trunc(self, a: Arr, bits: int) -> Arr:
+        """a / 2^bits, within 2 units of the last place."""
+        return self._op(cpb.OP_TRUNC, [a], ints=[bits])
+
+    def mul_trunc(self, a: Arr, b: Arr, bits: int) -> Arr:
+        """a * b / 2^bits in one round: the product of two fixed-point values with `bits` bits."""
+        return self._op(cpb.OP_MUL_TRUNC, [a, b], ints=[bits])
+
+    def reciprocal(self, x: Fixed, iterations: int = 2) -> Fixed:
+        """1/x; x's declared range must be positive (protocols/fixedpoint.py reciprocal)."""
+        return Fixed(self._op(cpb.OP_RECIPROCAL, [x.arr], ints=[x.f, iterations]), x.f)
+
+    def exp(self, x: Fixed) -> Fixed:
+        return Fixed(self._op(cpb.OP_EXP, [x.arr], ints=[x.f]), x.f)
+
+    def sigmoid(self, x: Fixed) -> Fixed:
+        return Fixed(self._op(cpb.OP_SIGMOID, [x.arr], ints=[x.f]), x.f)
+
+    def square_of_sum(self, x: Fixed) -> Fixed:
+        """(sum of x)^2: the sum is exact (no truncation), then one fixed-point product whose bound
+        the range analysis takes from the sum's range (n * max|x|)^2."""
+        s = x.sum()
+        return s * s
+
+    def select_fixed(self, bit: Arr, a: Fixed, b: Fixed) -> Fixed:
+        return Fixed(self.select(bit, a.arr, a._other(b).arr), a.f)
+
+    def bit_length_for(self, *arrays: Arr) -> int:
+        """The least bit_length the range analysis accepts for comparing these arrays."""
+        from . import ranges       # here: ranges imports the circuit module, which the builder must not need
+        env = ranges.values_so_far(self.c)
+        worst = 0
+        for a in arrays:
+            h = env[a.name].hull()
+            if h:
+                worst = max(worst, abs(h[0]), abs(h[1]))
+        return max(worst.bit_length(), 1)
 
     # ---- linear -----------------------------------------------------------------
     def add(self, a: Arr, b: Arr | int) -> Arr:
@@ -130,10 +279,23 @@ class CircuitBuilder:
         return self._op(cpb.OP_ROWS_VALID, [a], ints=[columns, int(exactly_one)])
 
     # ---- outputs ------------------------------------------------------------------
-    def output(self, name: str, value: Arr, recipients: Sequence[str], public_divisor: int = 0,
+    def output(self, name: str, value: Arr | Fixed, recipients: Sequence[str], public_divisor: int = 0,
                description: str = "", reveal_participants: bool = False) -> None:
-        self.c.outputs.add(name=name, value=value.name, recipients=list(recipients), public_divisor=public_divisor,
-                           description=description, reveal_participants=reveal_participants)
+        """Open `value` to the recipients; a Fixed value is decoded (divided by 2^f) by them."""
+        frac_bits = value.f if isinstance(value, Fixed) else 0
+        arr = value.arr if isinstance(value, Fixed) else value
+        self.c.outputs.add(name=name, value=arr.name, recipients=list(recipients), public_divisor=public_divisor,
+                           description=description, reveal_participants=reveal_participants, frac_bits=frac_bits)
 
-    def build(self) -> cpb.Circuit:
+    def build(self, protocol: str | None = None) -> cpb.Circuit:
+        """The circuit. Its ring: 128 bits if it truncates (fixed-point products and functions);
+        with `protocol`, the ring the range analysis requires, and the analysis runs now, so an
+        overflowing circuit is refused here (RangeError naming the op) rather than by the nodes."""
+        from . import ranges
+        if protocol is None:
+            self.c.ring_bits = 128 if any(op.kind in ranges.FIXED_OPS for op in self.c.ops) else 0
+            return self.c
+        ring = ranges.required_ring(self.c, protocol)
+        self.c.ring_bits = 128 if ring == 128 else 0
+        ranges.analysis(self.c, protocol)
         return self.c

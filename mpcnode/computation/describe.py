@@ -108,7 +108,7 @@ def describe(doc: Document) -> list[str]:
     return lines
 
 
-_SAME_AS_ARGS = {"add", "sub", "mul", "lt", "ge", "eq"}
+_SAME_AS_ARGS = {"add", "sub", "mul", "lt", "ge", "eq", "mul_trunc"}
 
 
 def array_lengths(doc: Document) -> dict[str, int]:
@@ -126,7 +126,7 @@ def array_lengths(doc: Document) -> dict[str, int]:
         size: int | None
         if kind in _SAME_AS_ARGS:
             size = max(args)
-        elif kind in ("neg", "add_const", "mul_const", "mul_rows"):
+        elif kind in ("neg", "add_const", "mul_const", "mul_rows", "trunc", "reciprocal", "exp", "sigmoid"):
             size = args[0]
         elif kind in ("sum", "dot", "count_rows"):
             size = 1

@@ -19,6 +19,16 @@ Client inputs are analysed with their declared range. Nodes range-check their ow
 sharing them; a client's row is checked inside MPC where the circuit asks for it (rows_valid), and
 a client who submits out of range only spoils its own input, which is the client's problem.
 
+Fixed point and the ring (docs/protocols.md, "Fixed-point numbers"): a fixed-point value is its
+encoded integer, so the rules above hold for it unchanged. The fixed-point ops (trunc, mul_trunc,
+reciprocal, exp, sigmoid) truncate, which only the replicated3 engine's 128-bit ring does: each
+truncation of a value bounded by 2^L leaks at most 2^(L+3-128) per element, and the analysis sums
+that over the job's truncations (counting every element, and every truncation inside a function,
+protocols/fixedpoint.py `*_schedule`) and refuses a job above 2^-40. `required_ring` picks the
+ring: 128 if the circuit truncates or a value could reach 2^63, else 64; a circuit whose
+`ring_bits` says otherwise is refused (a node recomputes it: it never trusts the coordinator's
+choice). On Shamir the truncating ops are refused: the 61-bit field has no room for them.
+
 Representation: an array is a list of runs (count, lo, hi), consecutive positions sharing one
 interval, so concatenations and slices of small arrays stay exact per position (an auction's
 [index, max, second] keeps three intervals). An array whose length depends on how many clients
@@ -27,6 +37,7 @@ maximum length, and a sum over it may have anything from zero to that many terms
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -34,7 +45,7 @@ from parley.v1 import circuit_pb2 as cpb
 
 from .. import field
 from ..circuit import CircuitError
-from ..protocols import compare
+from ..protocols import compare, fixedpoint
 
 Interval = tuple[int, int]
 Run = tuple[int, int, int]    # (count, lo, hi)
@@ -57,6 +68,20 @@ DOMAINS = {
     "replicated3": Domain("replicated3", 1 << 63, "2^63", 62),
 }
 MAX_ANY_BIT_LENGTH = max(d.max_bit_length for d in DOMAINS.values())
+# replicated3 with ring_bits 128 (engines/replicated3_wide.py): comparisons still run on the narrow
+# engine, hence 62; outputs are released as Z_2^64 shares, so they must stay below 2^63
+WIDE = Domain("replicated3", 1 << 127, "2^127", 62)
+RELEASE_BOUND = 1 << 63
+
+FIXED_OPS = frozenset({cpb.OP_TRUNC, cpb.OP_MUL_TRUNC, cpb.OP_RECIPROCAL, cpb.OP_EXP, cpb.OP_SIGMOID})
+# sum over every truncated element of 2^L must stay <= 2^(128 - 3 - 40): total leakage <= 2^-40
+LEAK_BUDGET_BITS = 40
+_LEAK_LIMIT = 1 << (128 - 3 - LEAK_BUDGET_BITS)
+SHAMIR_NO_TRUNCATION = (
+    "truncation is not available on the shamir engine: a statistically secure truncation masks a value "
+    "with 40 bits more than it holds, and a fixed-point product at f = 16 already holds 2f = 32 fractional "
+    "bits, so it needs over 72 bits where the 61-bit field's signed range has 60 (run it on replicated3, "
+    "whose 128-bit ring has room; add, subtract, compare, select and multiply by integers are fine on shamir)")
 
 
 class RangeError(CircuitError):
@@ -256,34 +281,134 @@ def _kind(op: cpb.Op) -> str:
     return cpb.OpKind.Name(op.kind).removeprefix("OP_").lower() if op.kind in cpb.OpKind.values() else str(op.kind)
 
 
+@dataclass(frozen=True)
+class Analysis:
+    env: dict[str, Vals]            # every array's possible values
+    ring_bits: int                  # the ring the circuit runs in (64 or 128; Shamir: 64 = n/a)
+    operands: dict[str, Interval]   # fixed-point ops: the hull of what they truncate (product for mul_trunc)
+    leak_bits: float                # log2 of the job's total truncation leakage (-inf: none)
+
+
 def analyse(circuit: cpb.Circuit, protocol: str) -> dict[str, Vals]:
     """The possible values of every array of a structurally valid circuit (circuit.validate), or
     RangeError naming the first op whose value or operands could leave the engine's domain."""
+    return analysis(circuit, protocol).env
+
+
+def analysis(circuit: cpb.Circuit, protocol: str) -> Analysis:
+    """`analyse`, in the ring `circuit.ring_bits` declares (0 = 64), which must be the ring the
+    circuit needs (`required_ring`); also the fixed-point ops' operand bounds, for the executor."""
     domain = DOMAINS.get(protocol)
     if domain is None:
         raise RangeError(f"protocol: {protocol!r} is not supported (no value range is known for it; known: "
                          f"{', '.join(DOMAINS)})")
+    ring = circuit.ring_bits or 64
+    if ring not in (64, 128):
+        raise RangeError(f"circuit: ring_bits {circuit.ring_bits} is not 64 or 128")
+    if protocol == "shamir":
+        for i, op in enumerate(circuit.ops):
+            if op.kind in FIXED_OPS:
+                raise RangeError(f"op {i} ({op.out}, {_kind(op)}): {SHAMIR_NO_TRUNCATION}")
+    if ring == 128 and protocol != "replicated3":
+        raise RangeError(f"circuit: ring_bits 128 asks for the 128-bit ring, which only the replicated3 engine has "
+                         f"(the {protocol} engine's domain is |v| < {domain.bound_text})")
+    result = _run(circuit, protocol, WIDE if ring == 128 else domain, ring)
+    if ring == 128 and not result.operands and _largest(result.env) < RELEASE_BOUND:
+        raise RangeError("circuit: ring_bits 128, but nothing is truncated and every value fits the 64-bit ring: "
+                         "the range analysis picks 64 (ring_bits 0)")
+    return result
+
+
+def required_ring(circuit: cpb.Circuit, protocol: str) -> int:
+    """The ring `circuit.ring_bits` must name: 128 on replicated3 if the circuit truncates or a value
+    could reach 2^63, else 64 (then ring_bits stays 0). RangeError if even 128 bits cannot hold it."""
+    if protocol != "replicated3":
+        return 64
+    result = _run(circuit, protocol, WIDE, 128)
+    return 128 if result.operands or _largest(result.env) >= RELEASE_BOUND else 64
+
+
+def values_so_far(circuit: cpb.Circuit) -> dict[str, Vals]:
+    """Every array's values in a circuit under construction, as the 128-bit ring would hold them
+    (for the builder's choice of comparison bit lengths); RangeError as `analysis`."""
+    return _run(circuit, "replicated3", WIDE, 128, outputs=False).env
+
+
+def _largest(env: dict[str, Vals]) -> int:
+    return max((max(abs(h[0]), abs(h[1])) for h in (v.hull() for v in env.values()) if h), default=0)
+
+
+def _run(circuit: cpb.Circuit, protocol: str, domain: Domain, ring: int, outputs: bool = True) -> Analysis:
     env: dict[str, Vals] = {d.name: input_vals(d) for d in circuit.inputs}
     for d in circuit.inputs:
-        _check_value(domain, f"input {d.name}", env[d.name])
+        _check_value(domain, f"input {d.name}", env[d.name], ring)
+    operands: dict[str, Interval] = {}
+    leak = 0
     for i, op in enumerate(circuit.ops):
         where = f"op {i} ({op.out}, {_kind(op)})"
         args = [env[a] for a in op.args]
         if op.kind in (cpb.OP_LT, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO):
             _check_comparison(domain, where, op.bit_length, args)
-        env[op.out] = _value(op, args)
-        _check_value(domain, where, env[op.out])
-    return env
+        if op.kind in FIXED_OPS:
+            if protocol == "shamir":
+                raise RangeError(f"{where}: {SHAMIR_NO_TRUNCATION}")
+            if ring != 128:
+                raise RangeError(f"{where}: fixed-point truncation needs the 128-bit ring (ring_bits 128): the "
+                                 "64-bit ring has no headroom for a truncation that never fails")
+            env[op.out], operands[op.out], bounds = _fixed(op, args, where)
+            # every element truncated: the result's length (a broadcast operand counts n times)
+            leak += max(env[op.out].length, 1) * sum(1 << b for b in bounds)
+            if leak > _LEAK_LIMIT:
+                raise RangeError(f"{where}: the job's truncations could leak more than 2^-{LEAK_BUDGET_BITS} in "
+                                 f"total (this op truncates values up to 2^{max(bounds)}, each leaking "
+                                 f"2^({max(bounds)}+3-128)); narrow the declared ranges or split the job")
+        else:
+            env[op.out] = _value(op, args)
+        _check_value(domain, where, env[op.out], ring)
+    if ring == 128 and outputs:
+        for out in circuit.outputs:
+            h = env[out.value].hull()
+            if h and max(abs(h[0]), abs(h[1])) >= RELEASE_BOUND:
+                raise RangeError(f"output {out.name}: its value could reach {_fmt(max(abs(h[0]), abs(h[1])))}, "
+                                 "beyond the 2^63 an output is released in")
+    leak_bits = math.log2(leak) - (128 - 3) if leak else float("-inf")
+    return Analysis(env, ring, operands, leak_bits)
 
 
-def _check_value(domain: Domain, where: str, v: Vals) -> None:
+def _fixed(op: cpb.Op, args: list[Vals], where: str) -> tuple[Vals, Interval, list[int]]:
+    """A fixed-point op's values, the interval it truncates and its truncations' bound bits."""
+    a = args[0]
+    k = op.kind
+    try:
+        if k == cpb.OP_TRUNC:
+            h = a.hull() or (0, 0)
+            return _map(a, lambda x: fixedpoint.trunc_interval(x, op.ints[0])), h, [fixedpoint.trunc_bound(h, op.ints[0])]
+        if k == cpb.OP_MUL_TRUNC:
+            prod = _zip(a, args[1], _mul)
+            h = prod.hull() or (0, 0)
+            return _map(prod, lambda x: fixedpoint.trunc_interval(x, op.ints[0])), h, [fixedpoint.trunc_bound(h, op.ints[0])]
+        h = a.hull() or (0, 0)
+        if k == cpb.OP_RECIPROCAL:
+            sched = fixedpoint.reciprocal_schedule(h, op.ints[0], op.ints[1])
+        elif k == cpb.OP_EXP:
+            sched = fixedpoint.exp_schedule(h, op.ints[0])
+        else:
+            sched = fixedpoint.sigmoid_schedule(h, op.ints[0])
+    except fixedpoint.FixedPointError as exc:
+        raise RangeError(f"{where}: {exc}") from None
+    return _uniform(a.length, sched.out, a.fixed), h, list(sched.truncations)
+
+
+def _check_value(domain: Domain, where: str, v: Vals, ring: int = 64) -> None:
     h = v.hull()
     if h is None:
         return
     worst = h[0] if -h[0] >= h[1] else h[1]
     if abs(worst) >= domain.bound:
+        hint = " (the 128-bit ring would hold it: ring_bits 128)" if (
+            domain.protocol == "replicated3" and ring == 64 and abs(worst) < WIDE.bound) else ""
         raise RangeError(f"{where}: its value could reach {_fmt(worst)}, outside the {domain.protocol} engine's "
-                         f"signed range |v| < {domain.bound_text}")
+                         f"signed range |v| < {domain.bound_text}{hint}")
 
 
 def _check_comparison(domain: Domain, where: str, bit_length: int, args: list[Vals]) -> None:

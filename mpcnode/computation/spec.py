@@ -80,7 +80,8 @@ def _op_name(kind: int) -> str:
 
 
 # the document's names of the ops that need a round (mpcnode.circuit.INTERACTIVE)
-INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid"})
+INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid",
+                             "trunc", "mul_trunc", "reciprocal", "exp", "sigmoid"})
 
 
 def _input_doc(d: cpb.InputDecl) -> Document:
@@ -89,6 +90,9 @@ def _input_doc(d: cpb.InputDecl) -> Document:
         doc.update(source="node", owner=d.owner, dataset=d.dataset, field=d.key or d.name)
     else:
         doc.update(source="clients", clients={"count": len(d.clients), "sha256": clients_digest(list(d.clients))})
+    if d.frac_bits:
+        # only when set (as op tags): integer inputs keep their document and fingerprint
+        doc["frac_bits"] = d.frac_bits
     return doc
 
 
@@ -115,6 +119,8 @@ def _output_doc(o: cpb.OutputDecl) -> Document:
                      "public_divisor": str(o.public_divisor), "description": o.description}
     if o.reveal_participants:
         doc["reveal_participants"] = True    # only when set, as op tags
+    if o.frac_bits:
+        doc["frac_bits"] = o.frac_bits        # fixed point: the recipient divides by 2^frac_bits
     if o.HasField("dp"):
         doc["dp"] = _fields_doc(o.dp)        # what the release promises and the ledger charges
     return doc
@@ -154,6 +160,8 @@ class Computation:
             "ops": [_op_doc(op) for op in c.ops],
             "outputs": [_output_doc(o) for o in c.outputs],
         }
+        if c.ring_bits and c.ring_bits != 64:
+            doc["ring_bits"] = c.ring_bits     # only when not the default 64, as above
         if self.input_parties:
             # only when there are any: every computation without input-only parties keeps the
             # document (and the fingerprint) it had before input-only parties existed

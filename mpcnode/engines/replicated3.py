@@ -62,15 +62,13 @@ from ..protocols import binary
 from ..protocols.keys import pairwise_streams
 from ..randomness import KeyedStream
 from .base import Engine, Public, Share
+from .replicated3_cross import CrossRounds, _checked
 
 _U = np.uint64
 MAX_BIT_LENGTH = 62        # |a|, |b| < 2^62 keeps a - b inside the signed 64-bit range
-# In a cross round the output components g_0 = F(K_0) and g_1 = F(K_1) are pseudo-random: party 0
-# holds both (slots 0, 1), party 1 holds g_1 (slot 0), party 2 holds g_0 (slot 1).
-_OWN_SLOTS = {0: (0, 1), 1: (0,), 2: (1,)}
 
 
-class Replicated3Engine(Engine):
+class Replicated3Engine(CrossRounds, Engine):
     """One party's side of a three-party replicated-sharing job (see the module docstring)."""
 
     name = "replicated3"
@@ -339,116 +337,6 @@ class Replicated3Engine(Engine):
         a, b = self._prf("rbit", label, count)
         return await binary.inject_bit(self, label, np.stack([a & _U(1), b & _U(1)]))
 
-    # ---- cross rounds: the one-round steps of the boolean layer (binary.py) -----------------
-    async def cross_and(self, label: str, s: np.ndarray | None, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Party 0 knows words s, parties 1 and 2 know words y (flat, same length). One round
-        gives XOR shares, planar (2, m) as in binary.py, of s and of s & y:
-
-        [s] = (s ^ W, W, 0) with W = F(K_1) (parties 0, 1): party 0 sends s ^ W to party 2.
-        [s & y] = (g0, g1, g2) with g_j = F(K_j), g2 = (s & y) ^ g0 ^ g1: party 0 also sends
-        s ^ V (V = F(K_0), parties 0, 2) to party 1; party 1 sends (W & y) ^ g1 to party 2 and
-        party 2 sends (V & y) ^ g0 to party 1. Then party 2 has ((s ^ W) & y) ^ (W & y) ^ g1 ^ g0
-        = g2 and party 1 likewise. Every message is masked by a key its recipient lacks.
-        Cost: 4 words per value (party 0: 2, parties 1 and 2: 1)."""
-        await self._prf_ready()
-        me = self.party
-        size = (s if me == 0 else y).size
-        W, V = self._masks("x", label, size)     # W on K_1 (parties 0, 1), V on K_0 (parties 0, 2)
-        g = self._prf("xg", label, size, _OWN_SLOTS[me])
-        if me == 0:
-            sw = s ^ W
-            await self.ex.round(label, {2: sw, 1: s ^ V}, [])
-            return np.stack([sw, W]), np.stack([g[0], g[1]])
-        zero = np.zeros(size, dtype=_U)
-        if me == 1:
-            got = await self.ex.round(label, {2: (W & y) ^ g[0]}, [0, 2])
-            sv = _checked(got[0], size, label, 0)                          # s ^ V
-            g2 = (sv & y) ^ _checked(got[2], size, label, 2) ^ g[0]
-            return np.stack([W, zero]), np.stack([g[0], g2])
-        got = await self.ex.round(label, {1: (V & y) ^ g[1]}, [0, 1])
-        sw = _checked(got[0], size, label, 0)                              # s ^ W
-        g2 = (sw & y) ^ _checked(got[1], size, label, 1) ^ g[1]
-        return np.stack([zero, sw]), np.stack([g2, g[1]])
-
-    async def cross_and_rot(self, label: str, a: np.ndarray | None, y: np.ndarray | None, r: int) -> np.ndarray:
-        """Party 0 knows words a, parties 1 and 2 know words y: XOR shares (planar) of f = e & rot_r(e)
-        for e = a ^ y (rot_r: rotate right by r bits) in one round, no shares of e needed.
-
-        With W = F(K_1) (parties 0, 1) and A = a ^ W: (A ^ y) & rot(A ^ y) = f ^ C0 ^ C1, where
-        C0 = a & rot W ^ W & rot a ^ W & rot W (party 0) and C1 = y & rot W ^ W & rot y (party 1).
-        Party 0 sends A and C0 ^ M (M = F(K_1)) to party 2, party 1 sends C1 ^ M ^ g1; party 2
-        then has g2 = f ^ g0 ^ g1. Party 1 gets the same with V = F(K_0) from parties 0 and 2.
-        Result (g0, g1, g2) with g_j = F(K_j). 6 words per value (party 0: 4)."""
-        await self._prf_ready()
-        me = self.party
-        size = (a if me == 0 else y).size
-        W, V = self._masks("r", label, size)
-        M, M2 = self._masks("rm", label, size)           # M on K_1, M2 on K_0
-        g = self._prf("rg", label, size, _OWN_SLOTS[me])
-        rot = _U(r)
-        back = _U(64 - r)
-
-        def rotr(w: np.ndarray) -> np.ndarray:
-            return (w >> rot) | (w << back)
-
-        def own_part(w: np.ndarray) -> np.ndarray:       # C0 for mask w
-            rw = rotr(w)
-            return (a & rw) ^ (w & rotr(a)) ^ (w & rw)
-
-        def their_part(w: np.ndarray) -> np.ndarray:     # C1 for mask w
-            return (y & rotr(w)) ^ (w & rotr(y))
-
-        def fold(masked: np.ndarray, c0: np.ndarray, c1: np.ndarray, g_other: np.ndarray) -> np.ndarray:
-            e = masked ^ y
-            return (e & rotr(e)) ^ c0 ^ c1 ^ g_other
-
-        if me == 0:
-            await self.ex.round(label, {2: np.concatenate([a ^ W, own_part(W) ^ M]),
-                                        1: np.concatenate([a ^ V, own_part(V) ^ M2])}, [])
-            return np.stack([g[0], g[1]])
-        if me == 1:
-            got = await self.ex.round(label, {2: their_part(W) ^ M ^ g[0]}, [0, 2])
-            msg = _checked(got[0], 2 * size, label, 0)
-            g2 = fold(msg[:size], msg[size:], _checked(got[2], size, label, 2), g[0])
-            return np.stack([g[0], g2])
-        got = await self.ex.round(label, {1: their_part(V) ^ M2 ^ g[1]}, [0, 1])
-        msg = _checked(got[0], 2 * size, label, 0)
-        g2 = fold(msg[:size], msg[size:], _checked(got[1], size, label, 1), g[1])
-        return np.stack([g2, g[1]])
-
-    async def cross_inject(self, label: str, u: np.ndarray | None, b: np.ndarray | None) -> Share:
-        """Party 0 knows bits u, parties 1 and 2 know bits b (flat 0/1 words): arithmetic shares
-        of u ^ b = u (1 - 2b) + b in one round, by the same correlation as cross_and:
-        components c_j = F(K_j) for j = 0, 1 and c2 = u ^ b - c0 - c1; party 0 sends u + W to
-        party 2 and u + V to party 1; party 1 sends W (1 - 2b) + c1 to party 2, party 2 sends
-        V (1 - 2b) + c0 to party 1. 4 elements per bit."""
-        await self._prf_ready()
-        me = self.party
-        size = (u if me == 0 else b).size
-        W, V = self._masks("i", label, size)
-        c = self._prf("ic", label, size, _OWN_SLOTS[me])
-        send: dict[int, np.ndarray] = {}
-        if me == 0:
-            send = {2: u + W, 1: u + V}
-            got = await self.ex.round(label, send, [])
-            return np.stack(c, axis=-1)
-        sign = _U(1) - (b << _U(1))                                 # 1 - 2b mod 2^64
-        if me == 1:
-            got = await self.ex.round(label, {2: W * sign + c[0]}, [0, 2])
-            m = _checked(got[0], size, label, 0) * sign - _checked(got[2], size, label, 2) + b - c[0]
-            return np.stack([c[0], m], axis=-1)
-        got = await self.ex.round(label, {1: V * sign + c[1]}, [0, 1])
-        m = _checked(got[0], size, label, 0) * sign - _checked(got[1], size, label, 1) + b - c[1]
-        return np.stack([m, c[1]], axis=-1)
-
-    def _masks(self, purpose: str, label: str, size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(W, V) of a cross round: W = F(K_1) for parties 0 and 1, V = F(K_0) for parties 0 and 2
-        (None where this party lacks the key)."""
-        me = self.party
-        W = None if me == 2 else self._prf(purpose + "w", label, size, (1 if me == 0 else 0,))[1 if me == 0 else 0]
-        V = None if me == 1 else self._prf(purpose + "v", label, size, (0 if me == 0 else 1,))[0 if me == 0 else 1]
-        return W, V
-
     # ---- comparison and equality: protocols/binary.py ---------------------------------------
     async def comparison_masks(self, label: str, count: int, bit_length: int | None = None) -> None:
         """No preprocessing: every comparison draws its correlated randomness from the pairwise
@@ -516,9 +404,3 @@ class Replicated3Engine(Engine):
         shape = self.value_shape(x)
         bit = await binary.less_than_zero(self, label, self.flatten(x), MAX_BIT_LENGTH)
         return bit.reshape(shape + (2,))
-
-
-def _checked(arr: np.ndarray, size: int, label: str, sender: int) -> np.ndarray:
-    if arr.size != size:
-        raise ProtocolViolation(f"round {label!r}: party {sender} sent {arr.size} elements, expected {size}")
-    return arr.reshape(-1)

@@ -1,7 +1,7 @@
 """The boolean layer of the replicated3 engine: XOR shares of packed words, AND, A2B with a
 Kogge-Stone adder, bit injection, the sign bit and the zero test. Protocol math only: every round
 is an engine method (`reshare_planar`, `cross_and`, `cross_and_rot`, `cross_inject` of
-engines/replicated3.py).
+engines/replicated3.py and its cross rounds, engines/replicated3_cross.py).
 
 Boolean shares are replicated XOR shares: words w = w_0 ^ w_1 ^ w_2, party i holds (w_i, w_{i+1}).
 Inside this module they are PLANAR, shape (2, m) (row 0 = w_i, row 1 = w_{i+1}), so that every
@@ -38,7 +38,7 @@ Rounds: A2B 7; less_than 2 + ceil(log2(l + 1)) (l = 1: 3, l = 32 or 62: 8); equa
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -152,14 +152,17 @@ def prefix_levels(bit_length: int) -> int:
     return max(1, math.ceil(math.log2(bit_length + 1)))
 
 
-async def less_than_zero(engine: "Replicated3Engine", label: str, d: Share, bit_length: int) -> Share:
+async def less_than_zero(engine: "Replicated3Engine", label: str, d: Share, bit_length: int,
+                         into: Any = None) -> Share:
     """Arithmetic shares of [d < 0] for flat d (m, 2) with -2^(l+1) < d < 2^(l+1), l = bit_length
-    <= 62: the sign bit l + 1 of the split sum. Rounds: 1 + prefix_levels(l) + 1."""
+    <= 62: the sign bit l + 1 of the split sum. Rounds: 1 + prefix_levels(l) + 1. `into`: the
+    engine whose ring receives the bit (its `cross_inject`; default `engine`: the wide engine
+    passes itself, engines/replicated3_wide.py)."""
     g, p = await _split_adder(engine, label, d)
     G = await prefix_carries(engine, f"{label}/add", g, p, prefix_levels(bit_length))
     k = bit_length + 1
     sign = extract_bit(p, k) ^ extract_bit(G, k - 1)
-    return await inject_bit(engine, label, sign)
+    return await inject_bit(into or engine, label, sign)
 
 
 async def equal_zero(engine: "Replicated3Engine", label: str, x: Share) -> Share:
