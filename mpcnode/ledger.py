@@ -2,7 +2,7 @@
 let jobs use (issue 14 item 5; docs/privacy-budget.md).
 
 Currency: ρ-zCDP, kept as exact fractions (strings in SQLite) so that sums never round past a
-budget. A pure ε-DP release is charged ρ = ε²/2.
+budget. What one output costs is dp/accounting.py's release_rho (a pure ε-DP release: ρ = ε²/2).
 
 Keys are this node's own dataset identities, never a name the coordinator chose:
 - `dataset:<name>` for a node input, where <name> is the dataset name in this node's config
@@ -24,7 +24,6 @@ processes.
 from __future__ import annotations
 
 import hashlib
-import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Callable
 from parley.v1 import circuit_pb2 as cpb
 
 from .computation.spec import clients_digest
+from .dp import accounting
 from .config import NodeConfig, PrivacyBudget
 from .errors import Denied
 
@@ -55,37 +55,17 @@ class BudgetExceeded(Denied):
     and the rule, never a value: it travels to the coordinator."""
 
 
-def rho_of_pure(epsilon: Fraction) -> Fraction:
-    return epsilon * epsilon / 2
-
-
-def eps_delta_of_rho(rho: float, delta: float) -> float:
-    """The (ε, δ)-DP a ρ-zCDP guarantee implies: ε = ρ + 2 sqrt(ρ ln(1/δ)) (Bun and Steinke 2016)."""
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta)) if rho > 0 else 0.0
-
-
-def _exact(text: str, what: str) -> Fraction:
-    try:
-        value = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise Denied(f"{what} is not an exact number") from None
-    if value < 0:
-        raise Denied(f"{what} is negative")
-    return value
-
-
 def release_rho(output: cpb.OutputDecl) -> Fraction:
-    """The ledger charge of one DP output: its declared ρ, else ε²/2 for a pure-DP release (δ 0 or
-    unset); nothing for post-processing of the circuit's other DP outputs. An (ε, δ) declaration
-    without ρ cannot be put in the ledger's currency: refused."""
-    dp = output.dp
-    if dp.post_processing:
-        return Fraction(0)
-    if dp.rho:
-        return _exact(dp.rho, f"output {output.name!r}: dp.rho")
-    if dp.epsilon and (not dp.delta or _exact(dp.delta, f"output {output.name!r}: dp.delta") == 0):
-        return rho_of_pure(_exact(dp.epsilon, f"output {output.name!r}: dp.epsilon"))
-    raise Denied(f"output {output.name!r} declares differential privacy without rho or a pure epsilon")
+    """The ledger charge of one DP output (dp/accounting.py release_rho: its declared ρ, ε²/2 for
+    a pure-DP release, nothing for post-processing). A declaration it cannot price is refused,
+    naming the output and never a value."""
+    try:
+        rho = accounting.release_rho(output.dp)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise Denied(f"output {output.name!r}: {exc}") from None
+    if rho < 0:
+        raise Denied(f"output {output.name!r}: a negative rho")
+    return Fraction(rho)
 
 
 def output_inputs(circuit: cpb.Circuit) -> dict[str, frozenset[str]]:

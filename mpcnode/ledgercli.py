@@ -18,7 +18,8 @@ from urllib.parse import quote
 from .audit import STORE_FILE, printable
 from .config import PrivacyBudget, load_node_config
 from .configfile import ConfigError
-from .ledger import DATASET, LedgerRow, eps_delta_of_rho, report_rows, total_of
+from .dp.accounting import eps_delta_of_rho
+from .ledger import DATASET, LedgerRow, report_rows, total_of
 
 
 class LedgerUnavailable(Exception):

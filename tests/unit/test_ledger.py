@@ -12,8 +12,9 @@ import yaml
 from mpcnode.config import NodeConfig, load_node_config
 from mpcnode.configfile import ConfigError
 from mpcnode.errors import Denied
-from mpcnode.ledger import (EXPIRED, REFUNDED, RESERVED, SPENT, BudgetExceeded, PrivacyLedger, eps_delta_of_rho,
-                            job_charges, output_inputs)
+from mpcnode.dp.accounting import eps_delta_of_rho
+from mpcnode.ledger import (EXPIRED, REFUNDED, RESERVED, SPENT, BudgetExceeded, PrivacyLedger, job_charges,
+                            output_inputs)
 from mpcnode.store import ShareStore
 from parley.v1 import circuit_pb2 as cpb
 
@@ -77,8 +78,8 @@ def test_exact_release_of_a_budgeted_dataset_is_refused_naming_the_key(tmp_path:
     with pytest.raises(Denied) as err:
         job_charges(circuit(dp_out(rho="0.1"), cpb.OutputDecl(name="exact", value="both")), ORG, cfg, True)
     assert "dataset:sales" in str(err.value) and "'exact'" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(Denied, match="without rho"):
-        job_charges(circuit(dp_out(epsilon="1", delta="0.000001")), ORG, cfg, True)
+    with pytest.raises(Denied, match="'total': a DP release states neither rho nor epsilon"):
+        job_charges(circuit(dp_out(mechanism="discrete-laplace")), ORG, cfg, True)
 
 
 def test_client_population_keyed_by_content_hash(tmp_path: Path) -> None:
