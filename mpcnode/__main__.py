@@ -1,5 +1,6 @@
 """python -m mpcnode --config deploy/org-a.yaml: run one organization's Parley node.
-python -m mpcnode audit --config deploy/org-a.yaml: print its audit log (audit.py)."""
+python -m mpcnode audit --config deploy/org-a.yaml: print its audit log (audit.py).
+python -m mpcnode ledger --config deploy/org-a.yaml: print its privacy budgets (ledgercli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ from .admission import resolve_approvals
 from .audit import main as audit_main
 from .certs import NODE
 from .config import load_node_config
+from .ledgercli import main as ledger_main
 from .configfile import ConfigError
 from .node import Node
 from .transport.servicers import add_all
@@ -50,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["audit"]:
         # a leading word, not an argparse subcommand: `python -m mpcnode --config X` must keep serving
         return audit_main(argv[1:])
+    if argv[:1] == ["ledger"]:
+        return ledger_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mpcnode", description="Run one organization's Parley node.",
                                      epilog="python -m mpcnode audit --config X prints the node's audit log "
-                                            "(see python -m mpcnode audit --help).")
+                                            "(see python -m mpcnode audit --help); python -m mpcnode ledger "
+                                            "--config X its privacy budgets (docs/privacy-budget.md).")
     parser.add_argument("--config", type=Path, required=True, help="node config YAML (see docs/configuration.md)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here once serving (for port 0)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -47,6 +48,42 @@ class Approval(Strict):
         return self
 
 
+class Budget(Strict):
+    """A total privacy budget, in ρ-zCDP, or as a pure ε (converted: ρ = ε²/2). Exact decimals:
+    write them as strings or numbers; they are read as fractions, never rounded."""
+    rho: str | float | None = Field(default=None, description="total ρ (zCDP) this key may ever spend")
+    epsilon: str | float | None = Field(default=None, description="or a pure-DP total ε, converted to ρ = ε²/2")
+
+    @model_validator(mode="after")
+    def _one(self) -> "Budget":
+        if (self.rho is None) == (self.epsilon is None):
+            raise ValueError("give exactly one of rho or epsilon")
+        try:
+            value = Fraction(str(self.rho if self.rho is not None else self.epsilon))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError("rho/epsilon must be a number, e.g. 0.5 or \"1/2\"") from None
+        if value <= 0:
+            raise ValueError("rho/epsilon must be positive")
+        return self
+
+    @property
+    def rho_total(self) -> Fraction:
+        if self.rho is not None:
+            return Fraction(str(self.rho))
+        eps = Fraction(str(self.epsilon))
+        return eps * eps / 2
+
+
+class PrivacyBudget(Strict):
+    """Differential-privacy budgets this node enforces (mpcnode/ledger.py, docs/privacy-budget.md).
+    Once a dataset has one, every job that reads it must release only DP outputs."""
+    datasets: dict[str, Budget] = Field(default_factory=dict,
+                                        description="dataset name (as in `inputs:`) -> its total budget")
+    client_populations: Budget | None = Field(
+        default=None, description="the budget of each client population (keyed by its list's content hash)")
+    delta: float = Field(default=1e-9, gt=0, lt=1, description="δ at which `mpcnode ledger` shows ρ as (ε, δ)")
+
+
 REMOVED_POLICY_FIELDS = {
     "scenarios": "approval by scenario name was removed: list approvals (fingerprint or scenario_file)",
     "fingerprints": "moved: list each as an approval, - fingerprint: <sha256>",
@@ -65,6 +102,8 @@ class Policy(Strict):
                                      description="client credentials we accept input shares from (jobs name them "
                                                  "too): names, or 'prefix*' for every name with that prefix ('*': "
                                                  "any client); none by default. A coordinator is never accepted")
+    privacy_budget: PrivacyBudget = Field(default_factory=PrivacyBudget,
+                                          description="DP budgets per dataset / client population")
     approve_any_computation_insecure: bool = Field(
         default=False, description="TESTS AND BENCHMARKS ONLY: accept any computation; never in production")
 
@@ -112,6 +151,14 @@ class NodeConfig(Strict):
             if ":" not in addr:
                 raise ValueError(f"peer {name}: address {addr!r} must be host:port")
         return v
+
+    @model_validator(mode="after")
+    def _budgets_name_inputs(self) -> "NodeConfig":
+        # a budget is keyed by the node's own dataset name: one that names no input would guard nothing
+        for name in self.policy.privacy_budget.datasets:
+            if name not in self.inputs:
+                raise ValueError(f"policy.privacy_budget.datasets: {name!r} is not a dataset in inputs")
+        return self
 
     @field_validator("listen")
     @classmethod

@@ -30,6 +30,7 @@ from .intake import (accept_client_share, add_rows_status, public_job, record_cl
                      wait_client_inputs)
 from .jobrun import run_job
 from .jobspec import check_job_spec, recomputed_fingerprint
+from .ledger import EXPIRED, REFUNDED, BudgetExceeded, PrivacyLedger, job_charges
 from .opened import describe as describe_opened
 from .protocols.agreement import MissingInput
 from .release import output_share, participants
@@ -87,6 +88,7 @@ class Job:
     # once none is missing
     owner_pending: set[str] = dc_field(default_factory=set)
     owner_inputs: asyncio.Event = dc_field(default_factory=asyncio.Event)
+    charges: dict = dc_field(default_factory=dict)   # privacy-ledger key -> ρ reserved at Prepare (ledger.py)
 
 
 class Node:
@@ -95,6 +97,7 @@ class Node:
         self.tls = tls
         self.org = cfg.organization
         self.store = ShareStore(cfg.data_dir / "shares.sqlite3")
+        self.ledger = PrivacyLedger(self.store, cfg)
         if approvals is None:
             approvals = resolve_approvals(cfg, "(node config)")
         self.admission = Admission(cfg, approvals, self.store.jobs_with_fingerprint)
@@ -108,7 +111,9 @@ class Node:
         in-flight intermediate shares lived only in memory. Mark it failed, keep everything else."""
         for state in (State.PREPARED, State.RUNNING):
             for job_id in self.store.jobs_in_state(state):
-                self.store.set_state(job_id, State.FAILED, f"node {self.org} restarted while the job was {state.lower()}")
+                # no output share of it was stored here (that is DONE): its reservation is refunded
+                self.store.set_state(job_id, State.FAILED, f"node {self.org} restarted while the job was {state.lower()}",
+                                     lambda conn, j=job_id: PrivacyLedger.settle_in(conn, j, REFUNDED))
 
     async def close(self) -> None:
         for job in self.jobs.values():
@@ -149,7 +154,13 @@ class Node:
             log.warning("job %s refused: %s", spec.job_id, exc)
             self.store.audit("refused", spec.job_id, spec.fingerprint, str(exc))
             return _refuse(str(exc))
-        self.store.put_job(spec.job_id, spec.SerializeToString(deterministic=True), spec.fingerprint, State.PREPARED)
+        try:   # the reservation and the job row commit together, or neither does
+            self.store.put_job(spec.job_id, spec.SerializeToString(deterministic=True), spec.fingerprint,
+                               State.PREPARED, self.ledger.reserver(spec.job_id, job.charges))
+        except BudgetExceeded as exc:
+            log.warning("job %s refused: %s", spec.job_id, exc)
+            self.store.audit("refused", spec.job_id, spec.fingerprint, str(exc))
+            return _refuse(str(exc))
         self.jobs[spec.job_id] = job
         expire_unless_started(job, self.cfg.prepared_ttl_s, self._fail)
         fed = sorted({d.dataset for d in spec.circuit.inputs
@@ -159,7 +170,9 @@ class Node:
                          + (f" ({approval.note})" if approval.note else "")
                          + f"; datasets fed: {', '.join(fed) if fed else 'none'}"
                          + ("; input-only: shared to the compute nodes at start, no shares held here"
-                            if job.input_only else ""))
+                            if job.input_only else "")
+                         + ("; privacy budget reserved: " + ", ".join(f"{k} rho={v}" for k, v in sorted(job.charges.items()))
+                            if job.charges else ""))
         log.info("job %s prepared (%s, %d parties)", spec.job_id, spec.scenario, len(spec.parties))
         return node_pb2.PrepareReply(accepted=True)
 
@@ -170,6 +183,8 @@ class Node:
             checked.fingerprint
         approval = self.admission.check(comp, doc, fp)
         self.admission.check_clients(spec.circuit)
+        # a budgeted dataset feeds DP outputs only (Denied otherwise); the charge is reserved at put_job
+        charges = job_charges(spec.circuit, self.org, self.cfg, holds_client_shares=not input_only)
         # every policy check is done: only now is our data read (a refusal above never touched it)
         mine = [d for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org]
         inputs: dict[str, np.ndarray] = {}
@@ -186,7 +201,8 @@ class Node:
                                             if d.source == cpb.INPUT_SOURCE_NODE and d.owner in input_parties}
         job = Job(spec=spec, plan=plan, me=me, mailbox=mailbox, inputs=inputs, canonical=canonical,
                   client_lists=lists, client_counts={name: 0 for name in lists},
-                  feeds=output_feeds(doc), approval=approval, input_only=input_only, owner_pending=pending)
+                  feeds=output_feeds(doc), approval=approval, input_only=input_only, owner_pending=pending,
+                  charges=charges)
         if not pending:
             job.owner_inputs.set()
         mailbox.on_violation = lambda reason: self._violation(job, reason)
@@ -322,14 +338,16 @@ class Node:
             committed=job.committed, elapsed_s=(end - job.started) if job.started else 0.0,
             inputs_received=sum(job.client_counts.values())))
 
-    def _fail(self, job: Job, reason: str) -> None:
+    def _fail(self, job: Job, reason: str, expired: bool = False) -> None:
         if job.state in (State.DONE, State.FAILED):
             return
         job.state = State.FAILED
         job.error = reason
         job.finished = time.monotonic()
         job.mailbox.close(reason)
-        self.store.set_state(job.spec.job_id, State.FAILED, reason)
+        # not DONE, so no output share was stored here: the reservation is freed with the state
+        self.store.set_state(job.spec.job_id, State.FAILED, reason, lambda conn: PrivacyLedger.settle_in(
+            conn, job.spec.job_id, EXPIRED if expired else REFUNDED))
         self.store.audit("failed", job.spec.job_id, job.spec.fingerprint, reason)
         job.ended.set()
         log.warning("job %s failed: %s", job.spec.job_id, reason)
@@ -351,7 +369,8 @@ class Node:
                                        lambda counted, excluded: record_client_rows(self.store, job, counted, excluded))
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), participants(spec, out, result.row_labels))
-                for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]))
+                for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]),
+                lambda conn: PrivacyLedger.spend_in(conn, spec.job_id))   # spent with the first output share
             self._done(job, "done", f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
                      job.exchange.stats.rounds, job.exchange.stats.bytes_sent)
@@ -383,7 +402,8 @@ class Node:
             async with asyncio.timeout(spec.timeout_s):
                 names = await deliver(spec, self.org, job.live, job.inputs, self.cfg.peers, self.tls,
                                       self.cfg.rpc_timeout_s)
-            self.store.finish_job(spec.job_id, {})
+            # our input left as shares: spent (no later failure can tell that nothing was released)
+            self.store.finish_job(spec.job_id, {}, in_tx=lambda conn: PrivacyLedger.spend_in(conn, spec.job_id))
             self._done(job, "delivered", f"input {', '.join(names)} shared to compute parties {', '.join(job.live)}")
             log.info("job %s: input delivered to %s", spec.job_id, ", ".join(job.live))
         except asyncio.CancelledError:

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -68,6 +69,11 @@ def _shape_text(a: np.ndarray) -> str:
 def _array(blob: bytes, shape: str) -> np.ndarray:
     flat = np.frombuffer(blob, dtype="<u8").astype(np.uint64)
     return flat.reshape(tuple(int(d) for d in shape.split(","))) if shape else flat
+
+
+T = TypeVar("T")
+# fn(conn) run inside a job-state write's transaction (the privacy ledger, mpcnode/ledger.py)
+InTx = Callable[[sqlite3.Connection], None]
 
 
 class DuplicateSubmission(ValueError):
@@ -131,29 +137,42 @@ class ShareStore:
     def close(self) -> None:
         self._db.close()
 
-    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+    def _tx(self, statements: list[tuple[str, tuple]], in_tx: InTx | None = None) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            for sql, args in statements:
+                conn.execute(sql, args)
+            if in_tx is not None:
+                in_tx(conn)
+        self.transaction(run)
+
+    def transaction(self, fn: Callable[[sqlite3.Connection], T], immediate: bool = True) -> T:
+        """fn(conn) in one transaction, rolled back if it raises. BEGIN IMMEDIATE takes SQLite's
+        write lock at once, so a read-check-write inside fn is atomic across every connection and
+        process on this database (the privacy ledger relies on it); immediate=False for reads."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
-                for sql, args in statements:
-                    self._db.execute(sql, args)
+                result = fn(self._db)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            return result
 
     def _query(self, sql: str, args: tuple) -> list[tuple]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
     # ---- jobs ------------------------------------------------------------------
-    def put_job(self, job_id: str, spec: bytes, fingerprint: str, state: str) -> None:
+    def put_job(self, job_id: str, spec: bytes, fingerprint: str, state: str, in_tx: InTx | None = None) -> None:
+        """`in_tx`: run in the same transaction (the ledger's reservation: both or neither)."""
         now = time.time()
         self._tx([("INSERT INTO jobs (job_id, spec, fingerprint, state, created, updated) VALUES (?,?,?,?,?,?)",
-                   (job_id, spec, fingerprint, state, now, now))])
+                   (job_id, spec, fingerprint, state, now, now))], in_tx)
 
-    def set_state(self, job_id: str, state: str, error: str = "") -> None:
-        self._tx([("UPDATE jobs SET state=?, error=?, updated=? WHERE job_id=?", (state, error, time.time(), job_id))])
+    def set_state(self, job_id: str, state: str, error: str = "", in_tx: InTx | None = None) -> None:
+        self._tx([("UPDATE jobs SET state=?, error=?, updated=? WHERE job_id=?", (state, error, time.time(), job_id))],
+                 in_tx)
 
     def job(self, job_id: str) -> JobRow | None:
         rows = self._query("SELECT job_id, spec, fingerprint, state, error, committed FROM jobs WHERE job_id=?",
@@ -299,10 +318,11 @@ class ShareStore:
 
     # ---- outputs ------------------------------------------------------------------
     def finish_job(self, job_id: str, outputs: dict[str, tuple[np.ndarray, list[str], list[str]]],
-                   opened: tuple[str, list[str]] = ("", [])) -> None:
+                   opened: tuple[str, list[str]] = ("", []), in_tx: InTx | None = None) -> None:
         """Write every output share and mark the job done, atomically. `opened`: (the job's
         fingerprint, one audit line per value the node opened), written in the same transaction
-        as "opened" audit events, so a finished job always has its opened-values log."""
+        as "opened" audit events, so a finished job always has its opened-values log. `in_tx`:
+        also in that transaction (the ledger's spend: outputs stored iff the budget is spent)."""
         stmts = [("INSERT OR REPLACE INTO outputs (job_id, name, share, recipients, participants, shape) "
                   "VALUES (?,?,?,?,?,?)",
                   (job_id, name, share.astype("<u8").tobytes(), "\n".join(rec), "\n".join(who), _shape_text(share)))
@@ -312,7 +332,7 @@ class ShareStore:
         stmts += [("INSERT INTO audit (ts, event, job_id, fingerprint, detail) VALUES (?,?,?,?,?)",
                    (now, "opened", job_id[:128], fingerprint[:64], line[:1000])) for line in lines]
         stmts.append(("UPDATE jobs SET state=?, error='', updated=? WHERE job_id=?", ("DONE", time.time(), job_id)))
-        self._tx(stmts)
+        self._tx(stmts, in_tx)
 
     def commit_job(self, job_id: str) -> bool:
         """Record that the coordinator decided DONE; False if the job is not DONE here."""

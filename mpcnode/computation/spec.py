@@ -103,7 +103,15 @@ def _op_doc(op: cpb.Op) -> Document:
     if op.tags:
         # only when set: every op without tags keeps the document (and fingerprint) it had before
         doc["tags"] = op.tags
+    if op.HasField("noise"):
+        doc["noise"] = _fields_doc(op.noise)   # the noise an organization approves (issue 14), only when set
     return doc
+
+
+def _fields_doc(m: Any) -> Document:
+    """The fields set in a DP message, numbers as strings like consts: a coordinator that changed
+    any of them (a ρ the ledger charges, a noise scale) would change the fingerprint."""
+    return {f.name: v if isinstance(v, (str, bool)) else str(v) for f, v in m.ListFields()}
 
 
 def _output_doc(o: cpb.OutputDecl) -> Document:
@@ -113,6 +121,8 @@ def _output_doc(o: cpb.OutputDecl) -> Document:
         doc["reveal_participants"] = True    # only when set, as op tags
     if o.frac_bits:
         doc["frac_bits"] = o.frac_bits        # fixed point: the recipient divides by 2^frac_bits
+    if o.HasField("dp"):
+        doc["dp"] = _fields_doc(o.dp)        # what the release promises and the ledger charges
     return doc
 
 
