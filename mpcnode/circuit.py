@@ -16,11 +16,11 @@ from . import field as pfield
 OpKind = cpb.OpKind
 FIXED = {cpb.OP_TRUNC, cpb.OP_MUL_TRUNC, cpb.OP_RECIPROCAL, cpb.OP_EXP, cpb.OP_SIGMOID}
 INTERACTIVE = {cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO, cpb.OP_DOT,
-               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID} | FIXED
+               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID, cpb.OP_NOISE} | FIXED
 ARITY = {cpb.OP_ADD: 2, cpb.OP_SUB: 2, cpb.OP_NEG: 1, cpb.OP_ADD_CONST: 1, cpb.OP_MUL_CONST: 1, cpb.OP_MUL: 2,
          cpb.OP_SUM: 1, cpb.OP_SLICE: 1, cpb.OP_LT: 2, cpb.OP_EQ: 2, cpb.OP_GE: 2, cpb.OP_ARGMAX: 1,
          cpb.OP_RESHAPE_SUM: 1, cpb.OP_DOT: 2, cpb.OP_SELECT: 3, cpb.OP_REPEAT: 1, cpb.OP_MUL_ROWS: 2,
-         cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1,
+         cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1, cpb.OP_NOISE: 1,
          cpb.OP_TRUNC: 1, cpb.OP_MUL_TRUNC: 2, cpb.OP_RECIPROCAL: 1, cpb.OP_EXP: 1, cpb.OP_SIGMOID: 1}
 MAX_FRAC_BITS = 30    # fixed point: fractional bits of an input, an output or a function's operand
 MAX_OPS = 100_000
@@ -110,6 +110,8 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
             raise CircuitError(f"{where}: rows_valid takes (columns, exactly_one 0/1)")
         if op.kind in FIXED:
             _check_fixed(op, where)
+        if (op.kind == cpb.OP_NOISE) != op.HasField("noise"):
+            raise CircuitError(f"{where}: a noise op needs its DpNoise, and only a noise op has one")
         level = max((names[a] for a in op.args), default=0) + (1 if op.kind in INTERACTIVE else 0)
         _fresh(op.out, names, where)
         names[op.out] = level
@@ -128,6 +130,8 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
     if not circuit.outputs:
         raise CircuitError("circuit has no outputs")
     from .computation import ranges   # here, not at the top: ranges imports CircuitError from this module
+    from . import dpcheck
+    dpcheck.check(circuit)            # every DP release promises no more than the noise feeding it gives
     analysed = ranges.analysis(circuit, protocol)
     depth = max(levels, default=0)
     checked = range_checked(circuit, parties)
@@ -170,6 +174,8 @@ def range_checked(circuit: cpb.Circuit, compute_parties: Sequence[str]) -> froze
     ok = {d.name for d in circuit.inputs
           if (d.source == cpb.INPUT_SOURCE_NODE and d.owner in compute_parties) or d.source == cpb.INPUT_SOURCE_CLIENTS}
     for op in circuit.ops:
+        if op.kind == cpb.OP_NOISE and op.noise.source != "mpc":
+            continue      # distributed noise: each node's part is unchecked and only tail-bounded
         if op.kind in _ALWAYS_IN_RANGE or all(a in ok for a in op.args):
             ok.add(op.out)
     return frozenset(ok)

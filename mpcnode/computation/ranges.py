@@ -468,6 +468,13 @@ def _value(op: cpb.Op, args: list[Vals]) -> Vals:
         return _vals([(1,) + index, (1,) + top, (1,) + second])
     width = op.ints[0] if op.ints else 1
     rows = a.length // width
+    if k == cpb.OP_NOISE:
+        from .dp import noise_bound    # here: dp imports the builder, which imports this module lazily
+        try:
+            nlo, nhi = noise_bound(op.noise)
+        except ValueError as exc:
+            raise RangeError(f"op {op.out}: {exc}") from None
+        return _map(a, lambda x: (x[0] + nlo, x[1] + nhi))
     if k == cpb.OP_ROWS_VALID:
         return _uniform(rows, BIT, a.fixed)
     if k == cpb.OP_RESHAPE_SUM:

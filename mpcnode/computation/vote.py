@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from parley.v1 import circuit_pb2 as cpb
 
+from . import dp as dpm
 from .builder import CircuitBuilder
 from .common import ClientRange, Common, Strict, client_names, client_rules
 
@@ -48,6 +49,21 @@ class VoteScenario(Common):
     voters: list[str] | ClientRange
     reveal_participants: bool = Field(default=False, description="the recipients also learn which voters' "
                                       "ballots counted (default: only the output)")
+    dp: dpm.DpSpec | None = Field(default=None, description="differential privacy (docs/privacy.md)")
+
+    @model_validator(mode="after")
+    def _dp(self) -> "VoteScenario":
+        if self.dp is None:
+            return self
+        if self.dp.unit != "client":
+            raise ValueError("dp: unit: a vote protects one voter's ballot (unit: client)")
+        if self.vote.output == "referendum":
+            raise ValueError("dp: a DP referendum is not supported (use output: tally or winner)")
+        if self.reveal_participants:
+            raise ValueError("dp: reveal_participants would tell who voted, which the noise does not hide")
+        if self.dp.clip is not None:
+            raise ValueError("dp: clip: ballots are validated inside MPC; a vote has no clipping bound")
+        return self
 
     @property
     def voter_names(self) -> list[str]:
@@ -73,6 +89,8 @@ def vote_circuit(sc: VoteScenario) -> cpb.Circuit:
     tally = b.column_sums(b.mul_rows(ballots, k, valid), k)
     count_bits = max(2, len(voters).bit_length() + 2)
     note = {"options": spec.options}
+    if sc.dp is not None:
+        return _dp_vote(sc, b, ballots, tally, note)
     if spec.output == "tally":
         invalid = b.sub(b.count_rows(ballots, k), b.sum(valid))
         b.output("tally", b.concat([tally, invalid]), sc.recipients,
@@ -97,4 +115,38 @@ def vote_circuit(sc: VoteScenario) -> cpb.Circuit:
         b.output("referendum", b.add(b.add(passes, b.scale(any_valid, 2)), -1), sc.recipients,
                  description=json.dumps({"render": "referendum", "question": sc.description}),
                  reveal_participants=sc.reveal_participants)
+    return b.build()
+
+
+def _dp_vote(sc: VoteScenario, b: CircuitBuilder, ballots, tally, note: dict) -> cpb.Circuit:
+    """A noisy tally (discrete Laplace on every count and on the invalid count: under add-remove
+    the number of ballots is private too) or a noisy winner (report-noisy-max: one-sided
+    geometric noise sampled in MPC, then the first maximum; docs/privacy.md)."""
+    spec, dp = sc.vote, sc.dp
+    k = len(spec.options)
+    voters = sc.voter_names
+    if spec.output == "tally":
+        invalid = b.sub(b.count_rows(ballots, k), b.sum(b.rows_valid(ballots, k, exactly_one=not spec.approval)))
+        if spec.approval:      # one ballot: up to k ones, or (replace-one) k ones out and an invalid in
+            sens = k if dp.relation == "add-remove" else k + 1
+        else:
+            sens = 1 if dp.relation == "add-remove" else 2
+        scale = dpm.laplace_for(dp, sens)
+        noisy = dpm.noise_op(b, b.concat([tally, invalid]), dpm.make_noise(dp, "discrete-laplace", scale))
+        b.output("tally", noisy, sc.recipients, description=json.dumps({"render": "tally", **note}))
+        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "discrete-laplace", scale, sens))
+        return b.build()
+    # winner: every count moves by at most 1 per ballot (approval too), so Delta = 1
+    scale = dpm.rnm_scale(dp, 1)
+    noise = dpm.make_noise(dp, "one-sided-geometric", scale, source="mpc")
+    nlo, nhi = dpm.noise_bound(noise)
+    # the "no winner" entry at index 0 keeps the render's numbering (index i is option i - 1); at
+    # -(2^K) plus its own noise (at most 2^K - 1) it stays below every noisy count (>= 0), so a DP
+    # winner is always an option: with no valid ballot the noise alone picks one
+    none = b.add(b.sub(tally[0], tally[0]), -(nhi + 1))
+    noisy = dpm.noise_op(b, b.concat([none, tally]), noise)
+    bits = dpm.bits_for(len(voters) + nhi + 1)
+    b.output("winner", b.argmax(noisy, bits)[0], sc.recipients,
+             description=json.dumps({"render": "winner", "approval": spec.approval, **note}))
+    b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "one-sided-geometric", scale, 1))
     return b.build()
