@@ -112,7 +112,10 @@ def reciprocal_schedule(x: Interval, f: int, iterations: int = RECIP_ITERATIONS)
     if d > 0:
         t.append(F + B + 1)                          # y * v back to f fractional bits
     one = 1 << (2 * f)
-    out = (one // hi * (1 << 20) // ((1 << 20) + 64) - 3, -(-one // lo) + 3)
+    # Newton from y0 approaches 1/a from below: relative error <= eps0^(2^k), plus < 2^-25 from the
+    # internal truncations; the result never exceeds 2^f / x by more than its last truncation
+    eps = RECIP_EPS0 ** (2 ** iterations) + 2.0 ** -25
+    out = (math.floor(one / hi * (1 - eps) * (1 - 2.0 ** -40)) - 3, -(-one // lo) + 3)
     return Schedule(tuple(t), out)
 
 
@@ -160,50 +163,86 @@ async def reciprocal(E: Any, label: str, x: np.ndarray, f: int, x_range: Interva
 
 # ---- exp -------------------------------------------------------------------------------------
 
+def exp_floor(f: int) -> int:
+    """The encoded c below which exp clips its operand: e^(-c / 2^f) < 2^-(f+2), a quarter of the
+    result's last place, so clipping at -c changes the result by less than one unit; and it keeps
+    the range reduction's k (and so its error) independent of how negative the declared range is."""
+    return math.ceil((f + 2) * math.log(2) * (1 << f))
+
+
+def _exp_interval(x: Interval, f: int) -> Interval:
+    """The operand's interval after the clip at -exp_floor(f)."""
+    return max(x[0], -exp_floor(f)), max(x[1], -exp_floor(f))
+
+
 def _exp_halvings(x: Interval, f: int) -> int:
-    """k with |x| / 2^f / 2^k <= 1/4."""
-    m = max(abs(x[0]), abs(x[1]))
+    """k with |x| / 2^f / 2^k <= 1/4 over the clipped interval."""
+    lo, hi = _exp_interval(x, f)
+    m = max(abs(lo), abs(hi))
     return max(0, bits(m) - f + 2)
+
+
+def _exp_relative_error(k: int) -> float:
+    """The documented relative error of the internal value before the last truncation."""
+    return 2.0 ** (k - 20.9)
 
 
 def exp_schedule(x: Interval, f: int) -> Schedule:
     """e^x for x in the encoded interval (f fractional bits): bounded by e^(hi) 2^f < 2^62."""
     lo, hi = x
+    if f > EXP_FRAC - 2:
+        raise FixedPointError(f"exp needs f <= {EXP_FRAC - 2} fractional bits, not {f}")
+    if max(abs(lo), abs(hi)).bit_length() > MAX_NORMALIZE_BITS:
+        raise FixedPointError(f"the operand could reach 2^{max(abs(lo), abs(hi)).bit_length() - 1} (encoded), "
+                              f"beyond the comparisons' 2^{MAX_NORMALIZE_BITS}")
     hi_real = hi / (1 << f)
     if hi_real * math.log2(math.e) + f > EXP_MAX_OUT_BITS - 1:
         raise FixedPointError(f"e^x could reach about 2^{int(hi_real * math.log2(math.e)) + f} (encoded) for x up to "
                               f"{hi_real:g}, beyond 2^{EXP_MAX_OUT_BITS - 1}")
     k, F = _exp_halvings(x, f), EXP_FRAC
+    rel = _exp_relative_error(k)
+    if rel > 2.0 ** -10:
+        raise FixedPointError(f"exp of x up to {hi_real:g} needs {k} squarings, whose relative error 2^{k - 20.9:.1f} "
+                              "exceeds 2^-10")
+    clo, chi = _exp_interval(x, f)
     t: list[int] = []
     if f + k > F:
-        t.append(bits(max(abs(lo), abs(hi))))       # t = x / 2^k at F bits
+        t.append(bits(max(abs(clo), abs(chi))))     # t = x / 2^k at F bits
     # Horner on |t| <= 1/4 with coefficients <= 1: |p t| < 2^(2F), one per degree
     t += [2 * F + 1] * EXP_DEGREE
-    # squarings: y_j = e^(x / 2^(k - j)) (1 + small), the last one truncated straight to f bits
-    top = max(hi_real, 0.0)
+    # squarings: y_j = e^(x / 2^(k - j)) (1 + rel), the last one truncated straight to f bits
+    top = max(chi / (1 << f), 0.0)
     for j in range(k):
-        y_max = math.exp(top / 2 ** (k - j)) * 1.01
+        y_max = math.exp(top / 2 ** (k - j)) * (1 + rel)
         t.append(2 * F + 1 + 2 * math.ceil(math.log2(y_max) if y_max > 1 else 0))
     if k == 0:
         t.append(F + 2)                                           # p to f bits
-    out_hi = math.ceil(math.exp(hi_real) * (1 << f) * 1.01) + 3
+    out_hi = math.ceil(math.exp(chi / (1 << f)) * (1 << f) * (1 + rel)) + 3
     return Schedule(tuple(t), (-3, out_hi))
 
 
 async def exp(E: Any, label: str, x: np.ndarray, f: int, x_range: Interval) -> np.ndarray:
     """Shares of about 2^f e^(x / 2^f) for shares of x (f fractional bits), x in x_range.
 
-    Method: range reduction e^x = (e^(x/2^k))^(2^k) with k the least integer making
-    |x / 2^k| <= 1/4 over the declared range (free: x / 2^k is x read with f + k fractional bits),
+    Method: first, if the declared range reaches below -c = -exp_floor(f) (about -(f + 2) ln 2),
+    one comparison and one product clip x at -c (e^-c is below a quarter unit of the result); then
+    range reduction e^x = (e^(x/2^k))^(2^k) with k the least integer making |x / 2^k| <= 1/4 over
+    the clipped range (free: x / 2^k is x read with f + k fractional bits),
     the degree-6 Taylor polynomial of e^t by Horner with F = 24 internal fractional bits (truncation
     error 1.2e-8 < 2^-26), then k squarings, the last one truncated straight to f bits.
     Error: relative 2^k (2^-26 + 8 * 2^-24) on the internal value, then 2 units of the result's last
-    place: |result - 2^f e^x| <= 2^f e^x 2^(k - 20.9) + 2 (asserted by the tests at f = 16).
-    Rounds: [1] + 6 + max(k, 1). Bytes (all parties, per element): 32 per truncation, 64 per
+    place: |result - 2^f e^x| <= 2^f e^x 2^(k - 20.9) + 2 (asserted by the tests at f = 16); k is
+    refused above 10 (relative error 2^-10), f above 22.
+    Rounds: [the comparison + 1 for the clip] + [1] + 6 + max(k, 1). Bytes (all parties, per element): 32 per truncation, 64 per
     truncating product: about 64 (6 + k)."""
     sched = exp_schedule(x_range, f)
     F, k = EXP_FRAC, _exp_halvings(x_range, f)
     bounds = list(sched.truncations)
+    c = exp_floor(f)
+    if x_range[0] < -c:      # x + [x < -c] (-c - x): one comparison, one product
+        floor = E.constant(E.encode(np.full(len(x), -c, dtype=np.int64)))
+        below = await E.less_than(f"{label}/clip", x, floor, hull_bits((min(x_range[0], -c), max(x_range[1], -c))))
+        x = E.add(x, await E.mul(f"{label}/clipped", below, E.sub(floor, x)))
     if f + k > F:
         t = await E.trunc(f"{label}/t", x, f + k - F, bounds.pop(0))
     else:

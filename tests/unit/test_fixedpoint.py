@@ -123,6 +123,42 @@ def test_exp_relative_error(rounding, top):
     assert np.all(np.abs(got - exact) <= exact * 2.0 ** (k - 20.9) + 2)
 
 
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("lo", [-1e3, -1e5, -1e7])
+def test_exp_of_a_range_reaching_far_below_zero_is_clipped_not_squared(rounding, lo):
+    """A declared range far below zero must not raise the number of squarings (k would reach 26 at
+    -1e7 and the error bound 2^(k - 20.9) would be meaningless): exp clips x at -exp_floor(f), where
+    e^x is below a quarter unit, so k follows the top of the range; the bound and the analysed output
+    interval hold for every x, including x far below the clip."""
+    xs = np.concatenate([np.linspace(-20, 2, 881), [lo, lo / 2, 2.0, 0.0, -1.0]])
+    X = enc(xs)
+    rng = (int(enc([lo])[0]), int(enc([2.0])[0]))
+    M = FixedModel(rounding)
+    got = np.array([int(v) for v in run(fx.exp(M, "e", M.encode(X), F, rng))], dtype=np.float64)
+    exact = np.exp(X / (1 << F)) * (1 << F)
+    k = fx._exp_halvings(rng, F)
+    assert k <= 6
+    assert np.all(np.abs(got - exact) <= exact * 2.0 ** (k - 20.9) + 2)
+    out_lo, out_hi = fx.exp_schedule(rng, F).out
+    assert out_lo <= got.min() and got.max() <= out_hi
+
+
+def test_exp_refuses_more_fractional_bits_than_its_internal_precision_allows():
+    with pytest.raises(fx.FixedPointError, match="f <= 22"):
+        fx.exp_schedule((-(1 << 26) // 10, (1 << 26) // 10), 26)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_reciprocal_output_interval_holds_for_every_iteration_count(iterations):
+    xs = np.concatenate([np.linspace(1 / 16, 4, 2001), [4.0, 3.999, 0.5, 1 / 16]])
+    X = enc(xs)
+    rng = (int(enc([1 / 16])[0]), int(enc([4.0])[0]))
+    M = FixedModel("low")
+    got = np.array([int(v) for v in run(fx.reciprocal(M, "r", M.encode(X), F, rng, iterations))])
+    out_lo, out_hi = fx.reciprocal_schedule(rng, F, iterations).out
+    assert out_lo <= got.min() and got.max() <= out_hi
+
+
 def test_exp_refuses_results_beyond_the_release_range():
     with pytest.raises(fx.FixedPointError, match="e\\^x could reach"):
         fx.exp_schedule((0, 40 << F), F)

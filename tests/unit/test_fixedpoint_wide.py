@@ -120,6 +120,17 @@ def test_exp_relative_error():
     assert np.all(np.abs(out["e"] - exact) <= exact * 2.0 ** (k - 20.9) + 2 * 2 ** -16)
 
 
+def test_exp_of_a_range_far_below_zero_on_the_engine():
+    """The clip at -exp_floor(f) runs on the real engine: values far below it give about 0."""
+    x = grid(np.array([2.0, 1.0, 0.0, -1.0, -12.0, -13.0, -5e4, -1e5]))
+    b = CircuitBuilder("fx-exp-low")
+    b.output("e", b.exp(b.fixed_input("x", "a", len(x), -1e5, 2.0)), ["a"])
+    out, _ = run(b.build("replicated3"), {"a": {"x": x}})
+    k = fixedpoint._exp_halvings((int(-1e5) << F, 2 << F), F)
+    exact = np.exp(x)
+    assert np.all(np.abs(out["e"] - exact) <= exact * 2.0 ** (k - 20.9) + 2 * 2 ** -16)
+
+
 def test_integer_ops_on_fixed_values_in_the_wide_ring():
     """compare and select on fixed values next to products: the comparisons run on the narrow
     engine inside the 128-bit job."""
