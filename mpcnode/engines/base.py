@@ -171,9 +171,19 @@ class Engine(ABC):
     async def mul(self, label: str, a: Share, b: Share) -> Share:
         """a * b elementwise: reduce(mul_local(a, b)), one round."""
 
-    @abstractmethod
     async def mul_many(self, label: str, pairs: Sequence[tuple[Share, Share]]) -> list[Share]:
-        """Several independent products in one round (none: no round)."""
+        """Several independent products in one round (none: no round): their local products,
+        flattened and reduced together, then cut apart again."""
+        prods = [self.mul_local(a, b) for a, b in pairs]
+        if not prods:
+            return []
+        flat = await self.reduce(label, prods[0].reshape(-1) if len(prods) == 1
+                                 else np.concatenate([p.reshape(-1) for p in prods]))
+        out, pos = [], 0
+        for p in prods:
+            out.append(flat[pos:pos + p.size].reshape(p.shape + tuple(self.share_shape)))
+            pos += p.size
+        return out
 
     # ---- randomness ---------------------------------------------------------------------
     @abstractmethod

@@ -310,17 +310,6 @@ class Replicated3Engine(CrossRounds, Engine):
     async def mul(self, label: str, a: Share, b: Share) -> Share:
         return await self.reduce(label, self.mul_local(a, b))
 
-    async def mul_many(self, label: str, pairs: Sequence[tuple[Share, Share]]) -> list[Share]:
-        prods = [self.mul_local(a, b) for a, b in pairs]
-        if not prods:
-            return []
-        flat = await self.reduce(label, prods[0].reshape(-1) if len(prods) == 1
-                                 else np.concatenate([p.reshape(-1) for p in prods]))
-        out, pos = [], 0
-        for p in prods:
-            out.append(flat[pos:pos + p.size].reshape(p.shape + (2,)))
-            pos += p.size
-        return out
 
     # ---- randomness -----------------------------------------------------------------------
     async def random(self, label: str, shape: tuple[int, ...]) -> Share:
