@@ -110,7 +110,6 @@ class Executor:
             elif op.kind == cpb.OP_ROWS_VALID:
                 tasks.append(self._rows_valid(f"L{level}/op{self._op_index[op.out]}", op, values))
         tasks += noiseexec.level_tasks(self.engine, level, ops, values)
-        tasks += noiseexec.level_tasks(self.engine, level, ops, values)
         tasks += fixedexec.level_tasks(self.engine, level, ops, values, self.plan.operands, self._op_index, _broadcast)
         await _gather_all(tasks)
 
