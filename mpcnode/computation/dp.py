@@ -22,13 +22,13 @@ import math
 from fractions import Fraction
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from parley.v1 import circuit_pb2 as cpb
 
 from ..dp import accounting
 from .builder import Arr, CircuitBuilder
-from .common import Strict
+from .common import MAX_ABS, Strict
 
 
 class DpSpec(Strict):
@@ -40,21 +40,29 @@ class DpSpec(Strict):
     min_live: int = Field(default=0, ge=0, description="distributed noise: fewest live compute nodes (0: all)")
     clip: tuple[int, int] | None = Field(default=None, description="a total: each contribution clipped to [lo, hi] in MPC")
 
-    @model_validator(mode="after")
-    def _check(self) -> "DpSpec":
-        try:
-            e = accounting.parse_exact(self.epsilon, "epsilon")
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, v: str) -> str:
+        e = accounting.parse_exact(v, "epsilon")          # ValueError: one line naming the text
         if not 0 < e <= 20:
-            raise ValueError("epsilon: must be above 0 and at most 20")
-        if self.delta:
-            d = accounting.parse_exact(self.delta, "delta")
-            if not 0 < d < 1:
-                raise ValueError("delta: must lie strictly between 0 and 1")
-        if self.clip is not None and self.clip[0] > self.clip[1]:
-            raise ValueError(f"clip: lower bound {self.clip[0]} is above upper bound {self.clip[1]}")
-        return self
+            raise ValueError("must be above 0 and at most 20")
+        return v
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v: str) -> str:
+        if v and not 0 < accounting.parse_exact(v, "delta") < 1:
+            raise ValueError("must lie strictly between 0 and 1")
+        return v
+
+    @field_validator("clip")
+    @classmethod
+    def _clip(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"lower bound {v[0]} is above upper bound {v[1]}")
+        if v is not None and max(abs(v[0]), abs(v[1])) > MAX_ABS:
+            raise ValueError("bounds must lie within +-(2^59 - 1)")
+        return v
 
     @property
     def eps(self) -> Fraction:

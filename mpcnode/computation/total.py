@@ -24,9 +24,9 @@ class TotalScenario(Common):
         if self.dp is None:
             return self
         if self.dp.unit == "client":
-            raise ValueError("dp: unit: a total's contributors are organizations (organization or record)")
+            raise ValueError("dp.unit: a total's contributors are organizations (organization or record)")
         if self.dp.clip is None:
-            raise ValueError("dp: clip: a DP total needs the contribution bound [lo, hi] each figure is clipped to")
+            raise ValueError("dp.clip: a DP total needs the contribution bound [lo, hi] each figure is clipped to")
         return self
 
     @model_validator(mode="after")

@@ -56,13 +56,13 @@ class VoteScenario(Common):
         if self.dp is None:
             return self
         if self.dp.unit != "client":
-            raise ValueError("dp: unit: a vote protects one voter's ballot (unit: client)")
+            raise ValueError("dp.unit: a vote protects one voter's ballot (unit: client)")
         if self.vote.output == "referendum":
             raise ValueError("dp: a DP referendum is not supported (use output: tally or winner)")
         if self.reveal_participants:
-            raise ValueError("dp: reveal_participants would tell who voted, which the noise does not hide")
+            raise ValueError("reveal_participants: with dp, would tell who voted, which the noise does not hide")
         if self.dp.clip is not None:
-            raise ValueError("dp: clip: ballots are validated inside MPC; a vote has no clipping bound")
+            raise ValueError("dp.clip: ballots are validated inside MPC; a vote has no clipping bound")
         return self
 
     @property
