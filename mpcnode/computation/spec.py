@@ -80,7 +80,7 @@ def _op_name(kind: int) -> str:
 
 
 # the document's names of the ops that need a round (mpcnode.circuit.INTERACTIVE)
-INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid",
+INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid", "noise",
                              "trunc", "mul_trunc", "reciprocal", "exp", "sigmoid"})
 
 
