@@ -153,10 +153,10 @@ def dp_words(doc: Document) -> list[str]:
             continue
         if not lines:
             lines = ["", "differential privacy (docs/privacy.md):"]
-        head = (f"  {o['name']}: {meta.get('mechanism')} noise, epsilon {meta.get('epsilon')}"
+        head = (f"  {o['name']}: {meta.get('mechanism')}, epsilon {meta.get('epsilon')}"
                 f"{', delta ' + meta['delta'] if meta.get('delta') else ''}, rho {meta.get('rho', '-')} per "
-                f"{meta.get('unit')} ({meta.get('relation')}), sensitivity {meta.get('sensitivity')}, "
-                f"scale {meta.get('scale')}")
+                f"{meta.get('unit')} ({meta.get('relation')}), sensitivity {meta.get('sensitivity')}"
+                + (f", scale {meta['scale']}" if meta.get("scale") else ""))
         if meta.get("post_processing"):
             head += "; post-processing of another DP output (charged nothing more)"
         lines.append(head)
@@ -164,6 +164,15 @@ def dp_words(doc: Document) -> list[str]:
             lines.append(f"    expected error: std {meta['std']:.4g}, 95% of results within +-{meta['interval95']:.4g} "
                          "of the exact value" + (" (of each count)" if o.get("description", "").startswith('{"render": "tally"')
                                                  else ""))
+        if meta.get("mechanism") == "randomized-response":
+            from mpcnode.randomized_response import estimate
+            listed = sum(int(d.get("clients", {}).get("count", 0)) if isinstance(d.get("clients"), dict) else 0
+                         for d in doc.get("inputs", []))
+            e = estimate(0, listed, meta["epsilon"]) if listed else None
+            lines.append(f"    each client flips its own answer with probability {estimate(0, 1, meta['epsilon'])['flip_probability']}"
+                         " before sharing (the nodes cannot check it)"
+                         + (f"; with all {listed} listed respondents the estimate's 95% interval is "
+                            f"+-{(e['interval95'][1] - e['interval95'][0]) / 2:.3g}" if e else ""))
         if meta.get("mechanism") == "one-sided-geometric":
             lines.append("    report-noisy-max: the option with the largest noisy count wins (first on a tie)")
     return lines

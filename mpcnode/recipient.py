@@ -337,6 +337,10 @@ def _render(values: list[int], decl: dict, labels: list[str]) -> object:
             raise FetchError(f"output {_name(decl)!r} (winner): expected an option index 0 to {len(options)}, "
                              f"the nodes opened {values[0]}")
         return {"winner": options[values[0] - 1]}
+    if kind == "survey":       # [reported yeses, respondents] (computation/survey.py)
+        expect(2)
+        from .randomized_response import estimate
+        return estimate(values[0], values[1], note["epsilon"])
     if kind == "referendum":   # 0: no valid ballot, 1: NO, 2: YES (computation/vote.py)
         expect(1)
         if values[0] not in (0, 1, 2):

@@ -37,7 +37,7 @@ def _learns(out: dict) -> str:
     if isinstance(note, dict):
         render = note.get("render")
         text = _kind_learns(render, note)
-        if text and out.get("dp"):
+        if text and out.get("dp") and render in ("tally", "winner"):
             text = _dp_learns(render, note)
         if text:
             return text + ("; and which listed clients' inputs counted" if out.get("reveal_participants")
@@ -66,6 +66,10 @@ def _kind_learns(render: object, note: dict) -> str:
     if render == "winner":
         return (f"only the winning option among {', '.join(note.get('options', []))} (first listed on a tie), "
                 "or that no option has a vote; no counts")
+    if render == "survey":
+        return (f"how many respondents REPORTED yes to {note.get('question', '?')!r} after each flipped its own "
+                f"answer with probability 1/(1+e^{note.get('epsilon', '?')}) (randomized response), and how many "
+                "answered: the estimate of the true yeses and its 95% interval follow")
     if render == "referendum":
         return "only whether YES got at least half of the valid votes, or that no ballot was valid"
     return ""

@@ -38,9 +38,11 @@ def vote(name: str, output: str) -> dict:
             "recipients": ["north"], "timeout_s": 90}
 
 
+SURVEY = {"name": "dp-survey", "kind": "survey", "question": "yes?", "parties": PARTIES, "respondents": VOTERS,
+          "dp": {"unit": "client", "epsilon": "2"}, "recipients": ["north"], "timeout_s": 90}
 SCENARIOS = [total("dp-average", "distributed", "average"), total("dp-total-mpc", "mpc"),
-             vote("dp-tally", "tally"), vote("dp-winner", "winner")]
-INPUTS = {s["name"]: FIGURES for s in SCENARIOS if s["kind"] != "vote"}
+             vote("dp-tally", "tally"), vote("dp-winner", "winner"), SURVEY]
+INPUTS = {s["name"]: FIGURES for s in SCENARIOS if s["kind"] in ("total", "average")}
 
 
 def understated(cluster: Cluster, how: str) -> JobPlan:
@@ -97,11 +99,11 @@ async def test_noise_from_shared_bits(cluster: Cluster) -> None:
     assert abs(res.value - 1800) <= laplace_bound(1000), res.value
 
 
-async def cast(cluster: Cluster, scenario: str, rows: dict[str, list[int]]):
+async def cast(cluster: Cluster, scenario: str, rows: dict[str, list[int]], input_name: str = "ballots"):
     job_id = await cluster.submit(scenario)
     nodes = cluster.nodes_of(scenario)
     await cluster.wait_running("north", job_id)
-    await asyncio.gather(*(client_submit(job_id, "ballots", r, nodes, cluster.tls(v), cluster.fingerprint(scenario))
+    await asyncio.gather(*(client_submit(job_id, input_name, r, nodes, cluster.tls(v), cluster.fingerprint(scenario))
                            for v, r in rows.items()))
     await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
     final = await cluster.watch(job_id)
@@ -146,3 +148,15 @@ async def test_nodes_refuse_understated_noise(cluster: Cluster, how: str, monkey
         with pytest.raises(JobFailed) as info:
             await watch(address, cluster.tls("operator"), f"understated-{how}", lambda p: None, timeout=60)
     assert "is below the" in str(info.value) or "but its noise op adds" in str(info.value), str(info.value)
+
+
+async def test_randomized_response_survey(cluster: Cluster) -> None:
+    """30 respondents, all answering yes; each client library flips with q = 1/(1+e^2) = 0.119
+    before sharing. The reported count is Binomial(30, 1 - q): below 14 (17 or more flips) with probability
+    < 1e-8 (binomial tail), so the estimate (c - 30 q)/(1 - 2q) lies within 20 of 30."""
+    job_id = await cast(cluster, "dp-survey", {v: [1] for v in VOTERS}, "answer")
+    res = await cluster.fetch(job_id, "survey", "north")
+    assert res.value["respondents"] == 30 and 14 <= res.value["reported_yes"] <= 30, res.value
+    assert abs(res.value["estimate"] - 30) <= 20
+    lo, hi = res.value["interval95"]
+    assert lo < res.value["estimate"] < hi and res.dp["mechanism"] == "randomized-response"
