@@ -125,13 +125,8 @@ def implemented_geometric_pmf(thresholds, lam: int) -> list[Fraction]:
 async def _mpc_geometric(engine: Engine, label: str, plan: MpcPlan, count: int) -> Share:
     """Shares (count,) of geometrics, all digits of all of them in one batch."""
     lam, k = plan.lam, plan.k
-    n = count * k
-    bits = await engine.random_bits(f"{label}/bits", n * lam)
-    bits = bits.reshape((n, lam) + tuple(engine.share_shape))
-    weights = engine.encode(np.left_shift(np.ones(lam, dtype=np.int64), np.arange(lam, dtype=np.int64)))
-    r = engine.sum(engine.mul_const(bits, weights), axis=1)                      # (n,) uniform lam-bit
-    t = engine.constant(engine.encode(np.tile(np.asarray(plan.thresholds, dtype=np.int64), count)))
-    coin = await engine.less_than(f"{label}/coin", r, t, lam + 1)                 # [r < T_k]
+    t = np.tile(np.asarray(plan.thresholds, dtype=np.int64), count)
+    coin = await engine.random_coins(f"{label}/coin", t, lam)                 # [r < T_k]
     coin = coin.reshape((count, k) + tuple(engine.share_shape))
     digits = engine.encode(np.left_shift(np.ones(k, dtype=np.int64), np.arange(k, dtype=np.int64)))
     return engine.sum(engine.mul_const(coin, digits), axis=1)
