@@ -20,9 +20,12 @@ Two sources (cpb.DpNoise.source):
   The implemented pmf is computed exactly from the T_k (implemented_geometric_pmf) and its
   total-variation distance from the target, tv, is bounded from above to 80 digits (mpc_plan);
   a noise of TV distance tv from an epsilon-DP one is (epsilon, tv (1 + e^epsilon))-DP per
-  value. Cost per noise value: discrete Laplace 2 K LAMBDA shared random bits and 2 K comparisons
-  of (LAMBDA + 1)-bit values, all in one batch (the rounds of one random_bits and one less_than,
-  whatever the count); one-sided geometric half of that.
+  value. Cost per noise value: discrete Laplace 2 K coins, one-sided geometric K, all in one
+  batch (engine.random_coins): replicated3 draws each coin's r as the low LAMBDA bits of a
+  pseudo-random XOR-shared word and compares in binary (prefix_levels(LAMBDA) + 1 = 7 rounds,
+  about 20 words per coin per party); the base default (Shamir) draws LAMBDA shared random bits
+  per coin and compares with less_than at LAMBDA + 1 bits (the rounds of one random_bits and one
+  less_than, and LAMBDA times the random-bit traffic).
 
 noisy_argmax: report-noisy-max with one-sided geometric noise, which is permute-and-flip
 (McKenna and Sheldon, "Permute-and-Flip: A new mechanism for differentially private selection",

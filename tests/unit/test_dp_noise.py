@@ -182,3 +182,19 @@ def test_noisy_argmax_ties_and_refusals():
         return await Nz.noisy_argmax(e, "am", mine(e, d), bad, 8)
     with pytest.raises(Exception, match="one-sided-geometric"):
         mpc(3, body2, engine="replicated3")
+
+
+@pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
+def test_random_coins_thresholds(engine):
+    """engine.random_coins: T = 0 never, T = 2^lam always, T/2^lam = 1/2 and 3/8 within 5 sigma
+    over 5000 coins each (false alarm about 6e-7 per check)."""
+    lam = 48
+    t = np.array([0, 1 << lam, 1 << (lam - 1), 3 << (lam - 3)] * 5000)
+
+    async def body(e):
+        return await e.random_coins("c", t, lam)
+    out, _ = mpc(3, body, engine=engine)
+    freq = out.reshape(-1, 4).mean(axis=0)
+    assert freq[0] == 0 and freq[1] == 1
+    for f, p in ((freq[2], 0.5), (freq[3], 0.375)):
+        assert abs(f - p) <= 5 * math.sqrt(p * (1 - p) / 5000)
