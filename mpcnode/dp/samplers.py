@@ -258,4 +258,6 @@ def polya(r, scale, size: int) -> np.ndarray:
 
 def polya_difference(r, scale, size: int) -> np.ndarray:
     """NB(r, q) - NB(r, q): one node's share of distributed discrete Laplace noise."""
-    return polya(r, scale, size) - polya(r, scale, size)
+    # one batch of 2 size: the rejection rounds' cost is mostly per call, not per element
+    both = polya(r, scale, 2 * int(size))
+    return both[:int(size)] - both[int(size):]
