@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Callable
@@ -86,8 +87,13 @@ def _q_pow(scale: Fraction, m: int) -> Decimal:
 
 
 def mpc_plan(scale, lam: int = LAMBDA) -> MpcPlan:
-    """Thresholds and the exact-arithmetic TV bound of the in-MPC geometric for this scale."""
-    s = accounting.parse_exact(scale, "scale")
+    """Thresholds and the exact-arithmetic TV bound of the in-MPC geometric for this scale
+    (computed once per (scale, lambda): the pmf has 2^K points)."""
+    return _mpc_plan(accounting.parse_exact(scale, "scale"), int(lam))
+
+
+@lru_cache(maxsize=64)
+def _mpc_plan(s: Fraction, lam: int) -> MpcPlan:
     if s <= 0:
         raise ValueError("scale must be positive")
     if not 8 <= lam <= 58:
