@@ -3,8 +3,8 @@
 (a) deterministic: the in-MPC geometric's thresholds and implemented pmf (exact rationals from
 T_k / 2^lambda) against the target, with the TV bound the plan states;
 (b) statistical: chi-square at false-alarm 10^-6 (tests/unit/dp_stats.py) on noise opened from
-the protocol. The default run uses 2*10^4 samples on replicated3 and 3*10^3 on Shamir (the
-suite stays fast); PARLEY_DP_SLOW=1 runs 10^5 through the protocol on both engines;
+the protocol: 10^5 samples, except the in-MPC noise on Shamir (3*10^3 by default, about 15 s
+per 10^4 there; PARLEY_DP_SLOW=1 runs 10^5);
 (c) the coalition calibration: for every coalition of t nodes, the other nodes' noise alone.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_mpc_plan_refuses_bad_lambda():
 
 @pytest.mark.parametrize("engine", ENGINES_UNDER_TEST)
 def test_mpc_discrete_laplace_fits(engine):
-    count = 100_000 if SLOW else (20_000 if engine == "replicated3" else 3_000)
+    count = 100_000 if SLOW or engine == "replicated3" else 3_000
     noise = cpb.DpNoise(mechanism="discrete-laplace", source="mpc", scale="3/2")
     out = opened_noise(engine, noise, count)
     ok, stat, crit = chi_square_ok(out, dlap(F(3, 2)), -25, 25)
@@ -82,7 +82,7 @@ def test_mpc_discrete_laplace_fits(engine):
 
 
 def test_mpc_one_sided_geometric_fits():
-    count = 100_000 if SLOW else 20_000
+    count = 100_000
     q = math.exp(-1 / 4)
 
     async def body(e):
@@ -133,7 +133,7 @@ def test_distributed_calibration_every_coalition():
 def test_distributed_honest_parts_alone_are_discrete_laplace(engine, coalition):
     """Three live nodes, t = 1, min_live = 3 (h = 2, each part NB(1/2) - NB(1/2)); the colluding
     node subtracts its own part (here: adds none), and what the other two add alone fits DLap."""
-    count = 100_000 if SLOW else 10_000
+    count = 100_000
     noise = cpb.DpNoise(mechanism="discrete-laplace", source="distributed", scale="5", min_live=3)
     seen = []
 
