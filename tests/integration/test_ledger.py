@@ -1,12 +1,11 @@
 """The privacy-budget ledger on real node processes (n = 3, t = 1; mpcnode/ledger.py).
 
-ash's policy gives its dataset `ledger-total` a budget of ρ = 0.5, birch's a budget of ρ = 1; cedar
+ash's policy gives its dataset `ledger-total` a budget of ρ = 1/4, birch's a budget of ρ = 1; cedar
 has none. Jobs are circuits built in code whose released output carries a DpRelease.
 
-NOTE: until the DP branches (dpnoise/dpscen) land, the circuit validator knows no OP_NOISE, so
-these jobs release `sum + 0` under a DpRelease declaration: the ledger charges what the output
-declares and does not look at the noise (validating that the noise matches the declaration is
-the validator's job). Replace `noised` below with an OP_NOISE op once it runs.
+The released value is OP_NOISE (distributed discrete Laplace, every live node adds its part) of
+the total, with the DpRelease dpcheck.py requires of it (scale >= sensitivity / epsilon, rho =
+epsilon^2 / 2): the ledger charges that rho.
 """
 from __future__ import annotations
 
@@ -24,6 +23,8 @@ import pytest
 from coordinator.client import JobFailed, watch as coordinator_watch
 from coordinator.jobplan import JobPlan
 from mpcnode.computation.builder import CircuitBuilder
+from mpcnode.computation.dp import noise_op
+from mpcnode.dp import accounting
 from mpcnode.ledger import EXPIRED, REFUNDED, RESERVED, SPENT
 from mpcnode.transport.tls import secure_channel
 from parley.v1 import circuit_pb2 as cpb, coordinator_pb2, node_pb2_grpc
@@ -37,30 +38,39 @@ SCENARIO = {"name": DATASET, "kind": "total", "parties": THREE, "protocol": "sha
             "input": {"name": "amount", "range": [-(10 ** 6), 10 ** 6]}, "timeout_s": 60}
 
 
-def plan(name: str, rho: str | None, owners: tuple[str, ...] = ("ash", "birch"), levels: int = 0,
+def plan(name: str, epsilon: str | None, owners: tuple[str, ...] = ("ash", "birch"), levels: int = 0,
          width: int = 1) -> JobPlan:
     """The total of the owners' datasets (plus a chain of `levels` products of zeros, to keep the
-    job busy), released to READER; with a DpRelease charging `rho`, or exact if rho is None."""
+    job busy), released to READER: with discrete Laplace noise for `epsilon` (charged ρ = ε²/2),
+    or exact if epsilon is None."""
     b = CircuitBuilder(name)
     xs = [b.input(f"amount@{o}", o, 1, -(10 ** 6), 10 ** 6, key="amount", dataset=DATASET) for o in owners]
     z = b.repeat(b.scale(b.sub(xs[0], xs[0]), 0), width)
     for _ in range(levels):
         z = z * z
-    noised = b.dot(z, z)
+    total = b.dot(z, z)
     for x in xs:
-        noised = b.add(noised, b.sum(x))
+        total = b.add(total, b.sum(x))
+    if epsilon is None:
+        b.output("total", total, [READER])
+        return JobPlan(name, b.build(), THREE, 1, 60)
+    eps = Fraction(epsilon)
+    scale = accounting.laplace_scale(eps, 1)
+    noised = noise_op(b, total, cpb.DpNoise(mechanism="discrete-laplace", source="distributed",
+                                            scale=str(scale), min_live=3))
     b.output("total", noised, [READER])
     circuit = b.build()
-    if rho is not None:
-        circuit.outputs[0].dp.CopyFrom(cpb.DpRelease(unit="organization", relation="add-remove", rho=rho,
-                                                     sensitivity=1, mechanism="discrete-laplace", scale="10"))
+    circuit.outputs[0].dp.CopyFrom(cpb.DpRelease(
+        unit="organization", relation="add-remove", epsilon=epsilon, rho=str(accounting.rho_of_pure(eps)),
+        sensitivity=1, mechanism="discrete-laplace", scale=str(scale)))
     return JobPlan(name, circuit, THREE, 1, 60)
 
 
-PLANS = {"dp1": plan("ledger-dp1", "0.25"), "dp2": plan("ledger-dp2", "0.125"), "exact": plan("ledger-exact", None),
-         "chain": plan("ledger-chain", "0.125", ("birch",), levels=60, width=150_000),
-         "birch": plan("ledger-birch", "0.125", ("birch",))}
-BUDGETS = {"ash": "0.5", "birch": "1"}
+# rho = eps^2 / 2: dp1 1/8, dp2 1/32, chain and birch 1/8
+PLANS = {"dp1": plan("ledger-dp1", "0.5"), "dp2": plan("ledger-dp2", "0.25"), "exact": plan("ledger-exact", None),
+         "chain": plan("ledger-chain", "0.5", ("birch",), levels=60, width=150_000),
+         "birch": plan("ledger-birch", "0.5", ("birch",))}
+BUDGETS = {"ash": "1/4", "birch": "1"}
 TTL_S = 3.0   # birch's prepared_ttl_s: a job prepared there and never started expires after it
 
 
@@ -118,22 +128,22 @@ def audit(cluster: Cluster, job_id: str) -> list[tuple[str, str]]:
 
 async def test_budget_is_spent_then_an_over_budget_job_is_refused_at_prepare(cluster: Cluster) -> None:
     before = balance(cluster)
-    assert (before["total_rho"], before["spent_rho"], before["reserved_rho"]) == ("1/2", "0", "0")
+    assert (before["total_rho"], before["spent_rho"], before["reserved_rho"]) == ("1/4", "0", "0")
     done = await run_plan(cluster, "dp1")
-    assert charges(cluster, done.job_id) == {KEY: ("1/4", SPENT)}
-    assert balance(cluster)["remaining_rho"] == "1/4"
-    # a second 0.25 would fit exactly, but 0.25 + 0.125 cannot: the next dp1 fits, then dp2 is refused
+    assert charges(cluster, done.job_id) == {KEY: ("1/8", SPENT)}
+    assert balance(cluster)["remaining_rho"] == "1/8"
+    # a second 1/8 fits exactly; then not even dp2's 1/32 does
     done2 = await run_plan(cluster, "dp1")
-    assert charges(cluster, done2.job_id) == {KEY: ("1/4", SPENT)}
+    assert charges(cluster, done2.job_id) == {KEY: ("1/8", SPENT)}
     refused = await run_plan(cluster, "dp2", expect="FAILED")
     assert f"privacy budget of {KEY} exhausted" in refused.error and "ash" in refused.error, refused.error
     assert charges(cluster, refused.job_id) == {}
     events = audit(cluster, refused.job_id)
     assert events and events[0][0] == "refused" and KEY in events[0][1], events
     after = balance(cluster)
-    assert (after["spent_rho"], after["reserved_rho"], after["remaining_rho"]) == ("1/2", "0", "0")
+    assert (after["spent_rho"], after["reserved_rho"], after["remaining_rho"]) == ("1/4", "0", "0")
     text = ledger_cli(cluster)
-    assert text.splitlines()[1].split()[:5] == [KEY, "0.5", "0.5", "0", "0"], text
+    assert text.splitlines()[1].split()[:5] == [KEY, "0.25", "0.25", "0", "0"], text
 
 
 async def test_an_exact_release_of_a_budgeted_dataset_is_refused(cluster: Cluster) -> None:
