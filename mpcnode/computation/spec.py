@@ -81,11 +81,7 @@ def _op_name(kind: int) -> str:
 
 # the document's names of the ops that need a round (mpcnode.circuit.INTERACTIVE)
 INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid",
-<<<<<<< HEAD
-                             "noise", "trunc", "mul_trunc", "reciprocal", "exp", "sigmoid"})
-=======
                              "trunc", "mul_trunc", "reciprocal", "exp", "sigmoid", "noise"})
->>>>>>> ledger
 
 
 def _input_doc(d: cpb.InputDecl) -> Document:
