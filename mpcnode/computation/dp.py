@@ -146,7 +146,7 @@ def noise_bound(noise: cpb.DpNoise) -> tuple[int, int]:
     from ..protocols import noise as noise_protocol      # here: protocols import engines, builders need not
     scale = accounting.parse_exact(noise.scale, "noise scale")
     if noise.source == "mpc":
-        top = (1 << noise_protocol.mpc_plan(scale)["K"]) - 1
+        top = (1 << noise_protocol.mpc_plan(scale).k) - 1
         return (0, top) if noise.mechanism == "one-sided-geometric" else (-top, top)
     g = math.ceil(float(scale) * (64 * math.log(2) + math.log(MAX_LIVE))) + 1
     return (-MAX_LIVE * g, MAX_LIVE * g)
