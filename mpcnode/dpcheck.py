@@ -118,6 +118,9 @@ def _check_release(where: str, rel: cpb.DpRelease, noise: cpb.DpNoise, argmax: b
             raise DpCheckError(f"{where}: stated std {rel.std} is not the noise's {true_std:.6g}")
     if noise.source == "distributed" and noise.mechanism != "discrete-laplace":
         raise DpCheckError(f"{where}: distributed noise is discrete-laplace only")
+    if noise.source == "distributed" and noise.min_live < 1:
+        # the calibration (accounting.distributed_share) rests on it: never a node's default
+        raise DpCheckError(f"{where}: distributed noise must state min_live")
 
 
 def _text(f: Fraction) -> str:

@@ -87,10 +87,18 @@ def noise_op(b: CircuitBuilder, x: Arr, noise: cpb.DpNoise) -> Arr:
     return Arr(b, name)
 
 
-def make_noise(spec: DpSpec, mechanism: str, scale: Fraction, source: str | None = None) -> cpb.DpNoise:
+def make_noise(spec: DpSpec, mechanism: str, scale: Fraction, compute: int, t: int,
+               source: str | None = None) -> cpb.DpNoise:
+    """The noise op's parameters. Distributed noise always states min_live (default: every compute
+    node), so the calibration the nodes sample with is in the document, never a node's default."""
     src = source or spec.noise
-    return cpb.DpNoise(mechanism=mechanism, source=src, scale=_text(scale),
-                       min_live=spec.min_live if src == "distributed" else 0)
+    min_live = 0
+    if src == "distributed":
+        min_live = spec.min_live or compute
+        if not t < min_live <= compute:
+            raise ValueError(f"dp.min_live: {min_live} must exceed the threshold t={t} (a coalition of t nodes "
+                             f"subtracts its own noise) and be at most the {compute} compute nodes")
+    return cpb.DpNoise(mechanism=mechanism, source=src, scale=_text(scale), min_live=min_live)
 
 
 def release(spec: DpSpec, mechanism: str, scale: Fraction, sensitivity: int,

@@ -67,7 +67,7 @@ class TotalScenario(Common):
         sens = dpm.total_sensitivity(dp, per_unit)
         scale = dpm.laplace_for(dp, sens)
         mech = "discrete-laplace"
-        noisy = dpm.noise_op(b, b.sum(clipped), dpm.make_noise(dp, mech, scale))
+        noisy = dpm.noise_op(b, b.sum(clipped), dpm.make_noise(dp, mech, scale, len(self.compute_parties), self.t))
         what = f"{self.input.name} over {owners} parties, each clipped to [{lo}, {hi}]"
         b.output("total", noisy, self.recipients, description=f"noisy sum of {what}")
         b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, mech, scale, sens))

@@ -132,13 +132,14 @@ def _dp_vote(sc: VoteScenario, b: CircuitBuilder, ballots, tally, note: dict) ->
         else:
             sens = 1 if dp.relation == "add-remove" else 2
         scale = dpm.laplace_for(dp, sens)
-        noisy = dpm.noise_op(b, b.concat([tally, invalid]), dpm.make_noise(dp, "discrete-laplace", scale))
+        noise = dpm.make_noise(dp, "discrete-laplace", scale, len(sc.compute_parties), sc.t)
+        noisy = dpm.noise_op(b, b.concat([tally, invalid]), noise)
         b.output("tally", noisy, sc.recipients, description=json.dumps({"render": "tally", **note}))
         b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "discrete-laplace", scale, sens))
         return b.build()
     # winner: every count moves by at most 1 per ballot (approval too), so Delta = 1
     scale = dpm.rnm_scale(dp, 1)
-    noise = dpm.make_noise(dp, "one-sided-geometric", scale, source="mpc")
+    noise = dpm.make_noise(dp, "one-sided-geometric", scale, len(sc.compute_parties), sc.t, source="mpc")
     nlo, nhi = dpm.noise_bound(noise)
     # the "no winner" entry at index 0 keeps the render's numbering (index i is option i - 1); at
     # -(2^K) plus its own noise (at most 2^K - 1) it stays below every noisy count (>= 0), so a DP
