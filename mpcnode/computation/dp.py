@@ -102,11 +102,43 @@ def make_noise(spec: DpSpec, mechanism: str, scale: Fraction, compute: int, t: i
 
 
 def release(spec: DpSpec, mechanism: str, scale: Fraction, sensitivity: int,
-            post_processing: bool = False) -> cpb.DpRelease:
-    return cpb.DpRelease(unit=spec.unit, relation=spec.relation, epsilon=spec.epsilon, delta=spec.delta,
+            post_processing: bool = False, noise: cpb.DpNoise | None = None, count: int = 1,
+            compute: int = 3) -> cpb.DpRelease:
+    """The output's DpRelease. Its delta is the implementation's own (`impl_delta`): the pure
+    mechanisms are epsilon-DP for exact noise, and the samplers are exact up to a stated
+    total-variation distance; a scenario's dp.delta is the most it accepts."""
+    delta = ""
+    if noise is not None:
+        d = impl_delta(noise, count, spec.eps, compute)
+        if spec.delta and d > accounting.parse_exact(spec.delta):
+            raise ValueError(f"dp.delta: the noise's own delta (up to {_pow2_text(d)}) exceeds {spec.delta}")
+        delta = _pow2_text(d)
+    return cpb.DpRelease(unit=spec.unit, relation=spec.relation, epsilon=spec.epsilon, delta=delta,
                          rho=_text(accounting.rho_of_pure(spec.eps)), sensitivity=sensitivity,
                          mechanism=mechanism, scale=_text(scale),
                          std=f"{accounting.std_of(mechanism, scale):.6g}", post_processing=post_processing)
+
+
+def impl_delta(noise: cpb.DpNoise, count: int, eps: Fraction, compute: int) -> Fraction:
+    """The delta `count` noise values add to an epsilon-DP guarantee: their total-variation distance
+    from exact noise times (1 + e^epsilon) (e^epsilon bounded by 3^ceil(epsilon)). From shared bits:
+    dpnoise's MpcPlan.delta per value (the coins' 40-bit precision and the K-digit truncation);
+    distributed: accounting.truncation_tv over at most `compute` live nodes."""
+    from ..protocols import noise as noise_protocol      # here: protocols import engines, builders need not
+    scale = accounting.parse_exact(noise.scale, "noise scale")
+    if noise.source == "mpc":
+        return noise_protocol.mpc_plan(scale).delta(noise.mechanism, eps) * count
+    return accounting.truncation_tv(compute, count) * (1 + Fraction(3) ** math.ceil(eps))
+
+
+def _pow2_text(d: Fraction) -> str:
+    """The least 2^-k >= d, as the exact string "1/2^k" written out ("1/1099511627776")."""
+    if d <= 0:
+        return "0"
+    k = 0
+    while Fraction(1, 1 << (k + 1)) >= d:
+        k += 1
+    return f"1/{1 << k}"
 
 
 def laplace_for(spec: DpSpec, sensitivity: int) -> Fraction:

@@ -135,7 +135,8 @@ def _dp_vote(sc: VoteScenario, b: CircuitBuilder, ballots, tally, note: dict) ->
         noise = dpm.make_noise(dp, "discrete-laplace", scale, len(sc.compute_parties), sc.t)
         noisy = dpm.noise_op(b, b.concat([tally, invalid]), noise)
         b.output("tally", noisy, sc.recipients, description=json.dumps({"render": "tally", **note}))
-        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "discrete-laplace", scale, sens))
+        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "discrete-laplace", scale, sens, noise=noise, count=k + 1,
+                                                compute=len(sc.compute_parties)))
         return b.build()
     # winner: every count moves by at most 1 per ballot (approval too), so Delta = 1
     scale = dpm.rnm_scale(dp, 1)
@@ -149,5 +150,6 @@ def _dp_vote(sc: VoteScenario, b: CircuitBuilder, ballots, tally, note: dict) ->
     bits = dpm.bits_for(len(voters) + nhi + 1)
     b.output("winner", b.argmax(noisy, bits)[0], sc.recipients,
              description=json.dumps({"render": "winner", "approval": spec.approval, **note}))
-    b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "one-sided-geometric", scale, 1))
+    b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "one-sided-geometric", scale, 1, noise=noise, count=k + 1,
+                                            compute=len(sc.compute_parties)))
     return b.build()

@@ -4,6 +4,7 @@ runs in circuit.validate)."""
 from __future__ import annotations
 
 import asyncio
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,13 @@ def test_clip_inside_mpc(engine: str) -> None:
 
     opened, _ = mpc(3, body, engine=engine)
     assert opened.tolist() == [0, 0, 50, 100, 100, 100]
+
+
+def test_release_states_the_implementations_delta() -> None:
+    """From shared bits the coins' precision costs a delta (dpnoise's MpcPlan); distributed noise
+    its samplers' truncation. The release states an upper bound, and a scenario's dp.delta caps it."""
+    mpc_rel = release(parse_scenario(total(noise="mpc"), Path("t.yaml")))
+    dist_rel = release(parse_scenario(total(), Path("t.yaml")))
+    assert 0 < accounting.parse_exact(dist_rel.delta) < accounting.parse_exact(mpc_rel.delta) < Fraction(1, 10 ** 9)
+    with pytest.raises(ConfigError, match="dp.delta"):
+        parse_scenario(total(noise="mpc", delta="1e-20"), Path("t.yaml"))
