@@ -22,6 +22,8 @@ outputs stored), without the scheduler's polling and the recipient's fetch and d
 Private prediction (bench/trees_inprocess.py, in process for now: transport=memory) prints
 BENCH name=xgb_share_model, BENCH name=xgb_predict ... queries=1000 trees=100 depth=6 features=30 and
 BENCH name=xgb_predict_one (docs/prediction.md).
+The DP lines (bench/dp_bench.py, docs/privacy.md): BENCH name=dp_histogram engine=<e> parley_s=<s> node_s=<s>
+records=1000000 bins=10000 rounds=<n> and BENCH name=dp_winner engine=<e> parley_s=<s> node_s=<s> candidates=1000 rounds=<n>.
 
 Parley's time runs from submitting the job to the recipient holding the reconstructed result
 (input sharing, policy checks, computation and the result fetch included). MPyC's time is
@@ -68,11 +70,37 @@ def run_parley(name: str, size: int, setup: parley_bench.Setup) -> parley_bench.
     return asyncio.run(runner(name, size, setup))
 
 
+def run_dp(name: str, args: argparse.Namespace) -> int:
+    """The DP lines (bench/dp_bench.py) on each engine, 3 nodes; --scale shrinks them."""
+    from . import dp_bench
+    status = 0
+    for engine in args.engines:
+        setup = parley_bench.Setup(engine, 3)
+        try:
+            if name == "dp_histogram":
+                records, bins = max(1000, int(1_000_000 * args.scale)), max(10, int(10_000 * args.scale))
+                asyncio.run(dp_bench.run_histogram(setup, 1000, 10))             # warm-up: imports, caches
+                figs = asyncio.run(dp_bench.run_histogram(setup, records, bins))
+                size = f"records={records} bins={bins}"
+            else:
+                candidates = max(10, int(1000 * args.scale))
+                asyncio.run(dp_bench.run_winner(setup, 10))
+                figs = asyncio.run(dp_bench.run_winner(setup, candidates))
+                size = f"candidates={candidates}"
+        except Exception as exc:
+            print(f"# {name} {engine} failed: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"BENCH name={name} engine={engine} parley_s={figs.seconds:.4f} node_s={figs.node_s:.4f} {size} "
+              f"rounds={figs.rounds}", flush=True)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + sorted(fixedpoint.WORKLOADS)
-                        + ["submit", "latency", "noop", "intake", "xgb_predict"],
+                        + ["submit", "latency", "noop", "intake", "xgb_predict", "dp_histogram", "dp_winner"],
                         help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
@@ -89,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     from .mpyc_runner import run_mpyc
 
     status = 0
-    names = args.only or [*WORKLOADS, *fixedpoint.WORKLOADS, "submit", "intake", "latency", "noop", "xgb_predict"]
+    names = args.only or [*WORKLOADS, *fixedpoint.WORKLOADS, "submit", "intake", "latency", "noop", "xgb_predict",
+                          "dp_histogram", "dp_winner"]
     for name in names:
+        if name in ("dp_histogram", "dp_winner"):
+            status |= run_dp(name, args)
+            continue
         if name in fixedpoint.WORKLOADS:
             size = max(10, int(fixedpoint.WORKLOADS[name] * args.scale))
             try:

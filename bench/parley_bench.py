@@ -67,7 +67,8 @@ class Cluster:
     coordinator's own code)."""
 
     def __init__(self, workdir: Path, inputs: dict[str, Path], clients: list[str] = (), poll_interval_s: float = 0.01,
-                 status_wait_s: float = 1.0, setup: Setup = SHAMIR3):
+                 status_wait_s: float = 1.0, setup: Setup = SHAMIR3,
+                 party_inputs: dict[str, dict[str, Path]] | None = None):
         self.workdir = workdir
         self.setup = setup
         parties = setup.parties
@@ -75,7 +76,8 @@ class Cluster:
         self.status_wait_s = status_wait_s
         self.certs = workdir / "certs"
         ensure(self.certs, parties + ["coordinator", "operator", RECIPIENT, *clients], nodes=parties, loopback=True)
-        self.dep: Deployment = write_nodes(workdir, self.certs, parties, {parties[0]: inputs},
+        # party_inputs: datasets of every party ({org: {dataset: file}}); else party 0 owns `inputs`
+        self.dep: Deployment = write_nodes(workdir, self.certs, parties, party_inputs or {parties[0]: inputs},
                                            # benchmarks build circuits of every size on the fly; consent
                                            # is not what they measure (the approval check is a hash lookup)
                                            {o: {"approve_any_computation_insecure": True, "input_clients": ["*"]}

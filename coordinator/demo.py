@@ -88,9 +88,16 @@ async def run_scenario(dep: Deployment, path: Path, sc: AnyScenario, operator: T
     lines = []
     for recipient in sc.recipients:
         tls = TlsMaterial.for_identity(dep.certs, recipient)
-        results = {o.name: (await fetch(job_id, o.name, nodes, tls)).value for o in circuit.outputs}
+        fetched = {o.name: await fetch(job_id, o.name, nodes, tls) for o in circuit.outputs}
+        results = {name: r.value for name, r in fetched.items()}
         value = next(iter(results.values())) if len(results) == 1 else results
-        lines.append({"scenario": sc.name, "recipient": recipient, "result": value})
+        line = {"scenario": sc.name, "recipient": recipient, "result": value}
+        # a DP result is printed with its epsilon and expected error (docs/privacy.md)
+        dp = {name: {k: r.dp[k] for k in ("epsilon", "mechanism", "std", "interval95") if k in r.dp}
+              for name, r in fetched.items() if r.dp}
+        if dp:
+            line["dp"] = next(iter(dp.values())) if len(dp) == 1 else dp
+        lines.append(line)
     return lines
 
 

@@ -24,6 +24,7 @@ from mpcnode.computation.scenario import AnyScenario, load_scenario
 from mpcnode.computation.spec import Document, clients_digest
 from mpcnode.computation.vote import VoteScenario
 from mpcnode.configfile import ConfigError
+from mpcnode.recipient import dp_metadata
 from parley.v1 import circuit_pb2 as cpb
 
 from .config import load_coordinator_config
@@ -130,6 +131,7 @@ def render_text(plan: ScenarioPlan) -> str:
         lines.append(f"  {p.party:<{width}}  {p.rounds:>7}  {p.bytes_sent:>14,}  {p.messages_sent:>9}")
     lines.append(f"  measured by a dry run on dummy inputs ({cost.dry_run_s:.2f}s); protocol costs do not depend "
                  "on the input values")
+    lines += dp_words(plan.document)
     lines += ["", "what the nodes open while it runs (besides the outputs; docs/security-model.md):"]
     by_purpose: dict[str, list[int]] = {}
     for o in cost.opened:
@@ -139,6 +141,41 @@ def render_text(plan: ScenarioPlan) -> str:
     if not by_purpose:
         lines.append("  nothing")
     return "\n".join(lines)
+
+
+def dp_words(doc: Document) -> list[str]:
+    """The expected error of each differentially private output, before anyone approves
+    (docs/privacy.md): read from the document, as the recipients will read it."""
+    lines = []
+    for o in doc.get("outputs", []):
+        meta = dp_metadata(o)
+        if meta is None:
+            continue
+        if not lines:
+            lines = ["", "differential privacy (docs/privacy.md):"]
+        head = (f"  {o['name']}: {meta.get('mechanism')}, epsilon {meta.get('epsilon')}"
+                f"{', delta ' + meta['delta'] if meta.get('delta') else ''}, rho {meta.get('rho', '-')} per "
+                f"{meta.get('unit')} ({meta.get('relation')}), sensitivity {meta.get('sensitivity')}"
+                + (f", scale {meta['scale']}" if meta.get("scale") else ""))
+        if meta.get("post_processing"):
+            head += "; post-processing of another DP output (charged nothing more)"
+        lines.append(head)
+        if "std" in meta:
+            lines.append(f"    expected error: std {meta['std']:.4g}, 95% of results within +-{meta['interval95']:.4g} "
+                         "of the exact value" + (" (of each count)" if o.get("description", "").startswith('{"render": "tally"')
+                                                 else ""))
+        if meta.get("mechanism") == "randomized-response":
+            from mpcnode.randomized_response import estimate
+            listed = sum(int(d.get("clients", {}).get("count", 0)) if isinstance(d.get("clients"), dict) else 0
+                         for d in doc.get("inputs", []))
+            e = estimate(0, listed, meta["epsilon"]) if listed else None
+            lines.append(f"    each client flips its own answer with probability {estimate(0, 1, meta['epsilon'])['flip_probability']}"
+                         " before sharing (the nodes cannot check it)"
+                         + (f"; with all {listed} listed respondents the estimate's 95% interval is "
+                            f"+-{(e['interval95'][1] - e['interval95'][0]) / 2:.3g}" if e else ""))
+        if meta.get("mechanism") == "one-sided-geometric":
+            lines.append("    report-noisy-max: the option with the largest noisy count wins (first on a tie)")
+    return lines
 
 
 def _listed(doc: Document, name: str) -> int:

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from parley.v1 import circuit_pb2 as cpb
 from parley.v1 import node_pb2, node_pb2_grpc
 
-from . import receipts, sharing
+from . import randomized_response, receipts, sharing
 from .computation.describe import describe
 from .computation.liveness import live_set_problem
 from .computation.spec import INTERACTIVE_OPS, Document, SpecError, parse_document
@@ -161,6 +161,11 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
             if not skip_local_check:
                 raise SubmitError(str(exc) if node_input else exc.detail) from None
             signed = np.array(values, dtype=np.int64)
+        rr = None if node_input else rr_epsilon(doc)
+        if rr is not None:
+            # randomized response: the answer is flipped HERE, before it is shared, so nobody
+            # downstream (nodes, coordinator, recipients) ever sees the true answer
+            signed = randomized_response.randomize(signed, rr)
         parties = list(doc["parties"])
         # the share format of the job's engine, as the fingerprinted document names it (docs/protocols.md)
         protocol = str(doc["protocol"]["engine"])
@@ -198,6 +203,16 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
         return view
     finally:
         await asyncio.gather(*(ch.close() for ch in channels.values()))
+
+
+def rr_epsilon(doc: dict) -> str | None:
+    """The epsilon of the job's randomized-response output, if it declares one (the fingerprinted
+    document, so a coordinator cannot change it without the client noticing)."""
+    for o in doc.get("outputs", []):
+        dp = o.get("dp") or {}
+        if dp.get("mechanism") == "randomized-response":
+            return str(dp["epsilon"])
+    return None
 
 
 STATE_WORDS = {node_pb2.SUBMISSION_STATE_NOT_RECEIVED: "not received", node_pb2.SUBMISSION_STATE_STORED: "stored",

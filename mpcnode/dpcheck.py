@@ -44,10 +44,27 @@ def check(circuit: cpb.Circuit) -> None:
             if out.value not in dp_values:
                 raise DpCheckError(f"{where}: marked post-processing but its value is not another DP output's")
             continue
+        if rel.mechanism == "randomized-response":
+            _check_rr(where, circuit, rel)
+            continue
         noise_op, argmax = _noise_source(ops, out.value)
         if noise_op is None:
             raise DpCheckError(f"{where}: a DP release whose value is not the result of a noise op")
         _check_release(where, rel, noise_op.noise, argmax)
+
+
+def _check_rr(where: str, circuit: cpb.Circuit, rel: cpb.DpRelease) -> None:
+    """Randomized response: the clients flip their own 0/1 answers (mpcnode/randomized_response.py)
+    before sharing, so the circuit may read nothing but one 0/1 client value per row; the nodes
+    cannot check the flips themselves (docs/privacy.md)."""
+    if any(d.source != cpb.INPUT_SOURCE_CLIENTS or d.length != 1 or (d.lo, d.hi) != (0, 1) for d in circuit.inputs):
+        raise DpCheckError(f"{where}: randomized response reads only one 0/1 answer per client")
+    try:
+        eps = accounting.parse_exact(rel.epsilon, "epsilon")
+    except ValueError as exc:
+        raise DpCheckError(f"{where}: {exc}") from None
+    if eps <= 0 or (rel.rho and accounting.parse_exact(rel.rho, "rho") != accounting.rho_of_pure(eps)):
+        raise DpCheckError(f"{where}: randomized response needs a positive epsilon and rho = epsilon^2/2")
 
 
 def _noise_source(ops: dict, value: str) -> tuple[cpb.Op | None, bool]:
@@ -101,6 +118,9 @@ def _check_release(where: str, rel: cpb.DpRelease, noise: cpb.DpNoise, argmax: b
             raise DpCheckError(f"{where}: stated std {rel.std} is not the noise's {true_std:.6g}")
     if noise.source == "distributed" and noise.mechanism != "discrete-laplace":
         raise DpCheckError(f"{where}: distributed noise is discrete-laplace only")
+    if noise.source == "distributed" and noise.min_live < 1:
+        # the calibration (accounting.distributed_share) rests on it: never a node's default
+        raise DpCheckError(f"{where}: distributed noise must state min_live")
 
 
 def _text(f: Fraction) -> str:

@@ -114,7 +114,10 @@ def random_below(bounds: np.ndarray | int, count: int | None = None) -> np.ndarr
     if b.size and (int(b.min()) < 1 or int(b.max()) > (1 << 62)):
         raise ValueError("random_below: bounds must lie in 1..2^62")
     bu = b.astype(np.uint64)
-    mask = _fill_mask(bu - np.uint64(1))
+    if b.size and int(b.min()) == int(b.max()):   # one bound (the common case): one mask, no smearing
+        mask = np.broadcast_to(np.uint64((1 << (int(b[0]) - 1).bit_length()) - 1), b.shape)
+    else:
+        mask = _fill_mask(bu - np.uint64(1))
     out = np.empty(b.size, dtype=np.uint64)
     todo = np.arange(b.size)
     while todo.size:

@@ -55,6 +55,7 @@ class Result:
     checked: bool = True     # False: accepted with too few nodes to check (accept_unchecked)
     fingerprint: str = ""    # the computation every answering node ran
     participants: list[str] = field(default_factory=list)   # only where the computation reveals them
+    dp: dict | None = None   # a differentially private output's promise, from the approved document (dp_metadata)
 
 
 async def _fetch_one(org: str, address: str, tls: TlsMaterial, req: node_pb2.OutputRequest, timeout: float):
@@ -144,7 +145,30 @@ def check_answers(job_id: str, output: str, answers: dict[str, node_pb2.OutputSh
         raise FetchError(f"output shares are inconsistent ({', '.join(sorted(answers))}); "
                          f"too few nodes answered to tell which one is wrong") from None
     values = [int(v) for v in secret.reshape(-1)]
-    return Result(job_id, output, values, render(values, decl, labels), sorted(answers), checked, fp, participants)
+    return Result(job_id, output, values, render(values, decl, labels), sorted(answers), checked, fp, participants,
+                  dp_metadata(decl))
+
+
+def dp_metadata(decl: dict) -> dict | None:
+    """What a DP output promises, read from the approved computation document (so every node
+    vouched for it): mechanism, unit, relation, epsilon (delta, rho), sensitivity, noise scale, and
+    the noise's std and 95% interval half-width in the released value's units (an average's are the
+    total's over its public divisor). None for an exact output."""
+    dp = decl.get("dp")
+    if not isinstance(dp, dict):
+        return None
+    from .dp import accounting           # here: only DP outputs need it
+    out: dict = {k: dp[k] for k in ("mechanism", "unit", "relation", "epsilon", "delta", "rho", "sensitivity",
+                                     "scale") if dp.get(k)}
+    divisor = int(decl.get("public_divisor", "0")) or 1
+    try:
+        out["std"] = accounting.std_of(dp["mechanism"], dp["scale"]) / divisor
+        out["interval95"] = accounting.interval95(dp["mechanism"], dp["scale"]) / divisor
+    except (KeyError, ValueError):
+        pass
+    if dp.get("post_processing"):
+        out["post_processing"] = True
+    return out
 
 
 def majority(views: dict[str, Any]) -> tuple[bool, Any, list[str]]:
@@ -313,6 +337,10 @@ def _render(values: list[int], decl: dict, labels: list[str]) -> object:
             raise FetchError(f"output {_name(decl)!r} (winner): expected an option index 0 to {len(options)}, "
                              f"the nodes opened {values[0]}")
         return {"winner": options[values[0] - 1]}
+    if kind == "survey":       # [reported yeses, respondents] (computation/survey.py)
+        expect(2)
+        from .randomized_response import estimate
+        return estimate(values[0], values[1], note["epsilon"])
     if kind == "referendum":   # 0: no valid ballot, 1: NO, 2: YES (computation/vote.py)
         expect(1)
         if values[0] not in (0, 1, 2):
@@ -367,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                                "result": result.value, "checked": result.checked}
     if result.participants:
         line["participants"] = result.participants
+    if result.dp:
+        line["dp"] = result.dp
     print(json.dumps(line))
     return 0
 

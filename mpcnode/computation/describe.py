@@ -37,12 +37,24 @@ def _learns(out: dict) -> str:
     if isinstance(note, dict):
         render = note.get("render")
         text = _kind_learns(render, note)
+        if text and out.get("dp") and render in ("tally", "winner"):
+            text = _dp_learns(render, note)
         if text:
             return text + ("; and which listed clients' inputs counted" if out.get("reveal_participants")
                            else "; not who took part")
     divisor = int(out.get("public_divisor", "0"))
     text = out["description"] or f"the value of {out['value']}"
     return text + (f" (the opened sum divided by {divisor})" if divisor else "")
+
+
+def _dp_learns(render: object, note: dict) -> str:
+    """A DP vote's output (computation/vote.py _dp_vote): noisy, and the noise is part of it."""
+    options = ", ".join(note.get("options", []))
+    if render == "tally":
+        return (f"a NOISY count for each option ({options}) and a noisy count of invalid ballots "
+                "(differential privacy: see below)")
+    return (f"only the option among {options} with the largest NOISY count (report-noisy-max, first on a tie; "
+            "always an option, even with no valid ballot); no counts")
 
 
 def _kind_learns(render: object, note: dict) -> str:
@@ -54,6 +66,10 @@ def _kind_learns(render: object, note: dict) -> str:
     if render == "winner":
         return (f"only the winning option among {', '.join(note.get('options', []))} (first listed on a tie), "
                 "or that no option has a vote; no counts")
+    if render == "survey":
+        return (f"how many respondents REPORTED yes to {note.get('question', '?')!r} after each flipped its own "
+                f"answer with probability 1/(1+e^{note.get('epsilon', '?')}) (randomized response), and how many "
+                "answered: the estimate of the true yeses and its 95% interval follow")
     if render == "referendum":
         return "only whether YES got at least half of the valid votes, or that no ballot was valid"
     return ""

@@ -22,13 +22,13 @@ import math
 from fractions import Fraction
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from parley.v1 import circuit_pb2 as cpb
 
 from ..dp import accounting
 from .builder import Arr, CircuitBuilder
-from .common import Strict
+from .common import MAX_ABS, Strict
 
 
 class DpSpec(Strict):
@@ -40,21 +40,29 @@ class DpSpec(Strict):
     min_live: int = Field(default=0, ge=0, description="distributed noise: fewest live compute nodes (0: all)")
     clip: tuple[int, int] | None = Field(default=None, description="a total: each contribution clipped to [lo, hi] in MPC")
 
-    @model_validator(mode="after")
-    def _check(self) -> "DpSpec":
-        try:
-            e = accounting.parse_exact(self.epsilon, "epsilon")
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, v: str) -> str:
+        e = accounting.parse_exact(v, "epsilon")          # ValueError: one line naming the text
         if not 0 < e <= 20:
-            raise ValueError("epsilon: must be above 0 and at most 20")
-        if self.delta:
-            d = accounting.parse_exact(self.delta, "delta")
-            if not 0 < d < 1:
-                raise ValueError("delta: must lie strictly between 0 and 1")
-        if self.clip is not None and self.clip[0] > self.clip[1]:
-            raise ValueError(f"clip: lower bound {self.clip[0]} is above upper bound {self.clip[1]}")
-        return self
+            raise ValueError("must be above 0 and at most 20")
+        return v
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v: str) -> str:
+        if v and not 0 < accounting.parse_exact(v, "delta") < 1:
+            raise ValueError("must lie strictly between 0 and 1")
+        return v
+
+    @field_validator("clip")
+    @classmethod
+    def _clip(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"lower bound {v[0]} is above upper bound {v[1]}")
+        if v is not None and max(abs(v[0]), abs(v[1])) > MAX_ABS:
+            raise ValueError("bounds must lie within +-(2^59 - 1)")
+        return v
 
     @property
     def eps(self) -> Fraction:
@@ -79,18 +87,58 @@ def noise_op(b: CircuitBuilder, x: Arr, noise: cpb.DpNoise) -> Arr:
     return Arr(b, name)
 
 
-def make_noise(spec: DpSpec, mechanism: str, scale: Fraction, source: str | None = None) -> cpb.DpNoise:
+def make_noise(spec: DpSpec, mechanism: str, scale: Fraction, compute: int, t: int,
+               source: str | None = None) -> cpb.DpNoise:
+    """The noise op's parameters. Distributed noise always states min_live (default: every compute
+    node), so the calibration the nodes sample with is in the document, never a node's default."""
     src = source or spec.noise
-    return cpb.DpNoise(mechanism=mechanism, source=src, scale=_text(scale),
-                       min_live=spec.min_live if src == "distributed" else 0)
+    min_live = 0
+    if src == "distributed":
+        min_live = spec.min_live or compute
+        if not t < min_live <= compute:
+            raise ValueError(f"dp.min_live: {min_live} must exceed the threshold t={t} (a coalition of t nodes "
+                             f"subtracts its own noise) and be at most the {compute} compute nodes")
+    return cpb.DpNoise(mechanism=mechanism, source=src, scale=_text(scale), min_live=min_live)
 
 
 def release(spec: DpSpec, mechanism: str, scale: Fraction, sensitivity: int,
-            post_processing: bool = False) -> cpb.DpRelease:
-    return cpb.DpRelease(unit=spec.unit, relation=spec.relation, epsilon=spec.epsilon, delta=spec.delta,
+            post_processing: bool = False, noise: cpb.DpNoise | None = None, count: int = 1,
+            compute: int = 3) -> cpb.DpRelease:
+    """The output's DpRelease. Its delta is the implementation's own (`impl_delta`): the pure
+    mechanisms are epsilon-DP for exact noise, and the samplers are exact up to a stated
+    total-variation distance; a scenario's dp.delta is the most it accepts."""
+    delta = ""
+    if noise is not None:
+        d = impl_delta(noise, count, spec.eps, compute)
+        if spec.delta and d > accounting.parse_exact(spec.delta):
+            raise ValueError(f"dp.delta: the noise's own delta (up to {_pow2_text(d)}) exceeds {spec.delta}")
+        delta = _pow2_text(d)
+    return cpb.DpRelease(unit=spec.unit, relation=spec.relation, epsilon=spec.epsilon, delta=delta,
                          rho=_text(accounting.rho_of_pure(spec.eps)), sensitivity=sensitivity,
                          mechanism=mechanism, scale=_text(scale),
                          std=f"{accounting.std_of(mechanism, scale):.6g}", post_processing=post_processing)
+
+
+def impl_delta(noise: cpb.DpNoise, count: int, eps: Fraction, compute: int) -> Fraction:
+    """The delta `count` noise values add to an epsilon-DP guarantee: their total-variation distance
+    from exact noise times (1 + e^epsilon) (e^epsilon bounded by 3^ceil(epsilon)). From shared bits:
+    dpnoise's MpcPlan.delta per value (the coins' 40-bit precision and the K-digit truncation);
+    distributed: accounting.truncation_tv over at most `compute` live nodes."""
+    from ..protocols import noise as noise_protocol      # here: protocols import engines, builders need not
+    scale = accounting.parse_exact(noise.scale, "noise scale")
+    if noise.source == "mpc":
+        return noise_protocol.mpc_plan(scale).delta(noise.mechanism, eps) * count
+    return accounting.truncation_tv(compute, count) * (1 + Fraction(3) ** math.ceil(eps))
+
+
+def _pow2_text(d: Fraction) -> str:
+    """The least 2^-k >= d, as the exact string "1/2^k" written out ("1/1099511627776")."""
+    if d <= 0:
+        return "0"
+    k = 0
+    while Fraction(1, 1 << (k + 1)) >= d:
+        k += 1
+    return f"1/{1 << k}"
 
 
 def laplace_for(spec: DpSpec, sensitivity: int) -> Fraction:
@@ -138,7 +186,7 @@ def noise_bound(noise: cpb.DpNoise) -> tuple[int, int]:
     from ..protocols import noise as noise_protocol      # here: protocols import engines, builders need not
     scale = accounting.parse_exact(noise.scale, "noise scale")
     if noise.source == "mpc":
-        top = (1 << noise_protocol.mpc_plan(scale)["K"]) - 1
+        top = (1 << noise_protocol.mpc_plan(scale).k) - 1
         return (0, top) if noise.mechanism == "one-sided-geometric" else (-top, top)
     g = math.ceil(float(scale) * (64 * math.log(2) + math.log(MAX_LIVE))) + 1
     return (-MAX_LIVE * g, MAX_LIVE * g)

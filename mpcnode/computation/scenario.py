@@ -5,6 +5,7 @@ Scenario kinds:
   average  like total; recipients get the sum and the sum divided by the number of parties
   auction  bidders submit sealed bids from input clients; first-price or second-price (auction.py)
   vote     voters submit one-hot (or approval) ballots; output: tally, winner, or referendum (vote.py)
+  survey   respondents answer yes/no with randomized response; output: the estimate (survey.py)
 """
 from __future__ import annotations
 
@@ -17,17 +18,18 @@ from pydantic import BaseModel, Field
 from ..circuit import validate
 from ..configfile import ConfigError, from_validation_error, parse_yaml, read_yaml
 from .auction import AuctionScenario
+from .survey import SurveyScenario
 from .total import TotalScenario
 from .vote import VoteScenario
 
-Scenario = Annotated[Union[TotalScenario, AuctionScenario, VoteScenario], Field(discriminator="kind")]
+Scenario = Annotated[Union[TotalScenario, AuctionScenario, VoteScenario, SurveyScenario], Field(discriminator="kind")]
 
 
 class ScenarioFile(BaseModel):
     scenario: Scenario
 
 
-AnyScenario = Union[TotalScenario, AuctionScenario, VoteScenario]
+AnyScenario = Union[TotalScenario, AuctionScenario, VoteScenario, SurveyScenario]
 
 
 def load_scenario(path: Path | str) -> AnyScenario:
@@ -43,7 +45,7 @@ def parse_scenario(data: object, path: Path) -> AnyScenario:
     if not isinstance(data, dict):
         raise ConfigError(path, "(top level)", "expected a mapping of fields")
     if "kind" not in data:
-        raise ConfigError(path, "kind", "required field is missing (total, average, auction or vote)")
+        raise ConfigError(path, "kind", "required field is missing (total, average, auction, vote or survey)")
     try:
         sc = ScenarioFile.model_validate({"scenario": data}).scenario
     except pydantic.ValidationError as exc:

@@ -24,9 +24,9 @@ class TotalScenario(Common):
         if self.dp is None:
             return self
         if self.dp.unit == "client":
-            raise ValueError("dp: unit: a total's contributors are organizations (organization or record)")
+            raise ValueError("dp.unit: a total's contributors are organizations (organization or record)")
         if self.dp.clip is None:
-            raise ValueError("dp: clip: a DP total needs the contribution bound [lo, hi] each figure is clipped to")
+            raise ValueError("dp.clip: a DP total needs the contribution bound [lo, hi] each figure is clipped to")
         return self
 
     @model_validator(mode="after")
@@ -67,12 +67,15 @@ class TotalScenario(Common):
         sens = dpm.total_sensitivity(dp, per_unit)
         scale = dpm.laplace_for(dp, sens)
         mech = "discrete-laplace"
-        noisy = dpm.noise_op(b, b.sum(clipped), dpm.make_noise(dp, mech, scale))
+        noise = dpm.make_noise(dp, mech, scale, len(self.compute_parties), self.t)
+        noisy = dpm.noise_op(b, b.sum(clipped), noise)
         what = f"{self.input.name} over {owners} parties, each clipped to [{lo}, {hi}]"
         b.output("total", noisy, self.recipients, description=f"noisy sum of {what}")
-        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, mech, scale, sens))
+        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, mech, scale, sens, noise=noise,
+                                                compute=len(self.compute_parties)))
         if self.kind == "average":
             b.output("average", noisy, self.recipients, public_divisor=owners * self.input.length,
                      description=f"noisy sum of {what}, over the public count {owners * self.input.length}")
-            b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, mech, scale, sens, post_processing=True))
+            b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, mech, scale, sens, post_processing=True, noise=noise,
+                                                    compute=len(self.compute_parties)))
         return b.build()

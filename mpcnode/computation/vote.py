@@ -56,13 +56,13 @@ class VoteScenario(Common):
         if self.dp is None:
             return self
         if self.dp.unit != "client":
-            raise ValueError("dp: unit: a vote protects one voter's ballot (unit: client)")
+            raise ValueError("dp.unit: a vote protects one voter's ballot (unit: client)")
         if self.vote.output == "referendum":
             raise ValueError("dp: a DP referendum is not supported (use output: tally or winner)")
         if self.reveal_participants:
-            raise ValueError("dp: reveal_participants would tell who voted, which the noise does not hide")
+            raise ValueError("reveal_participants: with dp, would tell who voted, which the noise does not hide")
         if self.dp.clip is not None:
-            raise ValueError("dp: clip: ballots are validated inside MPC; a vote has no clipping bound")
+            raise ValueError("dp.clip: ballots are validated inside MPC; a vote has no clipping bound")
         return self
 
     @property
@@ -132,13 +132,15 @@ def _dp_vote(sc: VoteScenario, b: CircuitBuilder, ballots, tally, note: dict) ->
         else:
             sens = 1 if dp.relation == "add-remove" else 2
         scale = dpm.laplace_for(dp, sens)
-        noisy = dpm.noise_op(b, b.concat([tally, invalid]), dpm.make_noise(dp, "discrete-laplace", scale))
+        noise = dpm.make_noise(dp, "discrete-laplace", scale, len(sc.compute_parties), sc.t)
+        noisy = dpm.noise_op(b, b.concat([tally, invalid]), noise)
         b.output("tally", noisy, sc.recipients, description=json.dumps({"render": "tally", **note}))
-        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "discrete-laplace", scale, sens))
+        b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "discrete-laplace", scale, sens, noise=noise, count=k + 1,
+                                                compute=len(sc.compute_parties)))
         return b.build()
     # winner: every count moves by at most 1 per ballot (approval too), so Delta = 1
     scale = dpm.rnm_scale(dp, 1)
-    noise = dpm.make_noise(dp, "one-sided-geometric", scale, source="mpc")
+    noise = dpm.make_noise(dp, "one-sided-geometric", scale, len(sc.compute_parties), sc.t, source="mpc")
     nlo, nhi = dpm.noise_bound(noise)
     # the "no winner" entry at index 0 keeps the render's numbering (index i is option i - 1); at
     # -(2^K) plus its own noise (at most 2^K - 1) it stays below every noisy count (>= 0), so a DP
@@ -148,5 +150,6 @@ def _dp_vote(sc: VoteScenario, b: CircuitBuilder, ballots, tally, note: dict) ->
     bits = dpm.bits_for(len(voters) + nhi + 1)
     b.output("winner", b.argmax(noisy, bits)[0], sc.recipients,
              description=json.dumps({"render": "winner", "approval": spec.approval, **note}))
-    b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "one-sided-geometric", scale, 1))
+    b.c.outputs[-1].dp.CopyFrom(dpm.release(dp, "one-sided-geometric", scale, 1, noise=noise, count=k + 1,
+                                            compute=len(sc.compute_parties)))
     return b.build()

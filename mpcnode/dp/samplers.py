@@ -195,6 +195,8 @@ def poisson_exp(c, g_num: int, g_den: int, size: int) -> np.ndarray:
         raise ValueError("poisson_exp: need 0 < c < 2")
     half = c / 2
     size = int(size)
+    # g_num may be one value or one per element (polya batches all its blocks in one call)
+    g_all = np.broadcast_to(np.asarray(g_num, dtype=np.int64), (size,))
     out = np.empty(size, dtype=np.int64)
     todo = np.arange(size)
     while todo.size:
@@ -202,7 +204,7 @@ def poisson_exp(c, g_num: int, g_den: int, size: int) -> np.ndarray:
         live = np.arange(todo.size)
         while live.size:
             hit = R.bernoulli_rational(half.numerator, half.denominator, live.size)
-            hit[hit] = bernoulli_exp(g_num, g_den, int(hit.sum()))
+            hit[hit] = bernoulli_exp(g_all[todo[live[hit]]], g_den)
             live = live[hit]
             k[live] += 1
         acc = np.where(k == 0, R.random_below(2, k.size) == 0, True)
@@ -236,24 +238,27 @@ def polya(r, scale, size: int) -> np.ndarray:
     if not 0 < r <= 1:
         raise ValueError("polya: need 0 < r <= 1")
     f = _frac(scale, "scale")
-    a, b = f.numerator, f.denominator            # q^k = exp(-k b / a)
     size = int(size)
+    if r == 1:                                   # NB(1, q) is the geometric: exact, and 10x faster
+        return one_sided_geometric(f, size)
+    a, b = f.numerator, f.denominator            # q^k = exp(-k b / a)
+    # every block j (k in [2^j, 2^(j+1))) of every element in ONE batch: the rejection rounds'
+    # cost is mostly per call. Dominating rate r q^lo / lo per point, lo points: Poisson(r q^lo)
+    blocks = polya_blocks(f)
+    lo = np.repeat(np.left_shift(1, np.arange(blocks, dtype=np.int64)), size)    # block-major
+    m = poisson_exp(r, lo * b, a, blocks * size)
+    owner = np.repeat(np.tile(np.arange(size), blocks), m)
+    lo_ev = np.repeat(lo, m)
+    k = lo_ev + R.random_below(lo_ev)
+    # thin to the true rate r q^k / k: keep with (lo / k) q^(k - lo)
+    keep = R.bernoulli_rational(lo_ev, k) & bernoulli_exp((k - lo_ev) * b, a)
     out = np.zeros(size, dtype=np.int64)
-    for j in range(polya_blocks(f)):
-        lo = 1 << j
-        # dominating rate for k in [lo, 2 lo): r q^lo / lo per point, lo points: Poisson(r q^lo)
-        m = poisson_exp(r, lo * b, a, size)
-        total = int(m.sum())
-        if not total:
-            continue
-        owner = np.repeat(np.arange(size), m)
-        k = lo + R.random_below(lo, total)
-        # thin to the true rate r q^k / k: keep with (lo / k) q^(k - lo)
-        keep = R.bernoulli_rational(lo, k) & bernoulli_exp((k - lo) * b, a)
-        np.add.at(out, owner[keep], k[keep])
+    np.add.at(out, owner[keep], k[keep])
     return out
 
 
 def polya_difference(r, scale, size: int) -> np.ndarray:
     """NB(r, q) - NB(r, q): one node's share of distributed discrete Laplace noise."""
-    return polya(r, scale, size) - polya(r, scale, size)
+    # one batch of 2 size: the rejection rounds' cost is mostly per call, not per element
+    both = polya(r, scale, 2 * int(size))
+    return both[:int(size)] - both[int(size):]

@@ -194,6 +194,20 @@ class Engine(ABC):
     async def random_bits(self, label: str, count: int) -> Share:
         """Shares (count,) of uniform bits that no t parties know."""
 
+    async def random_coins(self, label: str, thresholds: np.ndarray, lam: int) -> Share:
+        """Shares of the bits [r_i < T_i] for independent uniform lam-bit r_i that no t parties
+        know and public thresholds 0 <= T_i <= 2^lam: exact Bernoulli(T_i / 2^lam) coins (the DP
+        noise of protocols/noise.py). This default draws lam shared random bits per coin, sums
+        them into r_i (local) and compares with less_than at lam + 1 bits: the rounds of one
+        random_bits and one less_than. An engine with cheaper random words overrides it
+        (replicated3: binary.random_coins)."""
+        t = np.asarray(thresholds, dtype=np.int64).reshape(-1)
+        n = len(t)
+        bits = (await self.random_bits(f"{label}/bits", n * lam)).reshape((n, lam) + tuple(self.share_shape))
+        weights = self.encode(np.left_shift(np.ones(lam, dtype=np.int64), np.arange(lam, dtype=np.int64)))
+        r = self.sum(self.mul_const(bits, weights), axis=1)
+        return await self.less_than(f"{label}/lt", r, self.constant(self.encode(t)), lam + 1)
+
     # ---- comparison and equality (engine-specific building blocks) -------------------------
     @abstractmethod
     async def comparison_masks(self, label: str, count: int, bit_length: int | None = None) -> Masks:

@@ -326,6 +326,12 @@ class Replicated3Engine(CrossRounds, Engine):
         a, b = self._prf("rbit", label, count)
         return await binary.inject_bit(self, label, np.stack([a & _U(1), b & _U(1)]))
 
+    async def random_coins(self, label: str, thresholds: np.ndarray, lam: int) -> Share:
+        """[r < T] from pseudo-random XOR-shared words (no bit injection per random bit):
+        binary.random_coins, prefix_levels(lam) + 1 rounds."""
+        await self._prf_ready()
+        return await binary.random_coins(self, label, thresholds, lam, self._const_slot())
+
     # ---- comparison and equality: protocols/binary.py ---------------------------------------
     async def comparison_masks(self, label: str, count: int, bit_length: int | None = None) -> None:
         """No preprocessing: every comparison draws its correlated randomness from the pairwise

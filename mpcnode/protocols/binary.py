@@ -165,6 +165,29 @@ async def less_than_zero(engine: "Replicated3Engine", label: str, d: Share, bit_
     return await inject_bit(into or engine, label, sign)
 
 
+async def random_coins(engine: "Replicated3Engine", label: str, thresholds: np.ndarray, lam: int,
+                       const_slot: int | None) -> Share:
+    """Arithmetic shares (m, 2) of [u < T] for public T (0 <= T <= 2^lam, lam <= 62) and u the
+    low lam bits of a pseudo-random XOR-shared word (uniform, unknown to any one party): bit lam
+    of u + c, c = -T mod 2^(lam+1) public, so the adder's g = u & c and p = u ^ c are local (c
+    XORed into component 0, held at `const_slot`). Rounds: prefix_levels(lam) + 1 (the
+    injection); per coin one PRF word, prefix ANDs and 4 injection elements, instead of lam
+    injected random bits and a comparison."""
+    t = np.asarray(thresholds, dtype=np.int64).reshape(-1).astype(_U)
+    m = len(t)
+    a, b = engine.prf_components("rcoin", label, m)
+    mask = _U((1 << lam) - 1)
+    u = np.stack([a & mask, b & mask])
+    c = (_U(0) - t) & _U((1 << (lam + 1)) - 1)
+    g = u & c
+    p = u.copy()
+    if const_slot is not None:
+        p[const_slot] ^= c
+    G = await prefix_carries(engine, f"{label}/add", g, p, prefix_levels(lam))
+    coin = extract_bit(p, lam) ^ extract_bit(G, lam - 1)
+    return await inject_bit(engine, label, coin)
+
+
 async def equal_zero(engine: "Replicated3Engine", label: str, x: Share) -> Share:
     """Arithmetic shares of [x == 0] for flat x (m, 2), exact on Z_2^64: x == 0 iff s == -y,
     i.e. iff every bit of e = NOT(s) ^ (-y) is 1. The first AND-tree level e & rot32(e) comes
