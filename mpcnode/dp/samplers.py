@@ -38,6 +38,7 @@ import numpy as np
 from .. import randomness as R
 
 TRUNCATION_TV = Fraction(1, 1 << 63)       # polya: TV distance per sample from the exact NB(r, q)
+_EXP1_CHUNK = 4                            # exp(-1) coins per element per round (_all_exp1)
 _MAX_DEN = 1 << 56                         # rational coins need den * K <= 2^62 (K: Algorithm 1's counter)
 
 
@@ -76,14 +77,8 @@ def bernoulli_exp(num: np.ndarray | int, den: np.ndarray | int, size: int | None
         k[live] += 1
     out = (k & 1) == 1
     # integer part: floor(gamma) coins of Bernoulli(exp(-1)) must all come up 1
-    j = 0
     live = np.flatnonzero(out & (whole > 0))
-    while live.size:
-        ok = bernoulli_exp(1, 1, live.size)
-        out[live[~ok]] = False
-        live = live[ok]
-        j += 1
-        live = live[whole[live] > j]
+    out[live] = _all_exp1(whole[live])
     return out
 
 
@@ -163,16 +158,21 @@ def discrete_gaussian(sigma2, size: int) -> np.ndarray:
 
 
 def _all_exp1(whole: np.ndarray) -> np.ndarray:
-    """[whole[i] independent Bernoulli(exp(-1)) coins all come up 1] (bool), elementwise."""
+    """[whole[i] independent Bernoulli(exp(-1)) coins all come up 1] (bool), elementwise. Up to
+    _EXP1_CHUNK coins per element per round, all in one bernoulli_exp call: few rounds whatever
+    the counts, and an element stops at its first chunk with a 0."""
+    whole = np.asarray(whole, dtype=np.int64).reshape(-1)
     out = np.ones(whole.size, dtype=bool)
-    live = np.flatnonzero(whole > 0)
-    j = 0
+    left = whole.copy()
+    live = np.flatnonzero(left > 0)
     while live.size:
-        ok = bernoulli_exp(1, 1, live.size)
+        c = np.minimum(left[live], _EXP1_CHUNK)
+        coins = bernoulli_exp(1, 1, int(c.sum()))
+        starts = np.concatenate([[0], np.cumsum(c)[:-1]])
+        ok = np.logical_and.reduceat(coins, starts)
         out[live[~ok]] = False
-        live = live[ok]
-        j += 1
-        live = live[whole[live] > j]
+        left[live] -= c
+        live = live[ok & (left[live] > 0)]
     return out
 
 
