@@ -184,16 +184,21 @@ def _isqrt_floor(f: Fraction) -> int:
 def poisson_exp(c, g_num: int, g_den: int, size: int) -> np.ndarray:
     """Poisson(lam) with lam = c * exp(-g_num/g_den), rational 0 < c < 2, exactly.
 
-    Proposal: K = the number of successes of the coin Bernoulli(c/2) AND Bernoulli(exp(-g))
-    (= Bernoulli(lam/2)) before its first failure, P(K = k) = (1 - lam/2)(lam/2)^k. Accept with
-    probability 2^(k-1)/k! (<= 1 for every k: 1/2, 1, 1, 2/3, 1/3, ...), as the product of the
-    rational coins Bernoulli(1/2) for k = 0 and Bernoulli(2/j) for j = 3..k. The accepted K has
-    P(k) proportional to (lam/2)^k 2^(k-1)/k!, i.e. to lam^k/k!: Poisson(lam). Each round accepts
-    with probability (1 - lam/2) e^lam / 2 >= 1/2."""
+    c <= 1/2 (polya's rates r <= 1/2): proposal K = the number of successes of the coin
+    Bernoulli(c) AND Bernoulli(exp(-g)) (= Bernoulli(lam)) before its first failure,
+    P(K = k) = (1 - lam) lam^k; accept with probability 1/k!, the product of the rational coins
+    Bernoulli(1/j) for j = 2..k. The accepted K has P(k) proportional to lam^k/k!: Poisson(lam).
+    Each round accepts with probability (1 - lam) e^lam >= e^(1/2)/2 > 0.82.
+
+    1/2 < c < 2: the same with the coin Bernoulli(lam/2) and acceptance 2^(k-1)/k! (<= 1 for
+    every k: 1/2, 1, 1, 2/3, 1/3, ...: Bernoulli(1/2) for k = 0 and Bernoulli(2/j) for j = 3..k);
+    P(k) proportional to (lam/2)^k 2^(k-1)/k!, i.e. to lam^k/k!. Accepts with probability
+    (1 - lam/2) e^lam / 2 >= 1/2."""
     c = Fraction(c)
     if not 0 < c < 2:
         raise ValueError("poisson_exp: need 0 < c < 2")
-    half = c / 2
+    small = c <= Fraction(1, 2)
+    coin = c if small else c / 2
     size = int(size)
     # g_num may be one value or one per element (polya batches all its blocks in one call)
     g_all = np.broadcast_to(np.asarray(g_num, dtype=np.int64), (size,))
@@ -203,15 +208,17 @@ def poisson_exp(c, g_num: int, g_den: int, size: int) -> np.ndarray:
         k = np.zeros(todo.size, dtype=np.int64)
         live = np.arange(todo.size)
         while live.size:
-            hit = R.bernoulli_rational(half.numerator, half.denominator, live.size)
+            hit = R.bernoulli_rational(coin.numerator, coin.denominator, live.size)
             hit[hit] = bernoulli_exp(g_all[todo[live[hit]]], g_den)
             live = live[hit]
             k[live] += 1
-        acc = np.where(k == 0, R.random_below(2, k.size) == 0, True)
-        j = 3
-        live = np.flatnonzero(acc & (k >= 3))
+        if small:                                      # accept with 1/k!: Bernoulli(1/j), j = 2..k
+            acc, j, num = np.ones(k.size, dtype=bool), 2, 1
+        else:                                          # 2^(k-1)/k!: 1/2 at k = 0, 2/j for j = 3..k
+            acc, j, num = np.where(k == 0, R.random_below(2, k.size) == 0, True), 3, 2
+        live = np.flatnonzero(acc & (k >= j))
         while live.size:
-            ok = R.bernoulli_rational(2, j, live.size)
+            ok = R.bernoulli_rational(num, j, live.size)
             acc[live[~ok]] = False
             live = live[ok]
             j += 1
