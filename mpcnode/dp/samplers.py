@@ -38,6 +38,7 @@ import numpy as np
 from .. import randomness as R
 
 TRUNCATION_TV = Fraction(1, 1 << 63)       # polya: TV distance per sample from the exact NB(r, q)
+_EXP1_CHUNK = 4                            # exp(-1) coins per element per round (_all_exp1)
 _MAX_DEN = 1 << 56                         # rational coins need den * K <= 2^62 (K: Algorithm 1's counter)
 
 
@@ -76,14 +77,8 @@ def bernoulli_exp(num: np.ndarray | int, den: np.ndarray | int, size: int | None
         k[live] += 1
     out = (k & 1) == 1
     # integer part: floor(gamma) coins of Bernoulli(exp(-1)) must all come up 1
-    j = 0
     live = np.flatnonzero(out & (whole > 0))
-    while live.size:
-        ok = bernoulli_exp(1, 1, live.size)
-        out[live[~ok]] = False
-        live = live[ok]
-        j += 1
-        live = live[whole[live] > j]
+    out[live] = _all_exp1(whole[live])
     return out
 
 
@@ -163,16 +158,21 @@ def discrete_gaussian(sigma2, size: int) -> np.ndarray:
 
 
 def _all_exp1(whole: np.ndarray) -> np.ndarray:
-    """[whole[i] independent Bernoulli(exp(-1)) coins all come up 1] (bool), elementwise."""
+    """[whole[i] independent Bernoulli(exp(-1)) coins all come up 1] (bool), elementwise. Up to
+    _EXP1_CHUNK coins per element per round, all in one bernoulli_exp call: few rounds whatever
+    the counts, and an element stops at its first chunk with a 0."""
+    whole = np.asarray(whole, dtype=np.int64).reshape(-1)
     out = np.ones(whole.size, dtype=bool)
-    live = np.flatnonzero(whole > 0)
-    j = 0
+    left = whole.copy()
+    live = np.flatnonzero(left > 0)
     while live.size:
-        ok = bernoulli_exp(1, 1, live.size)
+        c = np.minimum(left[live], _EXP1_CHUNK)
+        coins = bernoulli_exp(1, 1, int(c.sum()))
+        starts = np.concatenate([[0], np.cumsum(c)[:-1]])
+        ok = np.logical_and.reduceat(coins, starts)
         out[live[~ok]] = False
-        live = live[ok]
-        j += 1
-        live = live[whole[live] > j]
+        left[live] -= c
+        live = live[ok & (left[live] > 0)]
     return out
 
 
@@ -184,16 +184,21 @@ def _isqrt_floor(f: Fraction) -> int:
 def poisson_exp(c, g_num: int, g_den: int, size: int) -> np.ndarray:
     """Poisson(lam) with lam = c * exp(-g_num/g_den), rational 0 < c < 2, exactly.
 
-    Proposal: K = the number of successes of the coin Bernoulli(c/2) AND Bernoulli(exp(-g))
-    (= Bernoulli(lam/2)) before its first failure, P(K = k) = (1 - lam/2)(lam/2)^k. Accept with
-    probability 2^(k-1)/k! (<= 1 for every k: 1/2, 1, 1, 2/3, 1/3, ...), as the product of the
-    rational coins Bernoulli(1/2) for k = 0 and Bernoulli(2/j) for j = 3..k. The accepted K has
-    P(k) proportional to (lam/2)^k 2^(k-1)/k!, i.e. to lam^k/k!: Poisson(lam). Each round accepts
-    with probability (1 - lam/2) e^lam / 2 >= 1/2."""
+    c <= 1/2 (polya's rates r <= 1/2): proposal K = the number of successes of the coin
+    Bernoulli(c) AND Bernoulli(exp(-g)) (= Bernoulli(lam)) before its first failure,
+    P(K = k) = (1 - lam) lam^k; accept with probability 1/k!, the product of the rational coins
+    Bernoulli(1/j) for j = 2..k. The accepted K has P(k) proportional to lam^k/k!: Poisson(lam).
+    Each round accepts with probability (1 - lam) e^lam >= e^(1/2)/2 > 0.82.
+
+    1/2 < c < 2: the same with the coin Bernoulli(lam/2) and acceptance 2^(k-1)/k! (<= 1 for
+    every k: 1/2, 1, 1, 2/3, 1/3, ...: Bernoulli(1/2) for k = 0 and Bernoulli(2/j) for j = 3..k);
+    P(k) proportional to (lam/2)^k 2^(k-1)/k!, i.e. to lam^k/k!. Accepts with probability
+    (1 - lam/2) e^lam / 2 >= 1/2."""
     c = Fraction(c)
     if not 0 < c < 2:
         raise ValueError("poisson_exp: need 0 < c < 2")
-    half = c / 2
+    small = c <= Fraction(1, 2)
+    coin = c if small else c / 2
     size = int(size)
     # g_num may be one value or one per element (polya batches all its blocks in one call)
     g_all = np.broadcast_to(np.asarray(g_num, dtype=np.int64), (size,))
@@ -203,15 +208,17 @@ def poisson_exp(c, g_num: int, g_den: int, size: int) -> np.ndarray:
         k = np.zeros(todo.size, dtype=np.int64)
         live = np.arange(todo.size)
         while live.size:
-            hit = R.bernoulli_rational(half.numerator, half.denominator, live.size)
+            hit = R.bernoulli_rational(coin.numerator, coin.denominator, live.size)
             hit[hit] = bernoulli_exp(g_all[todo[live[hit]]], g_den)
             live = live[hit]
             k[live] += 1
-        acc = np.where(k == 0, R.random_below(2, k.size) == 0, True)
-        j = 3
-        live = np.flatnonzero(acc & (k >= 3))
+        if small:                                      # accept with 1/k!: Bernoulli(1/j), j = 2..k
+            acc, j, num = np.ones(k.size, dtype=bool), 2, 1
+        else:                                          # 2^(k-1)/k!: 1/2 at k = 0, 2/j for j = 3..k
+            acc, j, num = np.where(k == 0, R.random_below(2, k.size) == 0, True), 3, 2
+        live = np.flatnonzero(acc & (k >= j))
         while live.size:
-            ok = R.bernoulli_rational(2, j, live.size)
+            ok = R.bernoulli_rational(num, j, live.size)
             acc[live[~ok]] = False
             live = live[ok]
             j += 1

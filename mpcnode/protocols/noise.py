@@ -8,7 +8,7 @@ Two sources (cpb.DpNoise.source):
   Discrete Laplace only: each of the live nodes adds a Polya difference NB(1/h, q) - NB(1/h, q),
   h = min_live - t, so any h honest nodes' parts alone sum to a discrete Laplace of the stated
   scale (plus independent extra noise), whatever the t colluding nodes know. Fewer live nodes
-  than min_live: refused. delta of the sampler truncation: accounting.truncation_tv.
+  than min_live (0: all n parties of the job): refused. delta of the sampler truncation: accounting.truncation_tv.
 
 * "mpc": noise sampled INSIDE MPC from shared random bits; no party knows any of it. A
   geometric G with P(g) = (1 - q) q^g (q = exp(-1/scale)) has independent binary digits: bit k is
@@ -164,7 +164,8 @@ async def distributed_noise(engine: Engine, label: str, noise: cpb.DpNoise, coun
     """Shares (count,) of the sum of every live party's locally sampled part: one round.
     `my_samples_fn(params, count)` replaces this party's sampler (tests use it to check the
     coalition guarantee); by default samplers.polya_difference with distributed_share's r."""
-    params = accounting.distributed_share(noise.mechanism, noise.scale, noise.min_live or 1,
+    # min_live unset (0): every party of the job must be live (computation/dp.py's contract)
+    params = accounting.distributed_share(noise.mechanism, noise.scale, int(noise.min_live) or engine.n,
                                           len(engine.parties), t=engine.t)
     if my_samples_fn is None:
         mine = samplers.polya_difference(params["r"], params["scale"], count)

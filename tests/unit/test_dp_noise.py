@@ -146,6 +146,18 @@ def test_distributed_honest_parts_alone_are_discrete_laplace(engine, coalition):
     assert ok, (stat, crit)
 
 
+def test_distributed_min_live_unset_means_every_party():
+    """min_live 0 (unset): all 3 parties, t = 1, so h = 2 and each part is NB(1/2) - NB(1/2)."""
+    noise = cpb.DpNoise(mechanism="discrete-laplace", source="distributed", scale="5")
+    seen = []
+
+    def mine_fn(params, n):
+        seen.append(params)
+        return np.zeros(n, dtype=np.int64)
+    out = opened_noise("replicated3", noise, 10, {0: mine_fn})
+    assert seen[0]["r"] == F(1, 2) and seen[0]["honest"] == 2 and out.shape == (10,)
+
+
 def test_distributed_refuses_too_few_live_nodes():
     noise = cpb.DpNoise(mechanism="discrete-laplace", source="distributed", scale="5", min_live=4)
     with pytest.raises(Exception, match="refusing"):

@@ -100,13 +100,17 @@ def test_discrete_gaussian_structure(sigma2):
 
 
 def test_poisson_structure():
-    """poisson_exp: geometric proposal of lam/2 accepted with 2^(k-1)/k! is Poisson(lam)."""
+    """poisson_exp: c <= 1/2, geometric proposal of lam accepted with 1/k!; else proposal of
+    lam/2 accepted with 2^(k-1)/k!: both Poisson(lam)."""
     with localcontext() as c:
         c.prec = 60
-        for cc, g in ((F(1), F(0)), (F(1, 2), F(3, 10)), (F(3, 2), F(1))):
+        for cc, g in ((F(1), F(0)), (F(1, 2), F(3, 10)), (F(1, 3), F(0)), (F(3, 2), F(1))):
             lam = D(cc) * (-D(g)).exp()
             impl = []
             for k in range(80):
+                if cc <= F(1, 2):
+                    impl.append((1 - lam) * lam ** k / math.factorial(k))
+                    continue
                 acc = Decimal(1) / 2 if k == 0 else D(F(2) ** (k - 1) / math.factorial(k))
                 impl.append((1 - lam / 2) * (lam / 2) ** k * acc)
             tot = sum(impl)
@@ -163,10 +167,11 @@ def test_one_sided_geometric_fits():
     assert ok, (stat, crit)
 
 
-def test_poisson_fits():
-    lam = 0.5 * math.exp(-0.3)
-    x = S.poisson_exp(F(1, 2), 3, 10, N)
-    ok, stat, crit = chi_square_ok(x, lambda k: math.exp(-lam) * lam ** k / math.factorial(k), 0, 8)
+@pytest.mark.parametrize("c", [F(1, 2), F(3, 2)])
+def test_poisson_fits(c):
+    lam = float(c) * math.exp(-0.3)
+    x = S.poisson_exp(c, 3, 10, N)
+    ok, stat, crit = chi_square_ok(x, lambda k: math.exp(-lam) * lam ** k / math.factorial(k), 0, 12)
     assert ok, (stat, crit)
 
 
