@@ -23,7 +23,8 @@ Private prediction (bench/trees_inprocess.py, in process for now: transport=memo
 BENCH name=xgb_share_model, BENCH name=xgb_predict ... queries=1000 trees=100 depth=6 features=30 and
 BENCH name=xgb_predict_one (docs/prediction.md).
 The DP lines (bench/dp_bench.py, docs/privacy.md): BENCH name=dp_histogram engine=<e> parley_s=<s> node_s=<s>
-records=1000000 bins=10000 rounds=<n> and BENCH name=dp_winner engine=<e> parley_s=<s> node_s=<s> candidates=1000 rounds=<n>.
+records=1000000 bins=10000 rounds=<n>, BENCH name=dp_winner engine=<e> parley_s=<s> node_s=<s> candidates=1000 rounds=<n>,
+and BENCH name=dp_noise_mpc engine=replicated3 parley_s=<s> node_s=<s> n=10000 lambda=<L> delta=<d> rounds=<n>.
 
 Parley's time runs from submitting the job to the recipient holding the reconstructed result
 (input sharing, policy checks, computation and the result fetch included). MPyC's time is
@@ -82,6 +83,13 @@ def run_dp(name: str, args: argparse.Namespace) -> int:
                 asyncio.run(dp_bench.run_histogram(setup, 1000, 10))             # warm-up: imports, caches
                 figs = asyncio.run(dp_bench.run_histogram(setup, records, bins))
                 size = f"records={records} bins={bins}"
+            elif name == "dp_noise_mpc":
+                if engine != "replicated3":
+                    continue       # the target is the replicated engine's; Shamir's generic coins are 10x slower
+                n = max(100, int(10_000 * args.scale))
+                asyncio.run(dp_bench.run_noise_mpc(setup, 100))
+                figs, lam, delta = asyncio.run(dp_bench.run_noise_mpc(setup, n))
+                size = f"n={n} lambda={lam} delta={delta:.2e}"
             else:
                 candidates = max(10, int(1000 * args.scale))
                 asyncio.run(dp_bench.run_winner(setup, 10))
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS) + sorted(fixedpoint.WORKLOADS)
-                        + ["submit", "latency", "noop", "intake", "xgb_predict", "dp_histogram", "dp_winner"],
+                        + ["submit", "latency", "noop", "intake", "xgb_predict", "dp_histogram", "dp_winner", "dp_noise_mpc"],
                         help="run only these workloads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick run)")
     parser.add_argument("--no-mpyc", action="store_true", help="skip the MPyC reference (no ratio printed)")
@@ -118,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     status = 0
     names = args.only or [*WORKLOADS, *fixedpoint.WORKLOADS, "submit", "intake", "latency", "noop", "xgb_predict",
-                          "dp_histogram", "dp_winner"]
+                          "dp_histogram", "dp_winner", "dp_noise_mpc"]
     for name in names:
-        if name in ("dp_histogram", "dp_winner"):
+        if name in ("dp_histogram", "dp_winner", "dp_noise_mpc"):
             status |= run_dp(name, args)
             continue
         if name in fixedpoint.WORKLOADS:
