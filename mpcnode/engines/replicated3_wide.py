@@ -90,6 +90,11 @@ class Replicated3WideEngine(Engine):
     def _prf(self, purpose: str, label: str, size: int, slots: tuple[int, ...] = (0, 1)) -> list[np.ndarray | None]:
         """[F(K_party, l), F(K_party+1, l)] as R128 elements for l = "w128:purpose|label" (only the
         `slots` asked for): the components of the pseudo-random sharing named l. Once per label."""
+        keys, tag = self._claim(purpose, label)
+        return [keys[k].ring(tag, 2 * size).view(R.R128) if k in slots else None for k in (0, 1)]
+
+    def _claim(self, purpose: str, label: str) -> tuple[tuple, bytes]:
+        """(the pairwise key streams, the PRF tag "w128:purpose|label"), refusing a tag used before."""
         keys = self.narrow._keys
         if keys is None:
             raise RuntimeError("replicated3 (wide): keys are not established (call establish first)")
@@ -97,19 +102,13 @@ class Replicated3WideEngine(Engine):
         if tag in self._prf_labels:
             raise ValueError(f"replicated3 (wide): randomness label {tag.decode()!r} used twice")
         self._prf_labels.add(tag)
-        return [keys[k].ring(tag, 2 * size).view(R.R128) if k in slots else None for k in (0, 1)]
+        return keys, tag
 
     def _prf_limbs(self, purpose: str, label: str, size: int,
                    slots: tuple[int, ...] = (0, 1)) -> tuple[R.Limbs | None, R.Limbs | None]:
         """As `_prf` (both slots), as contiguous limb pairs for the hot paths (the stream's first
         `size` words are the low limbs; a different but equally uniform reading of the PRF)."""
-        keys = self.narrow._keys
-        if keys is None:
-            raise RuntimeError("replicated3 (wide): keys are not established (call establish first)")
-        tag = f"w128:{purpose}|{label}".encode()
-        if tag in self._prf_labels:
-            raise ValueError(f"replicated3 (wide): randomness label {tag.decode()!r} used twice")
-        self._prf_labels.add(tag)
+        keys, tag = self._claim(purpose, label)
         out: list[R.Limbs | None] = []
         for k in (0, 1):
             w = keys[k].ring(tag, 2 * size) if k in slots else None

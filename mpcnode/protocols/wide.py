@@ -23,22 +23,28 @@ _U = np.uint64
 LIFT_BITS = 62                     # lift is exact for y in [-2^62, 2^62)
 
 
+
+def _split_words(me: int, x: Share, zero_test: bool) -> tuple[tuple[int, ...], int, np.ndarray | None,
+                                                                np.ndarray | None]:
+    """x = s + y with s = x_0 + x_1 at party 0 and y = x_2 at parties 1 and 2, as two 64-bit words
+    per element (low words, then high words): (value shape, m elements, party 0's words or None,
+    the others' words or None). For the zero test party 0 holds NOT(s) and the others -y."""
+    x = np.asarray(x)
+    flat = x.reshape(-1, 2)
+    if me == 0:
+        s = R.add(flat[:, 0], flat[:, 1])
+        w = np.concatenate([s["lo"], s["hi"]])
+        return x.shape[:-1], flat.shape[0], (~w if zero_test else w), None
+    y = flat[:, 1] if me == 1 else flat[:, 0]
+    y = R.neg(y) if zero_test else y
+    return x.shape[:-1], flat.shape[0], None, np.concatenate([y["lo"], y["hi"]])
+
 async def equal_zero(engine: "Replicated3WideEngine", label: str, x: Share) -> Share:
     """[x == 0] exact on all of Z_2^128: x = s + y (s at party 0, y = x_2 at parties 1, 2) is 0
     iff every bit of the two words of e = NOT(s) ^ (-y) is 1. The narrow engine's cross round
     gives e & rot32(e) for both words at once, one AND folds the high word into the low one,
     then five AND levels and the injection into Z_2^128: 8 rounds."""
-    x = np.asarray(x)
-    shape = x.shape[:-1]
-    flat = x.reshape(-1, 2)
-    m = flat.shape[0]
-    me = engine.party
-    if me == 0:
-        s = R.add(flat[:, 0], flat[:, 1])
-        sw, yw = ~np.concatenate([s["lo"], s["hi"]]), None
-    else:
-        y = R.neg(flat[:, 1] if me == 1 else flat[:, 0])
-        sw, yw = None, np.concatenate([y["lo"], y["hi"]])
+    shape, m, sw, yw = _split_words(engine.party, x, zero_test=True)
     e = await engine.narrow.cross_and_rot(f"{label}/cross", sw, yw, 32)
     e = await binary.and_words(engine.narrow, f"{label}/limbs", np.ascontiguousarray(e[:, :m]),
                                np.ascontiguousarray(e[:, m:]))
@@ -55,17 +61,8 @@ async def upper_half(engine: "Replicated3WideEngine", label: str, x: Share) -> S
     """Bit 127 of each element, exact for every element: the sign bit of s + y over 128 bits,
     by a Kogge-Stone adder over the two-word value (shifts carry across the limbs): the cross
     round, 7 prefix levels and the injection: 9 rounds, nothing opened."""
-    x = np.asarray(x)
-    shape = x.shape[:-1]
-    flat = x.reshape(-1, 2)
-    m = flat.shape[0]
+    shape, m, sw, yw = _split_words(engine.party, x, zero_test=False)
     me = engine.party
-    if me == 0:
-        s = R.add(flat[:, 0], flat[:, 1])
-        sw, yw = np.concatenate([s["lo"], s["hi"]]), None
-    else:
-        y = flat[:, 1] if me == 1 else flat[:, 0]
-        sw, yw = None, np.concatenate([y["lo"], y["hi"]])
     s_sh, g = await engine.narrow.cross_and(f"{label}/cross", sw, yw)
     p = s_sh ^ binary.component2_share(me, yw, 2 * m)
     G, P = g.copy(), p

@@ -16,9 +16,8 @@ RNG = np.random.default_rng(20261127)
 LIFT_EDGE = [-(1 << 62), (1 << 62) - 1, 0, -1, 1, -(1 << 62) + 1, (1 << 62) - 2, 1 << 61, -(1 << 61)]
 
 
-def run3(body, timeout_s: float = 120.0):
-    """body(engine) on three wide engines after establish; returns party 0's result (the opened
-    values every party gets are checked equal by `open` itself)."""
+def run_all(body, timeout_s: float = 120.0):
+    """body(engine) on three wide engines after establish: (every party's result, the engines)."""
     net = MemoryNetwork(3, timeout_s=timeout_s)
     engines = [Replicated3WideEngine(net.exchange(i)) for i in range(3)]
 
@@ -29,7 +28,13 @@ def run3(body, timeout_s: float = 120.0):
     async def main():
         return await asyncio.gather(*(one(e) for e in engines))
 
-    results = asyncio.run(main())
+    return asyncio.run(main()), engines
+
+
+def run3(body, timeout_s: float = 120.0):
+    """body(engine) on three wide engines after establish; returns party 0's result (the opened
+    values every party gets are checked equal by `open` itself)."""
+    results, engines = run_all(body, timeout_s)
     return results[0], engines
 
 
@@ -191,17 +196,7 @@ def test_downcast_keeps_the_low_64_bits() -> None:
     async def body(e):
         return e.downcast(await share(e, "x", vals))
 
-    net = MemoryNetwork(3)
-    engines = [Replicated3WideEngine(net.exchange(i)) for i in range(3)]
-
-    async def one(e):
-        await e.establish()
-        return await body(e)
-
-    async def main():
-        return await asyncio.gather(*(one(e) for e in engines))
-
-    shares = asyncio.run(main())
+    shares, _ = run_all(body)
     got = replicated.to_signed(replicated.reconstruct_checked(dict(enumerate(shares)))).tolist()
     assert got == [5, -5, (1 << 63) - 1, -(1 << 63), 3]
 
