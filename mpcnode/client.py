@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,7 @@ from . import randomized_response, receipts, sharing
 from .computation.describe import describe
 from .computation.liveness import live_set_problem
 from .computation.spec import INTERACTIVE_OPS, Document, SpecError, parse_document
+from .dpcheck import MAX_RR_EPSILON
 from .inputs import InputError, check_values
 from .recipient import parse_nodes
 from .transport import serde
@@ -208,11 +210,19 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
 def rr_epsilon(doc: dict) -> str | None:
     """The epsilon of the job's randomized-response output, if it declares one (the fingerprinted
     document, so a coordinator cannot change it without the client noticing)."""
-    for o in doc.get("outputs", []):
-        dp = o.get("dp") or {}
-        if dp.get("mechanism") == "randomized-response":
-            return str(dp["epsilon"])
-    return None
+    found = {str((o.get("dp") or {}).get("epsilon")) for o in doc.get("outputs", [])
+             if (o.get("dp") or {}).get("mechanism") == "randomized-response"}
+    if len(found) > 1:
+        raise SubmitError("the job's randomized-response outputs state different epsilons; not submitting")
+    eps = found.pop() if found else None
+    try:
+        bad = eps is not None and not 0 < Fraction(eps) <= MAX_RR_EPSILON
+    except (ValueError, ZeroDivisionError):
+        bad = True
+    if bad:
+        raise SubmitError(f"the job's randomized response has epsilon {eps}, outside (0, {MAX_RR_EPSILON}]: "
+                          "your answer would not be protected; not submitting")
+    return eps
 
 
 STATE_WORDS = {node_pb2.SUBMISSION_STATE_NOT_RECEIVED: "not received", node_pb2.SUBMISSION_STATE_STORED: "stored",

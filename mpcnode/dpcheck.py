@@ -32,8 +32,16 @@ class DpCheckError(CircuitError):
     """A DP release that the circuit's noise does not back; the message names the output."""
 
 
+MAX_RR_EPSILON = 20   # the scenario's bound (computation/dp.py); above it a flip is practically never
+
+
 def check(circuit: cpb.Circuit) -> None:
     ops = {op.out: op for op in circuit.ops}
+    rr = {o.dp.epsilon for o in circuit.outputs if o.HasField("dp") and o.dp.mechanism == "randomized-response"}
+    if len(rr) > 1:
+        # the clients flip once, with one epsilon (the first they read): two different promises
+        # would let a coordinator pair a harmless-looking one with one that flips nothing
+        raise DpCheckError("outputs: randomized-response outputs state different epsilons")
     dp_values = {o.value for o in circuit.outputs if o.HasField("dp") and not o.dp.post_processing}
     for out in circuit.outputs:
         if not out.HasField("dp"):
@@ -65,6 +73,9 @@ def _check_rr(where: str, circuit: cpb.Circuit, rel: cpb.DpRelease) -> None:
         raise DpCheckError(f"{where}: {exc}") from None
     if eps <= 0 or (rel.rho and accounting.parse_exact(rel.rho, "rho") != accounting.rho_of_pure(eps)):
         raise DpCheckError(f"{where}: randomized response needs a positive epsilon and rho = epsilon^2/2")
+    if eps > MAX_RR_EPSILON:
+        raise DpCheckError(f"{where}: randomized response with epsilon above {MAX_RR_EPSILON} flips (practically) "
+                           "no answer")
 
 
 def _noise_source(ops: dict, value: str) -> tuple[cpb.Op | None, bool]:

@@ -10,14 +10,16 @@ Keys are this node's own dataset identities, never a name the coordinator chose:
   again at each charge, for the audit log only: a new content does NOT start a new budget, or an
   operator could reset the budget by touching the file.
 - `clients:<sha256>` for a client population: the content hash of the list of clients the node
-  enforces (computation/spec.py clients_digest), budgeted by `client_populations` in the policy.
+  enforces, sorted (computation/spec.py clients_digest; one population in any order is one
+  budget), budgeted by `client_populations` in the policy.
 
 Lifecycle of one job's charge, each step in the same SQLite transaction as the job's state change
 (store.py), so a crash cannot leave one without the other:
-  reserved (Prepare accepted) -> spent (the first output share stored here, or our input delivered)
-  reserved -> refunded (the job failed here before that) | expired (prepared, never started).
-A spent charge is never refunded, not even when the outputs are withdrawn later (a recipient may
-already hold them). Reservations count against the budget: spent + reserved + new <= total is
+  reserved (Prepare accepted) -> spent (Start: the job runs here, before any share that depends on
+  our data leaves this node; from then on the others can finish and release it without us)
+  reserved -> refunded (the job ended here before it started) | expired (prepared, never started).
+A spent charge is never refunded, not when the job fails later, not when the outputs are withdrawn
+(a recipient may already hold them). Reservations count against the budget: spent + reserved + new <= total is
 checked and written under one BEGIN IMMEDIATE, which SQLite serializes across connections and
 processes.
 """
@@ -86,7 +88,7 @@ def dataset_keys(circuit: cpb.Circuit, org: str, cfg: NodeConfig, holds_client_s
         if d.source == cpb.INPUT_SOURCE_NODE and d.owner == org and d.dataset in budget.datasets:
             keys[d.name] = DATASET + d.dataset
         elif d.source == cpb.INPUT_SOURCE_CLIENTS and holds_client_shares and budget.client_populations:
-            keys[d.name] = CLIENTS + clients_digest(list(d.clients))
+            keys[d.name] = CLIENTS + clients_digest(sorted(set(d.clients)))
     return keys
 
 

@@ -111,7 +111,7 @@ class Node:
         in-flight intermediate shares lived only in memory. Mark it failed, keep everything else."""
         for state in (State.PREPARED, State.RUNNING):
             for job_id in self.store.jobs_in_state(state):
-                # no output share of it was stored here (that is DONE): its reservation is refunded
+                # a prepared job never started: its reservation is refunded; a running one was spent at Start
                 self.store.set_state(job_id, State.FAILED, f"node {self.org} restarted while the job was {state.lower()}",
                                      lambda conn, j=job_id: PrivacyLedger.settle_in(conn, j, REFUNDED))
 
@@ -221,7 +221,10 @@ class Node:
             self._set_live(job, live)
             job.state = State.RUNNING
             job.started = time.monotonic()
-            self.store.set_state(job_id, State.RUNNING)
+            # spent as the job starts, before any share that depends on our data leaves this node:
+            # from then on the other nodes can finish and release it without us (an Abort sent to us
+            # alone, or our crash, must not give the budget back while they do)
+            self.store.set_state(job_id, State.RUNNING, "", lambda conn: PrivacyLedger.spend_in(conn, job_id))
             job.task = asyncio.get_running_loop().create_task(self._deliver(job) if job.input_only else self._run(job))
             self.store.audit("started", job_id, job.spec.fingerprint,
                              f"{'sharing its input with compute parties' if job.input_only else 'live parties'}: "
@@ -345,7 +348,8 @@ class Node:
         job.error = reason
         job.finished = time.monotonic()
         job.mailbox.close(reason)
-        # not DONE, so no output share was stored here: the reservation is freed with the state
+        # a job that never started has its reservation freed with the state; one that started was
+        # spent at Start and stays spent (settle_in touches reserved charges only)
         self.store.set_state(job.spec.job_id, State.FAILED, reason, lambda conn: PrivacyLedger.settle_in(
             conn, job.spec.job_id, EXPIRED if expired else REFUNDED))
         self.store.audit("failed", job.spec.job_id, job.spec.fingerprint, reason)
@@ -370,7 +374,7 @@ class Node:
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), participants(spec, out, result.row_labels))
                 for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]),
-                lambda conn: PrivacyLedger.spend_in(conn, spec.job_id))   # spent with the first output share
+                lambda conn: PrivacyLedger.spend_in(conn, spec.job_id))   # spent at Start already: a no-op
             self._done(job, "done", f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
                      job.exchange.stats.rounds, job.exchange.stats.bytes_sent)

@@ -150,3 +150,29 @@ def test_release_states_the_implementations_delta() -> None:
     assert 0 < accounting.parse_exact(dist_rel.delta) < accounting.parse_exact(mpc_rel.delta) < Fraction(1, 10 ** 9)
     with pytest.raises(ConfigError, match="dp.delta"):
         parse_scenario(total(noise="mpc", delta="1e-20"), Path("t.yaml"))
+
+
+def _survey(*epsilons: str) -> cpb.Circuit:
+    c = cpb.Circuit(name="survey")
+    c.inputs.add(name="ans", length=1, lo=0, hi=1, source=cpb.INPUT_SOURCE_CLIENTS, clients=[f"c{i}" for i in range(5)])
+    c.ops.add(out="s", kind=cpb.OP_SUM, args=["ans"])
+    for i, eps in enumerate(epsilons):
+        o = c.outputs.add(name=f"o{i}", value="s", recipients=["regulator"])
+        o.dp.CopyFrom(cpb.DpRelease(unit="client", relation="replace-one", epsilon=eps, mechanism="randomized-response"))
+    return c
+
+
+def test_randomized_response_epsilon_is_one_and_bounded() -> None:
+    """A coordinator must not pair a harmless-looking RR promise with one whose epsilon makes the
+    clients (who flip with the job's one epsilon) flip nothing: nodes refuse two different RR
+    epsilons and any above 20, and so does the client library before it shares an answer."""
+    from mpcnode.client import SubmitError, rr_epsilon
+    validate(_survey("1/2", "1/2"), ["ash", "birch", "cedar"], "replicated3")
+    for bad, words in ((("1000", "1/2"), "different epsilons"), (("1000",), "above 20")):
+        with pytest.raises(CircuitError, match=words):
+            validate(_survey(*bad), ["ash", "birch", "cedar"], "replicated3")
+    doc = lambda *eps: {"outputs": [{"dp": {"mechanism": "randomized-response", "epsilon": e}} for e in eps]}  # noqa: E731
+    assert rr_epsilon(doc("1/2", "1/2")) == "1/2"
+    for bad in (("1000", "1/2"), ("1000",), ("0",), ("x",)):
+        with pytest.raises(SubmitError):
+            rr_epsilon(doc(*bad))

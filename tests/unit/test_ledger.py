@@ -293,3 +293,14 @@ def test_twenty_processes_never_overspend(tmp_path: Path) -> None:
     (row,) = PrivacyLedger(store, cfg).report()
     assert (row.reserved, row.remaining) == (Fraction(3, 7), Fraction(1, 2) - Fraction(3, 7))
     assert len(store.jobs_in_state("PREPARED")) == 3
+
+
+
+def test_a_client_population_in_another_order_is_the_same_budget(tmp_path: Path) -> None:
+    """Reordering the same list of clients must not open a fresh budget."""
+    from mpcnode.ledger import dataset_keys
+    cfg = config(tmp_path, {"client_populations": {"epsilon": 1}})
+
+    def keys(clients):
+        return dataset_keys(circuit(clients=clients), ORG, cfg, True)["votes"]
+    assert keys(["a", "b", "c"]) == keys(["c", "a", "b"]) != keys(["a", "b", "d"])
