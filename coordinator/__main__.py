@@ -62,7 +62,8 @@ async def submit_and_wait(args: argparse.Namespace) -> int:
     print(f"job {job_id} done in {final.elapsed_s:.2f}s, {final.rounds_done} rounds (computation {final.fingerprint}); "
           f"outputs {', '.join(final.outputs)} are held as shares by the nodes for: {', '.join(final.recipients)}")
     if final.rows_agreed:
-        print(f"client rows: {final.rows_accepted} counted, {len(final.excluded)} excluded")
+        print("client rows: counts withheld by the nodes (the DP outputs protect participation)"
+              if final.rows_withheld else f"client rows: {final.rows_accepted} counted, {len(final.excluded)} excluded")
         for line in excluded_lines(final):
             print(line)
     return 0

@@ -60,7 +60,9 @@ def progress_printer(stream=sys.stderr) -> Callable[[cop.JobProgress], None]:
             return
         seen.append(key)
         extra = f", {p.inputs_received} client inputs" if p.inputs_received else ""
-        if p.rows_agreed:
+        if p.rows_agreed and p.rows_withheld:
+            extra += " (rows agreed; counts withheld by the nodes: the DP outputs protect participation)"
+        elif p.rows_agreed:
             extra += f" ({p.rows_accepted} counted, {len(p.excluded)} excluded)"
         # job ids and errors come from the operator and the nodes: never read them as rich markup
         console.print(f"[bold]{escape(p.job_id)}[/bold] {p.state.lower()}: {p.rounds_done} rounds{extra}, "

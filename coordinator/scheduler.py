@@ -45,6 +45,7 @@ class Live:
     rows_agreed: bool = False
     rows_accepted: int = 0
     excluded: list[tuple[str, str, str]] = field(default_factory=list)
+    rows_withheld: bool = False      # the nodes keep the counts (a DP job: node.proto JobStatus)
     error: str = ""
     started: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -303,7 +304,8 @@ class Scheduler:
             if rounds:
                 self._set(job_id, rounds_done=min(s.rounds_done for s in rounds),
                           levels=max(s.rounds_total for s in rounds), bytes_sent=max(s.bytes_sent for s in rounds),
-                          inputs_received=max(s.inputs_received for s in rounds))
+                          inputs_received=max(s.inputs_received for s in rounds),
+                          rows_withheld=any(s.rows_withheld for s in rounds))
             # Every live node reports the client rows it agreed on; all must report the same. The
             # nodes' agreement (jobrun.take_client_rows) gives every honest live node the same rows
             # before the circuit runs, so a difference means a node lies in its status, or the
@@ -422,7 +424,7 @@ class Scheduler:
             inputs_received=live.inputs_received if live else 0,
             rows_agreed=live.rows_agreed if live else False, rows_accepted=live.rows_accepted if live else 0,
             excluded=[node_pb2.ExcludedClient(credential=c, input=i, reason=r) for c, i, r in live.excluded]
-            if live else [])
+            if live else [], rows_withheld=live.rows_withheld if live else False)
 
 
 # A node that answers with one of these may answer differently later (it is down, restarting or

@@ -61,6 +61,14 @@ def check(circuit: cpb.Circuit) -> None:
         _check_release(where, rel, noise_op.noise, argmax)
 
 
+def withholds_rows(circuit: cpb.Circuit) -> bool:
+    """Whether the nodes keep a job's client-row counts to themselves (JobStatus.rows_withheld): a
+    DP output under add-remove over client inputs protects whether a client took part, and the
+    exact number of counted rows (or who was excluded) would give that away to the operator."""
+    return any(d.source == cpb.INPUT_SOURCE_CLIENTS for d in circuit.inputs) and any(
+        o.HasField("dp") and o.dp.relation == "add-remove" for o in circuit.outputs)
+
+
 def _check_rr(where: str, circuit: cpb.Circuit, rel: cpb.DpRelease) -> None:
     """Randomized response: the clients flip their own 0/1 answers (mpcnode/randomized_response.py)
     before sharing, so the circuit may read nothing but one 0/1 client value per row; the nodes

@@ -77,9 +77,13 @@ def record_client_rows(store: ShareStore, job: "Job", counts: dict[str, int], ex
 
 
 def add_rows_status(store: ShareStore, job_id: str, status: node_pb2.JobStatus) -> node_pb2.JobStatus:
-    """Fill JobStatus's client-row fields from the store (nothing before the rows were agreed)."""
+    """Fill JobStatus's client-row fields from the store (nothing before the rows were agreed; only
+    that they were agreed when the status says rows_withheld)."""
     agreed, counted, excluded = store.client_rows_summary(job_id)
-    status.rows_agreed, status.rows_accepted = agreed, counted
+    status.rows_agreed = agreed
+    if status.rows_withheld:      # a DP job that protects participation: the counts stay here
+        return status
+    status.rows_accepted = counted
     status.excluded.extend(node_pb2.ExcludedClient(credential=c, input=i, reason=r) for c, i, r in excluded)
     return status
 

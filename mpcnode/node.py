@@ -30,6 +30,7 @@ from .intake import (accept_client_share, add_rows_status, public_job, record_cl
                      wait_client_inputs)
 from .jobrun import run_job
 from .jobspec import check_job_spec, recomputed_fingerprint
+from .dpcheck import withholds_rows
 from .ledger import EXPIRED, REFUNDED, BudgetExceeded, PrivacyLedger, job_charges
 from .opened import describe as describe_opened
 from .protocols.agreement import MissingInput
@@ -335,11 +336,12 @@ class Node:
     def _status(self, job: Job) -> node_pb2.JobStatus:
         ex = job.exchange
         end = job.finished or time.monotonic()
+        withheld = withholds_rows(job.spec.circuit)
         return add_rows_status(self.store, job.spec.job_id, node_pb2.JobStatus(
             job_id=job.spec.job_id, state=_PB_STATE[job.state], rounds_done=ex.stats.rounds if ex else 0,
             rounds_total=job.plan.depth, bytes_sent=ex.stats.bytes_sent if ex else 0, error=job.error,
             committed=job.committed, elapsed_s=(end - job.started) if job.started else 0.0,
-            inputs_received=sum(job.client_counts.values())))
+            inputs_received=0 if withheld else sum(job.client_counts.values()), rows_withheld=withheld))
 
     def _fail(self, job: Job, reason: str, expired: bool = False) -> None:
         if job.state in (State.DONE, State.FAILED):

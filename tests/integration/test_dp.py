@@ -124,6 +124,12 @@ async def test_noisy_tally(cluster: Cluster) -> None:
         assert abs(res.value[o] - 10) <= laplace_bound(1), res.value
     assert abs(res.value["invalid"]) <= laplace_bound(1)
     assert res.dp["unit"] == "client" and res.dp["sensitivity"] == "1"
+    # add-remove protects whether a voter took part: no node tells the coordinator the exact
+    # number of counted ballots, or who was excluded (they agreed on the rows among themselves)
+    for org in PARTIES:
+        st = await cluster.node_status(org, job_id)
+        assert st.rows_withheld and st.rows_agreed
+        assert (st.rows_accepted, list(st.excluded), st.inputs_received) == (0, [], 0)
 
 
 async def test_noisy_winner(cluster: Cluster) -> None:
