@@ -3,7 +3,6 @@ one-line errors, and dpcheck refusing a release its noise does not back (the che
 runs in circuit.validate)."""
 from __future__ import annotations
 
-import asyncio
 from fractions import Fraction
 from pathlib import Path
 

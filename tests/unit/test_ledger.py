@@ -13,7 +13,7 @@ from mpcnode.config import NodeConfig, load_node_config
 from mpcnode.configfile import ConfigError
 from mpcnode.errors import Denied
 from mpcnode.dp.accounting import eps_delta_of_rho
-from mpcnode.ledger import (EXPIRED, REFUNDED, RESERVED, SPENT, BudgetExceeded, PrivacyLedger, job_charges,
+from mpcnode.ledger import (EXPIRED, REFUNDED, SPENT, BudgetExceeded, PrivacyLedger, job_charges,
                             output_inputs)
 from mpcnode.store import ShareStore
 from parley.v1 import circuit_pb2 as cpb
