@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 
 import numpy as np
 
@@ -18,23 +17,20 @@ from mpcnode import ring128 as R
 from mpcnode.engines import Replicated3WideEngine
 from mpcnode.exchange import MemoryNetwork
 
+from .replicated3_inprocess import _measure
+
 F = 16          # fractional bits of the fixed-point products
 BITS = 62       # normalize's operand bound
 
 
 async def _timed(engines, name: str, make, reps: int) -> tuple[dict, list]:
+    """One warm-up call (a process's first call pays for fresh pages), then the narrow engine's
+    bench measurement (bench/replicated3_inprocess.py): (figures, the last repetition's results)."""
     await asyncio.gather(*(make(e, f"{name}-warm") for e in engines))
-    walls, cpus, result = [], [], []
-    before = [(e.exchange.stats.rounds, e.exchange.stats.bytes_sent) for e in engines]
-    for rep in range(reps):
-        w, c = time.perf_counter(), time.process_time()
-        result = await asyncio.gather(*(make(e, f"{name}{rep}") for e in engines))
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    after = [(e.exchange.stats.rounds, e.exchange.stats.bytes_sent) for e in engines]
-    return {"wall_s": round(min(walls), 3), "cpu_s": round(min(cpus), 3),
-            "rounds": (after[0][0] - before[0][0]) // reps,
-            "bytes_per_party": [(a[1] - b[1]) // reps for a, b in zip(after, before)]}, result
+    figures = await _measure(engines, name, make, reps)
+    result = figures.pop("result")
+    figures["wall_s"], figures["cpu_s"] = round(figures["wall_s"], 3), round(figures["cpu_s"], 3)
+    return figures, result
 
 
 async def run(n_mul: int, n_norm: int, reps: int) -> None:
