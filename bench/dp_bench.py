@@ -29,7 +29,7 @@ from mpcnode.computation import dp as dpm
 from mpcnode.computation.builder import CircuitBuilder
 from parley.v1 import circuit_pb2 as cpb
 
-from .parley_bench import RECIPIENT, Cluster, Figures, Setup
+from .parley_bench import RECIPIENT, Cluster, Figures, Setup, run_circuit
 
 
 def histogram_circuit(parties: list[str], bins: int, records: int):
@@ -82,11 +82,7 @@ async def run_winner(setup: Setup, candidates: int = 1000) -> Figures:
     b.output("winner", b.argmax(noisy, dpm.bits_for((1 << 20) + nhi))[0], [RECIPIENT])
     b.c.outputs[-1].dp.CopyFrom(cpb.DpRelease(unit="client", relation="add-remove", epsilon="1", rho="1/2",
                                               sensitivity=1, mechanism="one-sided-geometric", scale="1"))
-    with tempfile.TemporaryDirectory(prefix="parley-bench-dp-") as tmp:
-        work = Path(tmp)
-        np.savez(work / "counts.npz", counts=counts)
-        async with Cluster(work, {"bench-dp-winner": work / "counts.npz"}, setup=setup) as cluster:
-            figs = await cluster.run("bench-dp-winner", b.build(), "winner")
+    figs = await run_circuit(b.build(), {"counts": counts}, "winner", setup)
     if figs.result != [lead]:
         raise RuntimeError(f"dp_winner: {figs.result} won, not the leader {lead}")
     return figs
@@ -106,11 +102,7 @@ async def run_noise_mpc(setup: Setup, n: int = 10_000) -> tuple[Figures, int, fl
     b.c.outputs[-1].dp.CopyFrom(cpb.DpRelease(unit="record", relation="add-remove", epsilon=str(eps),
                                               rho=str(eps * eps / 2), sensitivity=1, mechanism="discrete-laplace",
                                               scale=NOISE_SCALE))
-    with tempfile.TemporaryDirectory(prefix="parley-bench-dp-") as tmp:
-        work = Path(tmp)
-        np.savez(work / "zeros.npz", zeros=np.zeros(n, dtype=np.int64))
-        async with Cluster(work, {"bench-dp-noise-mpc": work / "zeros.npz"}, setup=setup) as cluster:
-            figs = await cluster.run("bench-dp-noise-mpc", b.build(), "noisy")
+    figs = await run_circuit(b.build(), {"zeros": np.zeros(n, dtype=np.int64)}, "noisy", setup)
     got = np.asarray(figs.result, dtype=np.float64)
     q = math.exp(-1 / float(NOISE_SCALE))
     var = 2 * q / (1 - q) ** 2

@@ -13,15 +13,12 @@ exceeds them fails.
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from mpcnode.computation.builder import CircuitBuilder
 from mpcnode.protocols import fixedpoint
 
-from .parley_bench import PARTIES, RECIPIENT, Cluster, Figures, Setup
+from .parley_bench import PARTIES, RECIPIENT, Figures, Setup, run_circuit
 
 F = 16
 WORKLOADS = {"fxp_mul": 1_000_000, "fxp_recip": 100_000, "fxp_sigmoid": 100_000}
@@ -61,12 +58,8 @@ def workload(name: str, n: int, seed: int = 13):
 
 async def run_fixed(name: str, n: int) -> tuple[Figures, float]:
     """The figures and the error (absolute or relative, ERROR_KIND) against float64."""
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        work = Path(tmp)
-        circuit, data, output, want = workload(name, n)
-        np.savez(work / "inputs.npz", **data)
-        async with Cluster(work, {circuit.name: work / "inputs.npz"}, setup=SETUP) as cluster:
-            figs = await cluster.run(circuit.name, circuit, output)
+    circuit, data, output, want = workload(name, n)
+    figs = await run_circuit(circuit, data, output, SETUP)
     got = np.array(figs.result, dtype=np.float64) / (1 << F)
     err = np.abs(got - want)
     worst = float((err / np.abs(want)).max() if ERROR_KIND[name] == "max_rel_err" else err.max())

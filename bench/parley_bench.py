@@ -324,17 +324,23 @@ def secure_workload(workload: str, n: int, seed: int = 11):
     return b.build(), {"ballots": ballots.reshape(-1)}, "passed", [int(2 * counts[0] >= valid.sum())]
 
 
-async def run_secure(workload: str, n: int, setup: Setup = SHAMIR3) -> Figures:
+async def run_circuit(circuit, data: dict[str, np.ndarray], output: str, setup: Setup = SHAMIR3) -> Figures:
+    """Run `circuit` as one job on fresh node processes of `setup`, with `data` as the first
+    party's input file (one .npz, the job's dataset), and fetch `output` as the recipient."""
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         work = Path(tmp)
-        circuit, data, output, want = secure_workload(workload, n)
         np.savez(work / "inputs.npz", **data)
         async with Cluster(work, {circuit.name: work / "inputs.npz"}, setup=setup) as cluster:
-            figs = await cluster.run(circuit.name, circuit, output)
-        if figs.result != want:
-            shown = figs.result[:8], want[:8]
-            raise RuntimeError(f"{workload}: wrong result {shown[0]}... != {shown[1]}...")
-        return figs
+            return await cluster.run(circuit.name, circuit, output)
+
+
+async def run_secure(workload: str, n: int, setup: Setup = SHAMIR3) -> Figures:
+    circuit, data, output, want = secure_workload(workload, n)
+    figs = await run_circuit(circuit, data, output, setup)
+    if figs.result != want:
+        shown = figs.result[:8], want[:8]
+        raise RuntimeError(f"{workload}: wrong result {shown[0]}... != {shown[1]}...")
+    return figs
 
 
 async def run_submissions(count: int, concurrency: int = 64) -> tuple[float, float, list[float]]:
