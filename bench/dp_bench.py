@@ -106,7 +106,9 @@ async def run_noise_mpc(setup: Setup, n: int = 10_000) -> tuple[Figures, int, fl
     got = np.asarray(figs.result, dtype=np.float64)
     q = math.exp(-1 / float(NOISE_SCALE))
     var = 2 * q / (1 - q) ** 2
-    if abs(got.mean()) > 6 * math.sqrt(var / n) or abs(got.var() / var - 1) > 0.15:
+    # 15% is about 6.7 standard errors of a sample variance at n = 10^4 (Laplace kurtosis 6:
+    # relative error sqrt(5 / n)); a --scale'd smaller run keeps the same number of errors
+    if abs(got.mean()) > 6 * math.sqrt(var / n) or abs(got.var() / var - 1) > 0.15 * max(1.0, math.sqrt(1e4 / n)):
         raise RuntimeError(f"dp_noise_mpc: mean {got.mean():.3f}, variance {got.var():.2f} (expected 0, {var:.2f})")
     plan = Nz.mpc_plan(NOISE_SCALE)
     return figs, plan.lam, float(plan.delta("discrete-laplace", eps))
