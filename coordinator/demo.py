@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mpcnode.client import SubmitError, submit as client_submit
 from mpcnode.configfile import ConfigError, read_yaml
 from mpcnode.recipient import fetch
@@ -29,6 +31,7 @@ from parley.v1 import coordinator_pb2 as cop
 from parley.v1 import coordinator_pb2_grpc as copg
 
 from . import processes
+from .demomodel import train_demo_model
 from .client import close_inputs, progress_printer, submit, watch
 from .deploy import Deployment, write_deployment
 from mpcnode.computation.scenario import AnyScenario, load_scenario
@@ -75,7 +78,30 @@ async def submit_clients(dep: Deployment, sc: AnyScenario, input_name: str, valu
     await asyncio.gather(*(one(c, v) for c, v in values.items()))
 
 
+async def run_prediction(dep: Deployment, path: Path, sc: AnyScenario, operator: TlsMaterial) -> list[dict]:
+    """A `predict` scenario: the querier's client shares the rows of inputs/<name>/queries.csv
+    (its carried `patient` column names them), the organizer closes the input once it has, and
+    the querier alone gets the predictions."""
+    from mpcnode.predictclient import predict
+    job_id, _ = await submit(dep.coordinator_address, operator, path)
+    await wait_running(dep.coordinator_address, operator, job_id)
+    nodes = {o: dep.addresses[o] for o in sc.compute_parties}
+    submitted = asyncio.Event()
+    task = asyncio.create_task(predict(job_id, path.parent / "inputs" / sc.name / "queries.csv", None, nodes,
+                                       TlsMaterial.for_identity(dep.certs, sc.querier),
+                                       sc.computation().fingerprint(), carry=["patient"], submitted=submitted))
+    done, _ = await asyncio.wait([task, asyncio.create_task(submitted.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if task not in done:
+        await close_inputs(dep.coordinator_address, operator, job_id)
+    got = await task
+    rows = list(zip(*(np.asarray(c).tolist() for c in got.columns.values())))
+    result = {str(r[0]): (round(r[1], 4) if isinstance(r[1], float) else r[1]) for r in rows}
+    return [{"scenario": sc.name, "recipient": sc.querier, "result": result}]
+
+
 async def run_scenario(dep: Deployment, path: Path, sc: AnyScenario, operator: TlsMaterial) -> list[dict]:
+    if sc.kind == "predict":
+        return await run_prediction(dep, path, sc, operator)
     job_id, _ = await submit(dep.coordinator_address, operator, path)
     circuit = sc.build()
     client_decls = [d for d in circuit.inputs if d.clients]
@@ -85,6 +111,10 @@ async def run_scenario(dep: Deployment, path: Path, sc: AnyScenario, operator: T
         await close_inputs(dep.coordinator_address, operator, job_id)
     await watch(dep.coordinator_address, operator, job_id, progress_printer())
     nodes = {o: dep.addresses[o] for o in sc.compute_parties}
+    if circuit.keep:    # a `model` job opens nothing: each compute node now keeps its share
+        return [{"scenario": sc.name, "result": f"model {k.model_id} kept at {', '.join(sc.compute_parties)}; "
+                 f"grants: {', '.join(f'{g.querier} {g.queries} queries' for g in k.grants) or 'none'}"}
+                for k in circuit.keep]
     lines = []
     for recipient in sc.recipients:
         tls = TlsMaterial.for_identity(dep.certs, recipient)
@@ -110,7 +140,10 @@ async def run_demo(scenario_dir: Path, certs: Path, workdir: Path, only: list[st
         print(f"error: no scenarios in {scenario_dir}", file=sys.stderr)
         return 2
     shutil.rmtree(workdir, ignore_errors=True)
-    dep = write_deployment(workdir, certs, scenarios)
+    # each model owner's file, trained now (coordinator/demomodel.py): it never enters the repository
+    models = {sc.name: train_demo_model(workdir.resolve() / "models" / sc.owner / f"{sc.name}.json")
+              for _, sc in scenarios if sc.kind == "model"}
+    dep = write_deployment(workdir, certs, scenarios, model_files=models)
     operator = TlsMaterial.for_identity(certs, "operator")
     procs: list[tuple[str, subprocess.Popen]] = []
     # The children run in sessions of their own (processes.py), so a Ctrl-C on the terminal reaches

@@ -39,11 +39,13 @@ def free_ports(count: int) -> list[int]:
 def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, AnyScenario]],
                      input_root: Path | None = None, policy_overrides: dict[str, dict] | None = None,
                      node_overrides: dict[str, dict] | None = None,
-                     approve: dict[str, list[str]] | None = None) -> Deployment:
+                     approve: dict[str, list[str]] | None = None,
+                     model_files: dict[str, Path] | None = None) -> Deployment:
     """Node configs for every compute party of the scenarios. Each organization approves exactly
     its scenarios, by naming the scenario files (the node rebuilds each computation and pins its
     fingerprint), plus any fingerprints in approve[org] (circuits built in code, for tests and
-    benchmarks). Each node input dataset reads <input_root>/<scenario>/<org>.yaml."""
+    benchmarks). Each node input dataset reads <input_root>/<scenario>/<org>.yaml; a `model`
+    scenario's owner reads model_files[scenario name] (a model file, trained by the caller)."""
     orgs = sorted({p for _, sc in scenarios for p in sc.parties} | set(approve or {}))
     inputs: dict[str, dict[str, Path]] = {org: {} for org in orgs}
     policies: dict[str, dict] = {}
@@ -55,6 +57,8 @@ def write_deployment(workdir: Path, certs: Path, scenarios: list[tuple[Path, Any
             datasets = {d.dataset for d in sc.build().inputs if d.owner == org}
             if f.exists():
                 inputs[org].update((ds, f) for ds in datasets)
+            if sc.kind == "model" and sc.owner == org and sc.name in (model_files or {}):
+                inputs[org][sc.dataset] = Path(model_files[sc.name]).resolve()
         # the input clients of the scenarios it approves (approvals by fingerprint, circuits built
         # in code for tests and benchmarks, take the clients of every scenario given)
         client_scenarios = [sc for _, sc in (scenarios if (approve or {}).get(org) else mine)]

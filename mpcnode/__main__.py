@@ -1,6 +1,7 @@
 """python -m mpcnode --config deploy/org-a.yaml: run one organization's Parley node.
 python -m mpcnode audit --config deploy/org-a.yaml: print its audit log (audit.py).
-python -m mpcnode ledger --config deploy/org-a.yaml: print its privacy budgets (ledgercli.py)."""
+python -m mpcnode ledger --config deploy/org-a.yaml: print its privacy budgets (ledgercli.py).
+python -m mpcnode model list|delete --config deploy/org-a.yaml ...: its kept models (modelcli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         return audit_main(argv[1:])
     if argv[:1] == ["ledger"]:
         return ledger_main(argv[1:])
+    if argv[:1] == ["model"]:
+        from .modelcli import main as model_main
+        return model_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mpcnode", description="Run one organization's Parley node.",
                                      epilog="python -m mpcnode audit --config X prints the node's audit log "
                                             "(see python -m mpcnode audit --help); python -m mpcnode ledger "
-                                            "--config X its privacy budgets (docs/privacy-budget.md).")
+                                            "--config X its privacy budgets (docs/privacy-budget.md); python -m mpcnode model "
+                                            "list|delete --config X its kept models (docs/prediction.md).")
     parser.add_argument("--config", type=Path, required=True, help="node config YAML (see docs/configuration.md)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here once serving (for port 0)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -16,13 +16,15 @@ from . import field as pfield
 OpKind = cpb.OpKind
 FIXED = {cpb.OP_TRUNC, cpb.OP_MUL_TRUNC, cpb.OP_RECIPROCAL, cpb.OP_EXP, cpb.OP_SIGMOID}
 INTERACTIVE = {cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO, cpb.OP_DOT,
-               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID, cpb.OP_NOISE} | FIXED
+               cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID, cpb.OP_NOISE, cpb.OP_PREDICT} | FIXED
 ARITY = {cpb.OP_ADD: 2, cpb.OP_SUB: 2, cpb.OP_NEG: 1, cpb.OP_ADD_CONST: 1, cpb.OP_MUL_CONST: 1, cpb.OP_MUL: 2,
          cpb.OP_SUM: 1, cpb.OP_SLICE: 1, cpb.OP_LT: 2, cpb.OP_EQ: 2, cpb.OP_GE: 2, cpb.OP_ARGMAX: 1,
          cpb.OP_RESHAPE_SUM: 1, cpb.OP_DOT: 2, cpb.OP_SELECT: 3, cpb.OP_REPEAT: 1, cpb.OP_MUL_ROWS: 2,
          cpb.OP_TOP_TWO: 1, cpb.OP_ROWS_VALID: 1, cpb.OP_COUNT_ROWS: 1, cpb.OP_NOISE: 1,
-         cpb.OP_TRUNC: 1, cpb.OP_MUL_TRUNC: 2, cpb.OP_RECIPROCAL: 1, cpb.OP_EXP: 1, cpb.OP_SIGMOID: 1}
+         cpb.OP_TRUNC: 1, cpb.OP_MUL_TRUNC: 2, cpb.OP_RECIPROCAL: 1, cpb.OP_EXP: 1, cpb.OP_SIGMOID: 1,
+         cpb.OP_PREDICT: 2}
 MAX_FRAC_BITS = 30    # fixed point: fractional bits of an input, an output or a function's operand
+MAX_OUTPUT_FRAC_BITS = 40   # an output's: a tree model's margins carry its fraction_bits (32 by default)
 MAX_OPS = 100_000
 MAX_BIT_LENGTH = 62   # the largest any engine accepts; the job engine's own maximum: computation/ranges.py
 
@@ -69,7 +71,7 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
                 # a client listed twice would count its one row twice (ballot stuffing), and the
                 # document shows the population only by count and hash, where nobody would see it
                 raise CircuitError(f"input {decl.name}: a client is listed twice")
-        else:
+        elif decl.source != cpb.INPUT_SOURCE_MODEL:     # a kept model's owner need not take part
             raise CircuitError(f"input {decl.name}: unknown source")
         if decl.length < 1:
             raise CircuitError(f"input {decl.name}: length must be at least 1")
@@ -125,11 +127,15 @@ def validate(circuit: cpb.Circuit, parties: list[str], protocol: str = "shamir",
         if out.name in seen_out:
             raise CircuitError(f"output {out.name}: defined twice")
         seen_out.add(out.name)
-        if out.frac_bits > MAX_FRAC_BITS:
-            raise CircuitError(f"output {out.name}: frac_bits {out.frac_bits} exceeds {MAX_FRAC_BITS}")
-    if not circuit.outputs:
+        if out.frac_bits > MAX_OUTPUT_FRAC_BITS:
+            raise CircuitError(f"output {out.name}: frac_bits {out.frac_bits} exceeds {MAX_OUTPUT_FRAC_BITS}")
+    if not circuit.outputs and not circuit.keep:
         raise CircuitError("circuit has no outputs")
-    from .computation import ranges   # here, not at the top: ranges imports CircuitError from this module
+    from .computation import models, ranges   # here, not at the top: ranges imports CircuitError from this module
+    try:
+        models.check_models(circuit, protocol, parties)
+    except models.ModelRuleError as exc:
+        raise CircuitError(str(exc)) from None
     from . import dpcheck
     dpcheck.check(circuit)            # every DP release promises no more than the noise feeding it gives
     analysed = ranges.analysis(circuit, protocol)

@@ -297,9 +297,22 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--certs", type=Path, default=Path("deploy/certs"))
     q.add_argument("--identity", required=True, help="this client's credential name")
     q.add_argument("--timeout", type=float, default=15.0)
+    r = sub.add_parser("predict", help="private prediction: secret-share a table of queries (CSV or Parquet with "
+                                       "the model's named columns) and write the predictions only you receive")
+    r.add_argument("--job", required=True, help="the prediction job (a `predict` scenario's job id)")
+    r.add_argument("--input", required=True, type=Path, help="queries: .csv (header row) or .parquet")
+    r.add_argument("--output", required=True, type=Path, help="predictions: .csv or .parquet")
+    r.add_argument("--carry", default="", help="comma-separated columns copied to the output (e.g. an id column)")
+    r.add_argument("--nodes", required=True, type=parse_nodes, help="org=host:port,... for every compute party")
+    r.add_argument("--certs", type=Path, default=Path("deploy/certs"))
+    r.add_argument("--identity", required=True, help="this querier's credential name")
+    r.add_argument("--fingerprint", required=True, help="the prediction computation's fingerprint (sha256 hex)")
+    r.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the predictions")
     args = parser.parse_args(argv)
     if args.command == "status":
         return _status_main(args)
+    if args.command == "predict":
+        return _predict_main(args)
     try:
         # integers, or decimals for a fixed-point input (encoded after the document is checked)
         values = [_number(v) for v in args.values.split(",")]
@@ -314,6 +327,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"submitted {len(values)} value(s) as {args.identity} to job {args.job}")
+    return 0
+
+
+def _predict_main(args: argparse.Namespace) -> int:
+    from .predictclient import predict
+    from .recipient import FetchError
+    from .trees.table import TableError
+    try:
+        tls = TlsMaterial.for_identity(args.certs, args.identity)
+        got = asyncio.run(predict(args.job, args.input, args.output, args.nodes, tls, args.fingerprint,
+                                  carry=[c for c in args.carry.split(",") if c], timeout=args.timeout))
+    except (SubmitError, FetchError, TableError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{got.queries} predictions written to {args.output} (job {args.job}, computation {got.fingerprint[:16]}...)")
     return 0
 
 

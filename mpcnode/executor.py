@@ -20,7 +20,7 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb
 
-from . import fixedexec, noiseexec
+from . import fixedexec, noiseexec, treeexec
 from .circuit import Plan
 from .engines.base import Engine
 from .protocols import ballots, selection
@@ -110,6 +110,7 @@ class Executor:
             elif op.kind == cpb.OP_ROWS_VALID:
                 tasks.append(self._rows_valid(f"L{level}/op{self._op_index[op.out]}", op, values))
         tasks += noiseexec.level_tasks(self.engine, level, ops, values)
+        tasks += treeexec.level_tasks(self.engine, level, ops, values, self.circuit, self._op_index)
         tasks += fixedexec.level_tasks(self.engine, level, ops, values, self.plan.operands, self._op_index, _broadcast)
         await _gather_all(tasks)
 
@@ -224,7 +225,8 @@ class Executor:
 
 
 _INTERACTIVE_KINDS = frozenset({cpb.OP_MUL, cpb.OP_LT, cpb.OP_EQ, cpb.OP_GE, cpb.OP_ARGMAX, cpb.OP_TOP_TWO,
-                                cpb.OP_DOT, cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID, cpb.OP_NOISE}) | fixedexec.FIXED_KINDS
+                                cpb.OP_DOT, cpb.OP_SELECT, cpb.OP_MUL_ROWS, cpb.OP_ROWS_VALID, cpb.OP_NOISE,
+                                cpb.OP_PREDICT}) | fixedexec.FIXED_KINDS
 
 
 def _fusable_column_sums(circuit: cpb.Circuit) -> dict[str, str]:

@@ -153,6 +153,12 @@ def load_node_inputs(path: Path | None, decls: list[cpb.InputDecl], dataset: str
         return {}
     if path is None:
         raise InputError(f"dataset {dataset!r}: no input file is configured for it")
+    if any(d.HasField("model") for d in decls):
+        # a model file (XGBoost JSON/UBJSON, LightGBM text) is its dataset's only input
+        if len(decls) != 1:
+            raise InputError(f"dataset {dataset!r}: a model file is one input, the job reads {len(decls)} from it")
+        from .models import model_input     # here: models imports this module
+        return {decls[0].name: model_input(path, decls[0], dataset)}
     if path.suffix == ".npz":  # large inputs: numpy arrays, never pickles
         data: object = _read_npz(path, decls, dataset)
     else:

@@ -58,12 +58,14 @@ class JobResult:
     # per client input: the index in decl.clients of each accepted row, in row order
     row_tags: dict[str, np.ndarray] = field(default_factory=dict)
     excluded: list[Exclusion] = field(default_factory=list)   # client rows that did not count, and why
+    kept: dict[str, Share] = field(default_factory=dict)      # a `model` job: model id -> this node's share
 
 
 async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: Sequence[str],
                   node_inputs: dict[str, np.ndarray], client_rows: ClientRows,
                   check_rows: Callable[[dict[str, int]], None] | None = None,
-                  record_rows: Callable[[dict[str, int], list[Exclusion]], None] | None = None) -> JobResult:
+                  record_rows: Callable[[dict[str, int], list[Exclusion]], None] | None = None,
+                  kept_models: Mapping[str, np.ndarray] | None = None) -> JobResult:
     """Run this node's side of `spec` with the parties in `live` (names, a subset of spec.parties).
 
     `node_inputs`: this node's own input arrays as signed int64 (inputs.load_node_inputs), keyed by
@@ -72,6 +74,8 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     submission has closed. `record_rows`, if given, gets how many rows count per client input and
     the excluded rows once the nodes agreed on them. `check_rows`, if given, sees how many client rows each client input got once the nodes agreed on them, and may
     raise to stop the job before the circuit runs (nothing has been opened by then).
+    `kept_models`: this node's shares of the kept models the job reads (INPUT_SOURCE_MODEL), by
+    input name (models.ModelJobs.take).
     """
     parties = list(spec.parties)
     engine = engine_for(spec.protocol or "shamir", exchange, spec.threshold, [parties.index(p) for p in live],
@@ -94,13 +98,17 @@ async def run_job(exchange: Exchange, spec: node_pb2.JobSpec, plan: Plan, live: 
     if check_rows is not None:
         check_rows({d.name: int(values[d.name].shape[0]) // d.length
                     for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_CLIENTS})
+    for d in spec.circuit.inputs:
+        if d.source == cpb.INPUT_SOURCE_MODEL:
+            values[d.name] = np.asarray((kept_models or {})[d.name]).reshape((d.length,) + tuple(engine.share_shape))
     outputs = await executor.run(values)
     opened = list(engine.opened)
     for out in spec.circuit.outputs:
         # an output is opened when its recipients fetch it; which values and to whom is fixed here
         count = int(np.prod(engine.value_shape(outputs[out.name]), dtype=np.int64))
         opened.append(Opened(f"output/{out.name}", count, "output", tuple(out.recipients)))
-    return JobResult(outputs=outputs, row_labels=labels, opened=opened, row_tags=tags, excluded=excluded)
+    kept = {k.model_id: values[k.value] for k in spec.circuit.keep}
+    return JobResult(outputs=outputs, row_labels=labels, opened=opened, row_tags=tags, excluded=excluded, kept=kept)
 
 
 def ring_bits_of(circuit: cpb.Circuit) -> int:

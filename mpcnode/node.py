@@ -32,6 +32,7 @@ from .jobrun import run_job
 from .jobspec import check_job_spec, recomputed_fingerprint
 from .dpcheck import withholds_rows
 from .ledger import EXPIRED, REFUNDED, BudgetExceeded, PrivacyLedger, job_charges
+from .models import ModelJobs
 from .opened import describe as describe_opened
 from .protocols.agreement import MissingInput
 from .release import output_share, participants
@@ -90,6 +91,7 @@ class Job:
     owner_pending: set[str] = dc_field(default_factory=set)
     owner_inputs: asyncio.Event = dc_field(default_factory=asyncio.Event)
     charges: dict = dc_field(default_factory=dict)   # privacy-ledger key -> ρ reserved at Prepare (ledger.py)
+    models: dict = dc_field(default_factory=dict)    # input name -> this node's share of a kept model (Start)
 
 
 class Node:
@@ -99,6 +101,7 @@ class Node:
         self.org = cfg.organization
         self.store = ShareStore(cfg.data_dir / "shares.sqlite3")
         self.ledger = PrivacyLedger(self.store, cfg)
+        self.models = ModelJobs(self.store, self.org)
         if approvals is None:
             approvals = resolve_approvals(cfg, "(node config)")
         self.admission = Admission(cfg, approvals, self.store.jobs_with_fingerprint)
@@ -184,6 +187,8 @@ class Node:
             checked.fingerprint
         approval = self.admission.check(comp, doc, fp)
         self.admission.check_clients(spec.circuit)
+        if not input_only:
+            self.models.check(spec.circuit)       # kept models read here, and the grants' room
         # a budgeted dataset feeds DP outputs only (Denied otherwise); the charge is reserved at put_job
         charges = job_charges(spec.circuit, self.org, self.cfg, holds_client_shares=not input_only)
         # every policy check is done: only now is our data read (a refusal above never touched it)
@@ -220,6 +225,11 @@ class Node:
                                 f"at {expires:%Y-%m-%dT%H:%M:%SZ} before the job started")
                 return self._status(job)
             self._set_live(job, live)
+            try:   # a predict job's queries are counted before any share of the model is used
+                job.models = {} if job.input_only else self.models.take(job_id, job.spec.circuit)
+            except Denied as exc:
+                self._fail(job, str(exc))
+                return self._status(job)
             job.state = State.RUNNING
             job.started = time.monotonic()
             # spent as the job starts, before any share that depends on our data leaves this node:
@@ -372,12 +382,16 @@ class Node:
                                        lambda decl: (self.store.client_shares(spec.job_id, decl.name),
                                                      self.store.client_order(spec.job_id, decl.name)),
                                        lambda rows: self.admission.check_rows(job.feeds, rows),
-                                       lambda counted, excluded: record_client_rows(self.store, job, counted, excluded))
+                                       lambda counted, excluded: record_client_rows(self.store, job, counted, excluded),
+                                       kept_models=job.models)
+            keep = self.models.keeper(spec.circuit, result.kept)     # DONE iff its models are kept
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), participants(spec, out, result.row_labels))
                 for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]),
-                lambda conn: PrivacyLedger.spend_in(conn, spec.job_id))   # spent at Start already: a no-op
-            self._done(job, "done", f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}")
+                lambda conn: (PrivacyLedger.spend_in(conn, spec.job_id), keep(conn)))  # spent at Start: a no-op
+            self.models.audit_kept(spec.job_id, spec.circuit)
+            self._done(job, "done", f"outputs stored: {', '.join(o.name for o in spec.circuit.outputs)}"
+                       if spec.circuit.outputs else f"models kept: {', '.join(k.model_id for k in spec.circuit.keep)}")
             log.info("job %s done in %.2fs, %d rounds, %d bytes sent", spec.job_id, job.finished - job.started,
                      job.exchange.stats.rounds, job.exchange.stats.bytes_sent)
         except asyncio.CancelledError:

@@ -110,6 +110,10 @@ class ModelRow:
     deleted: bool
 
 
+class _Refused(Exception):
+    """Rolls back a transaction that found a charge that does not fit (take_all_model_queries)."""
+
+
 class ShareStore:
     def __init__(self, path: Path):
         # shares and the audit log are for this node's account only: the folder 0700, the
@@ -247,6 +251,49 @@ class ShareStore:
             used, quota = self._db.execute("SELECT used, quota FROM model_grants WHERE model_id=? AND querier=?",
                                            (model_id, querier)).fetchone()
         return int(used), int(quota)
+
+    def take_all_model_queries(self, charges: dict[tuple[str, str], int]) -> tuple[str, str, int, int] | None:
+        """Take every (model, querier) charge of a job, all or none, in one transaction: None when
+        all fit, else the first that does not, as (model, querier, used, quota) (quota -1: no grant)."""
+        def take(conn: sqlite3.Connection) -> tuple[str, str, int, int] | None:
+            for (model_id, querier), count in sorted(charges.items()):
+                row = conn.execute("SELECT used, quota FROM model_grants WHERE model_id=? AND querier=?",
+                                   (model_id, querier)).fetchone()
+                if row is None or row[0] + count > row[1]:
+                    refused = (model_id, querier, int(row[0]) if row else 0, int(row[1]) if row else -1)
+                    raise _Refused(refused)
+                conn.execute("UPDATE model_grants SET used=used+? WHERE model_id=? AND querier=?",
+                             (count, model_id, querier))
+            return None
+        try:
+            return self.transaction(take)
+        except _Refused as r:
+            return r.args[0]
+
+    @staticmethod
+    def put_model_in(conn: sqlite3.Connection, model_id: str, owner: str, shape: str, share: np.ndarray,
+                     grants: list[tuple[str, int]]) -> None:
+        """Keep a model and its grants inside the caller's transaction (a `model` job's finish);
+        DuplicateModel if the id exists or existed."""
+        try:
+            conn.execute("INSERT INTO models (model_id, owner, shape, share, share_shape, created) VALUES (?,?,?,?,?,?)",
+                         (model_id, owner, shape, np.ascontiguousarray(share, dtype="<u8").tobytes(),
+                          _shape_text(share), time.time()))
+        except sqlite3.IntegrityError:
+            raise DuplicateModel(f"model {model_id} already exists (or existed)") from None
+        conn.executemany("INSERT INTO model_grants (model_id, querier, quota) VALUES (?,?,?)",
+                         [(model_id, q, n) for q, n in grants])
+
+    def models(self) -> list[tuple[str, str, str, bool]]:
+        """(id, owner, shape JSON, deleted) of every model this node has kept."""
+        return [(m, o, s, bool(d)) for m, o, s, d in
+                self._query("SELECT model_id, owner, shape, deleted FROM models ORDER BY created", ())]
+
+    def model_grants(self, model_id: str) -> list[tuple[str, int, int]]:
+        """(querier, used, quota) of every grant of a model."""
+        return [(q, int(u), int(n)) for q, u, n in
+                self._query("SELECT querier, used, quota FROM model_grants WHERE model_id=? ORDER BY querier",
+                            (model_id,))]
 
     def model_grant(self, model_id: str, querier: str) -> tuple[int, int] | None:
         """(used, quota) of a querier, None without a grant."""

@@ -122,6 +122,13 @@ def dummy_client_rows(rows: Mapping[str, int], protocol: str = "shamir", party: 
     return client_rows
 
 
+def dummy_kept_models(circuit: cpb.Circuit, protocol: str, party: int) -> dict[str, np.ndarray]:
+    """Party `party`'s shares of an all-zero model for every kept model the circuit reads (a tree
+    evaluation's cost depends on the public shape only)."""
+    return {d.name: sharing.constant_share(protocol, sharing.encode(protocol, _dummy(d)), party)
+            for d in circuit.inputs if d.source == cpb.INPUT_SOURCE_MODEL}
+
+
 async def dry_run(computation: Computation, client_rows: Mapping[str, int] | None = None) -> CostEstimate:
     """Run `computation` once among all its parties in this event loop and count every party's
     traffic (see the module docstring for why that is the real cost). Raises ValueError for bad
@@ -134,7 +141,8 @@ async def dry_run(computation: Computation, client_rows: Mapping[str, int] | Non
     exchanges = [net.exchange(i) for i in range(len(parties))]
     started = time.monotonic()
     results = await _all(run_job(ex, spec, plan, parties, dummy_node_inputs(spec.circuit, parties[i]),
-                                 dummy_client_rows(rows, computation.protocol, i))
+                                 dummy_client_rows(rows, computation.protocol, i),
+                                 kept_models=dummy_kept_models(spec.circuit, computation.protocol, i))
                          for i, ex in enumerate(exchanges))
     elapsed = time.monotonic() - started
     return CostEstimate(

@@ -46,6 +46,7 @@ from parley.v1 import circuit_pb2 as cpb
 from .. import field
 from ..circuit import CircuitError
 from ..protocols import compare, fixedpoint
+from . import models
 
 Interval = tuple[int, int]
 Run = tuple[int, int, int]    # (count, lo, hi)
@@ -362,6 +363,8 @@ def _run(circuit: cpb.Circuit, protocol: str, domain: Domain, ring: int, outputs
                 raise RangeError(f"{where}: the job's truncations could leak more than 2^-{LEAK_BUDGET_BITS} in "
                                  f"total (this op truncates values up to 2^{max(bounds)}, each leaking "
                                  f"2^({max(bounds)}+3-128)); narrow the declared ranges or split the job")
+        elif op.kind == cpb.OP_PREDICT:        # computation/models.py checked its structure first
+            env[op.out] = _uniform(*models.predict_vals(circuit, op), args[1].fixed)
         else:
             env[op.out] = _value(op, args)
         _check_value(domain, where, env[op.out], ring)

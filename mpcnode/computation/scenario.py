@@ -6,6 +6,8 @@ Scenario kinds:
   auction  bidders submit sealed bids from input clients; first-price or second-price (auction.py)
   vote     voters submit one-hot (or approval) ballots; output: tally, winner, or referendum (vote.py)
   survey   respondents answer yes/no with randomized response; output: the estimate (survey.py)
+  model    a model owner shares a tree model once; the compute nodes keep it (predict.py)
+  predict  a querier's queries against a kept model; output: margins, probabilities or classes (predict.py)
 """
 from __future__ import annotations
 
@@ -18,18 +20,20 @@ from pydantic import BaseModel, Field
 from ..circuit import validate
 from ..configfile import ConfigError, from_validation_error, parse_yaml, read_yaml
 from .auction import AuctionScenario
+from .predict import ModelScenario, PredictScenario
 from .survey import SurveyScenario
 from .total import TotalScenario
 from .vote import VoteScenario
 
-Scenario = Annotated[Union[TotalScenario, AuctionScenario, VoteScenario, SurveyScenario], Field(discriminator="kind")]
+Scenario = Annotated[Union[TotalScenario, AuctionScenario, VoteScenario, SurveyScenario, ModelScenario, PredictScenario],
+                     Field(discriminator="kind")]
 
 
 class ScenarioFile(BaseModel):
     scenario: Scenario
 
 
-AnyScenario = Union[TotalScenario, AuctionScenario, VoteScenario, SurveyScenario]
+AnyScenario = Union[TotalScenario, AuctionScenario, VoteScenario, SurveyScenario, ModelScenario, PredictScenario]
 
 
 def load_scenario(path: Path | str) -> AnyScenario:
@@ -45,7 +49,10 @@ def parse_scenario(data: object, path: Path) -> AnyScenario:
     if not isinstance(data, dict):
         raise ConfigError(path, "(top level)", "expected a mapping of fields")
     if "kind" not in data:
-        raise ConfigError(path, "kind", "required field is missing (total, average, auction, vote or survey)")
+        raise ConfigError(path, "kind", "required field is missing (total, average, auction, vote, survey, model "
+                                        "or predict)")
+    if data.get("kind") == "predict":
+        data = {**data, "base_dir": path.parent}   # its model file is named relative to this one
     try:
         sc = ScenarioFile.model_validate({"scenario": data}).scenario
     except pydantic.ValidationError as exc:

@@ -81,19 +81,36 @@ def _op_name(kind: int) -> str:
 
 # the document's names of the ops that need a round (mpcnode.circuit.INTERACTIVE)
 INTERACTIVE_OPS = frozenset({"mul", "lt", "eq", "ge", "argmax", "top_two", "dot", "select", "mul_rows", "rows_valid",
-                             "trunc", "mul_trunc", "reciprocal", "exp", "sigmoid", "noise"})
+                             "trunc", "mul_trunc", "reciprocal", "exp", "sigmoid", "noise", "predict"})
 
 
 def _input_doc(d: cpb.InputDecl) -> Document:
     doc: Document = {"name": d.name, "length": d.length, "range": [str(d.lo), str(d.hi)]}
     if d.source == cpb.INPUT_SOURCE_NODE:
         doc.update(source="node", owner=d.owner, dataset=d.dataset, field=d.key or d.name)
+    elif d.source == cpb.INPUT_SOURCE_MODEL:
+        doc.update(source="model", owner=d.owner, model_id=d.key)
     else:
         doc.update(source="clients", clients={"count": len(d.clients), "sha256": clients_digest(list(d.clients))})
     if d.frac_bits:
         # only when set (as op tags): integer inputs keep their document and fingerprint
         doc["frac_bits"] = d.frac_bits
+    if d.HasField("model"):
+        doc["model"] = tree_model_doc(d.model)   # a tree model's public shape, only when set
     return doc
+
+
+def tree_model_doc(m: cpb.TreeModel) -> Document:
+    """A tree model's public shape, every field (docs/approving.md)."""
+    return {"trees": m.trees, "depth": m.depth, "features": m.features, "classes": m.classes,
+            "tree_class": list(m.tree_class), "library": m.library, "kind": m.kind,
+            "fraction_bits": m.fraction_bits, "feature_names": list(m.feature_names)}
+
+
+def _keep_doc(k: cpb.KeptModel) -> Document:
+    """A model kept by a `model` job, with the owner's grants: who may query it, how often."""
+    return {"model_id": k.model_id, "value": k.value,
+            "grants": [{"querier": g.querier, "queries": str(g.queries)} for g in k.grants]}
 
 
 def _op_doc(op: cpb.Op) -> Document:
@@ -160,6 +177,8 @@ class Computation:
             "ops": [_op_doc(op) for op in c.ops],
             "outputs": [_output_doc(o) for o in c.outputs],
         }
+        if c.keep:
+            doc["keep"] = [_keep_doc(k) for k in c.keep]   # only when set, as ring_bits below
         if c.ring_bits and c.ring_bits != 64:
             doc["ring_bits"] = c.ring_bits     # only when not the default 64, as above
         if self.input_parties:
@@ -235,7 +254,8 @@ def output_feeds(doc: Document) -> dict[str, Feeds]:
     for o in doc["outputs"]:
         names = sorted(deps.get(o["value"], frozenset()))
         decls = [by_name[n] for n in names]
-        owners = sorted({d["owner"] for d in decls if d["source"] == "node"})
+        # a kept model's owner is a contributor like a node input's: its data is in the output
+        owners = sorted({d["owner"] for d in decls if d["source"] in ("node", "model")})
         clients = sum(d["clients"]["count"] for d in decls if d["source"] == "clients")
         out[o["name"]] = Feeds(tuple(names), tuple(owners), clients)
     return out

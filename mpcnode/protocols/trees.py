@@ -37,7 +37,7 @@ import numpy as np
 
 from ..engines.base import Engine, Share
 from ..trees.forest import Forest
-from ..trees.keys import KEY_BIT_LENGTH
+from ..trees.keys import KEY_BIT_LENGTH, KEY_INF, KEY_NAN, QUERY_KEY_BIT_LENGTH
 from ..trees.plain import DEFAULT_FRACTION_BITS, encode_leaves, node_rows, query_columns
 
 ENGINES = ("replicated3",)
@@ -53,11 +53,14 @@ class ModelShape:
     tree_class: tuple[int, ...]
     library: str                    # fixes the querier's encoding (keys.encode_queries)
     fraction_bits: int = DEFAULT_FRACTION_BITS
+    kind: str = ""                  # binary | regression | multiclass ("" in tests that need none)
+    feature_names: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, forest: Forest, fraction_bits: int = DEFAULT_FRACTION_BITS) -> "ModelShape":
         return cls(forest.trees, forest.depth, forest.features, forest.classes,
-                   tuple(int(c) for c in forest.tree_class), forest.library, fraction_bits)
+                   tuple(int(c) for c in forest.tree_class), forest.library, fraction_bits, forest.kind,
+                   tuple(getattr(forest, "feature_names", None) or ()))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -66,7 +69,13 @@ class ModelShape:
     def from_json(cls, text: str) -> "ModelShape":
         d = json.loads(text)
         d["tree_class"] = tuple(d["tree_class"])
+        d["feature_names"] = tuple(d.get("feature_names", ()))
         return cls(**d)
+
+    @property
+    def total(self) -> int:
+        """How many ring elements the model's shares hold (its flat length, `pack`)."""
+        return sum(int(np.prod(s)) for s in self.sizes().values())
 
     @property
     def nodes(self) -> int:
@@ -108,6 +117,14 @@ def unpack(shape: ModelShape, flat: Share, share_shape: tuple[int, ...]) -> Shar
     return SharedModel(shape=shape, **out)
 
 
+def model_vector(forest: Forest, fraction_bits: int) -> np.ndarray:
+    """The owner's plaintext model as one int64 vector in the order of ModelShape.sizes (rows,
+    thresholds, leaves, base): what it secret-shares, once."""
+    leaves, base = encode_leaves(forest, fraction_bits)
+    parts = [node_rows(forest), forest.threshold, leaves, base]
+    return np.concatenate([p.reshape(-1) for p in parts]).astype(np.int64)
+
+
 def check_engine(engine: Engine) -> None:
     """Tree evaluation needs the replicated3 engine: its ring Z_2^64 holds the fixed-point margins
     exactly and its local matrix products make the feature selection one cheap DOT round."""
@@ -121,16 +138,12 @@ async def share_model(engine: Engine, label: str, owner: int, shape: ModelShape,
     """The owner secret-shares its model in one round; every other party passes forest=None.
     The owner checks that its forest has the announced public shape."""
     check_engine(engine)
-    sizes = shape.sizes()
     flat = None
     if engine.party == owner:
         if forest is None or ModelShape.of(forest, shape.fraction_bits) != shape:
             raise ValueError(f"{label}: the owner's model does not have the announced shape {shape}")
-        leaves, base = encode_leaves(forest, shape.fraction_bits)
-        parts = {"rows": node_rows(forest), "threshold": forest.threshold.reshape(-1), "leaves": leaves,
-                 "base": base}
-        flat = engine.encode(np.concatenate([parts[k].reshape(-1) for k in sizes]))
-    total = sum(int(np.prod(s)) for s in sizes.values())
+        flat = engine.encode(model_vector(forest, shape.fraction_bits))
+    total = shape.total
     got = (await engine.share_inputs(label, {owner: flat}, {owner: (total,)}))[owner]
     return unpack(shape, got, engine.share_shape)
 
@@ -147,6 +160,29 @@ async def share_queries(engine: Engine, label: str, querier: int, shape: ModelSh
             raise ValueError(f"{label}: queries must have shape ({count}, {shape.features}), got {x.shape}")
         cols = engine.encode(query_columns(x, shape.library))
     return (await engine.share_inputs(label, {querier: cols}, {querier: (3 * shape.features, count)}))[querier]
+
+
+async def query_columns_from_keys(engine: Engine, label: str, keys: Share, library: str) -> Share:
+    """The query matrix C (3F, Q) of plain.query_columns from shares of the querier's keys (Q, F)
+    (keys.query_keys, range-checked to [-KEY_INF, KEY_NAN] before: jobrun.take_client_rows for a
+    client, the owner's node for a node input). One batched comparison (7 rounds, in parallel with
+    nothing else): is_nan = [KEY_INF < key], and for LightGBM is_zero = [key < 1] - [key < 0];
+    then key - KEY_NAN is_nan, locally. So the missing bits always agree with the keys, whatever
+    a querier sends."""
+    check_engine(engine)
+    q, f = engine.value_shape(keys)
+    keys_t = np.swapaxes(keys, 0, 1)                                   # (F, Q)
+    def const(v: int) -> Share:
+        return engine.constant(engine.encode(np.full((f, q), v, dtype=np.int64)))
+
+    lightgbm = library == "lightgbm"
+    a = [const(KEY_INF)] + ([keys_t, keys_t] if lightgbm else [])
+    b = [keys_t] + ([const(1), const(0)] if lightgbm else [])
+    bits = await engine.less_than(f"{label}/missing", np.concatenate(a), np.concatenate(b), QUERY_KEY_BIT_LENGTH)
+    nan = bits[:f]
+    zero = engine.sub(bits[f:2 * f], bits[2 * f:]) if lightgbm else const(0)
+    key = engine.sub(keys_t, engine.mul_const(nan, engine.encode(np.array([KEY_NAN], dtype=np.int64))))
+    return np.concatenate([key, nan, zero])
 
 
 async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:

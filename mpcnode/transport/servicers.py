@@ -114,6 +114,16 @@ class ResultRelease(node_pb2_grpc.ResultReleaseServicer):
         return self.node.fetch_output(caller, request)
 
 
+class ModelControl(node_pb2_grpc.ModelControlServicer):
+    def __init__(self, node: Node):
+        self.node = node
+
+    @rpc(NODE)
+    def DeleteModel(self, caller, request):
+        return node_pb2.ModelDeleted(model_id=request.model_id,
+                                     erased=self.node.models.delete(caller, request.model_id))
+
+
 class InputIntake(node_pb2_grpc.InputIntakeServicer):
     def __init__(self, node: Node):
         self.node = node
@@ -195,3 +205,4 @@ def add_all(server: grpc.aio.Server, node: Node) -> None:
     add_service(server, node_pb2, "PeerExchange", PeerExchange(node))
     add_service(server, node_pb2, "ResultRelease", ResultRelease(node))
     add_service(server, node_pb2, "InputIntake", InputIntake(node))
+    add_service(server, node_pb2, "ModelControl", ModelControl(node))

@@ -25,6 +25,12 @@ KEY_INF = 0x7f800000                 # key(+inf); key(-inf) = -KEY_INF
 DEFAULT_LEFT_KEY = -(2**31 - 1)
 DEFAULT_RIGHT_KEY = 2**31 - 1
 KEY_BIT_LENGTH = 31
+# The one integer a querier sends per feature (query_keys): the value's key, or KEY_NAN, one past
+# key(+inf), for a missing value. Queries are range-checked to [-KEY_INF, KEY_NAN] inside MPC, and
+# the nodes derive the is-NaN and is-zero bits from the keys (protocols/trees.py
+# query_columns_from_keys), so a querier cannot send a key and missing bits that disagree.
+KEY_NAN = KEY_INF + 1
+QUERY_KEY_BIT_LENGTH = 33          # KEY_INF - key and key - 1 for keys in [-KEY_INF, KEY_NAN]
 # LightGBM drops feature values with |x| <= kZeroThreshold (1e-35f, as a double) when it reads a
 # row (c_api.cpp RowPairFunction keeps |x| > kZeroThreshold or NaN), so they reach the trees as
 # 0.0; its Zero missing type treats the same range as missing.
@@ -78,3 +84,10 @@ def encode_queries(x: np.ndarray, library: str) -> tuple[np.ndarray, np.ndarray,
     elif library != "xgboost":
         raise ValueError(f"unknown model library {library!r}")
     return key, nan.astype(np.int64), zero.astype(np.int64)
+
+
+def query_keys(x: np.ndarray, library: str) -> np.ndarray:
+    """What a querier secret-shares: one int64 per feature (queries, features), the key of
+    encode_queries where the value is present and KEY_NAN where it is NaN (missing)."""
+    key, nan, _ = encode_queries(x, library)
+    return np.where(nan == 1, KEY_NAN, key)

@@ -128,7 +128,8 @@ class Cluster:
                extra_identities: tuple[str, ...] | list[str] = (), policy_overrides: dict[str, dict] | None = None,
                node_overrides: dict[str, dict] | None = None,
                coordinator_overrides: dict | None = None,
-               approve: dict[str, list[str]] | None = None, protocol: str | None = None) -> "Cluster":
+               approve: dict[str, list[str]] | None = None, protocol: str | None = None,
+               model_files: dict[str, Path] | None = None) -> "Cluster":
         """Write scenarios, inputs, certificates and configs under `root` (nothing is started).
 
         scenarios: scenario mappings (as in a YAML file) or paths of scenario files (copied).
@@ -139,6 +140,7 @@ class Cluster:
         config file (e.g. round_timeout_s, max_message_mb / rpc_timeout_s, poll_interval_s).
         approve: {org: [fingerprint, ...]} approved besides the scenarios (circuits built in code;
         see approve_plans).
+        model_files: {model scenario name: its owner's model file} (deploy.write_deployment).
         protocol: the engine every scenario runs under: its `protocol:` field is set to it (the core
         suites pass the `protocol` fixture of tests/conftest.py, ENGINES_UNDER_TEST). A scenario that
         engine cannot run (replicated3: not 3 parties, a dropout rule other than none) is left out
@@ -185,7 +187,7 @@ class Cluster:
         certs = make_certs(root / "certs", identities | nodes, nodes)
         dep = write_deployment(root / "deploy", certs, list(loaded.values()), input_root=input_root,
                                policy_overrides=policy_overrides, node_overrides=node_overrides,
-                               approve=approve)
+                               approve=approve, model_files=model_files)
         if coordinator_overrides:
             cfg = yaml.safe_load(dep.coordinator_config.read_text())
             cfg.update(coordinator_overrides)

@@ -170,3 +170,26 @@ def test_predict_cost_from_the_shape_is_what_is_sent(tmp_path, depth, classes) -
     rounds = {e.exchange.stats.rounds - marks[e.party][0] for e in engines}
     sent = sum(e.exchange.stats.bytes_sent - marks[e.party][1] for e in engines)
     assert (rounds, sent) == ({pt.predict_cost(shape, len(q))[0]}, 8 * pt.predict_cost(shape, len(q))[1])
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_query_columns_from_keys_equal_the_plaintext_columns(library) -> None:
+    """The one integer per feature a querier sends (keys.query_keys: KEY_NAN for NaN): the nodes
+    derive the missing bits from it, and C equals plain.query_columns, for NaN, +-0, +-inf, tiny
+    values (LightGBM's zero rule) and ordinary ones."""
+    from mpcnode.trees.keys import query_keys
+    from mpcnode.trees.plain import query_columns
+    vals = np.array([np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-36, -1e-36, 1e-35, 3.5, -2.25, 1e30, -7e-30])
+    x = RNG.choice(vals, (13, 5))
+    keys = query_keys(x, library)
+    dealt = deal(keys, 3)
+
+    async def body(e):
+        await e.establish()
+        return await pt.query_columns_from_keys(e, "q", mine(e, dealt), library)
+
+    got, _ = mpc(3, body, engine="replicated3")
+    want = query_columns(x, library)
+    if library == "xgboost":          # no XGBoost node reads the is-zero bits (Z = 0): not computed
+        want[10:] = 0
+    assert np.array_equal(got, want)

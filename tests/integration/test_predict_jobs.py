@@ -1,0 +1,192 @@
+"""Private prediction on real node processes (replicated3, three compute nodes; docs/prediction.md).
+
+The model owner `hosp` keeps its XGBoost model file (trained here on scikit-learn's breast_cancer
+data) as its dataset; a `model` job shares it once and every compute node keeps its share with the
+grants of the job's document. `predict` jobs read the kept shares: the querier (an input client)
+secret-shares its queries' keys and alone gets the margins, which equal the plaintext reference
+exactly. Quotas, deletion by the owner only, and the refusals are checked at the nodes.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+
+from coordinator.client import close_inputs
+from mpcnode.client import submit as client_submit
+from mpcnode.recipient import FetchError
+from mpcnode.transport.tls import secure_channel
+from mpcnode.trees import evaluate, load_model
+from mpcnode.trees.keys import query_keys
+from parley.v1 import node_pb2, node_pb2_grpc
+from tests.integration.cluster import REPO, Cluster
+
+xgb = pytest.importorskip("xgboost")
+
+ORGS = ["hosp", "lab", "auth"]
+TREES, DEPTH, FEATURES, Q = 6, 3, 30, 8
+GRANT = 2 * Q                     # two jobs' worth for `clinic`
+NAMES = [f"x{i}" for i in range(FEATURES)]
+
+
+def shape() -> dict:
+    return {"trees": TREES, "depth": DEPTH, "features": FEATURES, "library": "xgboost", "kind": "binary",
+            "feature_names": NAMES}
+
+
+MODEL = {"name": "tm-model", "kind": "model", "parties": ORGS, "protocol": "replicated3", "owner": "hosp",
+         "dataset": "tm", "model_id": "tm-v1", "shape": shape(), "grants": {"clinic": GRANT, "nosy": 0},
+         "timeout_s": 60}
+# a second model id kept only to be deleted
+DOOMED = {**MODEL, "name": "tm-doomed", "model_id": "tm-doomed-v1"}
+
+
+def predict_scenario(name: str, querier: str, model: str = "tm-model") -> dict:
+    return {"name": name, "kind": "predict", "parties": ORGS, "protocol": "replicated3", "model": f"{model}.yaml",
+            "querier": querier, "queries": Q, "output": "margin", "timeout_s": 60}
+
+
+SCENARIOS = [MODEL, DOOMED, predict_scenario("tm-predict", "clinic"), predict_scenario("tm-nosy", "nosy"),
+             predict_scenario("tm-stranger", "stranger"), predict_scenario("tm-doomed-predict", "clinic", "tm-doomed")]
+
+
+def train(path) -> tuple[object, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer
+    x, y = load_breast_cancer(return_X_y=True)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": DEPTH, "seed": 1, "nthread": 1},
+                        xgb.DMatrix(x, label=y, feature_names=NAMES), num_boost_round=TREES)
+    booster.save_model(str(path))
+    return booster, x
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    booster, x = train(root / "hosp-model.json")
+    c = Cluster.create(root, SCENARIOS, model_files={"tm-model": root / "hosp-model.json",
+                                                     "tm-doomed": root / "hosp-model.json"},
+                       extra_identities=["clinic", "nosy", "stranger"])
+    with c.running():
+        yield c, x
+
+
+async def run_prediction(cluster: Cluster, scenario: str, querier: str, x: np.ndarray) -> tuple[str, object]:
+    job_id = await cluster.submit(scenario)
+    await cluster.wait_running("hosp", job_id)
+    keys = query_keys(x, "xgboost").reshape(-1)
+    await client_submit(job_id, "queries", keys, cluster.nodes_of(scenario), cluster.tls(querier),
+                        cluster.fingerprint(scenario))
+    await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
+    return job_id, await cluster.watch(job_id)
+
+
+def models_row(cluster: Cluster, org: str, model_id: str) -> tuple | None:
+    with sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3") as db:
+        return db.execute("SELECT owner, deleted FROM models WHERE model_id=?", (model_id,)).fetchone()
+
+
+def queries(x: np.ndarray) -> np.ndarray:
+    q = x[:Q].copy()
+    q[1, 3] = np.nan                              # missing: the node's secret default direction
+    q[2, 0] = np.inf
+    q[3, :] = np.nan
+    return q
+
+
+async def test_model_kept_then_predictions_equal_the_reference_and_only_the_querier_gets_them(world) -> None:
+    cluster, x = world
+    for name in ("tm-model", "tm-doomed"):
+        final = await cluster.run(name)
+        assert final.state == "DONE"
+    for org in ORGS:
+        assert models_row(cluster, org, "tm-v1") == ("hosp", 0)
+        audit = [e for e in cluster_audit(cluster, org) if e[1] == "model-stored"]
+        assert any("clinic 16" in e[4] and "nosy 0" in e[4] for e in audit)
+    q = queries(x)
+    job_id, final = await run_prediction(cluster, "tm-predict", "clinic", q)
+    assert final.state == "DONE", final.error
+    got = await cluster.fetch(job_id, "predictions", "clinic")
+    forest = load_model(cluster.root / "hosp-model.json", depth=DEPTH)
+    assert got.values == evaluate(forest, q).encoded.reshape(-1).tolist()
+    finite = ~np.isinf(q).any(axis=1)
+    lib = xgb.Booster(model_file=str(cluster.root / "hosp-model.json")).inplace_predict(q[finite],
+                                                                                       predict_type="margin")
+    assert np.abs(np.array(got.values)[finite] / 2.0**32 - lib).max() < 1e-5
+    # nobody else gets them: not the owner, not the coordinator's operator, not another client
+    for other in ("hosp", "operator", "nosy"):
+        with pytest.raises(FetchError, match="refused"):
+            await cluster.fetch(job_id, "predictions", other)
+    # every node's audit log has the query, with the counts and never a value
+    for org in ORGS:
+        lines = [e[4] for e in cluster_audit(cluster, org) if e[1] == "model-query" and e[2] == job_id]
+        assert lines == [f"clinic: {Q} queries, {Q} of {GRANT} used"]
+
+
+async def test_quota_and_grants_are_enforced_at_every_node(world) -> None:
+    cluster, x = world
+    await ensure_kept(cluster)
+    # nosy holds a grant of 0, stranger none: both refused at Prepare, before anything runs
+    for scenario, why in (("tm-nosy", "nosy may not make 8 more queries (0 of its 0 left)"),
+                          ("tm-stranger", "stranger may not make 8 more queries (no grant)")):
+        final = await cluster.watch(await cluster.submit(scenario))
+        assert final.state == "FAILED" and why in final.error, final.error
+    # clinic's grant is two jobs: use it up, then the next is refused
+    while True:
+        row = grant_row(cluster, "lab", "clinic")
+        if row[0] + Q > row[1]:
+            break
+        _, final = await run_prediction(cluster, "tm-predict", "clinic", queries(x))
+        assert final.state == "DONE", final.error
+    final = await cluster.watch(await cluster.submit("tm-predict"))
+    assert final.state == "FAILED" and f"clinic may not make {Q} more queries (0 of its {GRANT} left)" in final.error
+    assert all(grant_row(cluster, org, "clinic") == (GRANT, GRANT) for org in ORGS)
+
+
+async def test_only_the_owner_deletes_and_a_deleted_model_cannot_be_used(world) -> None:
+    cluster, x = world
+    await ensure_kept(cluster)
+    # another node's certificate (lab is a peer, not the owner) is refused
+    async with secure_channel(cluster.deployment.addresses["auth"], "auth", cluster.tls("lab")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await node_pb2_grpc.ModelControlStub(ch).DeleteModel(node_pb2.ModelRef(model_id="tm-doomed-v1"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # the owner's tool, with its node's config: erased at every node
+    out = subprocess.run([sys.executable, "-m", "mpcnode", "model", "delete", "--config",
+                          str(cluster.deployment.node_configs["hosp"]), "tm-doomed-v1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split("\n")[:3]) == ["auth: erased", "hosp: erased", "lab: erased"]
+    for org in ORGS:
+        assert models_row(cluster, org, "tm-doomed-v1")[1] > 0
+    final = await cluster.watch(await cluster.submit("tm-doomed-predict"))
+    assert final.state == "FAILED" and "model tm-doomed-v1 was deleted" in final.error
+    # the listing shows it deleted, the other model kept with its grants
+    out = subprocess.run([sys.executable, "-m", "mpcnode", "model", "list", "--json", "--config",
+                          str(cluster.deployment.node_configs["lab"])], capture_output=True, text=True, cwd=REPO,
+                         timeout=60)
+    listed = {m["model"]: m for m in json.loads(out.stdout)}
+    assert listed["tm-doomed-v1"]["deleted"] and not listed["tm-v1"]["deleted"]
+    assert {g["querier"] for g in listed["tm-v1"]["grants"]} == {"clinic", "nosy"}
+
+
+async def ensure_kept(cluster: Cluster) -> None:
+    for name, model_id in (("tm-model", "tm-v1"), ("tm-doomed", "tm-doomed-v1")):
+        if models_row(cluster, "hosp", model_id) is None:
+            assert (await cluster.run(name)).state == "DONE"
+
+
+def grant_row(cluster: Cluster, org: str, querier: str) -> tuple[int, int]:
+    with sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3") as db:
+        return db.execute("SELECT used, quota FROM model_grants WHERE model_id='tm-v1' AND querier=?",
+                          (querier,)).fetchone()
+
+
+def cluster_audit(cluster: Cluster, org: str) -> list[tuple]:
+    with sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3") as db:
+        return db.execute("SELECT ts, event, job_id, fingerprint, detail FROM audit ORDER BY rowid").fetchall()
+
