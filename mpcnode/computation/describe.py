@@ -72,7 +72,20 @@ def _kind_learns(render: object, note: dict) -> str:
                 "answered: the estimate of the true yeses and its 95% interval follow")
     if render == "referendum":
         return "only whether YES got at least half of the valid votes, or that no ballot was valid"
+    if render == "predict":
+        what = {"margin": "the model's margin (raw score) per class", "probability": "the probability per class",
+                "class": "the predicted class"}.get(note.get("output"), "?")
+        return (f"for each of up to {note.get('queries', '?')} queries, {what} from model {note.get('model', '?')} "
+                "(returned scores let a querier learn about the model: the owner's grants bound the queries); "
+                "not the trees")
     return ""
+
+
+def _shape_words(m: dict) -> str:
+    names = m.get("feature_names") or []
+    return (f"{m['trees']} trees of depth {m['depth']}, {m['features']} features"
+            f"{' (' + ', '.join(names[:3]) + (', ...' if len(names) > 3 else '') + ')' if names else ''}, "
+            f"{m['kind']} {m['library']} model, leaves in {m['fraction_bits']} fraction bits")
 
 
 def describe(doc: Document) -> list[str]:
@@ -93,10 +106,21 @@ def describe(doc: Document) -> list[str]:
              "(" + ", ".join(f"{k} {v}" for k, v in proto.items() if k != "engine") + ")")   # another engine's parameters
     lines.append(f"protocol: {proto['engine']} {where}, semi-honest, honest majority")
     by_owner: dict[str, list[str]] = defaultdict(list)
+    kept = {k["value"]: k for k in doc.get("keep", [])}
     for d in doc["inputs"]:
-        if d["source"] == "node":
+        if d["source"] == "node" and "model" in d:
+            k = kept.get(d["name"])
+            grants = ", ".join(f"{g['querier']} {g['queries']}" for g in k["grants"]) if k else ""
+            by_owner[d["owner"]].append(
+                f"the model in its dataset {d['dataset']!r} (public: {_shape_words(d['model'])}), secret-shared once"
+                + (f" and kept by the compute nodes as model {k['model_id']}; queries granted: {grants or 'none'}"
+                   if k else ""))
+        elif d["source"] == "node":
             by_owner[d["owner"]].append(f"{d['field']} ({_values(d['length'])} in {_range(d)}) "
                                         f"from its dataset {d['dataset']!r}")
+        elif d["source"] == "model":
+            lines.append(f"the compute nodes use their shares of model {d['model_id']} kept for {d['owner']} "
+                         f"(public: {_shape_words(d['model'])}); its owner's grants are counted at every node")
     for owner, items in by_owner.items():
         role = " (input-only)" if owner in input_only else ""
         lines.append(f"{owner}{role} contributes " + "; ".join(items))
@@ -119,6 +143,9 @@ def describe(doc: Document) -> list[str]:
         lines.append(f"{', '.join(out['recipients'])} learn {out['name']!r} ({size}), described as: {_learns(out)}; "
                      f"computed from {' and '.join(who) or 'no input'} ({f.contributors} contributor(s))")
     recipients = sorted({r for o in doc["outputs"] for r in o["recipients"]})
+    if not recipients:
+        lines.append("nothing is opened to anyone: not the coordinator, not a compute node")
+        return lines
     lines.append(f"nobody else learns any result ({', '.join(recipients)} do): not the coordinator unless listed, "
                  f"not a compute node unless listed")
     return lines
@@ -158,6 +185,10 @@ def array_lengths(doc: Document) -> dict[str, int]:
             size = 2
         elif kind == "top_two":
             size = 3
+        elif kind == "predict":
+            model = next((d["model"] for d in doc["inputs"] if d["name"] == op["args"][0] and "model" in d), None)
+            size = None if model is None else (
+                args[1] // model["features"] * (1 if ints[:1] == [2] else model["classes"]))
         elif kind == "rows_valid":
             size = args[0] // ints[0] if ints and ints[0] else None
         else:

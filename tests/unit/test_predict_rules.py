@@ -1,0 +1,172 @@
+"""What a coordinator cannot do with tree models (computation/models.py, mpcnode/models.py): every
+circuit here is one a lying coordinator could send; the nodes' validation or their model checks
+refuse it, naming the rule."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpcnode.circuit import CircuitError, validate
+from mpcnode.computation.models import query_charges
+from mpcnode.computation.scenario import parse_scenario_text
+from mpcnode.computation.spec import Computation
+from mpcnode.errors import Denied
+from mpcnode.models import ModelJobs
+from mpcnode.store import ShareStore
+from parley.v1 import circuit_pb2 as cpb
+
+PARTIES = ["hosp", "lab", "auth"]
+MODEL_YAML = """
+name: m
+kind: model
+parties: [hosp, lab, auth]
+protocol: replicated3
+owner: hosp
+dataset: model-file
+model_id: m-v1
+shape: {trees: 2, depth: 2, features: 3, library: xgboost, kind: binary}
+grants: {clinic: 10}
+"""
+
+
+def predict_yaml(**extra: object) -> str:
+    fields = {"name": "p", "kind": "predict", "parties": "[hosp, lab, auth]", "protocol": "replicated3",
+              "model": "m.yaml", "querier": "clinic", "queries": 4, **extra}
+    return "\n".join(f"{k}: {v}" for k, v in fields.items()) + "\n"
+
+
+@pytest.fixture
+def scenarios(tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(MODEL_YAML)
+    model = parse_scenario_text(MODEL_YAML, tmp_path / "m.yaml")
+    predict = parse_scenario_text(predict_yaml(), tmp_path / "p.yaml")
+    return model, predict, tmp_path
+
+
+def refused(circuit: cpb.Circuit, match: str, protocol: str = "replicated3", parties=PARTIES) -> None:
+    with pytest.raises(CircuitError, match=match):
+        validate(circuit, parties, protocol)
+
+
+def test_the_shipped_builds_validate(scenarios) -> None:
+    model, predict, _ = scenarios
+    for sc in (model, predict):
+        validate(sc.build(), PARTIES, "replicated3")
+
+
+def test_a_model_is_never_opened_nor_computed_on(scenarios) -> None:
+    _, predict, _ = scenarios
+    c = predict.build()
+    c.outputs[0].value = "model"
+    refused(c, "only be the model of a predict op|never an output")
+    c = predict.build()
+    c.ops.add(out="leak", kind=cpb.OP_SUM, args=["model"])
+    c.outputs[0].value = "leak"
+    refused(c, "a model may only be the model of a predict op")
+    c = predict.build()
+    c.ops[0].args[:] = ["queries", "model"]        # the model passed as the queries
+    refused(c, "a model may only be the model of a predict op")
+
+
+def test_a_kept_model_feeds_nothing_and_a_model_job_opens_nothing(scenarios) -> None:
+    model, _, _ = scenarios
+    c = model.build()
+    c.outputs.add(name="leak", value="model", recipients=["clinic"])
+    refused(c, "never an output|opens nothing")
+    c = model.build()
+    c.ops.add(out="s", kind=cpb.OP_SUM, args=["model"])
+    c.outputs.add(name="s", value="s", recipients=["clinic"])
+    refused(c, "a model may only be the model of a predict op")
+
+
+def test_predict_runs_on_replicated3_only_and_on_checked_query_keys(scenarios) -> None:
+    _, predict, _ = scenarios
+    refused(predict.build(), "tree models run on the replicated3 engine", protocol="shamir")
+    c = predict.build()
+    c.inputs[1].hi = 2**40                            # keys beyond the comparisons' range
+    refused(c, "query keys are declared within")
+    c = predict.build()
+    c.inputs[1].length = 4 * 3 + 1
+    refused(c, "3 keys per query")
+    c = predict.build()
+    del c.inputs[0].model.tree_class[:]                # a shape that does not hold together
+    refused(c, "tree_class")
+    c = predict.build()
+    c.inputs[0].length += 1
+    refused(c, "is not the model's")
+
+
+def test_queries_of_an_input_only_party_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(MODEL_YAML)
+    text = predict_yaml(parties="[hosp, lab, auth, clinic-org]", compute="[hosp, lab, auth]", querier="clinic-org")
+    with pytest.raises(Exception, match="input-only party's queries"):
+        parse_scenario_text(text, tmp_path / "p.yaml")
+
+
+def test_the_grants_are_part_of_what_the_owner_approves(scenarios) -> None:
+    model, _, _ = scenarios
+    comp = model.computation()
+    c = cpb.Circuit()
+    c.CopyFrom(comp.circuit)
+    c.keep[0].grants[0].queries = 10**9
+    other = Computation(c, comp.parties, comp.threshold, comp.protocol, comp.dropouts)
+    assert other.fingerprint() != comp.fingerprint()
+
+
+def test_every_recipient_of_anything_computed_from_a_prediction_is_charged(scenarios) -> None:
+    _, predict, _ = scenarios
+    c = predict.build()
+    assert query_charges(c) == {("m-v1", "clinic"): 4}
+    c.ops.add(out="total", kind=cpb.OP_SUM, args=["predictions"])
+    c.outputs.add(name="total", value="total", recipients=["friend", "clinic"])
+    assert query_charges(c) == {("m-v1", "clinic"): 8, ("m-v1", "friend"): 4}
+
+
+def test_a_node_refuses_an_unknown_deleted_or_misdeclared_model_and_charges_all_or_nothing(scenarios) -> None:
+    model, predict, tmp_path = scenarios
+    store = ShareStore(tmp_path / "node" / "shares.sqlite3")
+    jobs = ModelJobs(store, "lab")
+    c = predict.build()
+    with pytest.raises(Denied, match="model m-v1 is not kept on lab"):
+        jobs.check(c)
+    from mpcnode.computation.models import shape_of
+    shape = shape_of(c.inputs[0].model)
+    share = np.zeros((shape.total, 2), dtype=np.uint64)
+    store.transaction(lambda conn: ShareStore.put_model_in(conn, "m-v1", "hosp", shape.to_json(), share,
+                                                           [("clinic", 6)]))
+    with pytest.raises(Denied, match="friend may not make 4 more queries \\(no grant\\)"):
+        jobs.check(_with_recipients(c, ["clinic", "friend"]))       # friend has no grant
+    # all or nothing: clinic's queries are not taken when friend's charge fails
+    with pytest.raises(Denied, match="friend may not make 4 more queries \\(no grant\\)"):
+        jobs.take("j0", _with_recipients(c, ["clinic", "friend"]))
+    assert store.model_grant("m-v1", "clinic") == (0, 6)
+    jobs.check(c)
+    assert set(jobs.take("j1", c)) == {"model"}
+    assert store.model_grant("m-v1", "clinic") == (4, 6)
+    with pytest.raises(Denied, match="2 of its 6 left"):
+        jobs.check(c)
+    lie = predict.build()
+    lie.inputs[0].owner = "lab"
+    with pytest.raises(Denied, match="owned by hosp, not lab"):
+        jobs.check(lie)
+    lie = predict.build()
+    lie.inputs[0].model.fraction_bits = 20
+    with pytest.raises(Denied, match="does not have the public shape"):
+        jobs.check(lie)
+    with pytest.raises(Denied, match="only hosp, the owner of model m-v1, may delete it"):
+        jobs.delete("lab", "m-v1")
+    assert jobs.delete("hosp", "m-v1") and not jobs.delete("hosp", "m-v1")
+    with pytest.raises(Denied, match="was deleted"):
+        jobs.check(c)
+    events = [e[1] for e in store.audit_log()]
+    assert {"model-query", "model-query-refused", "model-delete-refused", "model-deleted"} <= set(events)
+    store.close()
+
+
+def _with_recipients(c: cpb.Circuit, recipients: list[str]) -> cpb.Circuit:
+    out = cpb.Circuit()
+    out.CopyFrom(c)
+    out.outputs[0].recipients[:] = recipients
+    return out
