@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from parley.v1 import circuit_pb2 as cpb
+from parley.v1 import circuit_pb2 as cpb, node_pb2
 
 from .computation.spec import Computation, Document, Feeds, output_feeds
 from .config import NodeConfig
@@ -61,6 +61,18 @@ def resolve_approvals(cfg: NodeConfig, config_path: Path | str) -> list[Approved
             assert a.fingerprint is not None
             out.append(Approved(a.fingerprint, "", a.expires, a.max_runs, a.note))
     return out
+
+
+def accepted_note(org: str, spec: node_pb2.JobSpec, approval: Approved, input_only: bool, charges: dict) -> str:
+    """The audit line of an accepted Prepare: which approval, which of our datasets it reads, our
+    role, and the privacy budget reserved."""
+    fed = sorted({d.dataset for d in spec.circuit.inputs if d.source == cpb.INPUT_SOURCE_NODE and d.owner == org})
+    return (f"approved computation {approval.label or spec.circuit.name}"
+            + (f" ({approval.note})" if approval.note else "")
+            + f"; datasets fed: {', '.join(fed) if fed else 'none'}"
+            + ("; input-only: shared to the compute nodes at start, no shares held here" if input_only else "")
+            + ("; privacy budget reserved: " + ", ".join(f"{k} rho={v}" for k, v in sorted(charges.items()))
+               if charges else ""))
 
 
 class Admission:

@@ -15,7 +15,7 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb, node_pb2
 
-from .admission import Admission, Approved, resolve_approvals
+from .admission import Admission, Approved, accepted_note, resolve_approvals
 from .circuit import CircuitError, Plan
 from .computation.liveness import live_set_problem
 from .computation.spec import Feeds, output_feeds
@@ -167,16 +167,8 @@ class Node:
             return _refuse(str(exc))
         self.jobs[spec.job_id] = job
         expire_unless_started(job, self.cfg.prepared_ttl_s, self._fail)
-        fed = sorted({d.dataset for d in spec.circuit.inputs
-                      if d.source == cpb.INPUT_SOURCE_NODE and d.owner == self.org})
-        self.store.audit("accepted", spec.job_id, spec.fingerprint,
-                         f"approved computation {approval.label or spec.circuit.name}"
-                         + (f" ({approval.note})" if approval.note else "")
-                         + f"; datasets fed: {', '.join(fed) if fed else 'none'}"
-                         + ("; input-only: shared to the compute nodes at start, no shares held here"
-                            if job.input_only else "")
-                         + ("; privacy budget reserved: " + ", ".join(f"{k} rho={v}" for k, v in sorted(job.charges.items()))
-                            if job.charges else ""))
+        self.store.audit("accepted", spec.job_id, spec.fingerprint, accepted_note(self.org, spec, approval,
+                                                                                 job.input_only, job.charges))
         log.info("job %s prepared (%s, %d parties)", spec.job_id, spec.scenario, len(spec.parties))
         return node_pb2.PrepareReply(accepted=True)
 

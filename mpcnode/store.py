@@ -204,15 +204,6 @@ class ShareStore:
                            (job_id,))
 
     # ---- secret-shared models (mpcnode/models.py) ------------------------------------
-    def put_model(self, model_id: str, owner: str, shape: str, share: np.ndarray) -> None:
-        """Keep this node's share of a model; an id is never reused, not even after a deletion."""
-        try:
-            self._tx([("INSERT INTO models (model_id, owner, shape, share, share_shape, created) VALUES (?,?,?,?,?,?)",
-                       (model_id, owner, shape, np.ascontiguousarray(share, dtype="<u8").tobytes(),
-                        _shape_text(share), time.time()))])
-        except sqlite3.IntegrityError:
-            raise DuplicateModel(f"model {model_id} already exists (or existed)") from None
-
     def model(self, model_id: str) -> ModelRow | None:
         """The model's row; share is None once the model is deleted."""
         rows = self._query("SELECT owner, shape, share, share_shape, deleted FROM models WHERE model_id=?", (model_id,))
@@ -234,23 +225,6 @@ class ShareStore:
                 self._db.execute("ROLLBACK")
                 raise
         return cur.rowcount == 1
-
-    def set_model_grant(self, model_id: str, querier: str, quota: int) -> None:
-        """How many queries `querier` may make in all (queries already made still count)."""
-        self._tx([("INSERT INTO model_grants (model_id, querier, quota) VALUES (?,?,?) "
-                   "ON CONFLICT (model_id, querier) DO UPDATE SET quota=excluded.quota", (model_id, querier, quota))])
-
-    def take_model_queries(self, model_id: str, querier: str, count: int) -> tuple[int, int] | None:
-        """Count `count` more queries against the querier's quota if they fit, in one statement (two
-        jobs cannot both take the last ones). Returns (used, quota) after, or None if refused."""
-        with self._lock:
-            cur = self._db.execute("UPDATE model_grants SET used=used+? WHERE model_id=? AND querier=? "
-                                   "AND used+?<=quota", (count, model_id, querier, count))
-            if cur.rowcount != 1:
-                return None
-            used, quota = self._db.execute("SELECT used, quota FROM model_grants WHERE model_id=? AND querier=?",
-                                           (model_id, querier)).fetchone()
-        return int(used), int(quota)
 
     def take_all_model_queries(self, charges: dict[tuple[str, str], int]) -> tuple[str, str, int, int] | None:
         """Take every (model, querier) charge of a job, all or none, in one transaction: None when

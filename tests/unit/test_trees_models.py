@@ -1,6 +1,7 @@
-"""Models kept at the nodes between jobs (mpcnode/models.py over the SQLite store): shared once,
-reloaded after the stores are closed and reopened, used by several predictions, counted against
-each querier's quota (over it: refused), deleted (then unusable), every use in the audit log."""
+"""Models kept at the nodes between jobs (mpcnode/models.py ModelJobs over the SQLite store):
+shared once and kept with the grants of the `model` job's circuit, reloaded after the stores are
+closed and reopened, used by several predictions, counted against each querier's quota (over it:
+refused), deleted (then unusable), every use in the audit log."""
 from __future__ import annotations
 
 import asyncio
@@ -8,13 +9,16 @@ import asyncio
 import numpy as np
 import pytest
 
+from mpcnode.computation.models import MODEL_VALUE_BOUND, tree_model
 from mpcnode.engines import Replicated3Engine
-from mpcnode.errors import Denied, NotFound
+from mpcnode.errors import Denied
 from mpcnode.exchange import MemoryNetwork
-from mpcnode.models import ModelRegistry
+from mpcnode.models import ModelJobs
 from mpcnode.protocols import trees as pt
 from mpcnode.store import DuplicateModel, ShareStore
 from mpcnode.trees import evaluate, load_model
+from mpcnode.trees.keys import KEY_INF, KEY_NAN
+from parley.v1 import circuit_pb2 as cpb
 from tests.unit.trees_models import data, train_lightgbm
 
 pytest.importorskip("lightgbm")
@@ -31,26 +35,49 @@ def three(body):
     return asyncio.run(main())
 
 
+def model_job(shape: pt.ModelShape, grants: dict[str, int]) -> cpb.Circuit:
+    c = cpb.Circuit(name="keep")
+    c.inputs.add(name="model", owner="hospital", source=cpb.INPUT_SOURCE_NODE, length=shape.total,
+                 lo=-MODEL_VALUE_BOUND, hi=MODEL_VALUE_BOUND, dataset="m", model=tree_model(shape))
+    c.keep.add(model_id="wine-1", value="model", grants=[cpb.QueryGrant(querier=q, queries=n) for q, n in grants.items()])
+    return c
+
+
+def predict_job(shape: pt.ModelShape, queries: int, querier: str) -> cpb.Circuit:
+    c = cpb.Circuit(name="predict")
+    c.inputs.add(name="model", owner="hospital", source=cpb.INPUT_SOURCE_MODEL, key="wine-1", length=shape.total,
+                 lo=-MODEL_VALUE_BOUND, hi=MODEL_VALUE_BOUND, model=tree_model(shape))
+    c.inputs.add(name="queries", source=cpb.INPUT_SOURCE_CLIENTS, clients=[querier], length=queries * shape.features,
+                 lo=-KEY_INF, hi=KEY_NAN)
+    c.ops.add(out="p", kind=cpb.OP_PREDICT, args=["model", "queries"], ints=[0])
+    c.outputs.add(name="p", value="p", recipients=[querier])
+    return c
+
+
 def test_a_kept_model_serves_several_jobs_within_quota_and_not_after_deletion(tmp_path) -> None:
     x, y = data("wine")
     forest = load_model(train_lightgbm("multiclass", x, y, tmp_path / "m", trees=3))
     shape = pt.ModelShape.of(forest)
     paths = [tmp_path / f"node{i}" / "shares.db" for i in range(3)]
+    keep = model_job(shape, {"clinic": 25})
 
     async def share(e):
         model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
         store = ShareStore(paths[e.party])
-        reg = ModelRegistry(store)
-        reg.keep("wine-1", "hospital", model)
-        reg.grant("wine-1", "clinic", 25)
+        jobs = ModelJobs(store, f"node{e.party}")
+        store.transaction(jobs.keeper(keep, {"wine-1": pt.pack(model)}))
+        jobs.audit_kept("keep-job", keep)
         store.close()
     three(share)
 
     def predict(job: str, q: np.ndarray, querier: str = "clinic"):
+        circuit = predict_job(shape, 10, querier)
+
         async def body(e):
             store = ShareStore(paths[e.party])            # reopened: the shares are durable
             try:
-                model = ModelRegistry(store).authorize("wine-1", querier, len(q), job)
+                flat = ModelJobs(store, f"node{e.party}").take(job, circuit)["model"]
+                model = pt.unpack(shape, flat, e.share_shape)
                 sq = await pt.share_queries(e, f"{job}/q", QUERIER, model.shape, len(q),
                                             q if e.party == QUERIER else None)
                 return await pt.predict(e, job, model, sq, QUERIER)
@@ -58,38 +85,32 @@ def test_a_kept_model_serves_several_jobs_within_quota_and_not_after_deletion(tm
                 store.close()
         return three(body)[QUERIER]
 
-    ref = evaluate(forest, x[:25])
-    assert np.array_equal(predict("job-1", x[:20]), ref.encoded[:20])
-    assert np.array_equal(predict("job-2", x[20:25]), ref.encoded[20:25])
-    with pytest.raises(Denied, match=r"clinic may not query it \(1 queries asked, 0 of its 25 left\)"):
-        predict("job-3", x[25:26])
-    with pytest.raises(Denied, match="stranger may not query it .no grant."):
-        predict("job-4", x[:1], querier="stranger")
+    ref = evaluate(forest, x[:20])
+    assert np.array_equal(predict("job-1", x[:10]), ref.encoded[:10])
+    assert np.array_equal(predict("job-2", x[10:20]), ref.encoded[10:20])
+    with pytest.raises(Denied, match=r"clinic may not make 10 more queries \(5 of its 25 left\)"):
+        predict("job-3", x[20:30])
+    with pytest.raises(Denied, match="stranger may not make 10 more queries .no grant."):
+        predict("job-4", x[:10], querier="stranger")
 
-    for p in paths:
+    for i, p in enumerate(paths):
         store = ShareStore(p)
-        reg = ModelRegistry(store)
+        jobs = ModelJobs(store, f"node{i}")
         events = [(ev, job) for _, ev, job, fp, _ in store.audit_log() if fp == "wine-1"]
-        assert events == [("model-stored", ""), ("model-grant", ""), ("model-query", "job-1"),
-                          ("model-query", "job-2"), ("model-query-refused", "job-3"),
-                          ("model-query-refused", "job-4")]
-        assert reg.delete("wine-1") and not reg.delete("wine-1")
-        with pytest.raises(NotFound, match="model wine-1 was deleted"):
-            reg.authorize("wine-1", "clinic", 1, "job-5")
-        with pytest.raises(NotFound):
-            reg.grant("wine-1", "clinic", 100)
+        assert events == [("model-stored", "keep-job"), ("model-query", "job-1"), ("model-query", "job-2"),
+                          ("model-query-refused", "job-3"), ("model-query-refused", "job-4")]
+        assert jobs.delete("hospital", "wine-1") and not jobs.delete("hospital", "wine-1")
+        with pytest.raises(Denied, match="model wine-1 was deleted"):
+            jobs.check(predict_job(shape, 1, "clinic"))
         row = store.model("wine-1")
         assert row is not None and row.deleted and row.share is None
         with pytest.raises(DuplicateModel):               # an id never comes back
-            store.put_model("wine-1", "hospital", shape.to_json(), np.zeros((3, 2), dtype=np.uint64))
+            store.transaction(jobs.keeper(keep, {"wine-1": np.zeros((shape.total, 2), dtype=np.uint64)}))
         store.close()
 
 
-def test_stored_shares_of_the_wrong_size_are_refused(tmp_path) -> None:
+def test_stored_shares_of_the_wrong_size_are_refused() -> None:
     shape = pt.ModelShape(trees=1, depth=1, features=2, classes=1, tree_class=(0,), library="xgboost")
-    store = ShareStore(tmp_path / "s.db")
-    store.put_model("m", "o", shape.to_json(), np.zeros((5, 2), dtype=np.uint64))
-    store.set_model_grant("m", "q", 3)
     with pytest.raises(ValueError, match="stored model shares have shape"):
-        ModelRegistry(store).authorize("m", "q", 1, "j")
+        pt.unpack(shape, np.zeros((5, 2), dtype=np.uint64), (2,))
     assert pt.ModelShape.from_json(shape.to_json()) == shape
