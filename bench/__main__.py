@@ -19,9 +19,11 @@ BENCH name=fxp_mul n=<n> parley_s=<s> node_s=<s> max_abs_err=<e>, BENCH name=fxp
 BENCH name=fxp_sigmoid n=<n> parley_s=<s> max_abs_err=<e> (errors against float64). These lines also print
 node_s: the slowest node's own job time (from Start, input file read and sharing included, to its
 outputs stored), without the scheduler's polling and the recipient's fetch and decoding.
-Private prediction (bench/trees_inprocess.py, in process for now: transport=memory) prints
-BENCH name=xgb_share_model, BENCH name=xgb_predict ... queries=1000 trees=100 depth=6 features=30 and
-BENCH name=xgb_predict_one (docs/prediction.md).
+Private prediction (bench/trees_nodes.py: three replicated3 node processes, the model kept by a
+`model` job, the queries from an input client) prints BENCH name=xgb_share_model, BENCH
+name=xgb_predict ... queries=1000 trees=100 depth=6 features=30 and BENCH name=xgb_predict_one
+(docs/prediction.md); `python -m bench.trees_inprocess` gives the three parties' compute in one
+process.
 The DP lines (bench/dp_bench.py, docs/privacy.md): BENCH name=dp_histogram engine=<e> parley_s=<s> node_s=<s>
 records=1000000 bins=10000 rounds=<n>, BENCH name=dp_winner engine=<e> parley_s=<s> node_s=<s> candidates=1000 rounds=<n>,
 and BENCH name=dp_noise_mpc engine=replicated3 parley_s=<s> node_s=<s> n=10000 lambda=<L> delta=<d> rounds=<n>.
@@ -39,7 +41,7 @@ import sys
 
 from mpcnode.engines import ENGINES
 
-from . import fixedpoint, intake, linkpeer, parley_bench, trees_inprocess
+from . import fixedpoint, intake, linkpeer, parley_bench, trees_nodes
 
 # name -> size, as the issues ask
 WORKLOADS = {
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "xgb_predict":
             queries = max(1, int(XGB_PREDICT["queries"] * args.scale))
             try:
-                trees_inprocess.print_lines(queries, XGB_PREDICT["trees"], XGB_PREDICT["depth"])
+                trees_nodes.print_lines(queries, XGB_PREDICT["trees"], XGB_PREDICT["depth"])
             except Exception as exc:
                 print(f"# xgb_predict failed: {exc}", file=sys.stderr)
                 status = 1
