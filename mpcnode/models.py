@@ -69,7 +69,11 @@ class ModelJobs:
 
     def check(self, circuit: cpb.Circuit) -> None:
         """Prepare: Denied unless every kept model this job reads is here, as declared, and every
-        charge fits its grant now (taken only at Start: take)."""
+        charge fits its grant now (taken only at Start: take); and for a `model` job, unless its
+        model ids are new here (a second run of an approved `model` job keeps nothing twice)."""
+        for k in circuit.keep:
+            if self.store.model(k.model_id) is not None:
+                raise Denied(f"model id {k.model_id} is already used on {self.org} (ids are never reused)")
         for d in model_inputs(circuit):
             row = self.store.model(d.key)
             if row is None or row.share is None:

@@ -107,6 +107,9 @@ async def test_model_kept_then_predictions_equal_the_reference_and_only_the_quer
         assert models_row(cluster, org, "tm-v1") == ("hosp", 0)
         audit = [e for e in cluster_audit(cluster, org) if e[1] == "model-stored"]
         assert any("clinic 16" in e[4] and "nosy 0" in e[4] for e in audit)
+    # the same approved model job again: refused at Prepare, the kept model and grants unchanged
+    final = await cluster.watch(await cluster.submit("tm-model"))
+    assert final.state == "FAILED" and "model id tm-v1 is already used" in final.error
     q = queries(x)
     job_id, final = await run_prediction(cluster, "tm-predict", "clinic", q)
     assert final.state == "DONE", final.error
@@ -172,6 +175,29 @@ async def test_only_the_owner_deletes_and_a_deleted_model_cannot_be_used(world) 
     listed = {m["model"]: m for m in json.loads(out.stdout)}
     assert listed["tm-doomed-v1"]["deleted"] and not listed["tm-v1"]["deleted"]
     assert {g["querier"] for g in listed["tm-v1"]["grants"]} == {"clinic", "nosy"}
+
+
+async def test_a_querier_out_of_range_fails_the_job_cleanly(world) -> None:
+    """A client that skips its own checks and sends a key beyond the key range: its row is excluded
+    inside MPC before any comparison, the job fails naming no value, and nothing is opened."""
+    cluster, x = world
+    await ensure_kept(cluster)
+    for org in ORGS:        # room for one more job, whatever the other tests used (as a re-shared grant would)
+        with sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3") as db:
+            db.execute("UPDATE model_grants SET quota=used+? WHERE model_id='tm-v1' AND querier='clinic'", (Q,))
+    job_id = await cluster.submit("tm-predict")
+    await cluster.wait_running("hosp", job_id)
+    keys = query_keys(queries(x), "xgboost").reshape(-1)
+    keys[5] = 2**40 + 12345
+    await client_submit(job_id, "queries", keys, cluster.nodes_of("tm-predict"), cluster.tls("clinic"),
+                        cluster.fingerprint("tm-predict"), skip_local_check=True)
+    await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
+    final = await cluster.watch(job_id)
+    assert final.state == "FAILED", final.error
+    assert "12345" not in final.error and str(2**40 + 12345) not in final.error
+    for org in ORGS:
+        assert not [e for e in cluster_audit(cluster, org) if e[1] == "opened" and e[2] == job_id and
+                    "output" in e[4]]
 
 
 async def ensure_kept(cluster: Cluster) -> None:
