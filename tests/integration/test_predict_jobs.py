@@ -128,6 +128,16 @@ async def test_model_kept_then_predictions_equal_the_reference_and_only_the_quer
     for org in ORGS:
         lines = [e[4] for e in cluster_audit(cluster, org) if e[1] == "model-query" and e[2] == job_id]
         assert lines == [f"clinic: {Q} queries, {Q} of {GRANT} used"]
+    # what each node opened depends on neither the model nor the queries: another job with every
+    # feature missing opens exactly the same (the row check's bit, public coins, the output)
+    other_id, final = await run_prediction(cluster, "tm-predict", "clinic", np.full_like(q, np.nan))
+    assert final.state == "DONE", final.error
+    for org in ORGS:
+        opened = {j: [e[4] for e in cluster_audit(cluster, org) if e[1] == "opened" and e[2] == j]
+                  for j in (job_id, other_id)}
+        assert opened[job_id] == opened[other_id] and opened[job_id]
+        assert [line for line in opened[job_id] if ", output, " in line] == [f"output/predictions: {Q} values, output, "
+                                                                              "to clinic"]
 
 
 async def test_quota_and_grants_are_enforced_at_every_node(world) -> None:
