@@ -5,6 +5,8 @@
   model delete --config node.yaml MODEL_ID   as the model's owner: erase its shares at every
                                              compute node (each checks the caller's certificate is
                                              the owner's), and say which erased it
+  model usage  --config node.yaml MODEL_ID   as the model's owner: every compute node's grants,
+                                             queries used, and each query it took or refused
 
 `list` opens the store read-only (as `mpcnode audit` does): safe while the node runs. `delete`
 calls every configured peer over mutual TLS with this node's own certificate; a node that does
@@ -18,6 +20,7 @@ import contextlib
 import json
 import sqlite3
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,21 +55,29 @@ def read_models(db: Path) -> list[dict]:
         return out
 
 
-async def delete_everywhere(config: Path, model_id: str, timeout: float) -> list[tuple[str, str]]:
-    """(peer, what it answered) for every configured peer, and this node itself."""
+async def ask_everywhere(config: Path, model_id: str, timeout: float, method: str) -> list[tuple[str, object]]:
+    """(node, its reply or the error text) of ModelControl.`method` at every configured peer and
+    this node itself, called with this node's certificate."""
     cfg = load_node_config(config)
     tls = load_tls(config, cfg.tls)
     targets = {**cfg.peers, cfg.organization: cfg.listen}
 
-    async def one(org: str, address: str) -> tuple[str, str]:
+    async def one(org: str, address: str) -> tuple[str, object]:
         try:
             async with secure_channel(address, org, tls) as ch:
-                got = await node_pb2_grpc.ModelControlStub(ch).DeleteModel(node_pb2.ModelRef(model_id=model_id),
-                                                                           timeout=timeout)
-            return org, "erased" if got.erased else "already deleted"
+                call = getattr(node_pb2_grpc.ModelControlStub(ch), method)
+                return org, await call(node_pb2.ModelRef(model_id=model_id), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             return org, f"{exc.code().name}: {exc.details()}"
     return list(await asyncio.gather(*(one(o, a) for o, a in sorted(targets.items()))))
+
+
+def _usage_lines(org: str, got: node_pb2.ModelUsage) -> list[str]:
+    lines = [f"{org}: model {printable(got.model_id)}{' (deleted)' if got.deleted else ''}"]
+    lines += [f"  {printable(g.querier)}: {g.used} of {g.quota} queries used" for g in got.grants]
+    lines += [f"  {datetime.fromtimestamp(q.ts, timezone.utc):%Y-%m-%dT%H:%M:%SZ} {printable(q.event)} "
+              f"{printable(q.job_id)}: {printable(q.detail)}" for q in got.queries]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     rm.add_argument("--config", type=Path, required=True, help="the owner's node config")
     rm.add_argument("model_id")
     rm.add_argument("--timeout", type=float, default=10.0)
+    us = sub.add_parser("usage", help="as the model's owner, every compute node's grants and queries")
+    us.add_argument("--config", type=Path, required=True, help="the owner's node config")
+    us.add_argument("model_id")
+    us.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -96,11 +111,17 @@ def main(argv: list[str] | None = None) -> int:
             if not models and not args.json:
                 print("no models kept here")
             return 0
-        answers = asyncio.run(delete_everywhere(args.config, args.model_id, args.timeout))
+        method = "DeleteModel" if args.command == "delete" else "Usage"
+        answers = asyncio.run(ask_everywhere(args.config, args.model_id, args.timeout, method))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for org, what in answers:
-        print(f"{org}: {printable(what)}")
-    refused = [what for _, what in answers if what.startswith("PERMISSION_DENIED") or what.startswith("UNAVAILABLE")]
-    return 1 if refused else 0
+    for org, got in answers:
+        if isinstance(got, str):
+            print(f"{org}: {printable(got)}")
+        elif args.command == "delete":
+            print(f"{org}: {'erased' if got.erased else 'already deleted'}")
+        else:
+            print("\n".join(_usage_lines(org, got)))
+    failed = [got for _, got in answers if isinstance(got, str) and not got.startswith("NOT_FOUND")]
+    return 1 if failed else 0

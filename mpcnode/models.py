@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from parley.v1 import circuit_pb2 as cpb
+from parley.v1 import circuit_pb2 as cpb, node_pb2
 
 from .computation.models import model_inputs, query_charges, shape_of
 from .errors import Denied, NotFound
@@ -132,15 +132,31 @@ class ModelJobs:
                              f"owner {d.owner}: {s.trees} trees of depth {s.depth}, {s.features} features, "
                              f"{s.classes} classes; queries granted: {grants}")
 
-    def delete(self, caller: str | None, model_id: str) -> bool:
-        """The owner's request to erase this node's share: Denied for anyone else; True if a
-        share was erased, False if the model was already deleted."""
+    def usage(self, caller: str | None, model_id: str) -> node_pb2.ModelUsage:
+        """For the owner only: the grants and every query this node took or refused (its audit
+        lines), so an owner whose node computes nothing still has every query in its own hands."""
+        row = self._owned_by(caller, model_id, "read the usage of")
+        out = node_pb2.ModelUsage(model_id=model_id, deleted=row.deleted)
+        for q, used, quota in self.store.model_grants(model_id):
+            out.grants.add(querier=q, used=used, quota=quota)
+        for ts, event, job, fp, detail in self.store.audit_log():
+            if fp == model_id and event in ("model-query", "model-query-refused"):
+                out.queries.add(ts=ts, job_id=job, event=event, detail=detail)
+        return out
+
+    def _owned_by(self, caller: str | None, model_id: str, what: str):
         row = self.store.model(model_id)
         if row is None:
             raise NotFound(f"model {model_id} is not kept on {self.org}")
         if caller != row.owner:
-            self.store.audit("model-delete-refused", "", model_id, f"{caller} is not its owner")
-            raise Denied(f"only {row.owner}, the owner of model {model_id}, may delete it")
+            self.store.audit("model-owner-refused", "", model_id, f"{caller} may not {what} it")
+            raise Denied(f"only {row.owner}, the owner of model {model_id}, may {what} it")
+        return row
+
+    def delete(self, caller: str | None, model_id: str) -> bool:
+        """The owner's request to erase this node's share: Denied for anyone else; True if a
+        share was erased, False if the model was already deleted."""
+        self._owned_by(caller, model_id, "delete")
         gone = self.store.delete_model(model_id)
         if gone:
             self.store.audit("model-deleted", "", model_id, f"shares erased at the request of {caller}")

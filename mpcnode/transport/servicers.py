@@ -123,6 +123,10 @@ class ModelControl(node_pb2_grpc.ModelControlServicer):
         return node_pb2.ModelDeleted(model_id=request.model_id,
                                      erased=self.node.models.delete(caller, request.model_id))
 
+    @rpc(NODE)
+    def Usage(self, caller, request):
+        return self.node.models.usage(caller, request.model_id)
+
 
 class InputIntake(node_pb2_grpc.InputIntakeServicer):
     def __init__(self, node: Node):

@@ -185,6 +185,18 @@ async def test_only_the_owner_deletes_and_a_deleted_model_cannot_be_used(world) 
     listed = {m["model"]: m for m in json.loads(out.stdout)}
     assert listed["tm-doomed-v1"]["deleted"] and not listed["tm-v1"]["deleted"]
     assert {g["querier"] for g in listed["tm-v1"]["grants"]} == {"clinic", "nosy"}
+    # the owner collects every node's grants and queries; another node's certificate may not
+    out = subprocess.run([sys.executable, "-m", "mpcnode", "model", "usage", "--config",
+                          str(cluster.deployment.node_configs["hosp"]), "tm-v1"], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for org in ORGS:
+        assert f"{org}: model tm-v1" in out.stdout
+    assert out.stdout.count(" model-query ") >= 3 and "nosy: 0 of 0 queries used" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "mpcnode", "model", "usage", "--config",
+                          str(cluster.deployment.node_configs["lab"]), "tm-v1"], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 1 and out.stdout.count("PERMISSION_DENIED: only hosp, the owner of model tm-v1") == 3
 
 
 async def test_a_querier_out_of_range_fails_the_job_cleanly(world) -> None:

@@ -161,7 +161,7 @@ def test_a_node_refuses_an_unknown_deleted_or_misdeclared_model_and_charges_all_
     with pytest.raises(Denied, match="was deleted"):
         jobs.check(c)
     events = [e[1] for e in store.audit_log()]
-    assert {"model-query", "model-query-refused", "model-delete-refused", "model-deleted"} <= set(events)
+    assert {"model-query", "model-query-refused", "model-owner-refused", "model-deleted"} <= set(events)
     store.close()
 
 
