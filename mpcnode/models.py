@@ -43,8 +43,8 @@ def model_input(path: Path, decl: cpb.InputDecl, dataset: str) -> np.ndarray:
         raise InputError(f"dataset {dataset!r}: the model file cannot be used", str(exc)) from None
     want = shape_of(decl.model)
     have = ModelShape.of(forest, want.fraction_bits)
-    if not want.feature_names or not have.feature_names:   # TEMP until Forest carries names
-        have = replace(have, feature_names=want.feature_names)
+    if not want.feature_names:      # a shape that names no features accepts the file's names
+        have = replace(have, feature_names=())
     if have != want:
         differ = [f for f in ("trees", "depth", "features", "classes", "tree_class", "library", "kind", "feature_names")
                   if getattr(have, f) != getattr(want, f)]

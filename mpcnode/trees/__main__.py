@@ -1,7 +1,9 @@
 """`python -m mpcnode.trees MODEL [--depth D] [--predict CSV]`: what Parley makes of a model file.
 
-Prints one JSON line with the model's public shape (what every node and querier will know:
-trees, depth after padding, features, objective, classes, library) or, for a file Parley refuses,
+Prints one JSON line: "shape", the model's public shape as a `model` scenario's `shape:` block
+takes it (what every node and querier will know: trees, depth after padding, features, classes,
+library, kind, feature names, and the class of each tree where it is not t mod classes), the
+objective and the leaf encoding's error bound; or, for a file Parley refuses,
 the one-line reason on stderr (exit status 2). With --predict, also the plaintext reference's
 margins for the rows of a CSV file of feature values (no header; empty or "nan" = missing): the
 numbers an MPC prediction of the same rows gives, up to the leaf encoding (docs/prediction.md).
@@ -30,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     trees, depth, features, objective, classes = forest.shape()
-    print(json.dumps({"trees": trees, "depth": depth, "features": features, "objective": objective,
-                      "classes": classes, "library": forest.library, "kind": forest.kind,
-                      "leaf_error_bound": leaf_error_bound(forest)}))
+    # "shape" is what a `model` scenario's shape: block takes (computation/predict.py ShapeSpec)
+    shape = {"trees": trees, "depth": depth, "features": features, "classes": classes, "library": forest.library,
+             "kind": forest.kind, "feature_names": forest.feature_names}
+    if list(forest.tree_class) != [t % classes for t in range(trees)]:
+        shape["tree_class"] = [int(c) for c in forest.tree_class]
+    print(json.dumps({"shape": shape, "objective": objective, "leaf_error_bound": leaf_error_bound(forest)}))
     if args.predict:
         try:
             rows = np.genfromtxt(args.predict, delimiter=",", dtype=np.float64, ndmin=2, filling_values=np.nan)

@@ -80,6 +80,8 @@ class Forest:
     leaf_id: np.ndarray             # (T, L) int64: the library's leaf number (pred_leaf)
     base: np.ndarray                # (K,) float64: the margin every prediction starts from
     source: str = field(default="")
+    # public, like the shape: the querier's table names its columns so (trees/table.py)
+    feature_names: list[str] = field(default_factory=list)
 
     @property
     def trees(self) -> int:
@@ -91,9 +93,11 @@ class Forest:
 
 
 def pad(raw: list[RawTree], *, library: str, objective: str, kind: str, features: int, classes: int,
-        tree_class: np.ndarray, base: np.ndarray, source: str, depth: int | None = None) -> Forest:
+        tree_class: np.ndarray, base: np.ndarray, source: str, depth: int | None = None,
+        feature_names: list[str] | None = None) -> Forest:
     """Pad every tree to full depth D = max(1, the deepest tree) or `depth` if given (it must not
     be smaller). Import time only: a walk over each tree's nodes."""
+    names = check_feature_names(source, list(feature_names or []), features)
     deepest = max([t.depth() for t in raw] + [1])
     d = deepest if depth is None else depth
     if d < deepest:
@@ -128,7 +132,22 @@ def pad(raw: list[RawTree], *, library: str, objective: str, kind: str, features
     return Forest(library=library, objective=objective, kind=kind, depth=d, features=features,
                   classes=classes, tree_class=np.asarray(tree_class, dtype=np.int64), feature=feat,
                   threshold=thr, default_left=dleft, missing=miss, leaf=leaf, leaf_id=leaf_id,
-                  base=np.asarray(base, dtype=np.float64), source=source)
+                  base=np.asarray(base, dtype=np.float64), source=source, feature_names=names)
+
+
+MAX_NAME = 200
+
+
+def check_feature_names(source: str, names: list[str], features: int) -> list[str]:
+    """The model's feature names, one per feature, distinct, printable (they are shown to queriers
+    and name the columns of their tables); ModelError naming the file otherwise."""
+    if len(names) != features:
+        raise ModelError(f"{source}: {len(names)} feature names for {features} features")
+    if len(set(names)) != len(names):
+        raise ModelError(f"{source}: a feature name is used twice")
+    if not all(isinstance(n, str) and n and n.isprintable() and len(n) <= MAX_NAME for n in names):
+        raise ModelError(f"{source}: feature names must be printable text of 1-{MAX_NAME} characters")
+    return names
 
 
 __all__ = ["Forest", "RawTree", "ModelError", "pad", "MISSING_NAN", "MISSING_NONE", "MISSING_ZERO"]

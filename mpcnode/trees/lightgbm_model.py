@@ -47,8 +47,11 @@ def read(path: str, text: str, depth: int | None = None) -> Forest:
     raw = [_tree(path, i, b) for i, b in enumerate(blocks)]
     if not raw:
         raise ModelError(f"{path}: the model has no trees")
+    # LightGBM always writes the line; without names given at training they are Column_0, ...
+    names = header.get("feature_names", "").split() or [f"Column_{i}" for i in range(features)]
     return pad(raw, library="lightgbm", objective=objective, kind=kind, features=features, classes=classes,
-               tree_class=np.arange(len(raw)) % classes, base=np.zeros(classes), source=path, depth=depth)
+               tree_class=np.arange(len(raw)) % classes, base=np.zeros(classes), source=path, depth=depth,
+               feature_names=names)
 
 
 def _blocks(lines: list[str]) -> tuple[dict[str, str], list[dict[str, str]]]:

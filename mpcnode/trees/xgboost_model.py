@@ -84,9 +84,11 @@ def _forest(path: str, doc: dict, depth: int | None) -> Forest:
     raw = [_tree(path, i, t) for i, t in enumerate(model["trees"])]
     if len(raw) != len(tree_info):
         raise ModelError(f"{path}: {len(raw)} trees but {len(tree_info)} tree_info entries")
+    # a model trained without names has an empty list: XGBoost itself then calls them f0, f1, ...
+    names = learner.get("feature_names") or [f"f{i}" for i in range(features)]
     return pad(raw, library="xgboost", objective=objective, kind=kind, features=features,
                classes=classes, tree_class=tree_info, base=_base_margin(path, params, kind, classes),
-               source=path, depth=depth)
+               source=path, depth=depth, feature_names=[str(n) for n in names])
 
 
 def _base_margin(path: str, params: dict, kind: str, classes: int) -> np.ndarray:

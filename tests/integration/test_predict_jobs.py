@@ -8,6 +8,7 @@ exactly. Quotas, deletion by the owner only, and the refusals are checked at the
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -220,6 +221,44 @@ async def test_a_querier_out_of_range_fails_the_job_cleanly(world) -> None:
     for org in ORGS:
         assert not [e for e in cluster_audit(cluster, org) if e[1] == "opened" and e[2] == job_id and
                     "output" in e[4]]
+
+
+async def test_the_querier_client_reads_a_table_and_writes_only_its_predictions(world, tmp_path) -> None:
+    """`python -m mpcnode.client predict`, as a querier runs it: a CSV with the model's named
+    columns in another order, an id column carried through, fewer rows than the job answers."""
+    cluster, x = world
+    await ensure_kept(cluster)
+    for org in ORGS:        # room for one more job, whatever the other tests used
+        with sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3") as db:
+            db.execute("UPDATE model_grants SET quota=used+? WHERE model_id='tm-v1' AND querier='clinic'", (Q,))
+    rows = queries(x)[:5]
+    order = list(reversed(range(FEATURES)))
+    lines = ["id," + ",".join(NAMES[j] for j in order)]
+    lines += [f"patient-{i}," + ",".join("" if np.isnan(v) else repr(float(v)) for v in r[order])
+              for i, r in enumerate(rows)]
+    (tmp_path / "q.csv").write_text("\n".join(lines) + "\n")
+    job_id = await cluster.submit("tm-predict")
+    await cluster.wait_running("hosp", job_id)
+    nodes = ",".join(f"{o}={a}" for o, a in cluster.nodes_of("tm-predict").items())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mpcnode.client", "predict", "--job", job_id, "--input", str(tmp_path / "q.csv"),
+        "--output", str(tmp_path / "scores.csv"), "--carry", "id", "--nodes", nodes, "--certs", str(cluster.certs),
+        "--identity", "clinic", "--fingerprint", cluster.fingerprint("tm-predict"), "--timeout", "60",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        while (await cluster.node_status("lab", job_id)).inputs_received < 1:
+            await asyncio.sleep(0.1)
+    await close_inputs(cluster.deployment.coordinator_address, cluster.tls("operator"), job_id)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "5 predictions written" in out.decode()
+    got = (tmp_path / "scores.csv").read_text().splitlines()
+    assert got[0] == '"id","margin"' or got[0] == "id,margin"
+    forest = load_model(cluster.root / "hosp-model.json", depth=DEPTH)
+    want = evaluate(forest, rows).encoded[:, 0] / 2.0**32
+    ids = [line.split(",")[0].strip('"') for line in got[1:]]
+    margins = np.array([float(line.split(",")[1]) for line in got[1:]])
+    assert ids == [f"patient-{i}" for i in range(5)] and np.array_equal(margins, want)
 
 
 async def ensure_kept(cluster: Cluster) -> None:

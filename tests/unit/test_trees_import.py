@@ -227,8 +227,11 @@ def test_inspect_command_prints_the_public_shape_or_one_line(tmp_path, capsys) -
     np.savetxt(tmp_path / "q.csv", rows, delimiter=",")
     assert main([str(path), "--depth", "3", "--predict", str(tmp_path / "q.csv")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    shape = json.loads(lines[0])
+    shape = json.loads(lines[0])["shape"]
     assert (shape["trees"], shape["depth"], shape["features"], shape["classes"]) == (6, 3, 13, 3)
+    assert shape["feature_names"] == [f"f{i}" for i in range(13)]      # XGBoost's own default names
+    from mpcnode.computation.predict import ShapeSpec
+    assert ShapeSpec.model_validate(shape).tree_model().tree_class == [t % 3 for t in range(6)]
     margins = np.array([json.loads(line) for line in lines[1:]])
     lib = xgb.Booster(model_file=str(path)).inplace_predict(rows, predict_type="margin")
     assert np.abs(margins - lib).max() < 1e-5
@@ -265,3 +268,28 @@ def test_base_score_forms_and_parallel_trees_and_constant_trees(tmp_path) -> Non
     assert forest.depth == 1 and np.all(forest.feature == -1)
     raw = lgb.Booster(model_file=str(path)).predict(xd, raw_score=True)
     assert np.abs(evaluate(forest, xd).margin[:, 0] - raw).max() < 1e-9
+
+
+def test_feature_names_come_from_the_file_or_the_library_defaults(tmp_path) -> None:
+    x, y = data("breast_cancer")
+    names = [f"m {i}" for i in range(x.shape[1])]          # spaces are fine; names are public
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(x, y, feature_names=names), 2)
+    booster.save_model(str(tmp_path / "named.json"))
+    booster.save_model(str(tmp_path / "named.ubj"))
+    assert load_model(tmp_path / "named.json").feature_names == names
+    assert load_model(tmp_path / "named.ubj").feature_names == names
+    lgb_names = [f"col_{i}" for i in range(x.shape[1])]
+    m = lgb.train({"objective": "binary", "num_leaves": 4, "verbose": -1}, lgb.Dataset(x, y, feature_name=lgb_names), 2)
+    m.save_model(str(tmp_path / "named.txt"))
+    assert load_model(tmp_path / "named.txt").feature_names == lgb_names
+    plain = train_lightgbm("binary", x, y, tmp_path / "plain", trees=2)
+    assert load_model(plain).feature_names == [f"Column_{i}" for i in range(x.shape[1])]
+    doc = json.loads((tmp_path / "named.json").read_text())
+    doc["learner"]["feature_names"][1] = doc["learner"]["feature_names"][0]
+    (tmp_path / "twice.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="twice.json: a feature name is used twice"):
+        load_model(tmp_path / "twice.json")
+    doc["learner"]["feature_names"][1] = "bad\nname"
+    (tmp_path / "ctl.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="ctl.json: feature names must be printable"):
+        load_model(tmp_path / "ctl.json")
