@@ -17,8 +17,10 @@ Evaluation (`evaluate`):
 1. Every node's key for every query, E = R C (T*N, Q): one local matrix product and ONE
    reduction round (a DOT reduces only its sums: one element per node and query). Each node's
    decision does not depend on the path, so every level is selected at once.
-2. go_left = [E < t] for all T*N*Q nodes in ONE batched less_than of bit_length 31
-   (keys.KEY_BIT_LENGTH): 2 + 5 rounds on replicated3.
+2. go_left = [E < t] for all T*N*Q nodes in ONE batched comparison of bit_length 31
+   (keys.KEY_BIT_LENGTH), the engine's less_than_lanes (binary.less_than_zero_lanes: the
+   carry tree on packed 32-bit lanes, about 9 elements per comparison where less_than sends 35):
+   2 + 5 rounds on replicated3.
 3. Path indicators, level by level: I_1 = (b_root, 1 - b_root), I_{l+1} = (I_l b_l, I_l - I_l b_l)
    (one product per node of the level); the bottom level folds in the leaves,
    w = V_right + b (V_left - V_right), in the same round as the first indicator product.
@@ -167,7 +169,7 @@ async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Sh
     sh = model.shape
     T, D = sh.trees, sh.depth
     Q = engine.value_shape(keys)[1]
-    bits = await engine.less_than(f"{label}/cmp", keys, np.expand_dims(model.threshold, 1), KEY_BIT_LENGTH)
+    bits = await engine.less_than_lanes(f"{label}/cmp", keys, np.expand_dims(model.threshold, 1), KEY_BIT_LENGTH)
     bits = bits.reshape((T, sh.nodes, Q) + engine.share_shape)
 
     def level(l: int) -> Share:                   # the decisions of the 2^l nodes of level l
@@ -211,14 +213,13 @@ async def _margins(engine: Engine, label: str, sh: ModelShape, per_tree: np.ndar
 def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
     """(rounds, ring elements sent by all three parties together) of `predict` on replicated3, from
     the public shape alone (docs/prediction.md has the table; the query and model sharing are not
-    included). The comparison is binary.less_than_zero at bit_length 31: a cross round (4 elements),
-    L - 1 two-AND prefix levels (6), a last one-AND level (3) and the injection (4), L = 5."""
-    from .binary import prefix_levels
+    included). The comparison is binary.less_than_zero_lanes at bit_length 31: a cross round, 5
+    carry-tree levels and the injection (binary.lanes_cost)."""
+    from .binary import lanes_cost, prefix_levels
     T, D, K, Q = shape.trees, shape.depth, shape.classes, queries
     comparisons = T * shape.nodes * Q
-    levels = prefix_levels(KEY_BIT_LENGTH)
-    rounds = 1 + (2 + levels) + 1                         # select, compare, open
-    elements = 3 * comparisons + (4 + 6 * (levels - 1) + 3 + 4) * comparisons + 2 * K * Q
+    rounds = 1 + (2 + prefix_levels(KEY_BIT_LENGTH)) + 1        # select, compare, open
+    elements = 3 * comparisons + lanes_cost(comparisons, KEY_BIT_LENGTH) + 2 * K * Q
     if D == 1:
         return rounds + 1, elements + 3 * T * Q           # the leaves' products, summed locally
     path_rounds = 1 if D == 2 else D - 2

@@ -280,6 +280,45 @@ def test_less_than_at_every_edge_and_its_round_count(k: int) -> None:
     assert sum(r[2] for r in results) == 8 * len(a) * (4 + 6 * (levels - 1) + 3 + 4)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 31, 32, 33, 61, 62])
+def test_less_than_lanes_at_every_edge_costs_the_same_rounds_and_fewer_elements(k: int) -> None:
+    a, b = lt_cases(k)
+    A, B = deal(a, 3), deal(b, 3)
+
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        r0, s0 = e.exchange.stats.rounds, e.exchange.stats.bytes_sent
+        lt = await e.less_than_lanes("lt", mine(e, A), mine(e, B), k)
+        return lt, e.exchange.stats.rounds - r0, e.exchange.stats.bytes_sent - s0, e.opened
+
+    results, _ = run3(body)
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert arith([r[0] for r in results]).tolist() == (a < b).astype(int).tolist()
+    assert {r[1] for r in results} == {2 + math.ceil(math.log2(k + 1))}
+    # 242 values: 256 lanes of w bits, 4 w words in the cross round, n + n/2 + ... words per party
+    # in the tree, 4 per value for the injection
+    width = binary.lane_width(k)
+    n = 4 * width
+    tree = sum(n >> j for j in range(width.bit_length() - 2)) + (n >> (width.bit_length() - 2)) // 2
+    assert sum(r[2] for r in results) == 8 * binary.lanes_cost(len(a), k) == 8 * (4 * n + 3 * tree + 4 * len(a))
+    assert binary.lanes_cost(len(a), k) < len(a) * (4 + 6 * (math.ceil(math.log2(k + 1)) - 1) + 3 + 4) and not any(
+        list(r[3]) for r in results)
+
+
+def test_less_than_lanes_pads_any_count_and_keeps_the_shape() -> None:
+    for shape in [(1,), (63,), (64,), (65,), (3, 45)]:
+        a = RNG.integers(-2**31 + 1, 2**31, shape)
+        b = RNG.integers(-2**31 + 1, 2**31, shape)
+        b.reshape(-1)[0] = a.reshape(-1)[0]
+        A, B = deal(a, 3), deal(b, 3)
+
+        async def body(e: Replicated3Engine):
+            return await e.less_than_lanes("lt", mine(e, A), mine(e, B), 31)
+
+        lt, _ = mpc(3, body, engine="replicated3")
+        assert lt.tolist() == (a < b).astype(int).tolist()
+
+
 def test_less_than_keeps_the_value_shape_and_the_derived_comparisons() -> None:
     a = RNG.integers(-50, 50, (3, 4))
     b = RNG.integers(-50, 50, (3, 4))
