@@ -266,12 +266,15 @@ class Replicated3Engine(CrossRounds, Engine):
             z = z + t
         return z
 
-    def matmul_local(self, a: Share, b: Share) -> np.ndarray:
+    def matmul_local(self, a: Share, b: Share, bits: int = 64) -> np.ndarray:
         """z_i = A_i (B_i + B_{i+1}) + A_{i+1} B_i = [A_i | A_{i+1}] [B_i + B_{i+1}; B_i]: one matrix
-        product over Z_2^64 (replicated.ring_matmul)."""
+        product over Z_2^64 (replicated.ring_matmul). With bits < 64 the products are right only
+        mod 2^bits (upper bits 0), so their reduction shares the product mod 2^bits: for a caller
+        that reads only the low bits (tree keys: the comparison reads bits 0..32), at a third of
+        the cost for bits <= 34."""
         left = np.concatenate([a[..., 0], a[..., 1]], axis=1)
         right = np.concatenate([np.add(b[..., 0], b[..., 1]), b[..., 0]], axis=0)
-        return replicated.ring_matmul(left, right)
+        return replicated.ring_matmul(left, right, bits)
 
     async def reduce(self, label: str, products: np.ndarray) -> Share:
         """Add a fresh zero-sharing, send z_i to party i - 1, return (z_i, z_{i+1}): one round,

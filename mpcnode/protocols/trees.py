@@ -14,8 +14,8 @@ Public: the shape (trees T, depth D, features F, classes K, the class of each tr
 number of queries Q; N = 2^D - 1 internal nodes per tree. Every round's size depends on these only.
 
 Evaluation (`evaluate`):
-1. Every node's key for every query, E = R C (T*N, Q): one local matrix product and ONE
-   reduction round (a DOT reduces only its sums: one element per node and query). Each node's
+1. Every node's key for every query, E = R C (T*N, Q), mod 2^33 (all the comparison reads):
+   one local matrix product and ONE reduction round (a DOT reduces only its sums: one element per node and query). Each node's
    decision does not depend on the path, so every level is selected at once.
 2. go_left = [E < t] for all T*N*Q nodes in ONE batched comparison of bit_length 31
    (keys.KEY_BIT_LENGTH), the engine's less_than_lanes (binary.less_than_zero_lanes: the
@@ -151,10 +151,17 @@ async def share_queries(engine: Engine, label: str, querier: int, shape: ModelSh
     return (await engine.share_inputs(label, {querier: cols}, {querier: (3 * shape.features, count)}))[querier]
 
 
+# The comparison of step 2 (bit_length 31) reads only bits 0..32 of E - t, so the keys are needed
+# only mod 2^33: the feature selection's matrix product is computed mod 2^33 (two 17-bit limbs in
+# replicated.ring_matmul, a third of the full product's work).
+KEY_RING_BITS = KEY_BIT_LENGTH + 2
+
+
 async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
-    """Step 1: every node's key e for every query, (T*N, Q): one local matrix product, one round."""
+    """Step 1: every node's key e for every query, (T*N, Q), shared mod 2^33 (KEY_RING_BITS; the
+    bits above are not e's): one local matrix product, one round."""
     check_engine(engine)
-    return await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries))
+    return await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries, KEY_RING_BITS))
 
 
 async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:

@@ -143,6 +143,8 @@ def test_ring_matmul_equals_the_uint64_product() -> None:
         b = RNG.integers(0, 2**64, (k, n), dtype=np.uint64)
         a[0, 0], b[0, 0] = np.uint64(2**64 - 1), np.uint64(2**64 - 1)
         assert np.array_equal(ring_matmul(a, b), np.matmul(a, b))
+        for bits in (1, 17, 33, 34, 35, 63):                                 # two 17-bit limbs up to 34
+            assert np.array_equal(ring_matmul(a, b, bits), np.matmul(a, b) & np.uint64(2**bits - 1)), bits
 
 
 @pytest.mark.parametrize("depth,classes", [(1, 1), (2, 3), (4, 1)])
