@@ -355,13 +355,12 @@ class Replicated3Engine(CrossRounds, Engine):
         return bit.reshape(shape + (2,))
 
     async def less_than_lanes(self, label: str, a: Share, b: Share, bit_length: int) -> Share:
-        """[a < b] as `less_than`, same rounds, by binary.less_than_zero_lanes: the carry tree on
-        packed lanes sends about a quarter of the elements at bit_length 31 (binary.lanes_cost)."""
+        """[a < b] as `less_than`, same rounds, by binary.less_than_lanes: the carry tree on packed
+        lanes sends about a quarter of the elements at bit_length 31 (binary.lanes_cost)."""
         bl = self.check_bit_length(bit_length)
-        a, b = np.broadcast_arrays(a, b)
-        d = self.sub(a, b)
-        shape = self.value_shape(d)
-        bit = await binary.less_than_zero_lanes(self, label, self.flatten(d), bl)
+        a, b = np.asarray(a, dtype=_U), np.asarray(b, dtype=_U)
+        shape = np.broadcast_shapes(self.value_shape(a), self.value_shape(b))
+        bit = await binary.less_than_lanes(self, label, a, b, bl)
         return bit.reshape(shape + (2,))
 
     async def equal_zero(self, label: str, x: Share, *, masks: None = None) -> Share:

@@ -165,7 +165,7 @@ async def less_than_zero(engine: "Replicated3Engine", label: str, d: Share, bit_
     return await inject_bit(into or engine, label, sign)
 
 
-# ---- the sign by a carry tree on packed lanes (less_than_zero_lanes) ----------------------------
+# ---- the sign by a carry tree on packed lanes (less_than_lanes) ----------------------------------
 
 # _HALVES[h]: the low h bits of every 2h-bit field of a word
 _HALVES = {1: 0x5555555555555555, 2: 0x3333333333333333, 4: 0x0F0F0F0F0F0F0F0F,
@@ -173,7 +173,7 @@ _HALVES = {1: 0x5555555555555555, 2: 0x3333333333333333, 4: 0x0F0F0F0F0F0F0F0F,
 
 
 def lane_width(bit_length: int) -> int:
-    """The lane of `less_than_zero_lanes`: the carry out of bits 0..l needs l + 1 bits, rounded
+    """The lane of `less_than_lanes`: the carry out of bits 0..l needs l + 1 bits, rounded
     up to a power of two so that the carry tree halves every lane at every level."""
     return 1 << max(0, math.ceil(math.log2(bit_length + 1)))
 
@@ -241,45 +241,64 @@ def _unscramble(words: np.ndarray, width: int, count: int) -> np.ndarray:
     return np.ascontiguousarray(bits.reshape(-1, per, width).transpose(2, 0, 1)).reshape(-1)[:count]
 
 
-async def less_than_zero_lanes(engine: "Replicated3Engine", label: str, d: Share, bit_length: int) -> Share:
-    """[d < 0] as less_than_zero (same bound on d, same rounds: 1 + prefix_levels(l) + 1) but
-    with fewer bits sent: only the carry out of bits 0..l is needed, so each value's low bits
-    travel as a lane of w = lane_width(l) bits (64 / w values per word) and a carry tree
-    (_carry_tree) halves the bits every level. The sign bit l + 1 of s + y is s_(l+1) ^ y_(l+1)
-    ^ carry; s_(l+1) is party 0's and y_(l+1) parties 1 and 2's, so it is folded into the
-    injection locally. Bits l+1..w-1 of a lane are set to propagate (s = 1, y = 0) so the carry
-    passes them unchanged; padding values (m rounded up to 64) are dropped at the end. Elements
-    sent: `lanes_cost`, for l = 31 about 9 per value against less_than_zero's 35. Every message
-    is masked as in less_than_zero (cross round, XOR zero-sharings, injection): nothing is
-    opened and no message depends on d."""
-    m = len(d)
+def _split_difference(party: int, a: Share, b: Share, out: np.ndarray) -> None:
+    """This party's part of the split sum of a - b (split_sum), for shares a, b (..., 2) of
+    broadcastable value shapes, written flat into `out` (exactly the broadcast size): s = (a_0 +
+    a_1) - (b_0 + b_1) at party 0, y = a_2 - b_2 at parties 1 and 2. No (..., 2) difference is
+    formed: b is usually one threshold per row."""
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    view = out.reshape(shape)
+    if party == 0:
+        np.add(a[..., 0], a[..., 1], out=view)
+        view -= b[..., 0] + b[..., 1]
+    else:
+        slot = 1 if party == 1 else 0
+        np.subtract(a[..., slot], b[..., slot], out=view)
+
+
+async def less_than_lanes(engine: "Replicated3Engine", label: str, a: Share, b: Share, bit_length: int) -> Share:
+    """Arithmetic shares (m, 2) of [a < b] = [a - b < 0], flat over the broadcast value shape, for
+    |a|, |b| < 2^l, l = bit_length <= 62, as less_than_zero on a - b (same rounds:
+    1 + prefix_levels(l) + 1) but with fewer bits sent: only the carry out of bits 0..l of the
+    split sum s + y is needed, so each value's low bits travel as a lane of w = lane_width(l) bits
+    (64 / w values per word) and a carry tree (_carry_tree) halves the bits every level. The sign
+    bit l + 1 of s + y is s_(l+1) ^ y_(l+1) ^ carry; s_(l+1) is party 0's and y_(l+1) parties 1
+    and 2's, so it is folded into the injection locally. Bits l+1..w-1 of a lane are set to
+    propagate (s = 1, y = 0) so the carry passes them unchanged; padding values (m rounded up to
+    64) are dropped at the end. Only bits 0..l+1 of a - b are read, so a and b need to be right
+    only mod 2^(l+2). Elements sent: `lanes_cost`, for l = 31 about 9 per value against
+    less_than_zero's 35. Every message is masked as in less_than_zero (cross round, XOR
+    zero-sharings, injection): nothing is opened and no message depends on a or b."""
+    party = engine.party
+    m = int(np.prod(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), dtype=np.int64))
     width = lane_width(bit_length)
     M = -(-max(m, 1) // WORD_BITS) * WORD_BITS
     top = _U(bit_length + 1)
     low = _U((1 << (bit_length + 1)) - 1)
-    s, y = split_sum(engine.party, d)
-    own = s if engine.party == 0 else y
-    padded = np.zeros(M, dtype=_U)
-    padded[:m] = own
-    if engine.party == 0:
-        padded |= ~low
+    own = np.zeros(M, dtype=_U)                     # s at party 0, y at parties 1 and 2; padded
+    _split_difference(party, a, b, own[:m])
+    sign_top = (own[:m] >> top) & _ONE
+    if party == 0:
+        own |= ~low
     else:
-        padded &= low
-    words = _lanes(padded, width)
-    s_sh, g = await engine.cross_and(f"{label}/cross", words if engine.party == 0 else None,
-                                     None if engine.party == 0 else words)
-    p = s_sh ^ component2_share(engine.party, None if engine.party == 0 else words, len(words))
+        own &= low
+    words = _lanes(own, width)
+    del own
+    s_sh, g = await engine.cross_and(f"{label}/cross", words if party == 0 else None,
+                                     None if party == 0 else words)
+    p = s_sh ^ component2_share(party, None if party == 0 else words, len(words))
     carry = await _carry_tree(engine, f"{label}/tree", g, p, width)
-    sign_top = (own >> top) & _ONE
-    if engine.party == 0:
-        u = _unscramble(carry[0] ^ carry[1], width, m) ^ sign_top
+    if party == 0:
+        u = _unscramble(carry[0] ^ carry[1], width, m)
+        u ^= sign_top
         return await engine.cross_inject(f"{label}/b2a", u, None)
-    comp2 = carry[1] if engine.party == 1 else carry[0]
-    return await engine.cross_inject(f"{label}/b2a", None, _unscramble(comp2, width, m) ^ sign_top)
+    y = _unscramble(carry[1] if party == 1 else carry[0], width, m)
+    y ^= sign_top
+    return await engine.cross_inject(f"{label}/b2a", None, y)
 
 
 def lanes_cost(count: int, bit_length: int) -> int:
-    """Ring elements (8 bytes each) the three parties send together in less_than_zero_lanes for
+    """Ring elements (8 bytes each) the three parties send together in less_than_lanes for
     `count` values: the cross round 4 per packed word, the tree n (two halves of n / 2 words) per
     party at each level of n words but the last (n / 2: G only), the injection 4 per value."""
     if count == 0:

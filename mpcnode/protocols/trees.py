@@ -18,7 +18,7 @@ Evaluation (`evaluate`):
    one local matrix product and ONE reduction round (a DOT reduces only its sums: one element per node and query). Each node's
    decision does not depend on the path, so every level is selected at once.
 2. go_left = [E < t] for all T*N*Q nodes in ONE batched comparison of bit_length 31
-   (keys.KEY_BIT_LENGTH), the engine's less_than_lanes (binary.less_than_zero_lanes: the
+   (keys.KEY_BIT_LENGTH), the engine's less_than_lanes (binary.less_than_lanes: the
    carry tree on packed 32-bit lanes, about 9 elements per comparison where less_than sends 35):
    2 + 5 rounds on replicated3.
 3. Path indicators, level by level: I_1 = (b_root, 1 - b_root), I_{l+1} = (I_l b_l, I_l - I_l b_l)
@@ -220,7 +220,7 @@ async def _margins(engine: Engine, label: str, sh: ModelShape, per_tree: np.ndar
 def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
     """(rounds, ring elements sent by all three parties together) of `predict` on replicated3, from
     the public shape alone (docs/prediction.md has the table; the query and model sharing are not
-    included). The comparison is binary.less_than_zero_lanes at bit_length 31: a cross round, 5
+    included). The comparison is binary.less_than_lanes at bit_length 31: a cross round, 5
     carry-tree levels and the injection (binary.lanes_cost)."""
     from .binary import lanes_cost, prefix_levels
     T, D, K, Q = shape.trees, shape.depth, shape.classes, queries

@@ -52,7 +52,7 @@ def views(tmp_path, observer: int, leak: bool = False):
 
 
 def packed_scores(a, b) -> dict[str, float]:
-    """The comparison's packed messages (binary.less_than_zero_lanes: 64 / 32 lanes per word in the
+    """The comparison's packed messages (binary.less_than_lanes: 64 / 32 lanes per word in the
     cross round, fewer bits per value at each tree level) do not line up with the node keys, so
     `distinguisher` (features per element, jointly with the observer's shares) leaves them out;
     here every byte of them is one sample of a 256-cell chi-square between the two runs."""
