@@ -179,14 +179,14 @@ def lane_width(bit_length: int) -> int:
 
 
 def _lanes(x: np.ndarray, width: int) -> np.ndarray:
-    """The low `width` bits of each word of x (length a multiple of 64) packed 64 / width to a
-    word (value i at bits width*(i % (64/width)), little-endian order), each lane in bit-reversed
+    """The low `width` bits of each word of x (any shape, taken in C order; size a multiple of 64)
+    packed 64 / width to a word (value i at bits width*(i % (64/width))), each lane in bit-reversed
     order: lane bit q holds the value's bit rev(q) (q's log2(width) index bits reversed), so
     that at every level of the carry tree the more significant bit of each adjacent pair
     (2i + 1, 2i) sits in the upper half of the lane, at the same offset as the other in the
     lower half, and the combined group i lands at rev(i) of the half-width lane (_carry_tree)."""
     if width >= 8:
-        w = np.ascontiguousarray(x.astype(np.dtype(f"<u{width // 8}"))).view("<u8")
+        w = x.astype(np.dtype(f"<u{width // 8}"), order="C").reshape(-1).view("<u8")
     else:
         per = WORD_BITS // width
         w = np.bitwise_or.reduce((x & _U((1 << width) - 1)).reshape(-1, per)
@@ -231,23 +231,22 @@ async def _carry_tree(engine: "Replicated3Engine", label: str, g: Share, p: Shar
     return G
 
 
-def _unscramble(words: np.ndarray, width: int, count: int) -> np.ndarray:
-    """The 0/1 value of each of the first `count` lanes from the carry tree's result words.
-    Lane c = F (T K + k) + f (F = 64 / width lanes per word at the start, K result words, T < width
-    the halves of the array the lane went through, most significant first) ends at word k,
-    bit f width + T."""
-    bits = (words[:, None] >> np.arange(WORD_BITS, dtype=_U)) & _ONE
-    per = WORD_BITS // width
-    return np.ascontiguousarray(bits.reshape(-1, per, width).transpose(2, 0, 1)).reshape(-1)[:count]
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """0/1 values (length a multiple of 64) -> words: value 64 k + b at bit b of word k."""
+    return np.packbits(bits.astype(np.uint8).reshape(-1, WORD_BITS), axis=1, bitorder="little").view("<u8").reshape(-1)
+
+
+def unpack_bits(words: np.ndarray) -> np.ndarray:
+    """The inverse of pack_bits: 0/1 uint64 values, 64 per word."""
+    return ((words.reshape(-1)[:, None] >> np.arange(WORD_BITS, dtype=_U)) & _ONE).reshape(-1)
 
 
 def _split_difference(party: int, a: Share, b: Share, out: np.ndarray) -> None:
     """This party's part of the split sum of a - b (split_sum), for shares a, b (..., 2) of
-    broadcastable value shapes, written flat into `out` (exactly the broadcast size): s = (a_0 +
+    broadcastable value shapes, written into `out` (contiguous, the broadcast size): s = (a_0 +
     a_1) - (b_0 + b_1) at party 0, y = a_2 - b_2 at parties 1 and 2. No (..., 2) difference is
     formed: b is usually one threshold per row."""
-    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    view = out.reshape(shape)
+    view = out.reshape(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
     if party == 0:
         np.add(a[..., 0], a[..., 1], out=view)
         view -= b[..., 0] + b[..., 1]
@@ -256,60 +255,108 @@ def _split_difference(party: int, a: Share, b: Share, out: np.ndarray) -> None:
         np.subtract(a[..., slot], b[..., slot], out=view)
 
 
-async def less_than_lanes(engine: "Replicated3Engine", label: str, a: Share, b: Share, bit_length: int) -> Share:
-    """Arithmetic shares (m, 2) of [a < b] = [a - b < 0], flat over the broadcast value shape, for
-    |a|, |b| < 2^l, l = bit_length <= 62, as less_than_zero on a - b (same rounds:
-    1 + prefix_levels(l) + 1) but with fewer bits sent: only the carry out of bits 0..l of the
-    split sum s + y is needed, so each value's low bits travel as a lane of w = lane_width(l) bits
-    (64 / w values per word) and a carry tree (_carry_tree) halves the bits every level. The sign
-    bit l + 1 of s + y is s_(l+1) ^ y_(l+1) ^ carry; s_(l+1) is party 0's and y_(l+1) parties 1
-    and 2's, so it is folded into the injection locally. Bits l+1..w-1 of a lane are set to
-    propagate (s = 1, y = 0) so the carry passes them unchanged; padding values (m rounded up to
-    64) are dropped at the end. Only bits 0..l+1 of a - b are read, so a and b need to be right
-    only mod 2^(l+2). Elements sent: `lanes_cost`, for l = 31 about 9 per value against
-    less_than_zero's 35. Every message is masked as in less_than_zero (cross round, XOR
-    zero-sharings, injection): nothing is opened and no message depends on a or b."""
+async def less_than_bits(engine: "Replicated3Engine", label: str, a: Share, b: Share, bit_length: int) -> Share:
+    """XOR shares, planar (2, R, ceil(C / 64)), of the bits [a < b] = [a - b < 0] packed 64 to a
+    word along all value axes but the first (R rows of C values after broadcasting; value j of a
+    row at bit j % 64 of word j // 64; the bits past C are not results), for |a|, |b| < 2^l,
+    l = bit_length <= 62. Rounds: 1 + prefix_levels(l), as less_than_zero without its injection.
+
+    Only the carry out of bits 0..l of the split sum s + y of a - b is needed (the sign is bit
+    l + 1 = s_(l+1) ^ y_(l+1) ^ carry), so each value's low bits travel as a lane of
+    w = lane_width(l) bits, 64 / w lanes per word, through the cross round, and a carry tree
+    (_carry_tree) halves the bits at every level. Bits l+1..w-1 of a lane are set to propagate
+    (s = 1, y = 0) so the carry passes them unchanged. Bit l + 1 of s and of y rides in the cross
+    round as words of packed bits (XOR shares of s_(l+1) ^ y_(l+1), like the lanes' propagate
+    words). The values enter the lanes in the order that makes the tree's result words come out
+    packed in value order. Only bits 0..l+1 of a - b are read, so a and b need to be right only
+    mod 2^(l+2). Every message is masked as in less_than_zero (cross round, XOR zero-sharings):
+    nothing is opened and no message depends on a or b. Elements sent: `lanes_cost`."""
     party = engine.party
-    m = int(np.prod(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), dtype=np.int64))
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    rows = shape[0] if shape else 1
+    cols = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+    padded = -(-max(cols, 1) // WORD_BITS) * WORD_BITS
     width = lane_width(bit_length)
-    M = -(-max(m, 1) // WORD_BITS) * WORD_BITS
-    top = _U(bit_length + 1)
     low = _U((1 << (bit_length + 1)) - 1)
-    own = np.zeros(M, dtype=_U)                     # s at party 0, y at parties 1 and 2; padded
-    _split_difference(party, a, b, own[:m])
-    sign_top = (own[:m] >> top) & _ONE
+    own = np.zeros((rows, padded), dtype=_U)        # s at party 0, y at parties 1 and 2
+    if padded == cols:
+        _split_difference(party, a, b, own)
+    else:
+        part = np.empty((rows, cols), dtype=_U)
+        _split_difference(party, a, b, part)
+        own[:, :cols] = part
+        del part
+    own = own.reshape(-1)
+    top = pack_bits((own >> _U(bit_length + 1)) & _ONE)
     if party == 0:
         own |= ~low
     else:
         own &= low
-    words = _lanes(own, width)
+    # lane i = F (T K + k) + f carries value 64 k + f w + T: after the tree, word k bit b = value 64 k + b
+    per, K = WORD_BITS // width, len(own) // WORD_BITS
+    words = _lanes(own.reshape(K, per, width).transpose(2, 0, 1), width)
     del own
-    s_sh, g = await engine.cross_and(f"{label}/cross", words if party == 0 else None,
-                                     None if party == 0 else words)
-    p = s_sh ^ component2_share(party, None if party == 0 else words, len(words))
-    carry = await _carry_tree(engine, f"{label}/tree", g, p, width)
+    both = np.concatenate([words, top])
+    n = len(words)
+    s_sh, g = await engine.cross_and(f"{label}/cross", both if party == 0 else None, None if party == 0 else both)
+    p = s_sh ^ component2_share(party, None if party == 0 else both, len(both))
+    carry = await _carry_tree(engine, f"{label}/tree", g[:, :n], p[:, :n], width)
+    carry ^= p[:, n:]
+    return carry.reshape(2, rows, padded // WORD_BITS)
+
+
+def xor_public(party: int, x: Share, c: np.ndarray) -> Share:
+    """x ^ c for planar XOR shares x and public words c: c goes into component 0 (party 0's slot 0,
+    party 2's slot 1)."""
+    out = np.array(x, copy=True)
+    slot = {0: 0, 2: 1}.get(party)
+    if slot is not None:
+        out[slot] ^= c
+    return out
+
+
+async def inject_packed(engine: "Replicated3Engine", label: str, words: Share, cols: int) -> Share:
+    """Arithmetic shares (R * cols, 2) of the bits packed in planar XOR shares (2, R, W) (bit j of
+    a row at bit j % 64 of word j // 64; the first `cols` of each row): one round, 4 elements
+    per bit (engine.cross_inject)."""
+    party = engine.party
+    rows = words.shape[1]
+    own = words[0] ^ words[1] if party == 0 else words[1] if party == 1 else words[0]
+    bits = unpack_bits(own).reshape(rows, -1)[:, :cols].reshape(-1)
     if party == 0:
-        u = _unscramble(carry[0] ^ carry[1], width, m)
-        u ^= sign_top
-        return await engine.cross_inject(f"{label}/b2a", u, None)
-    y = _unscramble(carry[1] if party == 1 else carry[0], width, m)
-    y ^= sign_top
-    return await engine.cross_inject(f"{label}/b2a", None, y)
+        return await engine.cross_inject(f"{label}/b2a", bits, None)
+    return await engine.cross_inject(f"{label}/b2a", None, bits)
 
 
-def lanes_cost(count: int, bit_length: int) -> int:
-    """Ring elements (8 bytes each) the three parties send together in less_than_lanes for
-    `count` values: the cross round 4 per packed word, the tree n (two halves of n / 2 words) per
-    party at each level of n words but the last (n / 2: G only), the injection 4 per value."""
-    if count == 0:
+async def less_than_lanes(engine: "Replicated3Engine", label: str, a: Share, b: Share, bit_length: int) -> Share:
+    """Arithmetic shares (m, 2) of [a < b], flat over the broadcast value shape: less_than_bits
+    on one row, then the bit injection (1 round, 4 elements per value). Same rounds as
+    less_than_zero; for l = 31 about 9 elements per value against less_than_zero's 35."""
+    m = int(np.prod(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), dtype=np.int64))
+    bits = await less_than_bits(engine, label, a.reshape((1,) + a.shape), b.reshape((1,) + b.shape), bit_length)
+    return await inject_packed(engine, label, bits, m)
+
+
+def bits_cost(rows: int, cols: int, bit_length: int) -> int:
+    """Ring elements (8 bytes each) the three parties send together in less_than_bits for R rows of
+    C values: the cross round 4 per packed word (the lanes, then the words of bit l + 1), the tree
+    n (two halves of n / 2 words) per party at each level of n words but the last (n / 2: G
+    only)."""
+    if rows * cols == 0:
         return 0
     width = lane_width(bit_length)
-    n = -(-count // WORD_BITS) * width              # packed words: count rounded up to 64, w / 64 each
-    cross, tree, h = 4 * n, 0, width // 2
+    k = rows * -(-cols // WORD_BITS)                # result words: every row rounded up to 64 values
+    n = k * width                                   # lane words
+    cross, tree, h = 4 * (n + k), 0, width // 2
     while h >= 1:
         tree += n // 2 if h == 1 else n
         n, h = n // 2, h // 2
-    return cross + 3 * tree + 4 * count
+    return cross + 3 * tree
+
+
+def lanes_cost(count: int, bit_length: int) -> int:
+    """Ring elements the three parties send together in less_than_lanes for `count` values."""
+    return bits_cost(1, count, bit_length) + 4 * count
 
 
 async def random_coins(engine: "Replicated3Engine", label: str, thresholds: np.ndarray, lam: int,

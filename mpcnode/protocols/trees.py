@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..engines.base import Engine, Share
+from . import binary
 from ..trees.forest import Forest
 from ..trees.keys import KEY_BIT_LENGTH
 from ..trees.plain import DEFAULT_FRACTION_BITS, encode_leaves, node_rows, query_columns
@@ -158,10 +159,15 @@ KEY_RING_BITS = KEY_BIT_LENGTH + 2
 
 
 async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
-    """Step 1: every node's key e for every query, (T*N, Q), shared mod 2^33 (KEY_RING_BITS; the
-    bits above are not e's): one local matrix product, one round."""
+    """Step 1: every node's key e for every query, (N, T, Q) (node-major: the comparison packs
+    each node's T*Q decisions into words), shared mod 2^33 (KEY_RING_BITS; the bits above are not
+    e's): one local matrix product, one round."""
     check_engine(engine)
-    return await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries, KEY_RING_BITS))
+    sh = model.shape
+    rows = np.swapaxes(model.rows.reshape((sh.trees, sh.nodes) + model.rows.shape[1:]), 0, 1)
+    keys = await engine.reduce(f"{label}/select", engine.matmul_local(
+        rows.reshape(model.rows.shape), queries, KEY_RING_BITS))
+    return keys.reshape((sh.nodes, sh.trees) + keys.shape[1:])
 
 
 async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
@@ -171,37 +177,30 @@ async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Shar
 
 
 async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Share) -> Share:
-    """Steps 2-4 from the node keys (T*N, Q) of `node_keys`."""
+    """Steps 2-4 from the node keys (N, T, Q) of `node_keys`. The decisions stay XOR-shared bits
+    packed 64 to a word along (tree, query) until the leaf indicators are known: a path level is
+    then one AND of words per 64 (tree, query) pairs, and only the 2^D leaf indicators are
+    injected into the ring."""
     check_engine(engine)
     sh = model.shape
-    T, D = sh.trees, sh.depth
-    Q = engine.value_shape(keys)[1]
-    bits = await engine.less_than_lanes(f"{label}/cmp", keys, np.expand_dims(model.threshold, 1), KEY_BIT_LENGTH)
-    bits = bits.reshape((T, sh.nodes, Q) + engine.share_shape)
+    T, D, N = sh.trees, sh.depth, sh.nodes
+    Q = engine.value_shape(keys)[2]
+    thr = np.expand_dims(np.swapaxes(model.threshold.reshape((T, N) + engine.share_shape), 0, 1), 2)   # (N, T, 1)
+    bits = await binary.less_than_bits(engine, f"{label}/cmp", keys, thr, KEY_BIT_LENGTH)          # (2, N, W)
+    words = bits.shape[2]
 
     def level(l: int) -> Share:                   # the decisions of the 2^l nodes of level l
         return bits[:, 2**l - 1:2**(l + 1) - 1]
 
-    bottom = level(D - 1)                                                         # (T, 2^(D-1), Q)
-    v_left = np.expand_dims(model.leaves[:, 0::2], 2)                              # (T, 2^(D-1), 1)
-    v_right = np.expand_dims(model.leaves[:, 1::2], 2)
-    if D == 1:
-        w = engine.add(v_right, await engine.mul(f"{label}/leaves", bottom, engine.sub(v_left, v_right)))
-        return await _margins(engine, label, sh, engine.sum(w, axis=1), model.base, products=False)
-    ind = np.concatenate([level(0), engine.one_minus(level(0))], axis=1)         # level 1
-    w = None
-    for lv in range(1, D - 1):
-        pairs = [(ind, level(lv))]
-        if w is None:
-            pairs.append((bottom, engine.sub(v_left, v_right)))
-        prods = await engine.mul_many(f"{label}/path{lv}", pairs)
-        if w is None:
-            w = engine.add(v_right, prods[1])
-        left = prods[0]
-        ind = np.stack([left, engine.sub(ind, left)], axis=2).reshape((T, 2**(lv + 1), Q) + engine.share_shape)
-    if w is None:                                 # D == 2: the leaves' round on its own
-        w = engine.add(v_right, await engine.mul(f"{label}/leaves", bottom, engine.sub(v_left, v_right)))
-    per_tree = engine.sum(engine.mul_local(ind, w), axis=1)                       # (T, Q) products
+    root = level(0)
+    ind = np.concatenate([root, binary.xor_public(engine.party, root, ~np.uint64(0))], axis=1)   # level 1: left, right
+    for lv in range(1, D):
+        left = await binary.and_words(engine, f"{label}/path{lv}", ind.reshape(2, -1), level(lv).reshape(2, -1))
+        left = left.reshape(ind.shape)
+        ind = np.stack([left, ind ^ left], axis=2).reshape(2, 2**(lv + 1), words)
+    leaf = (await binary.inject_packed(engine, f"{label}/leaves", ind, T * Q)).reshape((2**D, T, Q, 2))
+    values = np.expand_dims(np.swapaxes(model.leaves, 0, 1), 2)                                  # (L, T, 1)
+    per_tree = engine.sum(engine.mul_local(leaf, values), axis=0)                                # (T, Q) products
     return await _margins(engine, label, sh, per_tree, model.base, products=True)
 
 
@@ -220,17 +219,15 @@ async def _margins(engine: Engine, label: str, sh: ModelShape, per_tree: np.ndar
 def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
     """(rounds, ring elements sent by all three parties together) of `predict` on replicated3, from
     the public shape alone (docs/prediction.md has the table; the query and model sharing are not
-    included). The comparison is binary.less_than_lanes at bit_length 31: a cross round, 5
-    carry-tree levels and the injection (binary.lanes_cost)."""
-    from .binary import lanes_cost, prefix_levels
-    T, D, K, Q = shape.trees, shape.depth, shape.classes, queries
-    comparisons = T * shape.nodes * Q
-    rounds = 1 + (2 + prefix_levels(KEY_BIT_LENGTH)) + 1        # select, compare, open
-    elements = 3 * comparisons + lanes_cost(comparisons, KEY_BIT_LENGTH) + 2 * K * Q
-    if D == 1:
-        return rounds + 1, elements + 3 * T * Q           # the leaves' products, summed locally
-    path_rounds = 1 if D == 2 else D - 2
-    return rounds + path_rounds + 1, elements + 3 * T * Q * (2**D - 2) + 3 * K * Q
+    included). The comparison is binary.less_than_bits at bit_length 31 on N rows of T*Q values
+    (binary.bits_cost): a cross round and 5 carry-tree levels."""
+    from .binary import bits_cost, prefix_levels
+    T, D, N, K, Q = shape.trees, shape.depth, shape.nodes, shape.classes, queries
+    words = -(-T * Q // 64)                                   # packed words per node (or leaf)
+    rounds = 1 + (1 + prefix_levels(KEY_BIT_LENGTH)) + (D - 1) + 1 + 1 + 1   # ... leaves, sum, open
+    elements = (3 * N * T * Q + bits_cost(N, T * Q, KEY_BIT_LENGTH) + 3 * (2**D - 2) * words
+                + 4 * 2**D * T * Q + 3 * K * Q + 2 * K * Q)
+    return rounds, elements
 
 
 async def predict(engine: Engine, label: str, model: SharedModel, queries: Share, querier: int):

@@ -295,12 +295,12 @@ def test_less_than_lanes_at_every_edge_costs_the_same_rounds_and_fewer_elements(
     assert not any(isinstance(r, Exception) for r in results), results
     assert arith([r[0] for r in results]).tolist() == (a < b).astype(int).tolist()
     assert {r[1] for r in results} == {2 + math.ceil(math.log2(k + 1))}
-    # 242 values: 256 lanes of w bits, 4 w words in the cross round, n + n/2 + ... words per party
-    # in the tree, 4 per value for the injection
+    # 242 values: 256 lanes of w bits in 4 w words and 4 words of bit l + 1 in the cross round,
+    # n + n/2 + ... words per party in the tree, 4 per value for the injection
     width = binary.lane_width(k)
     n = 4 * width
     tree = sum(n >> j for j in range(width.bit_length() - 2)) + (n >> (width.bit_length() - 2)) // 2
-    assert sum(r[2] for r in results) == 8 * binary.lanes_cost(len(a), k) == 8 * (4 * n + 3 * tree + 4 * len(a))
+    assert sum(r[2] for r in results) == 8 * binary.lanes_cost(len(a), k) == 8 * (4 * (n + 4) + 3 * tree + 4 * len(a))
     assert binary.lanes_cost(len(a), k) < len(a) * (4 + 6 * (math.ceil(math.log2(k + 1)) - 1) + 3 + 4) and not any(
         list(r[3]) for r in results)
 

@@ -52,14 +52,15 @@ def views(tmp_path, observer: int, leak: bool = False):
 
 
 def packed_scores(a, b) -> dict[str, float]:
-    """The comparison's packed messages (binary.less_than_lanes: 64 / 32 lanes per word in the
-    cross round, fewer bits per value at each tree level) do not line up with the node keys, so
-    `distinguisher` (features per element, jointly with the observer's shares) leaves them out;
-    here every byte of them is one sample of a 256-cell chi-square between the two runs."""
+    """The comparison's packed messages (binary.less_than_bits: 64 / 32 lanes per word in the
+    cross round, fewer bits per value at each tree level), the path's packed ANDs and the leaf
+    injection do not line up with the node keys, so `distinguisher` (features per element,
+    jointly with the observer's shares) leaves them out; here every byte of them is one sample
+    of a 256-cell chi-square between the two runs."""
     scores = {}
     for key in sorted(set(a.messages) & set(b.messages)):
         x, y = a.messages[key], b.messages[key]
-        if key[0].startswith("predict/cmp/") and x.size % M and x.size == y.size:
+        if key[0].startswith("predict/") and x.size % M and x.size == y.size:
             scores[f"{key[0]}<-{key[1]}:bytes"] = _chi2_z(np.bincount(x.view(np.uint8), minlength=256),
                                                           np.bincount(y.view(np.uint8), minlength=256))
     return scores
@@ -70,9 +71,10 @@ def test_a_node_sees_the_same_distribution_for_other_models_and_queries(tmp_path
     va, vb = views(tmp_path, observer)
     scores = distinguisher(va, vb)
     packed = packed_scores(va, vb)
-    assert sum(1 for k in scores if k.startswith("predict/")) >= 2, "the node keys and the injection"
-    # the five carry-tree levels, and the cross round's two messages (party 0 receives none there)
-    assert len(packed) == 5 + (2 if observer != OWNER else 0), sorted(packed)
+    assert {k.split("<-")[0] for k in scores if k.startswith("predict/")} == {"predict/select"}
+    # the five carry-tree levels, D - 1 = 2 path levels, the margin sum; the cross round's and the
+    # leaf injection's two messages (party 0 receives none there)
+    assert len(packed) == 5 + 2 + 1 + (4 if observer != OWNER else 0), sorted(packed)
     assert alarms(scores) == {} and {k: z for k, z in packed.items() if z > Z_ALARM} == {}
 
 
