@@ -164,10 +164,15 @@ async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Sha
     e's): one local matrix product, one round."""
     check_engine(engine)
     sh = model.shape
-    rows = np.swapaxes(model.rows.reshape((sh.trees, sh.nodes) + model.rows.shape[1:]), 0, 1)
-    keys = await engine.reduce(f"{label}/select", engine.matmul_local(
-        rows.reshape(model.rows.shape), queries, KEY_RING_BITS))
-    return keys.reshape((sh.nodes, sh.trees) + keys.shape[1:])
+    T, N = sh.trees, sh.nodes
+    Q = engine.value_shape(queries)[1]
+    if Q <= 3 * sh.features:     # reorder whichever is smaller: the products (few queries) or R
+        products = engine.matmul_local(model.rows, queries, KEY_RING_BITS).reshape(T, N, Q)
+        products = np.ascontiguousarray(np.swapaxes(products, 0, 1))
+    else:
+        rows = np.swapaxes(model.rows.reshape((T, N) + model.rows.shape[1:]), 0, 1)
+        products = engine.matmul_local(rows.reshape(model.rows.shape), queries, KEY_RING_BITS).reshape(N, T, Q)
+    return await engine.reduce(f"{label}/select", products)
 
 
 async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
