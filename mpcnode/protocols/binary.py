@@ -241,12 +241,11 @@ def unpack_bits(words: np.ndarray) -> np.ndarray:
     return ((words.reshape(-1)[:, None] >> np.arange(WORD_BITS, dtype=_U)) & _ONE).reshape(-1)
 
 
-def _split_difference(party: int, a: Share, b: Share, out: np.ndarray) -> None:
+def _split_difference(party: int, a: Share, b: Share, view: np.ndarray) -> None:
     """This party's part of the split sum of a - b (split_sum), for shares a, b (..., 2) of
-    broadcastable value shapes, written into `out` (contiguous, the broadcast size): s = (a_0 +
-    a_1) - (b_0 + b_1) at party 0, y = a_2 - b_2 at parties 1 and 2. No (..., 2) difference is
-    formed: b is usually one threshold per row."""
-    view = out.reshape(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
+    broadcastable value shapes, written into `view` (of the broadcast shape): s = (a_0 + a_1) -
+    (b_0 + b_1) at party 0, y = a_2 - b_2 at parties 1 and 2. No (..., 2) difference is formed:
+    b is usually one threshold per row."""
     if party == 0:
         np.add(a[..., 0], a[..., 1], out=view)
         view -= b[..., 0] + b[..., 1]
@@ -279,13 +278,9 @@ async def less_than_bits(engine: "Replicated3Engine", label: str, a: Share, b: S
     width = lane_width(bit_length)
     low = _U((1 << (bit_length + 1)) - 1)
     own = np.zeros((rows, padded), dtype=_U)        # s at party 0, y at parties 1 and 2
-    if padded == cols:
-        _split_difference(party, a, b, own)
-    else:
-        part = np.empty((rows, cols), dtype=_U)
-        _split_difference(party, a, b, part)
-        own[:, :cols] = part
-        del part
+    # rows padded to 64 values: a view of the broadcast shape into them (only the row stride differs)
+    _split_difference(party, a, b, np.reshape(own[:, :cols], shape, copy=False) if shape else own[:, :1])
+    del a, b                                        # the caller may drop its node keys meanwhile
     own = own.reshape(-1)
     top = pack_bits((own >> _U(bit_length + 1)) & _ONE)
     if party == 0:
@@ -296,10 +291,13 @@ async def less_than_bits(engine: "Replicated3Engine", label: str, a: Share, b: S
     per, K = WORD_BITS // width, len(own) // WORD_BITS
     words = _lanes(own.reshape(K, per, width).transpose(2, 0, 1), width)
     del own
-    both = np.concatenate([words, top])
     n = len(words)
-    s_sh, g = await engine.cross_and(f"{label}/cross", both if party == 0 else None, None if party == 0 else both)
-    p = s_sh ^ component2_share(party, None if party == 0 else both, len(both))
+    both = np.concatenate([words, top])
+    del words
+    p, g = await engine.cross_and(f"{label}/cross", both if party == 0 else None, None if party == 0 else both)
+    if party:                                       # p = s ^ y: y is component 2 (slot 1 at party 1, 0 at 2)
+        p[1 if party == 1 else 0] ^= both
+    del both
     carry = await _carry_tree(engine, f"{label}/tree", g[:, :n], p[:, :n], width)
     carry ^= p[:, n:]
     return carry.reshape(2, rows, padded // WORD_BITS)

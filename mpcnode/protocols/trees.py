@@ -191,7 +191,9 @@ async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Sh
     T, D, N = sh.trees, sh.depth, sh.nodes
     Q = engine.value_shape(keys)[2]
     thr = np.expand_dims(np.swapaxes(model.threshold.reshape((T, N) + engine.share_shape), 0, 1), 2)   # (N, T, 1)
-    bits = await binary.less_than_bits(engine, f"{label}/cmp", keys, thr, KEY_BIT_LENGTH)          # (2, N, W)
+    compare = binary.less_than_bits(engine, f"{label}/cmp", keys, thr, KEY_BIT_LENGTH)
+    del keys                     # less_than_bits drops them once it has its operand: ~100 MB a party
+    bits = await compare                                                                       # (2, N, W)
     words = bits.shape[2]
 
     def level(l: int) -> Share:                   # the decisions of the 2^l nodes of level l
