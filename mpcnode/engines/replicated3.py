@@ -35,6 +35,8 @@ random_bits               1                       4 el per bit (bit injection)
 A2B (64-bit)              1 + 6 = 7               4 + 5 * 6 + 3 = 37 el
 less_than (bit_length l)  2 + ceil(log2(l + 1))   4 el + (L - 1) * 6 el + 3 el + 4 el
   l = 1 / 32 / 62         3 / 8 / 8               11 / 41 / 41 el
+less_than_lanes (l = 31)  7                       about 8.9 el (packed lanes, a carry tree:
+                                                  binary.less_than_lanes, lanes_cost)
 equal_zero                1 + 5 + 1 = 7           6 + 5 * 3 + 4 = 25 el
 less_than_select          the comparison + 1      + 3 el per selected value
 comparison_masks          0 (no preprocessing: everything is derived from the pairwise keys)

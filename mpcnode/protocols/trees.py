@@ -14,21 +14,23 @@ Public: the shape (trees T, depth D, features F, classes K, the class of each tr
 number of queries Q; N = 2^D - 1 internal nodes per tree. Every round's size depends on these only.
 
 Evaluation (`evaluate`):
-1. Every node's key for every query, E = R C (T*N, Q), mod 2^33 (all the comparison reads):
-   one local matrix product and ONE reduction round (a DOT reduces only its sums: one element per node and query). Each node's
-   decision does not depend on the path, so every level is selected at once.
-2. go_left = [E < t] for all T*N*Q nodes in ONE batched comparison of bit_length 31
-   (keys.KEY_BIT_LENGTH), the engine's less_than_lanes (binary.less_than_lanes: the
-   carry tree on packed 32-bit lanes, about 9 elements per comparison where less_than sends 35):
-   2 + 5 rounds on replicated3.
-3. Path indicators, level by level: I_1 = (b_root, 1 - b_root), I_{l+1} = (I_l b_l, I_l - I_l b_l)
-   (one product per node of the level); the bottom level folds in the leaves,
-   w = V_right + b (V_left - V_right), in the same round as the first indicator product.
-4. The margins: sum over trees of class k and bottom nodes of I_{D-1} w, plus the base: one
-   more DOT round, reducing one element per query and class.
-Rounds: 1 + 7 + (D - 1) for D >= 2 (D = 6: 13), then one opening to the querier. Nothing is
-opened before the output (replicated3 comparisons open nothing), so the openings log holds the
-output alone.
+1. Every node's key for every query, E = R C, node-major (N, T, Q), mod 2^33 (all the
+   comparison reads): one local matrix product and ONE reduction round (a DOT reduces only its
+   sums: one element per node and query). Each node's decision does not depend on the path, so
+   every level is selected at once.
+2. go_left = [E < t] for all N*T*Q nodes in ONE batched comparison of bit_length 31
+   (keys.KEY_BIT_LENGTH), binary.less_than_bits: 32-bit lanes through the cross round and a
+   5-level carry tree, 1 + 5 rounds, about 4.9 elements per comparison; the bits come out
+   XOR-shared and packed 64 to a word along (tree, query), W = ceil(T Q / 64) words per node.
+3. Path indicators on those packed bits, level by level: I_1 = (b_root, NOT b_root),
+   I_{l+1} = (I_l AND b_l, I_l XOR (I_l AND b_l)): one AND of words per node of the level, D - 1
+   rounds, the last giving the 2^D leaf indicators.
+4. The leaf indicators are injected into the ring (one round, 4 elements per leaf, tree and
+   query) and the margins are the sums over the trees of class k and the leaves of indicator x
+   leaf value, plus the base: one DOT round, reducing one element per query and class.
+Rounds: 1 + 6 + (D - 1) + 1 + 1 = D + 8 (D = 6: 14), then one opening to the querier. Nothing
+is opened before the output (replicated3 comparisons open nothing), so the openings log holds
+the output alone.
 """
 from __future__ import annotations
 

@@ -319,6 +319,29 @@ def test_less_than_lanes_pads_any_count_and_keeps_the_shape() -> None:
         assert lt.tolist() == (a < b).astype(int).tolist()
 
 
+@pytest.mark.parametrize("a_shape,b_shape", [((5, 3, 45), (5, 1, 1)), ((2, 64), (2, 64)), ((1, 1), (1, 1))])
+def test_less_than_bits_packs_each_row_in_value_order(a_shape, b_shape) -> None:
+    """XOR-shared bits, 64 to a word along all axes but the first, every row padded to 64."""
+    a = RNG.integers(-2**31 + 1, 2**31, a_shape)
+    b = RNG.integers(-2**31 + 1, 2**31, b_shape)
+    a.reshape(-1)[0] = b.reshape(-1)[0]
+    A, B = deal(a, 3), deal(b, 3)
+
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        r0 = e.exchange.stats.rounds
+        bits = await binary.less_than_bits(e, "lt", mine(e, A), mine(e, B), 31)
+        return binary.layout(bits.reshape(2, -1)), e.exchange.stats.rounds - r0
+
+    results, _ = run3(body)
+    assert {r[1] for r in results} == {6}
+    rows = a_shape[0]
+    got = binary.unpack_bits(words([r[0] for r in results])).reshape(rows, -1)
+    want = (a < b).reshape(rows, -1)
+    assert got.shape[1] == -(-want.shape[1] // 64) * 64
+    assert got[:, :want.shape[1]].tolist() == want.astype(int).tolist()
+
+
 def test_less_than_keeps_the_value_shape_and_the_derived_comparisons() -> None:
     a = RNG.integers(-50, 50, (3, 4))
     b = RNG.integers(-50, 50, (3, 4))
