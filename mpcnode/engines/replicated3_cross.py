@@ -122,6 +122,30 @@ class CrossRounds:
         m = _checked(got[0], size, label, 0) * sign - _checked(got[1], size, label, 1) + b - c[1]
         return np.stack([m, c[1]], axis=-1)
 
+    async def reduce_to_split(self, label: str, z: np.ndarray) -> np.ndarray:
+        """A 3-out-of-3 sharing z (local products, any shape) of x = z_0 + z_1 + z_2 -> the split
+        form of binary.split_sum, x = s + y with s at party 0 and y at parties 1 and 2 (returned,
+        shape of z), in one round: y = R = F(K_2) (the key of parties 1 and 2), party 1 sends
+        z_1 + M and party 2 sends z_2 - R - M (M = F(K_2) too) to party 0, which adds them to z_0.
+        Party 0 sees two values masked by M and R + M, unknown to it; parties 1 and 2 receive
+        nothing. 2 elements per value (a reduction to replicated shares sends 3, and a comparison
+        would then form the split from them locally)."""
+        await self._prf_ready()
+        me = self.party
+        z = np.asarray(z, dtype=_U)
+        size = z.size
+        if me == 0:
+            got = await self.ex.round(label, {}, [1, 2])
+            s = z.reshape(-1) + _checked(got[1], size, label, 1)
+            s += _checked(got[2], size, label, 2)
+            return s.reshape(z.shape)
+        slot = 1 if me == 1 else 0                       # K_2: party 1's slot 1, party 2's slot 0
+        r = self._prf("sy", label, size, (slot,))[slot]
+        m = self._prf("sm", label, size, (slot,))[slot]
+        msg = z.reshape(-1) + m if me == 1 else z.reshape(-1) - r - m
+        await self.ex.round(label, {0: msg}, [])
+        return r.reshape(z.shape)
+
     def _masks(self, purpose: str, label: str, size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(W, V) of a cross round: W = F(K_1) for parties 0 and 1, V = F(K_0) for parties 0 and 2
         (None where this party lacks the key)."""

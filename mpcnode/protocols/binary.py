@@ -88,6 +88,12 @@ def component2_share(party: int, y: np.ndarray | None, size: int) -> Share:
     return out
 
 
+def own_split(party: int, x: Share) -> np.ndarray:
+    """This party's part of split_sum for shares x of any shape (..., 2): s = x_0 + x_1 at party
+    0, y = x_2 at parties 1 and 2."""
+    return x[..., 0] + x[..., 1] if party == 0 else x[..., 1 if party == 1 else 0]
+
+
 def split_sum(party: int, x: Share) -> tuple[np.ndarray | None, np.ndarray | None]:
     """For a flat arithmetic share x (m, 2): (s = x_0 + x_1 at party 0, else None;
     y = x_2 at parties 1 and 2, else None), so that x = s + y."""
@@ -270,17 +276,31 @@ async def less_than_bits(engine: "Replicated3Engine", label: str, a: Share, b: S
     packed in value order. Only bits 0..l+1 of a - b are read, so a and b need to be right only
     mod 2^(l+2). Every message is masked as in less_than_zero (cross round, XOR zero-sharings):
     nothing is opened and no message depends on a or b. Elements sent: `lanes_cost`."""
-    party = engine.party
     shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    own, view = split_rows(shape)
+    _split_difference(engine.party, a, b, view)
+    compare = sign_bits(engine, label, own, bit_length)
+    del a, b, view, own                             # sign_bits consumes own; the caller may drop a, b
+    return await compare
+
+
+def split_rows(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(zeros (R, C rounded up to 64), a view of it of the value shape `shape` (R, ...)): where
+    a party puts its part of the split sum for `sign_bits` (only the row stride differs)."""
     rows = shape[0] if shape else 1
     cols = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
-    padded = -(-max(cols, 1) // WORD_BITS) * WORD_BITS
+    own = np.zeros((rows, -(-max(cols, 1) // WORD_BITS) * WORD_BITS), dtype=_U)
+    return own, (np.reshape(own[:, :cols], shape, copy=False) if shape else own[0, :1].reshape(()))
+
+
+async def sign_bits(engine: "Replicated3Engine", label: str, own: np.ndarray, bit_length: int) -> Share:
+    """less_than_bits from this party's part of the split sum d = s + y (s at party 0, y at
+    parties 1 and 2; `own` (R, C) with C a multiple of 64, consumed) of values d with
+    -2^(l+1) < d < 2^(l+1): XOR shares (2, R, C / 64) of the packed bits [d < 0]."""
+    party = engine.party
+    rows, padded = own.shape
     width = lane_width(bit_length)
     low = _U((1 << (bit_length + 1)) - 1)
-    own = np.zeros((rows, padded), dtype=_U)        # s at party 0, y at parties 1 and 2
-    # rows padded to 64 values: a view of the broadcast shape into them (only the row stride differs)
-    _split_difference(party, a, b, np.reshape(own[:, :cols], shape, copy=False) if shape else own[:, :1])
-    del a, b                                        # the caller may drop its node keys meanwhile
     own = own.reshape(-1)
     top = pack_bits((own >> _U(bit_length + 1)) & _ONE)
     if party == 0:

@@ -15,9 +15,10 @@ number of queries Q; N = 2^D - 1 internal nodes per tree. Every round's size dep
 
 Evaluation (`evaluate`):
 1. Every node's key for every query, E = R C, node-major (N, T, Q), mod 2^33 (all the
-   comparison reads): one local matrix product and ONE reduction round (a DOT reduces only its
-   sums: one element per node and query). Each node's decision does not depend on the path, so
-   every level is selected at once.
+   comparison reads): one local matrix product and ONE round that reduces the local products
+   (a DOT: one element per node and query) straight to the split form E = s + y the comparison
+   starts from (engine.reduce_to_split: parties 1 and 2 send one element each to party 0).
+   Each node's decision does not depend on the path, so every level is selected at once.
 2. go_left = [E < t] for all N*T*Q nodes in ONE batched comparison of bit_length 31
    (keys.KEY_BIT_LENGTH), binary.less_than_bits: 32-bit lanes through the cross round and a
    5-level carry tree, 1 + 5 rounds, about 4.9 elements per comparison; the bits come out
@@ -160,10 +161,11 @@ async def share_queries(engine: Engine, label: str, querier: int, shape: ModelSh
 KEY_RING_BITS = KEY_BIT_LENGTH + 2
 
 
-async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
+async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> np.ndarray:
     """Step 1: every node's key e for every query, (N, T, Q) (node-major: the comparison packs
-    each node's T*Q decisions into words), shared mod 2^33 (KEY_RING_BITS; the bits above are not
-    e's): one local matrix product, one round."""
+    each node's T*Q decisions into words), mod 2^33 (KEY_RING_BITS; the bits above are not e's),
+    in the split form the comparison starts from: this party's part of e = s + y (s at party 0,
+    y at parties 1 and 2; engine.reduce_to_split). One local matrix product, one round."""
     check_engine(engine)
     sh = model.shape
     T, N = sh.trees, sh.nodes
@@ -174,7 +176,7 @@ async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Sha
     else:
         rows = np.swapaxes(model.rows.reshape((T, N) + model.rows.shape[1:]), 0, 1)
         products = engine.matmul_local(rows.reshape(model.rows.shape), queries, KEY_RING_BITS).reshape(N, T, Q)
-    return await engine.reduce(f"{label}/select", products)
+    return await engine.reduce_to_split(f"{label}/select", products)
 
 
 async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
@@ -183,18 +185,20 @@ async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Shar
     return await evaluate_keys(engine, label, model, await node_keys(engine, label, model, queries))
 
 
-async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Share) -> Share:
-    """Steps 2-4 from the node keys (N, T, Q) of `node_keys`. The decisions stay XOR-shared bits
+async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: np.ndarray) -> Share:
+    """Steps 2-4 from the node keys (N, T, Q) of `node_keys` (split form). The decisions stay XOR-shared bits
     packed 64 to a word along (tree, query) until the leaf indicators are known: a path level is
     then one AND of words per 64 (tree, query) pairs, and only the 2^D leaf indicators are
     injected into the ring."""
     check_engine(engine)
     sh = model.shape
     T, D, N = sh.trees, sh.depth, sh.nodes
-    Q = engine.value_shape(keys)[2]
-    thr = np.expand_dims(np.swapaxes(model.threshold.reshape((T, N) + engine.share_shape), 0, 1), 2)   # (N, T, 1)
-    compare = binary.less_than_bits(engine, f"{label}/cmp", keys, thr, KEY_BIT_LENGTH)
-    del keys                     # less_than_bits drops them once it has its operand: ~100 MB a party
+    Q = keys.shape[2]
+    thr = binary.own_split(engine.party, model.threshold).reshape(T, N).T[:, :, None]          # (N, T, 1)
+    own, view = binary.split_rows(keys.shape)
+    np.subtract(keys, thr, out=view)                   # this party's part of the split of E - t
+    compare = binary.sign_bits(engine, f"{label}/cmp", own, KEY_BIT_LENGTH)
+    del keys, view, own          # sign_bits consumes own: no reference here keeps ~50 MB a party alive
     bits = await compare                                                                       # (2, N, W)
     words = bits.shape[2]
 
@@ -234,7 +238,7 @@ def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
     T, D, N, K, Q = shape.trees, shape.depth, shape.nodes, shape.classes, queries
     words = -(-T * Q // 64)                                   # packed words per node (or leaf)
     rounds = 1 + (1 + prefix_levels(KEY_BIT_LENGTH)) + (D - 1) + 1 + 1 + 1   # ... leaves, sum, open
-    elements = (3 * N * T * Q + bits_cost(N, T * Q, KEY_BIT_LENGTH) + 3 * (2**D - 2) * words
+    elements = (2 * N * T * Q + bits_cost(N, T * Q, KEY_BIT_LENGTH) + 3 * (2**D - 2) * words
                 + 4 * 2**D * T * Q + 3 * K * Q + 2 * K * Q)
     return rounds, elements
 

@@ -342,6 +342,24 @@ def test_less_than_bits_packs_each_row_in_value_order(a_shape, b_shape) -> None:
     assert got[:, :want.shape[1]].tolist() == want.astype(int).tolist()
 
 
+def test_reduce_to_split_gives_s_at_party_0_and_y_at_parties_1_and_2() -> None:
+    a = RNG.integers(-2**40, 2**40, (4, 5))
+    b = RNG.integers(-2**40, 2**40, (4, 5))
+    A, B = deal(a, 3), deal(b, 3)
+
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        s0 = e.exchange.stats.bytes_sent
+        part = await e.reduce_to_split("split", e.mul_local(mine(e, A), mine(e, B)))
+        return part, e.exchange.stats.bytes_sent - s0
+
+    results, _ = run3(body)
+    parts = [r[0] for r in results]
+    assert parts[1].shape == (4, 5) and np.array_equal(parts[1], parts[2])
+    assert replicated.to_signed(parts[0] + parts[1]).tolist() == (a * b).tolist()
+    assert [r[1] for r in results] == [0, 8 * 20, 8 * 20]
+
+
 def test_less_than_keeps_the_value_shape_and_the_derived_comparisons() -> None:
     a = RNG.integers(-50, 50, (3, 4))
     b = RNG.integers(-50, 50, (3, 4))
