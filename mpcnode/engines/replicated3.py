@@ -30,6 +30,7 @@ open (to all)             1                       6 el (each recipient gets its 
                                                   component from both holders, and checks)
 open to k parties         1                       2k el
 mul / reduce / AND word   1                       3 el (1 per party)
+reduce_to_split           1                       2 el (local products to binary's split form)
 random                    0                       0
 random_bits               1                       4 el per bit (bit injection)
 A2B (64-bit)              1 + 6 = 7               4 + 5 * 6 + 3 = 37 el
