@@ -214,24 +214,34 @@ async def _carry_tree(engine: "Replicated3Engine", label: str, g: Share, p: Shar
     P = P_hi & P_lo, on only the bits still needed, and moves the results of the words of the
     second half of the array into the upper halves of those of the first, so every message is
     dense: a level of n words sends n words per party (n / 2 at the last), where a Kogge-Stone
-    level sends 2 n whatever the level. Where each lane's carry ends up: `_unscramble`."""
+    level sends 2 n whatever the level. Where each lane's carry ends up: sign_bits.
+    Masks commute with the local AND (and_local(x, y) & m = and_local(x, y & m)), so each AND is
+    masked once, on its n-word result, rather than on its (2, n) operands."""
     G, P = g, p
     h, level = width // 2, 0
     while h >= 1:
         m, k = _U(_HALVES[h]), _U(h)
         half = G.shape[1] // 2
         last = h == 1
-        hi_p = P >> k                       # garbage above each half; every AND has a masked factor
+        hi_p = P >> k                       # P_hi at the lower half (garbage above it, masked away)
         z = np.empty(half if last else 2 * half, dtype=_U)
-        zg = and_local(hi_p, G & m)
-        np.bitwise_or(zg[:half], zg[half:] << k, out=z[:half])
+        zg = and_local(hi_p, G)
+        zg &= m
+        zg[half:] <<= k
+        np.bitwise_or(zg[:half], zg[half:], out=z[:half])
         if not last:
-            zp = and_local(hi_p, P & m)
-            np.bitwise_or(zp[:half], zp[half:] << k, out=z[half:])
+            zp = and_local(hi_p, P)
+            zp &= m
+            zp[half:] <<= k
+            np.bitwise_or(zp[:half], zp[half:], out=z[half:])
+        del hi_p, zg
         r = await engine.reshare_planar(f"{label}/tree{level}", z, xor=True)
-        hi_g = (G >> k) & m
-        G = hi_g[:, :half] | (hi_g[:, half:] << k)
-        G ^= r[:, :half]
+        # G_hi of the first half's lanes to the lower halves, the second half's stay in the upper
+        new = G[:, :half] >> k
+        new &= m
+        new |= G[:, half:] & ~m
+        new ^= r[:, :half]
+        G = new
         P = r[:, half:]
         h, level = h // 2, level + 1
     return G
