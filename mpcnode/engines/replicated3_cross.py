@@ -108,19 +108,23 @@ class CrossRounds:
         size = (u if me == 0 else b).size
         W, V = self._masks("i", label, size)
         c = self._prf("ic", label, size, _OWN_SLOTS[me])
-        send: dict[int, np.ndarray] = {}
         if me == 0:
-            send = {2: u + W, 1: u + V}
-            got = await self.ex.round(label, send, [])
+            np.add(W, u, out=W)                                     # the masks are this round's own
+            np.add(V, u, out=V)
+            await self.ex.round(label, {2: W, 1: V}, [])
             return np.stack(c, axis=-1)
-        sign = _U(1) - (b << _U(1))                                 # 1 - 2b mod 2^64
-        if me == 1:
-            got = await self.ex.round(label, {2: W * sign + c[0]}, [0, 2])
-            m = _checked(got[0], size, label, 0) * sign - _checked(got[2], size, label, 2) + b - c[0]
-            return np.stack([c[0], m], axis=-1)
-        got = await self.ex.round(label, {1: V * sign + c[1]}, [0, 1])
-        m = _checked(got[0], size, label, 0) * sign - _checked(got[1], size, label, 1) + b - c[1]
-        return np.stack([m, c[1]], axis=-1)
+        # in place where the temporaries would be as large as the batch (leaf indicators: millions)
+        sign = b << _U(1)
+        np.subtract(_U(1), sign, out=sign)                          # 1 - 2b mod 2^64
+        mask, mine = (W, c[0]) if me == 1 else (V, c[1])
+        mask *= sign
+        mask += mine
+        got = await self.ex.round(label, {2 if me == 1 else 1: mask}, [0, 2 if me == 1 else 1])
+        m = _checked(got[0], size, label, 0) * sign
+        m -= _checked(got[2 if me == 1 else 1], size, label, 2 if me == 1 else 1)
+        m += b
+        m -= mine
+        return np.stack([mine, m] if me == 1 else [m, mine], axis=-1)
 
     async def reduce_to_split(self, label: str, z: np.ndarray) -> np.ndarray:
         """A 3-out-of-3 sharing z (local products, any shape) of x = z_0 + z_1 + z_2 -> the split
