@@ -113,18 +113,27 @@ class CrossRounds:
             np.add(V, u, out=V)
             await self.ex.round(label, {2: W, 1: V}, [])
             return np.stack(c, axis=-1)
-        # in place where the temporaries would be as large as the batch (leaf indicators: millions)
-        sign = b << _U(1)
-        np.subtract(_U(1), sign, out=sign)                          # 1 - 2b mod 2^64
+        # in place and in cache-sized blocks: batches of leaf indicators run to millions of bits,
+        # and whole-batch temporaries cost a page fault per 4 KiB
         mask, mine = (W, c[0]) if me == 1 else (V, c[1])
-        mask *= sign
-        mask += mine
-        got = await self.ex.round(label, {2 if me == 1 else 1: mask}, [0, 2 if me == 1 else 1])
-        m = _checked(got[0], size, label, 0) * sign
-        m -= _checked(got[2 if me == 1 else 1], size, label, 2 if me == 1 else 1)
-        m += b
-        m -= mine
-        return np.stack([mine, m] if me == 1 else [m, mine], axis=-1)
+        peer = 2 if me == 1 else 1
+        for i in range(0, size, _BLOCK):
+            blk = mask[i:i + _BLOCK]
+            blk *= _one_minus_twice(b[i:i + _BLOCK])                 # 1 - 2b mod 2^64
+            blk += mine[i:i + _BLOCK]
+        got = await self.ex.round(label, {peer: mask}, [0, peer])
+        from0, from_peer = _checked(got[0], size, label, 0), _checked(got[peer], size, label, peer)
+        out = np.empty((size, 2), dtype=_U)
+        own_slot = 0 if me == 1 else 1
+        for i in range(0, size, _BLOCK):
+            j = min(size, i + _BLOCK)
+            m = from0[i:j] * _one_minus_twice(b[i:j])
+            m -= from_peer[i:j]
+            m += b[i:j]
+            m -= mine[i:j]
+            out[i:j, 1 - own_slot] = m
+            out[i:j, own_slot] = mine[i:j]
+        return out
 
     async def reduce_to_split(self, label: str, z: np.ndarray) -> np.ndarray:
         """A 3-out-of-3 sharing z (local products, any shape) of x = z_0 + z_1 + z_2 -> the split
@@ -157,6 +166,15 @@ class CrossRounds:
         W = None if me == 2 else self._prf(purpose + "w", label, size, (1 if me == 0 else 0,))[1 if me == 0 else 0]
         V = None if me == 1 else self._prf(purpose + "v", label, size, (0 if me == 0 else 1,))[0 if me == 0 else 1]
         return W, V
+
+
+_BLOCK = 1 << 14
+
+
+def _one_minus_twice(b: np.ndarray) -> np.ndarray:
+    """1 - 2b mod 2^64 for 0/1 words b."""
+    out = b << _U(1)
+    return np.subtract(_U(1), out, out=out)
 
 
 def _checked(arr: np.ndarray, size: int, label: str, sender: int) -> np.ndarray:
