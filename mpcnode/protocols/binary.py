@@ -33,6 +33,12 @@ Protocols (Mohassel, Rindal, ABY3, CCS 2018, sections 5.1-5.4; Kogge, Stone, IEE
   parties 1 and 2; u ^ b_2 = u (1 - 2 b_2) + b_2 is linear in u once b_2 is known, so
   `engine.cross_inject` makes it in one round (4 elements per bit).
 
+* Sign on packed lanes (less_than_bits, less_than_lanes): the sign needs only the carry out of
+  bits 0..l, so each value's low bits go through the cross round as a w-bit lane (w = the power
+  of two >= l + 1; 64 / w lanes a word) and a carry tree of log2(w) levels halves the lanes at
+  each level and sends only dense words: about 4.9 words per value for l = 31 against the
+  prefix adder's 31, the same rounds. Its bits can stay XOR-shared and packed (tree paths).
+
 Rounds: A2B 7; less_than 2 + ceil(log2(l + 1)) (l = 1: 3, l = 32 or 62: 8); equal_zero 7.
 """
 from __future__ import annotations
