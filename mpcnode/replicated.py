@@ -43,33 +43,42 @@ def to_signed(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.uint64).view(np.int64)
 
 
-_LIMB = 16
-_LIMB_MASK = np.uint64((1 << _LIMB) - 1)
-# a @ b over Z_2^64 through float64 matrix products (BLAS) on 16-bit limbs is exact while every
-# entry of a limb product, a sum of at most 4k terms below 2^32, stays below 2^53: k <= 2^19.
-_MAX_LIMB_K = 1 << 19
+# a @ b over Z_2^64 through float64 matrix products (BLAS) on limbs of `width` bits is exact while
+# every entry of a limb product, a sum of at most (limbs) k terms below 2^(2 width), stays below
+# 2^53: 16-bit limbs (four, for 64 bits) allow k <= 2^19; 17-bit limbs (two, for results wanted
+# mod 2^bits, bits <= 34) k <= 2^18.
+_LIMBS = {64: (16, 4), 34: (17, 2)}
 # Splitting into limbs costs a few passes over both matrices; below about 128 rows or columns the
 # plain integer loop is faster (one query against a 100-tree model: 2 ms against 50 ms).
 _MIN_LIMB_SIDE = 128
 
 
-def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b mod 2^64 for uint64 matrices (m, k) and (k, n) (numpy's uint64 matmul wraps, which is
-    the ring's arithmetic). numpy's own integer matmul is a plain loop; for large m and n, splitting into four 16-bit limbs and summing the limb products of each shift s
-    (sum_{i+j=s} a_i b_j, one float64 matmul of width k(s+1)) runs BLAS, about 2x faster here on
-    (6300 x 180) @ (180 x 1000). Limb pairs with i + j >= 4 only touch bits >= 64 and are skipped."""
+def ring_matmul(a: np.ndarray, b: np.ndarray, bits: int = 64) -> np.ndarray:
+    """a @ b mod 2^bits for uint64 matrices (m, k) and (k, n), bits <= 64 (for bits < 64 the upper
+    bits of the result are 0). numpy's own integer matmul (which wraps mod 2^64, the ring's
+    arithmetic) is a plain loop; for large m and n, splitting into limbs and summing the limb
+    products of each shift s (sum_{i+j=s} a_i b_j, one float64 matmul of width k(s+1)) runs BLAS,
+    about 2x faster here on (6300 x 180) @ (180 x 1000) with four 16-bit limbs. Limb pairs with
+    i + j >= limbs only touch bits >= bits and are skipped, so a result wanted mod 2^33 (two
+    17-bit limbs: 3 limb products against 10) costs about a third of the full one."""
     a = np.asarray(a, dtype=np.uint64)
     b = np.asarray(b, dtype=np.uint64)
+    if not 1 <= bits <= 64:
+        raise ValueError(f"ring_matmul: bits must be in 1..64, got {bits}")
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else None
+    width, limbs = _LIMBS[34] if bits <= 34 else _LIMBS[64]
     k = a.shape[-1]
-    if a.ndim != 2 or b.ndim != 2 or k > _MAX_LIMB_K or min(a.shape[0], b.shape[1]) < _MIN_LIMB_SIDE:
-        return np.matmul(a, b)
-    al = [((a >> np.uint64(_LIMB * i)) & _LIMB_MASK).astype(np.float64) for i in range(4)]
-    bl = [((b >> np.uint64(_LIMB * j)) & _LIMB_MASK).astype(np.float64) for j in range(4)]
+    if a.ndim != 2 or b.ndim != 2 or limbs * k > 2**(53 - 2 * width) or min(a.shape[0], b.shape[1]) < _MIN_LIMB_SIDE:
+        out = np.matmul(a, b)
+        return out if mask is None else np.bitwise_and(out, mask, out=out)
+    lm = np.uint64((1 << width) - 1)
+    al = [((a >> np.uint64(width * i)) & lm).astype(np.float64) for i in range(limbs)]
+    bl = [((b >> np.uint64(width * j)) & lm).astype(np.float64) for j in range(limbs)]
     out = np.zeros((a.shape[0], b.shape[1]), dtype=np.uint64)
-    for s in range(4):
+    for s in range(limbs):
         part = np.concatenate(al[:s + 1], axis=1) @ np.concatenate([bl[s - i] for i in range(s + 1)], axis=0)
-        out += part.astype(np.uint64) << np.uint64(_LIMB * s)
-    return out
+        out += part.astype(np.uint64) << np.uint64(width * s)
+    return out if mask is None else np.bitwise_and(out, mask, out=out)
 
 
 def share(values: np.ndarray) -> list[np.ndarray]:

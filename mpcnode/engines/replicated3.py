@@ -30,11 +30,14 @@ open (to all)             1                       6 el (each recipient gets its 
                                                   component from both holders, and checks)
 open to k parties         1                       2k el
 mul / reduce / AND word   1                       3 el (1 per party)
+reduce_to_split           1                       2 el (local products to binary's split form)
 random                    0                       0
 random_bits               1                       4 el per bit (bit injection)
 A2B (64-bit)              1 + 6 = 7               4 + 5 * 6 + 3 = 37 el
 less_than (bit_length l)  2 + ceil(log2(l + 1))   4 el + (L - 1) * 6 el + 3 el + 4 el
   l = 1 / 32 / 62         3 / 8 / 8               11 / 41 / 41 el
+less_than_lanes (l = 31)  7                       about 8.9 el (packed lanes, a carry tree:
+                                                  binary.less_than_lanes, lanes_cost)
 equal_zero                1 + 5 + 1 = 7           6 + 5 * 3 + 4 = 25 el
 less_than_select          the comparison + 1      + 3 el per selected value
 comparison_masks          0 (no preprocessing: everything is derived from the pairwise keys)
@@ -266,12 +269,15 @@ class Replicated3Engine(CrossRounds, Engine):
             z = z + t
         return z
 
-    def matmul_local(self, a: Share, b: Share) -> np.ndarray:
+    def matmul_local(self, a: Share, b: Share, bits: int = 64) -> np.ndarray:
         """z_i = A_i (B_i + B_{i+1}) + A_{i+1} B_i = [A_i | A_{i+1}] [B_i + B_{i+1}; B_i]: one matrix
-        product over Z_2^64 (replicated.ring_matmul)."""
+        product over Z_2^64 (replicated.ring_matmul). With bits < 64 the products are right only
+        mod 2^bits (upper bits 0), so their reduction shares the product mod 2^bits: for a caller
+        that reads only the low bits (tree keys: the comparison reads bits 0..32), at a third of
+        the cost for bits <= 34."""
         left = np.concatenate([a[..., 0], a[..., 1]], axis=1)
         right = np.concatenate([np.add(b[..., 0], b[..., 1]), b[..., 0]], axis=0)
-        return replicated.ring_matmul(left, right)
+        return replicated.ring_matmul(left, right, bits)
 
     async def reduce(self, label: str, products: np.ndarray) -> Share:
         """Add a fresh zero-sharing, send z_i to party i - 1, return (z_i, z_{i+1}): one round,
@@ -349,6 +355,15 @@ class Replicated3Engine(CrossRounds, Engine):
         d = self.sub(a, b)
         shape = self.value_shape(d)
         bit = await binary.less_than_zero(self, label, self.flatten(d), bl)
+        return bit.reshape(shape + (2,))
+
+    async def less_than_lanes(self, label: str, a: Share, b: Share, bit_length: int) -> Share:
+        """[a < b] as `less_than`, same rounds, by binary.less_than_lanes: the carry tree on packed
+        lanes sends about a quarter of the elements at bit_length 31 (binary.lanes_cost)."""
+        bl = self.check_bit_length(bit_length)
+        a, b = np.asarray(a, dtype=_U), np.asarray(b, dtype=_U)
+        shape = np.broadcast_shapes(self.value_shape(a), self.value_shape(b))
+        bit = await binary.less_than_lanes(self, label, a, b, bl)
         return bit.reshape(shape + (2,))
 
     async def equal_zero(self, label: str, x: Share, *, masks: None = None) -> Share:

@@ -108,19 +108,56 @@ class CrossRounds:
         size = (u if me == 0 else b).size
         W, V = self._masks("i", label, size)
         c = self._prf("ic", label, size, _OWN_SLOTS[me])
-        send: dict[int, np.ndarray] = {}
         if me == 0:
-            send = {2: u + W, 1: u + V}
-            got = await self.ex.round(label, send, [])
+            np.add(W, u, out=W)                                     # the masks are this round's own
+            np.add(V, u, out=V)
+            await self.ex.round(label, {2: W, 1: V}, [])
             return np.stack(c, axis=-1)
-        sign = _U(1) - (b << _U(1))                                 # 1 - 2b mod 2^64
-        if me == 1:
-            got = await self.ex.round(label, {2: W * sign + c[0]}, [0, 2])
-            m = _checked(got[0], size, label, 0) * sign - _checked(got[2], size, label, 2) + b - c[0]
-            return np.stack([c[0], m], axis=-1)
-        got = await self.ex.round(label, {1: V * sign + c[1]}, [0, 1])
-        m = _checked(got[0], size, label, 0) * sign - _checked(got[1], size, label, 1) + b - c[1]
-        return np.stack([m, c[1]], axis=-1)
+        # in place and in cache-sized blocks: batches of leaf indicators run to millions of bits,
+        # and whole-batch temporaries cost a page fault per 4 KiB
+        mask, mine = (W, c[0]) if me == 1 else (V, c[1])
+        peer = 2 if me == 1 else 1
+        for i in range(0, size, _BLOCK):
+            blk = mask[i:i + _BLOCK]
+            blk *= _one_minus_twice(b[i:i + _BLOCK])                 # 1 - 2b mod 2^64
+            blk += mine[i:i + _BLOCK]
+        got = await self.ex.round(label, {peer: mask}, [0, peer])
+        from0, from_peer = _checked(got[0], size, label, 0), _checked(got[peer], size, label, peer)
+        out = np.empty((size, 2), dtype=_U)
+        own_slot = 0 if me == 1 else 1
+        for i in range(0, size, _BLOCK):
+            j = min(size, i + _BLOCK)
+            m = from0[i:j] * _one_minus_twice(b[i:j])
+            m -= from_peer[i:j]
+            m += b[i:j]
+            m -= mine[i:j]
+            out[i:j, 1 - own_slot] = m
+            out[i:j, own_slot] = mine[i:j]
+        return out
+
+    async def reduce_to_split(self, label: str, z: np.ndarray) -> np.ndarray:
+        """A 3-out-of-3 sharing z (local products, any shape) of x = z_0 + z_1 + z_2 -> the split
+        form of binary.split_sum, x = s + y with s at party 0 and y at parties 1 and 2 (returned,
+        shape of z), in one round: y = R = F(K_2) (the key of parties 1 and 2), party 1 sends
+        z_1 + M and party 2 sends z_2 - R - M (M = F(K_2) too) to party 0, which adds them to z_0.
+        Party 0 sees two values masked by M and R + M, unknown to it; parties 1 and 2 receive
+        nothing. 2 elements per value (a reduction to replicated shares sends 3, and a comparison
+        would then form the split from them locally)."""
+        await self._prf_ready()
+        me = self.party
+        z = np.asarray(z, dtype=_U)
+        size = z.size
+        if me == 0:
+            got = await self.ex.round(label, {}, [1, 2])
+            s = z.reshape(-1) + _checked(got[1], size, label, 1)
+            s += _checked(got[2], size, label, 2)
+            return s.reshape(z.shape)
+        slot = 1 if me == 1 else 0                       # K_2: party 1's slot 1, party 2's slot 0
+        r = self._prf("sy", label, size, (slot,))[slot]
+        m = self._prf("sm", label, size, (slot,))[slot]
+        msg = z.reshape(-1) + m if me == 1 else z.reshape(-1) - r - m
+        await self.ex.round(label, {0: msg}, [])
+        return r.reshape(z.shape)
 
     def _masks(self, purpose: str, label: str, size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(W, V) of a cross round: W = F(K_1) for parties 0 and 1, V = F(K_0) for parties 0 and 2
@@ -129,6 +166,15 @@ class CrossRounds:
         W = None if me == 2 else self._prf(purpose + "w", label, size, (1 if me == 0 else 0,))[1 if me == 0 else 0]
         V = None if me == 1 else self._prf(purpose + "v", label, size, (0 if me == 0 else 1,))[0 if me == 0 else 1]
         return W, V
+
+
+_BLOCK = 1 << 14
+
+
+def _one_minus_twice(b: np.ndarray) -> np.ndarray:
+    """1 - 2b mod 2^64 for 0/1 words b."""
+    out = b << _U(1)
+    return np.subtract(_U(1), out, out=out)
 
 
 def _checked(arr: np.ndarray, size: int, label: str, sender: int) -> np.ndarray:

@@ -14,19 +14,24 @@ Public: the shape (trees T, depth D, features F, classes K, the class of each tr
 number of queries Q; N = 2^D - 1 internal nodes per tree. Every round's size depends on these only.
 
 Evaluation (`evaluate`):
-1. Every node's key for every query, E = R C (T*N, Q): one local matrix product and ONE
-   reduction round (a DOT reduces only its sums: one element per node and query). Each node's
-   decision does not depend on the path, so every level is selected at once.
-2. go_left = [E < t] for all T*N*Q nodes in ONE batched less_than of bit_length 31
-   (keys.KEY_BIT_LENGTH): 2 + 5 rounds on replicated3.
-3. Path indicators, level by level: I_1 = (b_root, 1 - b_root), I_{l+1} = (I_l b_l, I_l - I_l b_l)
-   (one product per node of the level); the bottom level folds in the leaves,
-   w = V_right + b (V_left - V_right), in the same round as the first indicator product.
-4. The margins: sum over trees of class k and bottom nodes of I_{D-1} w, plus the base: one
-   more DOT round, reducing one element per query and class.
-Rounds: 1 + 7 + (D - 1) for D >= 2 (D = 6: 13), then one opening to the querier. Nothing is
-opened before the output (replicated3 comparisons open nothing), so the openings log holds the
-output alone.
+1. Every node's key for every query, E = R C, node-major (N, T, Q), mod 2^33 (all the
+   comparison reads): one local matrix product and ONE round that reduces the local products
+   (a DOT: one element per node and query) straight to the split form E = s + y the comparison
+   starts from (engine.reduce_to_split: parties 1 and 2 send one element each to party 0).
+   Each node's decision does not depend on the path, so every level is selected at once.
+2. go_left = [E < t] for all N*T*Q nodes in ONE batched comparison of bit_length 31
+   (keys.KEY_BIT_LENGTH), binary.less_than_bits: 32-bit lanes through the cross round and a
+   5-level carry tree, 1 + 5 rounds, about 4.9 elements per comparison; the bits come out
+   XOR-shared and packed 64 to a word along (tree, query), W = ceil(T Q / 64) words per node.
+3. Path indicators on those packed bits, level by level: I_1 = (b_root, NOT b_root),
+   I_{l+1} = (I_l AND b_l, I_l XOR (I_l AND b_l)): one AND of words per node of the level, D - 1
+   rounds, the last giving the 2^D leaf indicators.
+4. The leaf indicators are injected into the ring (one round, 4 elements per leaf, tree and
+   query) and the margins are the sums over the trees of class k and the leaves of indicator x
+   leaf value, plus the base: one DOT round, reducing one element per query and class.
+Rounds: 1 + 6 + (D - 1) + 1 + 1 = D + 8 (D = 6: 14), then one opening to the querier. Nothing
+is opened before the output (replicated3 comparisons open nothing), so the openings log holds
+the output alone.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..engines.base import Engine, Share
+from . import binary
 from ..trees.forest import Forest
 from ..trees.keys import KEY_BIT_LENGTH, KEY_INF, KEY_NAN, QUERY_KEY_BIT_LENGTH
 from ..trees.plain import DEFAULT_FRACTION_BITS, encode_leaves, node_rows, query_columns
@@ -172,6 +178,7 @@ async def query_columns_from_keys(engine: Engine, label: str, keys: Share, libra
     check_engine(engine)
     q, f = engine.value_shape(keys)
     keys_t = np.swapaxes(keys, 0, 1)                                   # (F, Q)
+
     def const(v: int) -> Share:
         return engine.constant(engine.encode(np.full((f, q), v, dtype=np.int64)))
 
@@ -185,10 +192,28 @@ async def query_columns_from_keys(engine: Engine, label: str, keys: Share, libra
     return np.concatenate([key, nan, zero])
 
 
-async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
-    """Step 1: every node's key e for every query, (T*N, Q): one local matrix product, one round."""
+# The comparison of step 2 (bit_length 31) reads only bits 0..32 of E - t, so the keys are needed
+# only mod 2^33: the feature selection's matrix product is computed mod 2^33 (two 17-bit limbs in
+# replicated.ring_matmul, a third of the full product's work).
+KEY_RING_BITS = KEY_BIT_LENGTH + 2
+
+
+async def node_keys(engine: Engine, label: str, model: SharedModel, queries: Share) -> np.ndarray:
+    """Step 1: every node's key e for every query, (N, T, Q) (node-major: the comparison packs
+    each node's T*Q decisions into words), mod 2^33 (KEY_RING_BITS; the bits above are not e's),
+    in the split form the comparison starts from: this party's part of e = s + y (s at party 0,
+    y at parties 1 and 2; engine.reduce_to_split). One local matrix product, one round."""
     check_engine(engine)
-    return await engine.reduce(f"{label}/select", engine.matmul_local(model.rows, queries))
+    sh = model.shape
+    T, N = sh.trees, sh.nodes
+    Q = engine.value_shape(queries)[1]
+    if Q <= 3 * sh.features:     # reorder whichever is smaller: the products (few queries) or R
+        products = engine.matmul_local(model.rows, queries, KEY_RING_BITS).reshape(T, N, Q)
+        products = np.ascontiguousarray(np.swapaxes(products, 0, 1))
+    else:
+        rows = np.swapaxes(model.rows.reshape((T, N) + model.rows.shape[1:]), 0, 1)
+        products = engine.matmul_local(rows.reshape(model.rows.shape), queries, KEY_RING_BITS).reshape(N, T, Q)
+    return await engine.reduce_to_split(f"{label}/select", products)
 
 
 async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Share) -> Share:
@@ -197,38 +222,35 @@ async def evaluate(engine: Engine, label: str, model: SharedModel, queries: Shar
     return await evaluate_keys(engine, label, model, await node_keys(engine, label, model, queries))
 
 
-async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: Share) -> Share:
-    """Steps 2-4 from the node keys (T*N, Q) of `node_keys`."""
+async def evaluate_keys(engine: Engine, label: str, model: SharedModel, keys: np.ndarray) -> Share:
+    """Steps 2-4 from the node keys (N, T, Q) of `node_keys` (split form). The decisions stay XOR-shared bits
+    packed 64 to a word along (tree, query) until the leaf indicators are known: a path level is
+    then one AND of words per 64 (tree, query) pairs, and only the 2^D leaf indicators are
+    injected into the ring."""
     check_engine(engine)
     sh = model.shape
-    T, D = sh.trees, sh.depth
-    Q = engine.value_shape(keys)[1]
-    bits = await engine.less_than(f"{label}/cmp", keys, np.expand_dims(model.threshold, 1), KEY_BIT_LENGTH)
-    bits = bits.reshape((T, sh.nodes, Q) + engine.share_shape)
+    T, D, N = sh.trees, sh.depth, sh.nodes
+    Q = keys.shape[2]
+    thr = binary.own_split(engine.party, model.threshold).reshape(T, N).T[:, :, None]          # (N, T, 1)
+    own, view = binary.split_rows(keys.shape)
+    np.subtract(keys, thr, out=view)                   # this party's part of the split of E - t
+    compare = binary.sign_bits(engine, f"{label}/cmp", own, KEY_BIT_LENGTH)
+    del keys, view, own          # sign_bits consumes own: no reference here keeps ~50 MB a party alive
+    bits = await compare                                                                       # (2, N, W)
+    words = bits.shape[2]
 
     def level(l: int) -> Share:                   # the decisions of the 2^l nodes of level l
         return bits[:, 2**l - 1:2**(l + 1) - 1]
 
-    bottom = level(D - 1)                                                         # (T, 2^(D-1), Q)
-    v_left = np.expand_dims(model.leaves[:, 0::2], 2)                              # (T, 2^(D-1), 1)
-    v_right = np.expand_dims(model.leaves[:, 1::2], 2)
-    if D == 1:
-        w = engine.add(v_right, await engine.mul(f"{label}/leaves", bottom, engine.sub(v_left, v_right)))
-        return await _margins(engine, label, sh, engine.sum(w, axis=1), model.base, products=False)
-    ind = np.concatenate([level(0), engine.one_minus(level(0))], axis=1)         # level 1
-    w = None
-    for lv in range(1, D - 1):
-        pairs = [(ind, level(lv))]
-        if w is None:
-            pairs.append((bottom, engine.sub(v_left, v_right)))
-        prods = await engine.mul_many(f"{label}/path{lv}", pairs)
-        if w is None:
-            w = engine.add(v_right, prods[1])
-        left = prods[0]
-        ind = np.stack([left, engine.sub(ind, left)], axis=2).reshape((T, 2**(lv + 1), Q) + engine.share_shape)
-    if w is None:                                 # D == 2: the leaves' round on its own
-        w = engine.add(v_right, await engine.mul(f"{label}/leaves", bottom, engine.sub(v_left, v_right)))
-    per_tree = engine.sum(engine.mul_local(ind, w), axis=1)                       # (T, Q) products
+    root = level(0)
+    ind = np.concatenate([root, binary.xor_public(engine.party, root, ~np.uint64(0))], axis=1)   # level 1: left, right
+    for lv in range(1, D):
+        left = await binary.and_words(engine, f"{label}/path{lv}", ind.reshape(2, -1), level(lv).reshape(2, -1))
+        left = left.reshape(ind.shape)
+        ind = np.stack([left, ind ^ left], axis=2).reshape(2, 2**(lv + 1), words)
+    leaf = (await binary.inject_packed(engine, f"{label}/leaves", ind, T * Q)).reshape((2**D, T, Q, 2))
+    values = np.expand_dims(np.swapaxes(model.leaves, 0, 1), 2)                                  # (L, T, 1)
+    per_tree = engine.sum(engine.mul_local(leaf, values), axis=0)                                # (T, Q) products
     return await _margins(engine, label, sh, per_tree, model.base, products=True)
 
 
@@ -247,18 +269,15 @@ async def _margins(engine: Engine, label: str, sh: ModelShape, per_tree: np.ndar
 def predict_cost(shape: ModelShape, queries: int) -> tuple[int, int]:
     """(rounds, ring elements sent by all three parties together) of `predict` on replicated3, from
     the public shape alone (docs/prediction.md has the table; the query and model sharing are not
-    included). The comparison is binary.less_than_zero at bit_length 31: a cross round (4 elements),
-    L - 1 two-AND prefix levels (6), a last one-AND level (3) and the injection (4), L = 5."""
-    from .binary import prefix_levels
-    T, D, K, Q = shape.trees, shape.depth, shape.classes, queries
-    comparisons = T * shape.nodes * Q
-    levels = prefix_levels(KEY_BIT_LENGTH)
-    rounds = 1 + (2 + levels) + 1                         # select, compare, open
-    elements = 3 * comparisons + (4 + 6 * (levels - 1) + 3 + 4) * comparisons + 2 * K * Q
-    if D == 1:
-        return rounds + 1, elements + 3 * T * Q           # the leaves' products, summed locally
-    path_rounds = 1 if D == 2 else D - 2
-    return rounds + path_rounds + 1, elements + 3 * T * Q * (2**D - 2) + 3 * K * Q
+    included). The comparison is binary.less_than_bits at bit_length 31 on N rows of T*Q values
+    (binary.bits_cost): a cross round and 5 carry-tree levels."""
+    from .binary import bits_cost, prefix_levels
+    T, D, N, K, Q = shape.trees, shape.depth, shape.nodes, shape.classes, queries
+    words = -(-T * Q // 64)                                   # packed words per node (or leaf)
+    rounds = 1 + (1 + prefix_levels(KEY_BIT_LENGTH)) + (D - 1) + 1 + 1 + 1   # ... leaves, sum, open
+    elements = (2 * N * T * Q + bits_cost(N, T * Q, KEY_BIT_LENGTH) + 3 * (2**D - 2) * words
+                + 4 * 2**D * T * Q + 3 * K * Q + 2 * K * Q)
+    return rounds, elements
 
 
 async def predict(engine: Engine, label: str, model: SharedModel, queries: Share, querier: int):

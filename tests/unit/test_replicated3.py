@@ -280,6 +280,86 @@ def test_less_than_at_every_edge_and_its_round_count(k: int) -> None:
     assert sum(r[2] for r in results) == 8 * len(a) * (4 + 6 * (levels - 1) + 3 + 4)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 31, 32, 33, 61, 62])
+def test_less_than_lanes_at_every_edge_costs_the_same_rounds_and_fewer_elements(k: int) -> None:
+    a, b = lt_cases(k)
+    A, B = deal(a, 3), deal(b, 3)
+
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        r0, s0 = e.exchange.stats.rounds, e.exchange.stats.bytes_sent
+        lt = await e.less_than_lanes("lt", mine(e, A), mine(e, B), k)
+        return lt, e.exchange.stats.rounds - r0, e.exchange.stats.bytes_sent - s0, e.opened
+
+    results, _ = run3(body)
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert arith([r[0] for r in results]).tolist() == (a < b).astype(int).tolist()
+    assert {r[1] for r in results} == {2 + math.ceil(math.log2(k + 1))}
+    # 242 values: 256 lanes of w bits in 4 w words and 4 words of bit l + 1 in the cross round,
+    # n + n/2 + ... words per party in the tree, 4 per value for the injection
+    width = binary.lane_width(k)
+    n = 4 * width
+    tree = sum(n >> j for j in range(width.bit_length() - 2)) + (n >> (width.bit_length() - 2)) // 2
+    assert sum(r[2] for r in results) == 8 * binary.lanes_cost(len(a), k) == 8 * (4 * (n + 4) + 3 * tree + 4 * len(a))
+    assert binary.lanes_cost(len(a), k) < len(a) * (4 + 6 * (math.ceil(math.log2(k + 1)) - 1) + 3 + 4) and not any(
+        list(r[3]) for r in results)
+
+
+def test_less_than_lanes_pads_any_count_and_keeps_the_shape() -> None:
+    for shape in [(1,), (63,), (64,), (65,), (3, 45)]:
+        a = RNG.integers(-2**31 + 1, 2**31, shape)
+        b = RNG.integers(-2**31 + 1, 2**31, shape)
+        b.reshape(-1)[0] = a.reshape(-1)[0]
+        A, B = deal(a, 3), deal(b, 3)
+
+        async def body(e: Replicated3Engine):
+            return await e.less_than_lanes("lt", mine(e, A), mine(e, B), 31)
+
+        lt, _ = mpc(3, body, engine="replicated3")
+        assert lt.tolist() == (a < b).astype(int).tolist()
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((5, 3, 45), (5, 1, 1)), ((2, 64), (2, 64)), ((1, 1), (1, 1))])
+def test_less_than_bits_packs_each_row_in_value_order(a_shape, b_shape) -> None:
+    """XOR-shared bits, 64 to a word along all axes but the first, every row padded to 64."""
+    a = RNG.integers(-2**31 + 1, 2**31, a_shape)
+    b = RNG.integers(-2**31 + 1, 2**31, b_shape)
+    a.reshape(-1)[0] = b.reshape(-1)[0]
+    A, B = deal(a, 3), deal(b, 3)
+
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        r0 = e.exchange.stats.rounds
+        bits = await binary.less_than_bits(e, "lt", mine(e, A), mine(e, B), 31)
+        return binary.layout(bits.reshape(2, -1)), e.exchange.stats.rounds - r0
+
+    results, _ = run3(body)
+    assert {r[1] for r in results} == {6}
+    rows = a_shape[0]
+    got = binary.unpack_bits(words([r[0] for r in results])).reshape(rows, -1)
+    want = (a < b).reshape(rows, -1)
+    assert got.shape[1] == -(-want.shape[1] // 64) * 64
+    assert got[:, :want.shape[1]].tolist() == want.astype(int).tolist()
+
+
+def test_reduce_to_split_gives_s_at_party_0_and_y_at_parties_1_and_2() -> None:
+    a = RNG.integers(-2**40, 2**40, (4, 5))
+    b = RNG.integers(-2**40, 2**40, (4, 5))
+    A, B = deal(a, 3), deal(b, 3)
+
+    async def body(e: Replicated3Engine):
+        await e.establish()
+        s0 = e.exchange.stats.bytes_sent
+        part = await e.reduce_to_split("split", e.mul_local(mine(e, A), mine(e, B)))
+        return part, e.exchange.stats.bytes_sent - s0
+
+    results, _ = run3(body)
+    parts = [r[0] for r in results]
+    assert parts[1].shape == (4, 5) and np.array_equal(parts[1], parts[2])
+    assert replicated.to_signed(parts[0] + parts[1]).tolist() == (a * b).tolist()
+    assert [r[1] for r in results] == [0, 8 * 20, 8 * 20]
+
+
 def test_less_than_keeps_the_value_shape_and_the_derived_comparisons() -> None:
     a = RNG.integers(-50, 50, (3, 4))
     b = RNG.integers(-50, 50, (3, 4))

@@ -98,8 +98,9 @@ def test_same_shape_same_messages_and_nothing_opened_but_the_output(tmp_path) ->
         assert (s1.rounds, s1.messages_sent, s1.bytes_sent) == (s2.rounds, s2.messages_sent, s2.bytes_sent)
         assert s1.labels == s2.labels
         assert list(e1.opened) == list(e2.opened) and [o.purpose for o in e1.opened] == ["output"]
-    # rounds: key agreement, model, queries, then 1 select + 7 comparison + (D - 1) path + 1 opening
-    assert ea[0].exchange.stats.rounds == 3 + 1 + 7 + 2 + 1
+    # rounds: key agreement, model, queries, then 1 select + 6 comparison (cross round, 5 tree
+    # levels) + (D - 1) path + 1 leaf injection + 1 margin sum + 1 opening
+    assert ea[0].exchange.stats.rounds == 3 + 1 + 6 + 2 + 1 + 1 + 1
 
 
 def test_other_engines_are_refused() -> None:
@@ -143,15 +144,17 @@ def test_ring_matmul_equals_the_uint64_product() -> None:
         b = RNG.integers(0, 2**64, (k, n), dtype=np.uint64)
         a[0, 0], b[0, 0] = np.uint64(2**64 - 1), np.uint64(2**64 - 1)
         assert np.array_equal(ring_matmul(a, b), np.matmul(a, b))
+        for bits in (1, 17, 33, 34, 35, 63):                                 # two 17-bit limbs up to 34
+            assert np.array_equal(ring_matmul(a, b, bits), np.matmul(a, b) & np.uint64(2**bits - 1)), bits
 
 
-@pytest.mark.parametrize("depth,classes", [(1, 1), (2, 3), (4, 1)])
-def test_predict_cost_from_the_shape_is_what_is_sent(tmp_path, depth, classes) -> None:
+@pytest.mark.parametrize("depth,classes,count", [(1, 1, 17), (2, 3, 17), (4, 1, 17), (3, 1, 40)])
+def test_predict_cost_from_the_shape_is_what_is_sent(tmp_path, depth, classes, count) -> None:
     kind, dataset = ("multiclass", "wine") if classes > 1 else ("binary", "breast_cancer")
     x, y = data(dataset)
     forest = load_model(train_xgboost(kind, x, y, tmp_path / "m", trees=2, depth=depth), depth=depth)
     shape = pt.ModelShape.of(forest)
-    q = x[:17]
+    q = x[:count]                 # 2 trees x 40 queries: the packed words of a node straddle 64
     net = MemoryNetwork(3, timeout_s=60)
     engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
     marks = {}
