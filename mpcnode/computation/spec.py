@@ -60,6 +60,15 @@ def protocol_parameters(engine: str) -> dict[str, Any]:
     raise ValueError(f"protocol: {engine!r} is not supported (supported: {', '.join(PROTOCOLS)})")
 
 
+def tree_parameters(circuit: cpb.Circuit) -> dict[str, Any]:
+    """The tree-evaluation protocol a circuit with predictions runs (protocols/trees.py): part of
+    the protocol parameters only then, so every other computation keeps its fingerprint."""
+    if not any(op.kind == cpb.OP_PREDICT for op in circuit.ops):
+        return {}
+    return {"tree_evaluation": "missing-bits-from-keys, selection-mod-2^33-to-split, packed-lane-carry-tree-33, "
+                               "xor-packed-path, leaf-injection"}
+
+
 def canonical_json(doc: Any) -> bytes:
     return rfc8785.dumps(doc)
 
@@ -169,7 +178,7 @@ class Computation:
             "format": FORMAT,
             "name": c.name,
             "description": c.description,
-            "protocol": protocol_parameters(self.protocol),
+            "protocol": protocol_parameters(self.protocol) | tree_parameters(c),
             "parties": list(self.parties),
             "threshold": self.threshold,
             "dropouts": self.dropouts,
