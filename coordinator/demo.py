@@ -259,7 +259,8 @@ def serve_instructions(dep: Deployment, scenarios: list[tuple[Path, AnyScenario]
     first_path, _ = scenarios[0]
     lines += ["", "What a scenario computes, in plain words, and its fingerprint:",
               f"  {py} -m coordinator plan {_arg(first_path)} --certs {certs}"]
-    node_run = next(((p, sc) for p, sc in scenarios if not any(d.clients for d in sc.build().inputs)), None)
+    node_run = next(((p, sc) for p, sc in scenarios
+                     if not any(d.clients for d in sc.build().inputs) and sc.build().outputs), None)
     if node_run is not None:
         path, sc = node_run
         job = f"{sc.name}-1"
@@ -271,7 +272,8 @@ def serve_instructions(dep: Deployment, scenarios: list[tuple[Path, AnyScenario]
                   "from the nodes themselves:",
                   f"  {py} -m mpcnode.recipient --job {job} --output {output} --nodes {nodes_of(sc)} "
                   f"--certs {certs} --identity {sc.recipients[0]}"]
-    client_run = next(((p, sc) for p, sc in scenarios if any(d.clients for d in sc.build().inputs)), None)
+    client_run = next(((p, sc) for p, sc in scenarios
+                       if any(d.clients for d in sc.build().inputs) and sc.kind != "predict"), None)
     if client_run is not None:
         path, sc = client_run
         job = f"{sc.name}-1"
@@ -286,6 +288,20 @@ def serve_instructions(dep: Deployment, scenarios: list[tuple[Path, AnyScenario]
                   f"  {py} -m mpcnode.client submit --job {job} --input {decl.name} "
                   f"--values {','.join(str(v) for v in values)} --nodes {nodes_of(sc)} --certs {certs} "
                   f"--identity {client} --fingerprint {sc.computation().fingerprint()}"]
+    predict_run = next(((p, sc) for p, sc in scenarios if sc.kind == "predict"), None)
+    if predict_run is not None:
+        path, sc = predict_run
+        job = f"{sc.name}-1"
+        model = next((mp for mp, m in scenarios if m.kind == "model" and m.name == sc.model_scenario().name), None)
+        lines += ["", "Private prediction: keep the model at the nodes once, then open a prediction job ..."]
+        if model is not None:
+            lines.append(f"  {py} -m coordinator submit {_arg(model)} {coord} --job-id {sc.model_scenario().name}-1")
+        lines += [f"  {py} -m coordinator submit {_arg(path)} {coord} --job-id {job} --close-inputs-after 120",
+                  f"... and, while it is open, the querier {sc.querier} shares its table and gets the predictions:",
+                  f"  {py} -m mpcnode.client predict --job {job} --input "
+                  f"{_arg(path.parent / 'inputs' / sc.name / 'queries.csv')} --output scores.csv --carry patient "
+                  f"--nodes {nodes_of(sc)} --certs {certs} --identity {sc.querier} "
+                  f"--fingerprint {sc.computation().fingerprint()}"]
     org = sorted(dep.node_configs)[0]
     lines += ["", "What a node's data was used for (read-only; works while the node runs):",
               f"  {py} -m mpcnode audit --config {_arg(dep.node_configs[org])}",
