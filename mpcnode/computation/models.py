@@ -27,7 +27,7 @@ MAX_CLASSES = 1_000
 MAX_FRACTION_BITS = 40
 PREDICT_MARGIN, PREDICT_PROBABILITY, PREDICT_CLASS = 0, 1, 2
 PREDICT_MODES = {"margin": PREDICT_MARGIN, "probability": PREDICT_PROBABILITY, "class": PREDICT_CLASS}
-PROBABILITY_FRAC_BITS = 16                 # probabilities leave as round(p 2^16) (protocols/treeoutput.py)
+PROBABILITY_FRAC_BITS = 16                 # probabilities leave as round(p 2^16): protocols/treeoutput.PROB_FRAC
 MARGIN_BOUND = 1 << 62                     # trees/plain.encode_leaves refuses models whose margins could reach it
 
 
@@ -157,8 +157,8 @@ def predict_interval(op: cpb.Op, shape: ModelShape, prob_frac_bits: int) -> tupl
     owner's node refuses a model whose encoded margins could reach 2^62 (trees/plain.encode_leaves)."""
     if op.ints[0] == PREDICT_CLASS:
         return (0, max(shape.classes - 1, 1))
-    if op.ints[0] == PREDICT_PROBABILITY:
-        return (0, 1 << prob_frac_bits)
+    if op.ints[0] == PREDICT_PROBABILITY:     # within a few units of [0, 1] (protocols/treeoutput.py)
+        return (-8, (1 << prob_frac_bits) + (1 << (prob_frac_bits - 6)))
     return (-MARGIN_BOUND, MARGIN_BOUND)
 
 

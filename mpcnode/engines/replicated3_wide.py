@@ -78,6 +78,20 @@ class Replicated3WideEngine(Engine):
         self.opened = n.opened
         self._prf_labels: set[bytes] = set()
 
+    @classmethod
+    def around(cls, narrow: Replicated3Engine) -> "Replicated3WideEngine":
+        """A wide engine over a 64-bit job's own engine: the same exchange, pairwise keys (its
+        randomness labels are apart: "w128:") and opened log, so a 64-bit job can take a step in
+        Z_2^128 (a tree model's probabilities: protocols/treeoutput.py) and come back (downcast)."""
+        wide = cls.__new__(cls)
+        wide.narrow = narrow
+        wide.ex = narrow.exchange
+        wide.party, wide.n, wide.t, wide.parties = narrow.party, narrow.n, narrow.t, narrow.parties
+        wide.prev, wide.next = narrow.prev, narrow.next
+        wide.opened = narrow.opened
+        wide._prf_labels = set()
+        return wide
+
     @property
     def exchange(self) -> Exchange:
         return self.ex

@@ -53,6 +53,8 @@ def predict_scenario(name: str, querier: str, model: str = "tm-model") -> dict:
 
 
 SCENARIOS = [MODEL, DOOMED, predict_scenario("tm-predict", "clinic"), predict_scenario("tm-nosy", "nosy"),
+             {**predict_scenario("tm-probability", "clinic"), "output": "probability"},
+             {**predict_scenario("tm-class", "clinic"), "output": "class"},
              predict_scenario("tm-stranger", "stranger"), predict_scenario("tm-doomed-predict", "clinic", "tm-doomed")]
 
 
@@ -259,6 +261,26 @@ async def test_the_querier_client_reads_a_table_and_writes_only_its_predictions(
     ids = [line.split(",")[0].strip('"') for line in got[1:]]
     margins = np.array([float(line.split(",")[1]) for line in got[1:]])
     assert ids == [f"patient-{i}" for i in range(5)] and np.array_equal(margins, want)
+
+
+async def test_probabilities_and_classes_over_real_nodes(world) -> None:
+    cluster, x = world
+    await ensure_kept(cluster)
+    for org in ORGS:        # room for two more jobs, whatever the other tests used
+        with sqlite3.connect(cluster.data_dir(org) / "shares.sqlite3") as db:
+            db.execute("UPDATE model_grants SET quota=used+? WHERE model_id='tm-v1' AND querier='clinic'", (2 * Q,))
+    q = queries(x)
+    booster = xgb.Booster(model_file=str(cluster.root / "hosp-model.json"))
+    finite = ~np.isinf(q).any(axis=1)            # DMatrix refuses inf; the margins carry them
+    margin = booster.inplace_predict(q, predict_type="margin")
+    job_id, final = await run_prediction(cluster, "tm-probability", "clinic", q)
+    assert final.state == "DONE", final.error
+    got = np.array((await cluster.fetch(job_id, "predictions", "clinic")).value)
+    assert np.abs(got - 1 / (1 + np.exp(-margin))).max() <= 1e-3
+    assert np.abs(got[finite] - booster.predict(xgb.DMatrix(q[finite], feature_names=NAMES))).max() <= 1e-3
+    job_id, final = await run_prediction(cluster, "tm-class", "clinic", q)
+    assert final.state == "DONE", final.error
+    assert (await cluster.fetch(job_id, "predictions", "clinic")).values == (margin > 0).astype(int).tolist()
 
 
 async def ensure_kept(cluster: Cluster) -> None:

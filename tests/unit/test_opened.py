@@ -50,7 +50,8 @@ def test_every_demo_scenario_opens_only_documented_purposes_and_its_outputs(path
     # nothing but outputs is opened to anyone outside the compute parties
     everyone = tuple(range(len(computation.parties)))
     for o in opened[:len(opened) - len(outputs)]:
-        assert o.to == everyone, o
+        # a truncation's masked value goes to parties 0 and 2 only (engines/replicated3_wide.py)
+        assert o.to == everyone or (o.purpose == "truncation" and set(o.to) < set(everyone)), o
 
 
 def _comparison_job(n_values: int, *, with_eq: bool) -> Computation:

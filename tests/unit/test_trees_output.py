@@ -1,0 +1,111 @@
+"""Classes and probabilities of a prediction inside MPC (mpcnode/protocols/treeoutput.py), three
+replicated3 parties in one process: the class equals the library's on every query (ties to the
+first class, a zero binary margin to class 0), the probabilities are within PROB_ERROR of the
+library's, and nothing is opened but the output."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from mpcnode.engines import Replicated3Engine
+from mpcnode.exchange import MemoryNetwork
+from mpcnode.protocols import treeoutput, trees as pt
+from mpcnode.trees import evaluate, load_model
+from tests.unit.local_mpc import deal, mine
+from tests.unit.trees_models import data, train_lightgbm, train_xgboost, with_missing
+
+xgb = pytest.importorskip("xgboost")
+lgb = pytest.importorskip("lightgbm")
+OWNER, QUERIER = 0, 2
+
+
+def run(forest, q: np.ndarray, what: str):
+    shape = pt.ModelShape.of(forest)
+    net = MemoryNetwork(3, timeout_s=60)
+    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
+
+    async def body(e):
+        await e.establish()
+        model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
+        sq = await pt.share_queries(e, "q", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+        margins = await pt.evaluate(e, "p", model, sq)
+        if what == "class":
+            out = await treeoutput.predicted_class(e, "c", margins, shape)
+        else:
+            out, frac = await treeoutput.probabilities(e, "prob", margins, shape)
+            assert frac == treeoutput.PROB_FRAC
+        got = await e.open("out", out, to=[QUERIER], purpose="output")
+        return None if got is None else got.view(np.int64)
+
+    async def main():
+        return await asyncio.gather(*(body(e) for e in engines))
+    out = asyncio.run(main())[QUERIER]
+    # the masked openings of the probabilities' truncations (statistically hiding: docs/protocols.md),
+    # then the output: nothing else
+    purposes = [o.purpose for o in engines[QUERIER].opened]
+    assert purposes[-1] == "output" and set(purposes[:-1]) <= ({"truncation"} if what != "class" else set())
+    return out
+
+
+@pytest.mark.parametrize("lib,kind,dataset", [("xgboost", "binary", "breast_cancer"), ("xgboost", "multiclass", "wine"),
+                                              ("lightgbm", "binary", "breast_cancer"),
+                                              ("lightgbm", "multiclass", "wine")])
+def test_probabilities_and_classes_match_the_library(tmp_path, lib, kind, dataset) -> None:
+    x, y = data(dataset)
+    x = with_missing(x)
+    if lib == "xgboost":
+        path = train_xgboost(kind, x, y, tmp_path / "m", trees=4, depth=3)
+        booster = xgb.Booster(model_file=str(path))
+        prob = booster.predict(xgb.DMatrix(x[:40]))
+    else:
+        path = train_lightgbm(kind, x, y, tmp_path / "m", trees=4)
+        prob = lgb.Booster(model_file=str(path)).predict(x[:40])
+    forest = load_model(path)
+    q = x[:40]
+    prob = prob.reshape(len(q), -1)
+    got = run(forest, q, "probability") / 2.0**treeoutput.PROB_FRAC
+    assert got.shape == prob.shape
+    assert np.abs(got - prob).max() <= treeoutput.PROB_ERROR[kind]
+    cls = run(forest, q, "class")[:, 0]
+    margins = evaluate(forest, q).encoded
+    want = (margins[:, 0] > 0).astype(int) if kind == "binary" else np.argmax(margins, axis=1)
+    assert np.array_equal(cls, want)
+
+
+def test_ties_and_zero_margins_go_to_the_first_class() -> None:
+    """Class decisions straight from dealt margins: exact ties and a zero binary margin."""
+    from tests.unit.local_mpc import mpc
+    m = np.array([[5, 5, 1], [-3, 7, 7], [2, 2, 2], [-(2**61), 2**61, 0], [9, 1, 9]], dtype=np.int64)
+    dm = deal(m, 3)
+    multi = pt.ModelShape(trees=3, depth=1, features=1, classes=3, tree_class=(0, 1, 2), library="xgboost",
+                          kind="multiclass")
+    got, _ = mpc(3, lambda e: _cls(e, mine(e, dm), multi), engine="replicated3")
+    assert got.reshape(-1).tolist() == np.argmax(m, axis=1).tolist() == [0, 1, 0, 1, 0]
+    b = np.array([[0], [1], [-1], [2**61], [-(2**61)]], dtype=np.int64)
+    db = deal(b, 3)
+    binary = pt.ModelShape(trees=1, depth=1, features=1, classes=1, tree_class=(0,), library="xgboost", kind="binary")
+    got, _ = mpc(3, lambda e: _cls(e, mine(e, db), binary), engine="replicated3")
+    assert got.reshape(-1).tolist() == [0, 1, 0, 1, 0]
+
+
+async def _cls(e, margins, shape):
+    await e.establish()
+    return await treeoutput.predicted_class(e, "c", margins, shape)
+
+
+def test_a_regression_model_has_neither() -> None:
+    shape = pt.ModelShape(trees=1, depth=1, features=1, classes=1, tree_class=(0,), library="xgboost",
+                          kind="regression")
+    net = MemoryNetwork(3)
+    e = Replicated3Engine(net.exchange(0), 1)
+    with pytest.raises(ValueError, match="regression model has no probability"):
+        asyncio.run(treeoutput.probabilities(e, "p", np.zeros((1, 1, 2), dtype=np.uint64), shape))
+    with pytest.raises(ValueError, match="regression model has no class"):
+        asyncio.run(treeoutput.predicted_class(e, "c", np.zeros((1, 1, 2), dtype=np.uint64), shape))
+
+
+def test_the_circuit_rules_use_the_protocol_s_fraction_bits() -> None:
+    from mpcnode.computation.models import PROBABILITY_FRAC_BITS
+    assert PROBABILITY_FRAC_BITS == treeoutput.PROB_FRAC
