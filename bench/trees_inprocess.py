@@ -44,9 +44,22 @@ class TreeFigures:
     rounds: int
     bytes_per_node: int
     features: int
+    node_s: float = 0.0       # over real nodes: the slowest node's own time for the batch
 
 
-def _queries(x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def train(path: Path, trees: int, depth: int):
+    """The benchmark's binary:logistic model on breast_cancer (30 features), saved at `path`;
+    returns (the booster, the data)."""
+    import xgboost as xgb
+    from sklearn.datasets import load_breast_cancer
+    x, y = load_breast_cancer(return_X_y=True)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": depth, "nthread": 1, "seed": 15},
+                        xgb.DMatrix(x, y), trees)
+    booster.save_model(str(path))
+    return booster, x
+
+
+def noisy_queries(x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     q = x[rng.integers(0, len(x), count)] * rng.uniform(0.9, 1.1, (count, x.shape[1]))
     q[rng.random(q.shape) < 0.01] = np.nan
     q[rng.random(q.shape) < 0.002] = np.inf
@@ -54,18 +67,12 @@ def _queries(x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def run_xgb_predict(queries: int = 1000, trees: int = 100, depth: int = 6) -> TreeFigures:
-    import xgboost as xgb
-    from sklearn.datasets import load_breast_cancer
-    x, y = load_breast_cancer(return_X_y=True)
     rng = np.random.default_rng(15)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.ubj"
-        booster = xgb.train({"objective": "binary:logistic", "max_depth": depth, "nthread": 1, "seed": 15},
-                            xgb.DMatrix(x, y), trees)
-        booster.save_model(str(path))
-        forest = load_model(path, depth=depth)
+        booster, x = train(Path(tmp) / "model.ubj", trees, depth)
+        forest = load_model(Path(tmp) / "model.ubj", depth=depth)
     shape = pt.ModelShape.of(forest)
-    q = _queries(x, queries, rng)
+    q = noisy_queries(x, queries, rng)
     t0 = time.perf_counter()
     lib = booster.inplace_predict(q, predict_type="margin")
     plain_s = time.perf_counter() - t0
@@ -105,18 +112,24 @@ def run_xgb_predict(queries: int = 1000, trees: int = 100, depth: int = 6) -> Tr
                        int(marks["bytes"]), forest.features)
 
 
-def print_lines(queries: int, trees: int, depth: int) -> TreeFigures:
-    f = run_xgb_predict(queries, trees, depth)
-    print(f"# xgb_predict  {queries} queries, {trees} trees of depth {depth}, {f.features} features, in process "
-          f"(3 parties on one event loop): share {f.share_s:.3f}s, predict {f.predict_s:.3f}s, one query "
-          f"{f.one_s * 1000:.1f} ms, xgboost {f.plain_s * 1000:.2f} ms; rounds={f.rounds} "
-          f"bytes/node={f.bytes_per_node}")
+def print_figures(f: TreeFigures, queries: int, trees: int, depth: int, where: str, transport: str = "") -> None:
+    """The three BENCH lines (and a # summary) of a prediction benchmark, in process or over nodes."""
+    node = f" (slowest node {f.node_s:.3f}s)" if f.node_s else ""
+    print(f"# xgb_predict  {queries} queries, {trees} trees of depth {depth}, {f.features} features, {where}: "
+          f"share {f.share_s:.3f}s, predict {f.predict_s:.3f}s{node}, one query {f.one_s * 1000:.1f} ms, "
+          f"xgboost {f.plain_s * 1000:.2f} ms; rounds={f.rounds} bytes/node={f.bytes_per_node}")
     common = f"trees={trees} depth={depth} features={f.features}"
-    print(f"BENCH name=xgb_share_model engine=replicated3 transport=memory parley_s={f.share_s:.4f} {common}", flush=True)
-    print(f"BENCH name=xgb_predict engine=replicated3 transport=memory parley_s={f.predict_s:.4f} "
+    tag = f"engine=replicated3{' transport=' + transport if transport else ''}"
+    print(f"BENCH name=xgb_share_model {tag} parley_s={f.share_s:.4f} {common}", flush=True)
+    print(f"BENCH name=xgb_predict {tag} parley_s={f.predict_s:.4f}{f' node_s={f.node_s:.4f}' if f.node_s else ''} "
           f"plain_s={f.plain_s:.6f} max_abs_err={f.max_abs_err:.3g} queries={queries} {common} rounds={f.rounds} "
           f"bytes_per_node={f.bytes_per_node}", flush=True)
-    print(f"BENCH name=xgb_predict_one engine=replicated3 transport=memory parley_s={f.one_s:.4f}", flush=True)
+    print(f"BENCH name=xgb_predict_one {tag} parley_s={f.one_s:.4f}", flush=True)
+
+
+def print_lines(queries: int, trees: int, depth: int) -> TreeFigures:
+    f = run_xgb_predict(queries, trees, depth)
+    print_figures(f, queries, trees, depth, "in process (3 parties on one event loop)", "memory")
     return f
 
 

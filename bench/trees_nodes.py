@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,40 +33,11 @@ from mpcnode.trees.keys import KEY_INF, KEY_NAN, query_keys
 from parley.v1 import circuit_pb2 as cpb
 
 from .parley_bench import RECIPIENT, Cluster, Setup
+from .trees_inprocess import TreeFigures, noisy_queries, print_figures, train
 
 SETUP = Setup("replicated3", 3)
 OWNER = SETUP.parties[0]
 MODEL_ID = "bench-model"
-
-
-@dataclass
-class NodeTreeFigures:
-    share_s: float
-    predict_s: float
-    predict_node_s: float
-    one_s: float
-    plain_s: float
-    max_abs_err: float
-    rounds: int
-    bytes_per_node: int
-    features: int
-
-
-def train(path: Path, trees: int, depth: int):
-    import xgboost as xgb
-    from sklearn.datasets import load_breast_cancer
-    x, y = load_breast_cancer(return_X_y=True)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": depth, "nthread": 1, "seed": 15},
-                        xgb.DMatrix(x, y), trees)
-    booster.save_model(str(path))
-    return booster, x
-
-
-def noisy_queries(x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    q = x[rng.integers(0, len(x), count)] * rng.uniform(0.9, 1.1, (count, x.shape[1]))
-    q[rng.random(q.shape) < 0.01] = np.nan
-    q[rng.random(q.shape) < 0.002] = np.inf
-    return q.astype(np.float32).astype(np.float64)
 
 
 def model_circuit(shape: pt.ModelShape, queries: int) -> cpb.Circuit:
@@ -89,7 +59,7 @@ def predict_circuit(shape: pt.ModelShape, queries: int) -> cpb.Circuit:
     return c
 
 
-async def _run(work: Path, queries: int, trees: int, depth: int) -> NodeTreeFigures:
+async def _run(work: Path, queries: int, trees: int, depth: int) -> TreeFigures:
     booster, x = train(work / "model.json", trees, depth)
     forest = load_model(work / "model.json", depth=depth)
     shape = pt.ModelShape.of(forest)
@@ -124,27 +94,18 @@ async def _run(work: Path, queries: int, trees: int, depth: int) -> NodeTreeFigu
         raise RuntimeError("xgb_predict: the margins the nodes computed differ from the plaintext reference")
     err = float(np.abs(batch[:, 0] / 2.0**shape.fraction_bits - lib).max())
     b = out["batch"]
-    return NodeTreeFigures(share_s, b.seconds, b.node_s, out["one"].seconds, plain_s, err, b.rounds,
-                           b.bytes_per_node, forest.features)
+    return TreeFigures(share_s, b.seconds, out["one"].seconds, plain_s, err, b.rounds, b.bytes_per_node,
+                       forest.features, node_s=b.node_s)
 
 
-def run_nodes(queries: int = 1000, trees: int = 100, depth: int = 6) -> NodeTreeFigures:
+def run_nodes(queries: int = 1000, trees: int = 100, depth: int = 6) -> TreeFigures:
     with tempfile.TemporaryDirectory(prefix="parley-bench-trees-") as tmp:
         return asyncio.run(_run(Path(tmp), queries, trees, depth))
 
 
-def print_lines(queries: int, trees: int, depth: int) -> NodeTreeFigures:
+def print_lines(queries: int, trees: int, depth: int) -> TreeFigures:
     f = run_nodes(queries, trees, depth)
-    print(f"# xgb_predict  {queries} queries, {trees} trees of depth {depth}, {f.features} features, 3 replicated3 "
-          f"nodes: share {f.share_s:.3f}s, predict {f.predict_s:.3f}s (slowest node {f.predict_node_s:.3f}s), one "
-          f"query {f.one_s * 1000:.0f} ms, xgboost {f.plain_s * 1000:.2f} ms; rounds={f.rounds} "
-          f"bytes/node={f.bytes_per_node}")
-    common = f"trees={trees} depth={depth} features={f.features}"
-    print(f"BENCH name=xgb_share_model engine=replicated3 parley_s={f.share_s:.4f} {common}", flush=True)
-    print(f"BENCH name=xgb_predict engine=replicated3 parley_s={f.predict_s:.4f} node_s={f.predict_node_s:.4f} "
-          f"plain_s={f.plain_s:.6f} max_abs_err={f.max_abs_err:.3g} queries={queries} {common} rounds={f.rounds} "
-          f"bytes_per_node={f.bytes_per_node}", flush=True)
-    print(f"BENCH name=xgb_predict_one engine=replicated3 parley_s={f.one_s:.4f}", flush=True)
+    print_figures(f, queries, trees, depth, "3 replicated3 nodes")
     return f
 
 
