@@ -27,14 +27,20 @@ libraries' own probabilities.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..engines.base import Engine, Share
 from . import fixedpoint
+from .binary import prefix_levels
 from .trees import ModelShape
 
 PROB_FRAC = 16                 # fractional bits of a released probability
 MARGIN_BITS = 62               # |margin| < 2^62 in encoded units (trees/plain.encode_leaves)
+# the margins' public range, 2^62 at f bits, must come within the comparisons' 2^62 once truncated
+# to PROB_FRAC bits: a difference of two margins (softmax) needs f - PROB_FRAC >= 2
+PROB_MIN_FRAC = PROB_FRAC + 2
 PROB_ERROR = {"binary": 1.0e-3, "multiclass": 2.0e-3}
 
 
@@ -80,6 +86,68 @@ async def predicted_class(engine: Engine, label: str, margins: Share, shape: Mod
     return engine.sum(engine.mul_const(win, ks), axis=1).reshape((q, 1) + engine.share_shape)
 
 
+def _sigmoid_range(f: int) -> fixedpoint.Interval:
+    """The public range of a binary margin at PROB_FRAC bits: |margin| < 2^62 at f bits, and the
+    truncation to PROB_FRAC errs by < 2 units. No clip of our own: sigmoid clips to [-8, 8]."""
+    bound = (1 << (MARGIN_BITS - (f - PROB_FRAC))) + 2
+    return -bound, bound
+
+
+def _softmax_ranges(f: int, k: int) -> tuple[fixedpoint.Interval, int, fixedpoint.Interval]:
+    """(range of m_k - max at PROB_FRAC bits, the top of each e^(m_k - max), range of their sum).
+    Each difference is <= 0 (+2 units of truncation error) and > -2^63 at f bits; exp clips it
+    below -(16 + 2) ln 2 itself. The maximum's own term is e^0 = 2^16 up to its small error, so the
+    sum lies in [2^15, K e_hi]."""
+    d_range = (-(1 << (MARGIN_BITS + 1 - (f - PROB_FRAC))) - 2, 2)
+    e_hi = fixedpoint.exp_schedule(d_range, PROB_FRAC).out[1]
+    return d_range, e_hi, (1 << (PROB_FRAC - 1), k * e_hi)
+
+
+def _lt_rounds(bit_length: int) -> int:
+    """Rounds of one replicated3 (or wide) `less_than` at bit_length: 2 + ceil(log2(bl + 1))."""
+    return 2 + prefix_levels(bit_length)
+
+
+def _class_rounds(k: int) -> int:
+    """The pairwise comparisons, then the AND tree over each class's K - 1 conditions."""
+    return _lt_rounds(MARGIN_BITS) + (math.ceil(math.log2(k - 1)) if k > 2 else 0)
+
+
+def output_cost(shape: ModelShape, output: str) -> int:
+    """Rounds of `predicted_class` (output "class") or `probabilities` (output "probability") from
+    the public shape alone, after `trees.evaluate` (its rounds: trees.predict_cost) and before the
+    release (one more round). Independent of the number of queries (every step is one batch).
+    Each term is the round count the called function documents (engines/replicated3*.py,
+    protocols/fixedpoint.py); tests/unit/test_trees_output.py checks the sum against the exchange's
+    counter. At f = 32: class 8 + ceil(log2(K - 1)) (8 for a binary model); probability 23
+    (binary), 58 + ceil(log2(K - 1)) (multiclass)."""
+    k, f = shape.classes, shape.fraction_bits
+    if shape.kind == "regression":
+        raise ValueError(f"a regression model has no {output}")
+    if output == "probability" and f < PROB_MIN_FRAC:
+        raise ValueError(f"probabilities need the model's leaves in at least {PROB_MIN_FRAC} fraction bits, not {f}")
+    if output == "class":
+        return _lt_rounds(MARGIN_BITS) if k == 1 else _class_rounds(k)
+    if output != "probability":
+        raise ValueError(f"unknown output {output!r}: class or probability")
+    scale = 1                                                           # the truncation to PROB_FRAC
+    if k == 1:
+        lo, hi = _sigmoid_range(f)
+        clip = fixedpoint.SIG_CLIP << PROB_FRAC
+        sig = _lt_rounds(fixedpoint.hull_bits((min(lo, -clip), max(hi, clip)))) + 1 + 1 + 9 + 1
+        return 2 + scale + sig                                          # lift, scale, sigmoid
+    d_range, e_hi, sum_range = _softmax_ranges(f, k)
+    c = fixedpoint.exp_floor(PROB_FRAC)
+    halvings = fixedpoint._exp_halvings(d_range, PROB_FRAC)     # exp's k (private there; this task leaves fixedpoint.py alone)
+    exp = ((_lt_rounds(fixedpoint.hull_bits((min(d_range[0], -c), max(d_range[1], -c)))) + 1 if d_range[0] < -c else 0)
+           + (1 if PROB_FRAC + halvings > fixedpoint.EXP_FRAC else 0) + fixedpoint.EXP_DEGREE + max(halvings, 1))
+    b = fixedpoint.bits(sum_range[1])
+    recip = ((7 + math.ceil(math.log2(b)) + 6) + 1 + (1 if b > fixedpoint.RECIP_FRAC else 0)
+             + 2 * fixedpoint.RECIP_ITERATIONS + 1)
+    # the maximum's comparisons, lift, the maximum (one product), scale, exp, reciprocal, p = e r
+    return _class_rounds(k) + 2 + 1 + scale + exp + recip + 1
+
+
 def _wide(engine: Engine):
     from ..engines.replicated3_wide import Replicated3WideEngine
     return Replicated3WideEngine.around(engine)
@@ -91,15 +159,14 @@ async def probabilities(engine: Engine, label: str, margins: Share, shape: Model
     if shape.kind == "regression":
         raise ValueError("a regression model has no probability")
     f = shape.fraction_bits
-    if f < PROB_FRAC:
-        raise ValueError(f"probabilities need the model's leaves in at least {PROB_FRAC} fraction bits, not {f}")
+    if f < PROB_MIN_FRAC:
+        raise ValueError(f"probabilities need the model's leaves in at least {PROB_MIN_FRAC} fraction bits, not {f}")
     q, k = engine.value_shape(margins)
     wide = _wide(engine)
     if k == 1:
         m = await wide.lift(f"{label}/lift", margins.reshape((q,) + engine.share_shape))
-        x = await wide.trunc(f"{label}/scale", m, f - PROB_FRAC, MARGIN_BITS) if f > PROB_FRAC else m
-        bound = (1 << (MARGIN_BITS - (f - PROB_FRAC))) + 2          # the truncation errs by < 2 units
-        p = await fixedpoint.sigmoid(wide, f"{label}/sigmoid", x, PROB_FRAC, (-bound, bound))
+        x = await wide.trunc(f"{label}/scale", m, f - PROB_FRAC, MARGIN_BITS)
+        p = await fixedpoint.sigmoid(wide, f"{label}/sigmoid", x, PROB_FRAC, _sigmoid_range(f))
         return wide.downcast(p).reshape((q, 1) + engine.share_shape), PROB_FRAC
     win = await _winners(engine, f"{label}/max", margins, k)
     both = await wide.lift(f"{label}/lift", np.concatenate([margins.reshape((q * k,) + engine.share_shape),
@@ -107,13 +174,11 @@ async def probabilities(engine: Engine, label: str, margins: Share, shape: Model
     m, w = both[:q * k].reshape((q, k, 2)), both[q * k:].reshape((q, k, 2))
     top = wide.sum(await wide.mul(f"{label}/top", m, w), axis=1)                     # (Q,): the maximum
     d = wide.sub(m, np.repeat(np.expand_dims(top, 1), k, axis=1)).reshape((q * k, 2))   # <= 0
-    d = await wide.trunc(f"{label}/scale", d, f - PROB_FRAC, MARGIN_BITS + 1) if f > PROB_FRAC else d
-    d_range = (-(1 << (MARGIN_BITS + 1 - (f - PROB_FRAC))) - 2, 2)       # the truncation errs by < 2 units
+    d = await wide.trunc(f"{label}/scale", d, f - PROB_FRAC, MARGIN_BITS + 1)
+    d_range, e_hi, sum_range = _softmax_ranges(f, k)
     e = await fixedpoint.exp(wide, f"{label}/exp", d, PROB_FRAC, d_range)
-    e_hi = fixedpoint.exp_schedule(d_range, PROB_FRAC).out[1]
     total = wide.sum(e.reshape((q, k, 2)), axis=1)
-    # the maximum's own term is e^0 = 2^16 up to its small error, so the sum lies in [2^15, K e_hi]
-    r = await fixedpoint.reciprocal(wide, f"{label}/recip", total, PROB_FRAC, (1 << (PROB_FRAC - 1), k * e_hi))
+    r = await fixedpoint.reciprocal(wide, f"{label}/recip", total, PROB_FRAC, sum_range)
     # r <= 2^32 / 2^15: the products e r stay below e_hi 2^17
     p = await wide.mul_trunc(f"{label}/p", e, np.repeat(r, k, axis=0), PROB_FRAC, fixedpoint.bits(e_hi) + 18)
     return wide.downcast(p).reshape((q, k) + engine.share_shape), PROB_FRAC

@@ -109,3 +109,53 @@ def test_a_regression_model_has_neither() -> None:
 def test_the_circuit_rules_use_the_protocol_s_fraction_bits() -> None:
     from mpcnode.computation.models import PROBABILITY_FRAC_BITS
     assert PROBABILITY_FRAC_BITS == treeoutput.PROB_FRAC
+
+
+@pytest.mark.parametrize("classes,f", [(1, 32), (1, 18), (2, 32), (3, 24), (5, 18), (9, 32)])
+@pytest.mark.parametrize("what", ["class", "probability"])
+def test_output_cost_from_the_shape_is_the_rounds_taken(classes, f, what) -> None:
+    """output_cost counts the rounds each output takes, from the public shape alone (no query count:
+    one batch); here on dealt margins, the same for every party."""
+    kind = "binary" if classes == 1 else "multiclass"
+    shape = pt.ModelShape(trees=classes, depth=1, features=1, classes=classes, tree_class=tuple(range(classes)),
+                          library="xgboost", kind=kind, fraction_bits=f)
+    m = np.round(np.random.default_rng(classes + f).normal(0, 3, (6, classes)) * 2.0**f).astype(np.int64)
+    dm = deal(m, 3)
+    net = MemoryNetwork(3, timeout_s=60)
+    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
+
+    async def body(e):
+        await e.establish()
+        before = e.exchange.stats.rounds
+        if what == "class":
+            await treeoutput.predicted_class(e, "c", mine(e, dm), shape)
+        else:
+            await treeoutput.probabilities(e, "p", mine(e, dm), shape)
+        return e.exchange.stats.rounds - before
+
+    async def main():
+        return await asyncio.gather(*(body(e) for e in engines))
+    assert set(asyncio.run(main())) == {treeoutput.output_cost(shape, what)}
+
+
+def test_output_cost_refuses_what_a_model_has_not() -> None:
+    reg = pt.ModelShape(trees=1, depth=1, features=1, classes=1, tree_class=(0,), library="xgboost", kind="regression")
+    with pytest.raises(ValueError, match="regression model has no probability"):
+        treeoutput.output_cost(reg, "probability")
+    binary = pt.ModelShape(trees=1, depth=1, features=1, classes=1, tree_class=(0,), library="xgboost", kind="binary")
+    with pytest.raises(ValueError, match="unknown output"):
+        treeoutput.output_cost(binary, "margin")
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_probabilities_refuse_too_few_fraction_bits(classes) -> None:
+    """Below PROB_MIN_FRAC the margins' public range (2^62 at f bits) does not fit the comparisons
+    once at PROB_FRAC bits: refused before any round, with the reason, by the protocol and the cost."""
+    f = treeoutput.PROB_MIN_FRAC - 1
+    shape = pt.ModelShape(trees=classes, depth=1, features=1, classes=classes, tree_class=tuple(range(classes)),
+                          library="xgboost", kind="binary" if classes == 1 else "multiclass", fraction_bits=f)
+    e = Replicated3Engine(MemoryNetwork(3).exchange(0), 1)
+    with pytest.raises(ValueError, match=f"at least {treeoutput.PROB_MIN_FRAC} fraction bits, not {f}"):
+        asyncio.run(treeoutput.probabilities(e, "p", np.zeros((1, classes, 2), dtype=np.uint64), shape))
+    with pytest.raises(ValueError, match=f"at least {treeoutput.PROB_MIN_FRAC} fraction bits"):
+        treeoutput.output_cost(shape, "probability")
