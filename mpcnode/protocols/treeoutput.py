@@ -23,7 +23,10 @@ fraction_bits f to PROB_FRAC = 16, and then
   the sum, one truncating product per class.
 The result goes back to the 64-bit engine (downcast, exact) at PROB_FRAC fractional bits.
 Error bounds (`PROB_ERROR`) are asserted by tests/unit/test_trees_output.py against the
-libraries' own probabilities.
+libraries' own probabilities. The margins' public range is the one every model has (|m| < 2^62 at
+f bits, no clip of our own: sigmoid and exp clip inside MPC, and the bounds include it); it fits
+the comparisons once at PROB_FRAC bits only for f >= PROB_MIN_FRAC, so fewer bits are refused.
+Rounds: `output_cost` (docs/prediction.md).
 """
 from __future__ import annotations
 
