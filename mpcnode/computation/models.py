@@ -28,6 +28,7 @@ MAX_FRACTION_BITS = 40
 PREDICT_MARGIN, PREDICT_PROBABILITY, PREDICT_CLASS = 0, 1, 2
 PREDICT_MODES = {"margin": PREDICT_MARGIN, "probability": PREDICT_PROBABILITY, "class": PREDICT_CLASS}
 PROBABILITY_FRAC_BITS = 16                 # probabilities leave as round(p 2^16): protocols/treeoutput.PROB_FRAC
+PROBABILITY_MIN_FRAC_BITS = 18             # protocols/treeoutput.PROB_MIN_FRAC
 MARGIN_BOUND = 1 << 62                     # trees/plain.encode_leaves refuses models whose margins could reach it
 
 
@@ -120,6 +121,10 @@ def check_models(circuit: cpb.Circuit, protocol: str, compute_parties: Iterable[
         shape = shape_of(decls[op.args[0]].model)
         if op.ints[0] == PREDICT_PROBABILITY and shape.kind == "regression":
             raise ModelRuleError(f"{where}: a regression model has no probability")
+        if op.ints[0] == PREDICT_PROBABILITY and shape.fraction_bits < PROBABILITY_MIN_FRAC_BITS:
+            # the margins' public range would not fit the fixed-point comparisons (protocols/treeoutput.py)
+            raise ModelRuleError(f"{where}: probabilities need a model with at least {PROBABILITY_MIN_FRAC_BITS} "
+                                 f"fraction bits, this one has {shape.fraction_bits}")
         q = decls.get(op.args[1])
         if q is None or q.HasField("model") or q.source == cpb.INPUT_SOURCE_MODEL:
             raise ModelRuleError(f"{where}: predict takes the queries as a node or client input")

@@ -96,6 +96,10 @@ def test_predict_runs_on_replicated3_only_and_on_checked_query_keys(scenarios) -
     c = predict.build()
     c.inputs[0].length += 1
     refused(c, "is not the model's")
+    c = predict.build()
+    c.ops[0].ints[:] = [1]                             # probabilities of a model with too few fraction bits
+    c.inputs[0].model.fraction_bits = 17
+    refused(c, "probabilities need a model with at least 18 fraction bits")
 
 
 def test_queries_of_an_input_only_party_are_refused(tmp_path: Path) -> None:

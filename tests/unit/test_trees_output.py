@@ -107,8 +107,9 @@ def test_a_regression_model_has_neither() -> None:
 
 
 def test_the_circuit_rules_use_the_protocol_s_fraction_bits() -> None:
-    from mpcnode.computation.models import PROBABILITY_FRAC_BITS
+    from mpcnode.computation.models import PROBABILITY_FRAC_BITS, PROBABILITY_MIN_FRAC_BITS
     assert PROBABILITY_FRAC_BITS == treeoutput.PROB_FRAC
+    assert PROBABILITY_MIN_FRAC_BITS == treeoutput.PROB_MIN_FRAC
 
 
 @pytest.mark.parametrize("classes,f", [(1, 32), (1, 18), (2, 32), (3, 24), (5, 18), (9, 32)])
