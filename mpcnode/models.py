@@ -25,7 +25,7 @@ import numpy as np
 
 from parley.v1 import circuit_pb2 as cpb, node_pb2
 
-from .computation.models import model_inputs, query_charges, shape_of
+from .computation.models import PREDICT_PROBABILITY, model_inputs, query_charges, shape_of
 from .errors import Denied, NotFound
 from .inputs import InputError, check_values
 from .protocols.trees import ModelShape, model_vector
@@ -82,6 +82,12 @@ class ModelJobs:
                 raise Denied(f"model {d.key} on {self.org} is owned by {row.owner}, not {d.owner}")
             if ModelShape.from_json(row.shape) != shape_of(d.model):
                 raise Denied(f"model {d.key} on {self.org} does not have the public shape the job declares")
+            if not row.checked and any(op.kind == cpb.OP_PREDICT and op.args[0] == d.name
+                                       and op.ints[0] == PREDICT_PROBABILITY for op in circuit.ops):
+                # probabilities truncate, which is private only within the margins' range: a model
+                # nobody range-checked (an input-only owner's) could break it (margins and classes can't)
+                raise Denied(f"model {d.key} was shared by an input-only party, which nothing range-checks: "
+                             "it gives margins and classes, not probabilities")
         for (model_id, querier), count in sorted(query_charges(circuit).items()):
             have = self.store.model_grant(model_id, querier)
             if have is None or have[0] + count > have[1]:
@@ -109,17 +115,19 @@ class ModelJobs:
             shares[d.name] = row.share
         return shares
 
-    def keeper(self, circuit: cpb.Circuit, kept: dict[str, np.ndarray]) -> Callable:
+    def keeper(self, circuit: cpb.Circuit, kept: dict[str, np.ndarray], compute_parties: list[str]) -> Callable:
         """For the finish transaction of a job: keep every model of a `model` job (circuit.keep)
         and its grants, so the job is DONE iff its models are kept; a no-op for other jobs.
-        `kept`: model id -> this node's share."""
+        `kept`: model id -> this node's share. A model whose owner was a compute party was
+        range-checked by its node before sharing (`checked`); an input-only owner's was not."""
         decls = {d.name: d for d in circuit.inputs}
 
         def keep_all(conn) -> None:
             for k in circuit.keep:
                 d = decls[k.value]
                 ShareStore.put_model_in(conn, k.model_id, d.owner, shape_of(d.model).to_json(), kept[k.model_id],
-                                        [(g.querier, int(g.queries)) for g in k.grants])
+                                        [(g.querier, int(g.queries)) for g in k.grants],
+                                        checked=d.owner in compute_parties)
         return keep_all
 
     def audit_kept(self, job_id: str, circuit: cpb.Circuit) -> None:

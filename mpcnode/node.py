@@ -376,7 +376,7 @@ class Node:
                                        lambda rows: self.admission.check_rows(job.feeds, rows),
                                        lambda counted, excluded: record_client_rows(self.store, job, counted, excluded),
                                        kept_models=job.models)
-            keep = self.models.keeper(spec.circuit, result.kept)     # DONE iff its models are kept
+            keep = self.models.keeper(spec.circuit, result.kept, list(spec.parties))   # DONE iff models kept
             self.store.finish_job(spec.job_id, {
                 out.name: (result.outputs[out.name], list(out.recipients), participants(spec, out, result.row_labels))
                 for out in spec.circuit.outputs}, (spec.fingerprint, [describe_opened(o) for o in result.opened]),

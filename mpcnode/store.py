@@ -56,6 +56,9 @@ ADDED_COLUMNS = {
     "client_shares": {"shape": ("TEXT NOT NULL DEFAULT ''", None)},
     "outputs": {"shape": ("TEXT NOT NULL DEFAULT ''", None),
                 "participants": ("TEXT NOT NULL DEFAULT ''", None)},
+    # models.checked: its owner range-checked it before sharing (a compute party of the model job);
+    # 0 for an input-only owner's, and for rows of stores from before the column
+    "models": {"checked": ("INTEGER NOT NULL DEFAULT 0", None)},
 }
 # outputs.participants: the credentials an output reveals (OutputDecl.reveal_participants), '' for
 # every other output. Stores from before it also have outputs.row_labels (every counted client, in
@@ -108,6 +111,7 @@ class ModelRow:
     shape: str                  # the public shape, JSON (mpcnode/models.py)
     share: np.ndarray | None    # None once deleted
     deleted: bool
+    checked: bool = False       # the owner's node range-checked the values before sharing them
 
 
 class _Refused(Exception):
@@ -206,11 +210,13 @@ class ShareStore:
     # ---- secret-shared models (mpcnode/models.py) ------------------------------------
     def model(self, model_id: str) -> ModelRow | None:
         """The model's row; share is None once the model is deleted."""
-        rows = self._query("SELECT owner, shape, share, share_shape, deleted FROM models WHERE model_id=?", (model_id,))
+        rows = self._query("SELECT owner, shape, share, share_shape, deleted, checked FROM models WHERE model_id=?",
+                           (model_id,))
         if not rows:
             return None
-        owner, shape, blob, share_shape, deleted = rows[0]
-        return ModelRow(model_id, owner, shape, None if deleted else _array(blob, share_shape), bool(deleted))
+        owner, shape, blob, share_shape, deleted, checked = rows[0]
+        return ModelRow(model_id, owner, shape, None if deleted else _array(blob, share_shape), bool(deleted),
+                        bool(checked))
 
     def delete_model(self, model_id: str) -> bool:
         """Erase the share (the row stays as a tombstone, so the id cannot come back) and the grants."""
@@ -246,13 +252,14 @@ class ShareStore:
 
     @staticmethod
     def put_model_in(conn: sqlite3.Connection, model_id: str, owner: str, shape: str, share: np.ndarray,
-                     grants: list[tuple[str, int]]) -> None:
+                     grants: list[tuple[str, int]], checked: bool = False) -> None:
         """Keep a model and its grants inside the caller's transaction (a `model` job's finish);
         DuplicateModel if the id exists or existed."""
         try:
-            conn.execute("INSERT INTO models (model_id, owner, shape, share, share_shape, created) VALUES (?,?,?,?,?,?)",
+            conn.execute("INSERT INTO models (model_id, owner, shape, share, share_shape, created, checked) "
+                         "VALUES (?,?,?,?,?,?,?)",
                          (model_id, owner, shape, np.ascontiguousarray(share, dtype="<u8").tobytes(),
-                          _shape_text(share), time.time()))
+                          _shape_text(share), time.time(), int(checked)))
         except sqlite3.IntegrityError:
             raise DuplicateModel(f"model {model_id} already exists (or existed)") from None
         conn.executemany("INSERT INTO model_grants (model_id, querier, quota) VALUES (?,?,?)",

@@ -147,6 +147,11 @@ def test_a_node_refuses_an_unknown_deleted_or_misdeclared_model_and_charges_all_
         jobs.take("j0", _with_recipients(c, ["clinic", "friend"]))
     assert store.model_grant("m-v1", "clinic") == (0, 6)
     jobs.check(c)
+    # kept from an input-only owner (put_model_in's default: not range-checked): no probabilities
+    prob = predict.build()
+    prob.ops[0].ints[:] = [1]
+    with pytest.raises(Denied, match="shared by an input-only party, which nothing range-checks"):
+        jobs.check(prob)
     assert set(jobs.take("j1", c)) == {"model"}
     assert store.model_grant("m-v1", "clinic") == (4, 6)
     with pytest.raises(Denied, match="2 of its 6 left"):

@@ -65,7 +65,7 @@ def test_a_kept_model_serves_several_jobs_within_quota_and_not_after_deletion(tm
         model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
         store = ShareStore(paths[e.party])
         jobs = ModelJobs(store, f"node{e.party}")
-        store.transaction(jobs.keeper(keep, {"wine-1": pt.pack(model)}))
+        store.transaction(jobs.keeper(keep, {"wine-1": pt.pack(model)}, ["hospital", "lab", "auth"]))
         jobs.audit_kept("keep-job", keep)
         store.close()
     three(share)
@@ -103,9 +103,9 @@ def test_a_kept_model_serves_several_jobs_within_quota_and_not_after_deletion(tm
         with pytest.raises(Denied, match="model wine-1 was deleted"):
             jobs.check(predict_job(shape, 1, "clinic"))
         row = store.model("wine-1")
-        assert row is not None and row.deleted and row.share is None
+        assert row is not None and row.deleted and row.share is None and row.checked   # its owner computed
         with pytest.raises(DuplicateModel):               # an id never comes back
-            store.transaction(jobs.keeper(keep, {"wine-1": np.zeros((shape.total, 2), dtype=np.uint64)}))
+            store.transaction(jobs.keeper(keep, {"wine-1": np.zeros((shape.total, 2), dtype=np.uint64)}, []))
         store.close()
 
 
