@@ -175,7 +175,7 @@ def _exp_interval(x: Interval, f: int) -> Interval:
     return max(x[0], -exp_floor(f)), max(x[1], -exp_floor(f))
 
 
-def _exp_halvings(x: Interval, f: int) -> int:
+def exp_halvings(x: Interval, f: int) -> int:
     """k with |x| / 2^f / 2^k <= 1/4 over the clipped interval."""
     lo, hi = _exp_interval(x, f)
     m = max(abs(lo), abs(hi))
@@ -199,7 +199,7 @@ def exp_schedule(x: Interval, f: int) -> Schedule:
     if hi_real * math.log2(math.e) + f > EXP_MAX_OUT_BITS - 1:
         raise FixedPointError(f"e^x could reach about 2^{int(hi_real * math.log2(math.e)) + f} (encoded) for x up to "
                               f"{hi_real:g}, beyond 2^{EXP_MAX_OUT_BITS - 1}")
-    k, F = _exp_halvings(x, f), EXP_FRAC
+    k, F = exp_halvings(x, f), EXP_FRAC
     rel = _exp_relative_error(k)
     if rel > 2.0 ** -10:
         raise FixedPointError(f"exp of x up to {hi_real:g} needs {k} squarings, whose relative error 2^{k - 20.9:.1f} "
@@ -236,7 +236,7 @@ async def exp(E: Any, label: str, x: np.ndarray, f: int, x_range: Interval) -> n
     Rounds: [the comparison + 1 for the clip] + [1] + 6 + max(k, 1). Bytes (all parties, per element): 32 per truncation, 64 per
     truncating product: about 64 (6 + k)."""
     sched = exp_schedule(x_range, f)
-    F, k = EXP_FRAC, _exp_halvings(x_range, f)
+    F, k = EXP_FRAC, exp_halvings(x_range, f)
     bounds = list(sched.truncations)
     c = exp_floor(f)
     if x_range[0] < -c:      # x + [x < -c] (-c - x): one comparison, one product

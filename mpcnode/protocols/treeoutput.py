@@ -141,7 +141,7 @@ def output_cost(shape: ModelShape, output: str) -> int:
         return 2 + scale + sig                                          # lift, scale, sigmoid
     d_range, e_hi, sum_range = _softmax_ranges(f, k)
     c = fixedpoint.exp_floor(PROB_FRAC)
-    halvings = fixedpoint._exp_halvings(d_range, PROB_FRAC)     # exp's k (private there; this task leaves fixedpoint.py alone)
+    halvings = fixedpoint.exp_halvings(d_range, PROB_FRAC)     # exp's k
     exp = ((_lt_rounds(fixedpoint.hull_bits((min(d_range[0], -c), max(d_range[1], -c)))) + 1 if d_range[0] < -c else 0)
            + (1 if PROB_FRAC + halvings > fixedpoint.EXP_FRAC else 0) + fixedpoint.EXP_DEGREE + max(halvings, 1))
     b = fixedpoint.bits(sum_range[1])

@@ -119,7 +119,7 @@ def test_exp_relative_error(rounding, top):
     M = FixedModel(rounding)
     got = np.array([int(v) for v in run(fx.exp(M, "e", M.encode(X), F, rng))], dtype=np.float64)
     exact = np.exp(X / (1 << F)) * (1 << F)
-    k = fx._exp_halvings(rng, F)
+    k = fx.exp_halvings(rng, F)
     assert np.all(np.abs(got - exact) <= exact * 2.0 ** (k - 20.9) + 2)
 
 
@@ -136,7 +136,7 @@ def test_exp_of_a_range_reaching_far_below_zero_is_clipped_not_squared(rounding,
     M = FixedModel(rounding)
     got = np.array([int(v) for v in run(fx.exp(M, "e", M.encode(X), F, rng))], dtype=np.float64)
     exact = np.exp(X / (1 << F)) * (1 << F)
-    k = fx._exp_halvings(rng, F)
+    k = fx.exp_halvings(rng, F)
     assert k <= 6
     assert np.all(np.abs(got - exact) <= exact * 2.0 ** (k - 20.9) + 2)
     out_lo, out_hi = fx.exp_schedule(rng, F).out
@@ -377,7 +377,7 @@ def test_exp_with_more_fractional_bits_than_its_internal_precision_allows_unshif
     xs = np.linspace(-20, 20, 801)
     X = np.rint(xs * (1 << f)).astype(np.int64)
     rng = (-(20 << f), 20 << f)
-    k = fx._exp_halvings(rng, f)
+    k = fx.exp_halvings(rng, f)
     assert f + k > fx.EXP_FRAC
     M = FixedModel(rounding)
     got = np.array([int(v) for v in run(fx.exp(M, "e", M.encode(X), f, rng))], dtype=np.float64)
