@@ -6,9 +6,9 @@ What these rules stop a coordinator from doing with a circuit the nodes check:
   OP_PREDICT (as its model) and by nothing else, not even an output; a kept model feeds nothing;
 * predicting on another engine, or with a shape other than the model's (each node also checks
   the shape against the one it stored, models.check_predict);
-* charging nobody: every recipient of an output that depends on a prediction is charged the
-  queries of every prediction behind it (query_charges), and each compute node counts them
-  against the owner's grants.
+* charging nobody: a prediction is always an output, and never an operand of another op, so its
+  recipients, who are charged its queries (query_charges), are exactly who learns anything from
+  it; each compute node counts the charges against the owner's grants.
 """
 from __future__ import annotations
 
@@ -139,6 +139,15 @@ def check_models(circuit: cpb.Circuit, protocol: str, compute_parties: Iterable[
     for out in circuit.outputs:
         if out.value in models:
             raise ModelRuleError(f"output {out.name}: a model is never an output")
+    predicted = {op.out for op in circuit.ops if op.kind == cpb.OP_PREDICT}
+    for i, op in enumerate(circuit.ops):
+        if predicted & set(op.args):
+            # a prediction is released as it is: computing on it would let a job's failure (or a
+            # value nobody is charged for) say something about the model
+            raise ModelRuleError(f"op {i} ({op.out}): a prediction is only ever an output, not an operand")
+    released = {out.value for out in circuit.outputs}
+    for p in sorted(predicted - released):
+        raise ModelRuleError(f"predict op {p}: its predictions must be an output (its recipients are charged)")
     if circuit.keep and circuit.outputs:
         raise ModelRuleError("a job that keeps a model opens nothing: it has no outputs")
 

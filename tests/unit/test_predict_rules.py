@@ -119,13 +119,23 @@ def test_the_grants_are_part_of_what_the_owner_approves(scenarios) -> None:
     assert other.fingerprint() != comp.fingerprint()
 
 
-def test_every_recipient_of_anything_computed_from_a_prediction_is_charged(scenarios) -> None:
+def test_a_prediction_is_only_ever_an_output_and_its_recipients_are_charged(scenarios) -> None:
     _, predict, _ = scenarios
     c = predict.build()
     assert query_charges(c) == {("m-v1", "clinic"): 4}
-    c.ops.add(out="total", kind=cpb.OP_SUM, args=["predictions"])
-    c.outputs.add(name="total", value="total", recipients=["friend", "clinic"])
+    c.outputs.add(name="again", value="predictions", recipients=["friend", "clinic"])
+    validate(c, PARTIES, "replicated3")
     assert query_charges(c) == {("m-v1", "clinic"): 8, ("m-v1", "friend"): 4}
+    # computed on (a failure or an uncharged value could say something about the model): refused
+    c = predict.build()
+    c.ops.add(out="total", kind=cpb.OP_SUM, args=["predictions"])
+    c.outputs[0].value = "total"
+    refused(c, "a prediction is only ever an output")
+    # evaluated and released to nobody: refused, not run uncharged
+    c = predict.build()
+    c.ops.add(out="other", kind=cpb.OP_SUM, args=["queries"])
+    c.outputs[0].value = "other"
+    refused(c, "its predictions must be an output")
 
 
 def test_a_node_refuses_an_unknown_deleted_or_misdeclared_model_and_charges_all_or_nothing(scenarios) -> None:
