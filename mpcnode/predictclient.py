@@ -72,6 +72,9 @@ async def predict(job_id: str, queries: Path, scores: Path | None, nodes: dict[s
     note = _note(out)
     frac = int(out.get("frac_bits", 0))
     width = 1 if note["output"] == "class" else int(note["classes"])
+    if len(result.values) != capacity * width:
+        raise FetchError(f"the nodes opened {len(result.values)} values, the job's document promises "
+                         f"{capacity} queries x {width}")
     values = np.array(result.values, dtype=np.float64).reshape(capacity, width)[:n] / float(1 << frac)
     columns = {**table.carried, **score_columns(values, note["output"], int(note["classes"]))}
     if scores is not None:
