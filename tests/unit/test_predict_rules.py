@@ -189,3 +189,46 @@ def _with_recipients(c: cpb.Circuit, recipients: list[str]) -> cpb.Circuit:
     out.CopyFrom(c)
     out.outputs[0].recipients[:] = recipients
     return out
+
+
+def test_the_owner_node_reads_its_model_file_as_declared(tmp_path) -> None:
+    """models.model_input: a LightGBM multiclass text model against the shape `python -m
+    mpcnode.trees` prints; another declared shape, or leaves beyond the fraction bits, refused with
+    a public reason that names fields, never the file's own figures."""
+    pytest.importorskip("lightgbm")
+    from mpcnode.computation.models import MODEL_VALUE_BOUND
+    from mpcnode.computation.predict import ShapeSpec
+    from mpcnode.inputs import InputError, load_node_inputs
+    from mpcnode.protocols.trees import model_vector
+    from mpcnode.trees import load_model
+    from tests.unit.trees_models import data, train_lightgbm
+    x, y = data("wine")
+    path = train_lightgbm("multiclass", x, y, tmp_path / "m", trees=2, leaves=5)
+    forest = load_model(path, depth=4)
+    spec = ShapeSpec(trees=forest.trees, depth=4, features=forest.features, classes=3, library="lightgbm",
+                     kind="multiclass", feature_names=forest.feature_names)
+
+    def decl(**changes) -> cpb.InputDecl:
+        s = spec.model_copy(update=changes)
+        from mpcnode.computation.models import shape_of
+        return cpb.InputDecl(name="model", owner="hosp", source=cpb.INPUT_SOURCE_NODE, dataset="m",
+                             length=shape_of(s.tree_model()).total, lo=-MODEL_VALUE_BOUND, hi=MODEL_VALUE_BOUND,
+                             model=s.tree_model())
+
+    got = load_node_inputs(path, [decl()], "m")["model"]
+    assert np.array_equal(got, model_vector(forest, 32))
+    with pytest.raises(InputError, match=r"does not have the declared public shape \(trees, tree_class differ\)") as err:
+        load_node_inputs(path, [decl(trees=forest.trees + 3)], "m")
+    assert str(path) not in str(err.value) and str(path) in err.value.detail
+    with pytest.raises(InputError, match=r"\(feature_names differ\)"):
+        load_node_inputs(path, [decl(feature_names=[f"v{i}" for i in range(forest.features)])], "m")
+    text = path.read_text().splitlines()
+    i = next(n for n, line in enumerate(text) if line.startswith("leaf_value="))
+    text[i] = "leaf_value=" + " ".join("1e30" for _ in text[i].split("=", 1)[1].split())
+    (tmp_path / "huge.txt").write_text("\n".join(text) + "\n")
+    with pytest.raises(InputError, match="input model: the model's leaves do not fit 32 fraction bits") as err:
+        load_node_inputs(tmp_path / "huge.txt", [decl()], "m")
+    assert "1e30" not in str(err.value) and "e+30" not in str(err.value)
+    (tmp_path / "junk.json").write_text("{not a model")
+    with pytest.raises(InputError, match="dataset 'm': the model file cannot be used"):
+        load_node_inputs(tmp_path / "junk.json", [decl()], "m")
