@@ -64,6 +64,8 @@ def read_queries(path: Path | str, feature_names: Sequence[str], carry: Sequence
             table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False))
         else:
+            # pyarrow refuses to read a table whose names repeat; the schema alone shows which
+            _refuse_repeats(path, pq.read_schema(path).names)
             table = pq.read_table(path)
     except TableError:
         raise
@@ -71,11 +73,8 @@ def read_queries(path: Path | str, feature_names: Sequence[str], carry: Sequence
         # the library's message may quote a cell: only its kind is shown
         raise TableError(f"{path}: cannot be read as {kind} ({type(exc).__name__})") from None
     columns = list(table.column_names)
-    seen: set[str] = set()
-    for c in columns:
-        if c in seen:
-            raise TableError(f"{path}: column {c!r} appears twice")
-        seen.add(c)
+    _refuse_repeats(path, columns)
+    seen = set(columns)
     features = list(feature_names)
     for c in columns:
         if c not in features and c not in carry:
@@ -91,6 +90,14 @@ def read_queries(path: Path | str, feature_names: Sequence[str], carry: Sequence
         x[:, j] = _numbers(pa, pc, path, name, table.column(name))
     carried = {c: table.column(c).to_numpy(zero_copy_only=False) for c in carry}
     return QueryTable(x, carried)
+
+
+def _refuse_repeats(path: Path, columns: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for c in columns:
+        if c in seen:
+            raise TableError(f"{path}: column {c!r} appears twice")
+        seen.add(c)
 
 
 def _csv_header(pacsv, path: Path) -> list[str]:
