@@ -135,6 +135,10 @@ def write_scores(path: Path | str, columns: dict[str, np.ndarray]) -> None:
     path = Path(path)
     kind = _kind(path)
     pa, _, pacsv, pq = _arrow()
+    lengths = {len(np.asarray(values)) for values in columns.values()}
+    if not columns or len(lengths) != 1:
+        # a caller's bug, but refused before a file with ragged or no columns is left behind
+        raise TableError(f"{path}: score columns must be one or more of equal length")
     table = pa.table({name: pa.array(np.asarray(values).tolist()) for name, values in columns.items()})
     try:
         if kind == "CSV":

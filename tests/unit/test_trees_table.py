@@ -109,3 +109,11 @@ def test_parquet_text_cells_parse_like_csv_cells(tmp_path) -> None:
     want = np.array([[-np.inf, np.inf, 1.5], [np.nan, -np.inf, np.nan], [1e-36, 2.0, np.nan]])
     assert np.array_equal(t.x, want, equal_nan=True)
     assert list(t.carried["id"]) == [7, 8, 9]
+
+
+def test_scores_of_unequal_lengths_are_refused_and_no_file_is_left(tmp_path) -> None:
+    with pytest.raises(TableError, match="s.csv: score columns must be one or more of equal length"):
+        write_scores(tmp_path / "s.csv", {"id": np.arange(3), "margin": np.zeros(2)})
+    with pytest.raises(TableError, match="equal length"):
+        write_scores(tmp_path / "s.csv", {})
+    assert not (tmp_path / "s.csv").exists()
