@@ -46,6 +46,8 @@ def test_parquet_with_nulls_integers_and_floats(tmp_path) -> None:
     ("mean radius,b,c,b\n1,2,3,4\n", "column 'b' appears twice"),
     ("mean radius,b,c\n", "no rows"),
     ("mean radius,b,c\n1,2,3\n4,secret-47,6\n", "column 'b', row 2: not a number"),
+    ("mean radius,b,c\n1,2,3\n4,5,6\n7,8,9\n1,1_0,2\n", "column 'b', row 4: not a number"),
+    ("mean radius,b,c\n1,2,3\n4,5,6\n7,8,0x1\n", "column 'c', row 3: not a number"),
 ])
 def test_refusals_name_file_column_and_row_never_the_value(tmp_path, text, match) -> None:
     p = csv(tmp_path, text)
