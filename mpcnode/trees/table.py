@@ -64,6 +64,8 @@ def read_queries(path: Path | str, feature_names: Sequence[str], carry: Sequence
             table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False))
         else:
+            # pyarrow refuses to read a table whose names repeat; the schema alone shows which
+            _refuse_repeats(path, pq.read_schema(path).names)
             table = pq.read_table(path)
     except TableError:
         raise
@@ -71,11 +73,8 @@ def read_queries(path: Path | str, feature_names: Sequence[str], carry: Sequence
         # the library's message may quote a cell: only its kind is shown
         raise TableError(f"{path}: cannot be read as {kind} ({type(exc).__name__})") from None
     columns = list(table.column_names)
-    seen: set[str] = set()
-    for c in columns:
-        if c in seen:
-            raise TableError(f"{path}: column {c!r} appears twice")
-        seen.add(c)
+    _refuse_repeats(path, columns)
+    seen = set(columns)
     features = list(feature_names)
     for c in columns:
         if c not in features and c not in carry:
@@ -91,6 +90,14 @@ def read_queries(path: Path | str, feature_names: Sequence[str], carry: Sequence
         x[:, j] = _numbers(pa, pc, path, name, table.column(name))
     carried = {c: table.column(c).to_numpy(zero_copy_only=False) for c in carry}
     return QueryTable(x, carried)
+
+
+def _refuse_repeats(path: Path, columns: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for c in columns:
+        if c in seen:
+            raise TableError(f"{path}: column {c!r} appears twice")
+        seen.add(c)
 
 
 def _csv_header(pacsv, path: Path) -> list[str]:
@@ -115,12 +122,18 @@ def _numbers(pa, pc, path: Path, name: str, column) -> np.ndarray:
     try:
         return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
-        for row, cell in enumerate(text.to_pylist(), start=1):   # only on the error path
-            try:
-                float(cell)
-            except (TypeError, ValueError):
-                raise TableError(f"{path}: column {name!r}, row {row}: not a number") from None
-        raise TableError(f"{path}: column {name!r}: not numbers") from None
+        pass
+    # error path: halve the failing range with pyarrow's own cast (Python's float() accepts cells
+    # such as "1_0" that pyarrow refuses); n + n/2 + ... cells cast in all
+    lo, hi = 0, len(text)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            pc.cast(text.slice(lo, mid - lo), pa.float64())
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    raise TableError(f"{path}: column {name!r}, row {lo + 1}: not a number")
 
 
 def write_scores(path: Path | str, columns: dict[str, np.ndarray]) -> None:
@@ -128,6 +141,10 @@ def write_scores(path: Path | str, columns: dict[str, np.ndarray]) -> None:
     path = Path(path)
     kind = _kind(path)
     pa, _, pacsv, pq = _arrow()
+    lengths = {len(np.asarray(values)) for values in columns.values()}
+    if not columns or len(lengths) != 1:
+        # a caller's bug, but refused before a file with ragged or no columns is left behind
+        raise TableError(f"{path}: score columns must be one or more of equal length")
     table = pa.table({name: pa.array(np.asarray(values).tolist()) for name, values in columns.items()})
     try:
         if kind == "CSV":

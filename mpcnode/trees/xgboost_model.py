@@ -86,9 +86,11 @@ def _forest(path: str, doc: dict, depth: int | None) -> Forest:
         raise ModelError(f"{path}: {len(raw)} trees but {len(tree_info)} tree_info entries")
     # a model trained without names has an empty list: XGBoost itself then calls them f0, f1, ...
     names = learner.get("feature_names") or [f"f{i}" for i in range(features)]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModelError(f"{path}: feature_names must be a list of text")
     return pad(raw, library="xgboost", objective=objective, kind=kind, features=features,
                classes=classes, tree_class=tree_info, base=_base_margin(path, params, kind, classes),
-               source=path, depth=depth, feature_names=[str(n) for n in names])
+               source=path, depth=depth, feature_names=list(names))
 
 
 def _base_margin(path: str, params: dict, kind: str, classes: int) -> np.ndarray:

@@ -293,3 +293,9 @@ def test_feature_names_come_from_the_file_or_the_library_defaults(tmp_path) -> N
     (tmp_path / "ctl.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="ctl.json: feature names must be printable"):
         load_model(tmp_path / "ctl.json")
+    doc["learner"]["feature_names"] = "abc"
+    (tmp_path / "text.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="text.json: feature_names must be a list of text"):
+        load_model(tmp_path / "text.json")
+    unnamed = train_xgboost("binary", x, y, tmp_path / "unnamed", trees=2, depth=2, fmt="ubj")
+    assert load_model(unnamed).feature_names == [f"f{i}" for i in range(x.shape[1])]

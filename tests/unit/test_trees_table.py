@@ -46,6 +46,8 @@ def test_parquet_with_nulls_integers_and_floats(tmp_path) -> None:
     ("mean radius,b,c,b\n1,2,3,4\n", "column 'b' appears twice"),
     ("mean radius,b,c\n", "no rows"),
     ("mean radius,b,c\n1,2,3\n4,secret-47,6\n", "column 'b', row 2: not a number"),
+    ("mean radius,b,c\n1,2,3\n4,5,6\n7,8,9\n1,1_0,2\n", "column 'b', row 4: not a number"),
+    ("mean radius,b,c\n1,2,3\n4,5,6\n7,8,0x1\n", "column 'c', row 3: not a number"),
 ])
 def test_refusals_name_file_column_and_row_never_the_value(tmp_path, text, match) -> None:
     p = csv(tmp_path, text)
@@ -76,3 +78,44 @@ def test_scores_round_trip_exactly(tmp_path, name) -> None:
     back = read_queries(tmp_path / name, ["margin", "class"], carry=["id"])
     assert np.array_equal(back.x[:, 0], scores) and np.array_equal(back.x[:, 1], np.arange(5))
     assert list(back.carried["id"]) == ["a", "b", "c", "d", "e"]
+
+
+def parquet(tmp_path: Path, names: list[str], arrays: list) -> Path:
+    p = tmp_path / "q.pq"
+    pq.write_table(pa.Table.from_arrays(arrays, names=names), p)
+    return p
+
+
+@pytest.mark.parametrize("names,arrays,match", [
+    (["b", "mean radius"], [pa.array([1.0]), pa.array([2.0])], "feature column 'c' is missing"),
+    (["c", "b", "mean radius", "extra"], [pa.array([1.0])] * 4, "column 'extra' is not a feature of the model"),
+    (["c", "b", "mean radius", "b"], [pa.array([1.0])] * 4, "column 'b' appears twice"),
+    (["c", "b", "mean radius"], [pa.array([], type=pa.float64())] * 3, "no rows"),
+    (["c", "b", "mean radius"], [pa.array([1.0, 2.0]), pa.array(["3", "secret-47"]), pa.array([5.0, 6.0])],
+     "column 'b', row 2: not a number"),
+    (["c", "b", "mean radius"], [pa.array([1.0]), pa.array([True]), pa.array([5.0])], "column 'b' holds bool"),
+])
+def test_parquet_refusals_name_file_column_and_row_never_the_value(tmp_path, names, arrays, match) -> None:
+    p = parquet(tmp_path, names, arrays)
+    with pytest.raises(TableError, match=match) as err:
+        read_queries(p, NAMES)
+    assert str(p) in str(err.value) and "secret-47" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_parquet_text_cells_parse_like_csv_cells(tmp_path) -> None:
+    # a Parquet file written from a text-typed frame: the same cell rules as CSV
+    p = parquet(tmp_path, ["c", "mean radius", "b", "id"],
+                [pa.array(["1.5", "", None]), pa.array(["-Infinity", "NaN", "1e-36"]),
+                 pa.array(["inf", "-inf", " 2 "]), pa.array([7, 8, 9])])
+    t = read_queries(p, NAMES, carry=["id"])
+    want = np.array([[-np.inf, np.inf, 1.5], [np.nan, -np.inf, np.nan], [1e-36, 2.0, np.nan]])
+    assert np.array_equal(t.x, want, equal_nan=True)
+    assert list(t.carried["id"]) == [7, 8, 9]
+
+
+def test_scores_of_unequal_lengths_are_refused_and_no_file_is_left(tmp_path) -> None:
+    with pytest.raises(TableError, match="s.csv: score columns must be one or more of equal length"):
+        write_scores(tmp_path / "s.csv", {"id": np.arange(3), "margin": np.zeros(2)})
+    with pytest.raises(TableError, match="equal length"):
+        write_scores(tmp_path / "s.csv", {})
+    assert not (tmp_path / "s.csv").exists()
