@@ -56,7 +56,9 @@ async def predict(job_id: str, queries: Path, scores: Path | None, nodes: dict[s
         raise SubmitError(f"job {job_id} is not a prediction job that takes queries from clients")
     shape = model["model"]
     features = int(shape["features"])
-    names = list(shape["feature_names"]) or [f"f{i}" for i in range(features)]
+    # a shape that names no features: the library's own default names (trees/xgboost_model.py, lightgbm_model.py)
+    prefix = "Column_" if shape["library"] == "lightgbm" else "f"
+    names = list(shape["feature_names"]) or [f"{prefix}{i}" for i in range(features)]
     table = read_queries(queries, names, carry=carry or [])
     capacity = int(query_decl["length"]) // features
     n = len(table.x)
