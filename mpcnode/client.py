@@ -187,7 +187,7 @@ async def submit(job_id: str, input_name: str, values: list[int] | np.ndarray, n
                   for (_, org), a in zip(live_index, acks) if isinstance(a, BaseException)]
         # each node's receipt must name it, this job and input, and hash exactly the share sent to it
         # (a receipt is not checked for an input-only party's node input: that path returns none)
-        me = _identity(tls)
+        me = own_identity(tls)
         errors += [f"{org}: its receipt does not match the share sent to it"
                    for (_, org), a, digest in zip(live_index, acks, digests)
                    if not isinstance(a, BaseException) and a.HasField("receipt")
@@ -355,7 +355,7 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def _identity(tls: TlsMaterial) -> str:
+def own_identity(tls: TlsMaterial) -> str:
     """This client's credential: the common name of its own certificate."""
     cert = x509.load_pem_x509_certificate(tls.cert)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

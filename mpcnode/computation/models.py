@@ -29,6 +29,7 @@ PREDICT_MARGIN, PREDICT_PROBABILITY, PREDICT_CLASS = 0, 1, 2
 PREDICT_MODES = {"margin": PREDICT_MARGIN, "probability": PREDICT_PROBABILITY, "class": PREDICT_CLASS}
 PROBABILITY_FRAC_BITS = 16                 # probabilities leave as round(p 2^16): protocols/treeoutput.PROB_FRAC
 PROBABILITY_MIN_FRAC_BITS = 18             # protocols/treeoutput.PROB_MIN_FRAC
+_FIXED_KINDS = frozenset({cpb.OP_TRUNC, cpb.OP_MUL_TRUNC, cpb.OP_RECIPROCAL, cpb.OP_EXP, cpb.OP_SIGMOID})
 MARGIN_BOUND = 1 << 62                     # trees/plain.encode_leaves refuses models whose margins could reach it
 
 
@@ -93,6 +94,9 @@ def check_models(circuit: cpb.Circuit, protocol: str, compute_parties: Iterable[
             raise ModelRuleError(f"{where}: a model's declared range is [-(2^59 - 1), 2^59 - 1]")
     if models and protocol != "replicated3":
         raise ModelRuleError(f"tree models run on the replicated3 engine with 3 parties; this job has {protocol}")
+    if models and (circuit.ring_bits == 128 or any(op.kind in _FIXED_KINDS for op in circuit.ops)):
+        # tree evaluation runs on the 64-bit ring (its probabilities take their own 128-bit step)
+        raise ModelRuleError("a job with tree models runs on the 64-bit ring: no fixed-point ops, ring_bits 64")
     kept = set()
     for k in circuit.keep:
         d = decls.get(k.value)
@@ -164,6 +168,16 @@ def predict_vals(circuit: cpb.Circuit, op: cpb.Op) -> tuple[int, tuple[int, int]
     shape = shape_of(next(d for d in circuit.inputs if d.name == op.args[0]).model)
     return (query_count(circuit, op) * prediction_width(op, shape),
             predict_interval(op, shape, PROBABILITY_FRAC_BITS))
+
+
+def predict_truncation_leak(circuit: cpb.Circuit, op: cpb.Op) -> int:
+    """What a predict op adds to the job's truncation budget (computation/ranges.py): nothing for
+    margins and classes, protocols/treeoutput.truncation_leak for probabilities."""
+    if op.ints[0] != PREDICT_PROBABILITY:
+        return 0
+    from ..protocols.treeoutput import truncation_leak
+    shape = shape_of(next(d for d in circuit.inputs if d.name == op.args[0]).model)
+    return truncation_leak(shape, query_count(circuit, op))
 
 
 def predict_interval(op: cpb.Op, shape: ModelShape, prob_frac_bits: int) -> tuple[int, int]:

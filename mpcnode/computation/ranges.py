@@ -365,6 +365,10 @@ def _run(circuit: cpb.Circuit, protocol: str, domain: Domain, ring: int, outputs
                                  f"2^({max(bounds)}+3-128)); narrow the declared ranges or split the job")
         elif op.kind == cpb.OP_PREDICT:        # computation/models.py checked its structure first
             env[op.out] = _uniform(*models.predict_vals(circuit, op), args[1].fixed)
+            leak += models.predict_truncation_leak(circuit, op)    # probabilities truncate
+            if leak > _LEAK_LIMIT:
+                raise RangeError(f"{where}: the job's truncations could leak more than 2^-{LEAK_BUDGET_BITS} in "
+                                 "total (the probabilities of this many queries and classes); split the job")
         else:
             env[op.out] = _value(op, args)
         _check_value(domain, where, env[op.out], ring)

@@ -151,6 +151,21 @@ def output_cost(shape: ModelShape, output: str) -> int:
     return _class_rounds(k) + 2 + 1 + scale + exp + recip + 1
 
 
+def truncation_leak(shape: ModelShape, queries: int) -> int:
+    """The sum over every truncation `probabilities` performs for `queries` queries of 2^L, L its
+    bound bits: each opened masked value leaks at most 2^(L+3-128) (engines/replicated3_wide.py),
+    so a job's total is this times 2^(3-128). computation/ranges.py adds it to the job's budget."""
+    f, k = shape.fraction_bits, shape.classes
+    if k == 1:
+        sched = fixedpoint.sigmoid_schedule(_sigmoid_range(f), PROB_FRAC)
+        return queries * ((1 << MARGIN_BITS) + sum(1 << b for b in sched.truncations))
+    d_range, e_hi, sum_range = _softmax_ranges(f, k)
+    per_class = ((1 << (MARGIN_BITS + 1)) + sum(1 << b for b in fixedpoint.exp_schedule(d_range, PROB_FRAC).truncations)
+                 + (1 << (fixedpoint.bits(e_hi) + 18)))
+    per_query = sum(1 << b for b in fixedpoint.reciprocal_schedule(sum_range, PROB_FRAC).truncations)
+    return queries * (k * per_class + per_query)
+
+
 def _wide(engine: Engine):
     from ..engines.replicated3_wide import Replicated3WideEngine
     return Replicated3WideEngine.around(engine)

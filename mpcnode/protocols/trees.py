@@ -43,7 +43,7 @@ import numpy as np
 from ..engines.base import Engine, Share
 from . import binary
 from ..trees.forest import Forest
-from ..trees.keys import KEY_BIT_LENGTH, KEY_INF, KEY_NAN, QUERY_KEY_BIT_LENGTH
+from ..trees.keys import KEY_BIT_LENGTH, KEY_INF, KEY_NAN, LGBM_ZERO_KEY, QUERY_KEY_BIT_LENGTH
 from ..trees.plain import DEFAULT_FRACTION_BITS, encode_leaves, node_rows, query_columns
 
 ENGINES = ("replicated3",)
@@ -137,6 +137,8 @@ def check_engine(engine: Engine) -> None:
     if engine.name not in ENGINES or engine.n != 3:
         raise ValueError(f"tree evaluation runs on the replicated3 engine with 3 parties; this job has "
                          f"engine {engine.name} with {engine.n} parties")
+    if getattr(engine, "ring_bits", 64) != 64:
+        raise ValueError("tree evaluation runs on replicated3's 64-bit ring, not the 128-bit one")
 
 
 async def share_model(engine: Engine, label: str, owner: int, shape: ModelShape,
@@ -171,10 +173,12 @@ async def share_queries(engine: Engine, label: str, querier: int, shape: ModelSh
 async def query_columns_from_keys(engine: Engine, label: str, keys: Share, library: str) -> Share:
     """The query matrix C (3F, Q) of plain.query_columns from shares of the querier's keys (Q, F)
     (keys.query_keys, range-checked to [-KEY_INF, KEY_NAN] before: jobrun.take_client_rows for a
-    client, the owner's node for a node input). One batched comparison (7 rounds, in parallel with
-    nothing else): is_nan = [KEY_INF < key], and for LightGBM is_zero = [key < 1] - [key < 0];
-    then key - KEY_NAN is_nan, locally. So the missing bits always agree with the keys, whatever
-    a querier sends."""
+    client, the owner's node for a node input). One batched comparison (7 rounds): is_nan =
+    [KEY_INF < key]; then key - KEY_NAN is_nan, locally. For LightGBM also is_zero = [-k0 <= key
+    <= k0], k0 the key of its zero threshold 1e-35, and the key is zeroed there (one product
+    round): an honest querier sends 0 for the whole band (LightGBM reads those values as 0.0), and
+    a key inside it that no honest querier sends must not probe thresholds within the band. So the
+    missing bits and keys always agree with an honest encoding, whatever a querier sends."""
     check_engine(engine)
     q, f = engine.value_shape(keys)
     keys_t = np.swapaxes(keys, 0, 1)                                   # (F, Q)
@@ -184,11 +188,14 @@ async def query_columns_from_keys(engine: Engine, label: str, keys: Share, libra
 
     lightgbm = library == "lightgbm"
     a = [const(KEY_INF)] + ([keys_t, keys_t] if lightgbm else [])
-    b = [keys_t] + ([const(1), const(0)] if lightgbm else [])
+    b = [keys_t] + ([const(LGBM_ZERO_KEY + 1), const(-LGBM_ZERO_KEY)] if lightgbm else [])
     bits = await engine.less_than(f"{label}/missing", np.concatenate(a), np.concatenate(b), QUERY_KEY_BIT_LENGTH)
     nan = bits[:f]
-    zero = engine.sub(bits[f:2 * f], bits[2 * f:]) if lightgbm else const(0)
     key = engine.sub(keys_t, engine.mul_const(nan, engine.encode(np.array([KEY_NAN], dtype=np.int64))))
+    if not lightgbm:
+        return np.concatenate([key, nan, const(0)])
+    zero = engine.sub(bits[f:2 * f], bits[2 * f:])
+    key = engine.sub(key, await engine.mul(f"{label}/zeroed", keys_t, zero))   # never NaN and zero together
     return np.concatenate([key, nan, zero])
 
 

@@ -36,6 +36,9 @@ QUERY_KEY_BIT_LENGTH = 33          # KEY_INF - key and key - 1 for keys in [-KEY
 # 0.0; its Zero missing type treats the same range as missing.
 LGBM_ZERO_THRESHOLD = float(np.float32(1e-35))
 
+# the key of LGBM_ZERO_THRESHOLD: LightGBM's zero band is every key in [-LGBM_ZERO_KEY, LGBM_ZERO_KEY]
+LGBM_ZERO_KEY = int(np.float32(LGBM_ZERO_THRESHOLD).view(np.int32))
+
 MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2      # LightGBM's own codes (decision_type bits 2-3)
 
 

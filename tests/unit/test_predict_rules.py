@@ -102,6 +102,28 @@ def test_predict_runs_on_replicated3_only_and_on_checked_query_keys(scenarios) -
     refused(c, "probabilities need a model with at least 18 fraction bits")
 
 
+def test_tree_models_stay_on_the_64_bit_ring_and_probabilities_count_in_the_leak_budget(scenarios) -> None:
+    _, predict, _ = scenarios
+    c = predict.build()
+    c.ring_bits = 128
+    refused(c, "runs on the 64-bit ring")
+    c = predict.build()
+    c.inputs.add(name="x", source=cpb.INPUT_SOURCE_CLIENTS, clients=["clinic"], length=1, lo=0, hi=10)
+    c.ops.add(out="t", kind=cpb.OP_TRUNC, args=["x"], ints=[1])
+    c.outputs.add(name="t", value="t", recipients=["clinic"])
+    refused(c, "runs on the 64-bit ring")
+    from mpcnode.computation import ranges
+    c = predict.build()
+    assert ranges.analysis(c, "replicated3").leak_bits == float("-inf")        # margins truncate nothing
+    c.ops[0].ints[:] = [1]
+    small = ranges.analysis(c, "replicated3").leak_bits
+    assert -70 < small < -40
+    big = predict.build()
+    big.ops[0].ints[:] = [1]
+    big.inputs[1].length = 3 * 2**25                   # 2^25 queries' probabilities in one job
+    refused(big, "could leak more than 2\\^-40")
+
+
 def test_queries_of_an_input_only_party_are_refused(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(MODEL_YAML)
     text = predict_yaml(parties="[hosp, lab, auth, clinic-org]", compute="[hosp, lab, auth]", querier="clinic-org")
@@ -232,3 +254,47 @@ def test_the_owner_node_reads_its_model_file_as_declared(tmp_path) -> None:
     (tmp_path / "junk.json").write_text("{not a model")
     with pytest.raises(InputError, match="dataset 'm': the model file cannot be used"):
         load_node_inputs(tmp_path / "junk.json", [decl()], "m")
+
+
+def test_the_querier_client_reads_the_predict_op_not_descriptions(scenarios) -> None:
+    """mpcnode/predictclient.prediction_parts: the inputs and output come from the predict op; a
+    document whose queries go to another listed client, or whose predictions go to others, is
+    refused before anything is sent."""
+    from mpcnode.client import SubmitError
+    from mpcnode.predictclient import prediction_parts
+    _, predict, _ = scenarios
+    doc = predict.computation().document()
+    model, queries, out, mode = prediction_parts(doc, "clinic")
+    assert (model["name"], queries["name"], out["name"], mode) == ("model", "queries", "predictions", "margin")
+    with pytest.raises(SubmitError, match="does not list nosy as its only client"):
+        prediction_parts(doc, "nosy")
+    # a decoy client input listed first and the predictions to someone else: refused, not guessed
+    c = predict.build()
+    c.inputs.insert(0, cpb.InputDecl(name="decoy", source=cpb.INPUT_SOURCE_CLIENTS, clients=["clinic"], length=12,
+                                     lo=0, hi=1))
+    c.outputs[0].recipients[:] = ["friend"]
+    doc = Computation(c, ("hosp", "lab", "auth"), 1, "replicated3", "none").document()
+    with pytest.raises(SubmitError, match="clinic is not a recipient"):
+        prediction_parts(doc, "clinic")
+
+
+async def test_a_carried_column_named_like_a_prediction_is_refused_before_sending(tmp_path) -> None:
+    from unittest import mock
+    from mpcnode import predictclient
+    from mpcnode.computation.spec import clients_digest
+    from mpcnode.trees.table import TableError
+    (tmp_path / "q.csv").write_text("margin,a,b,c\n1,2,3,4\n")
+    doc = {"ops": [{"op": "predict", "args": ["m", "q"], "out": "p", "ints": ["0"]}],
+           "inputs": [{"name": "m", "source": "model", "model": {"features": 3, "classes": 1, "library": "xgboost",
+                                                                  "feature_names": ["a", "b", "c"]}},
+                      {"name": "q", "source": "clients", "length": 3,
+                       "clients": {"count": 1, "sha256": clients_digest(["clinic"])}}],
+           "outputs": [{"name": "p", "value": "p", "recipients": ["clinic"]}]}
+    view = mock.Mock(document=doc, fingerprint="f" * 64)
+    sent = mock.AsyncMock()
+    with mock.patch.object(predictclient, "inspect", mock.AsyncMock(return_value=view)), \
+            mock.patch.object(predictclient, "own_identity", return_value="clinic"), \
+            mock.patch.object(predictclient, "submit", sent):
+        with pytest.raises(TableError, match="carried column 'margin' has the name of a prediction column"):
+            await predictclient.predict("j", tmp_path / "q.csv", None, {}, None, "f" * 64, carry=["margin"])
+    sent.assert_not_called()

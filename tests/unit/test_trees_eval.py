@@ -196,3 +196,15 @@ def test_query_columns_from_keys_equal_the_plaintext_columns(library) -> None:
     if library == "xgboost":          # no XGBoost node reads the is-zero bits (Z = 0): not computed
         want[10:] = 0
     assert np.array_equal(got, want)
+    if library == "lightgbm":
+        # keys inside LightGBM's zero band that no honest querier sends (it sends 0) read as 0
+        from mpcnode.trees.keys import LGBM_ZERO_KEY
+        band = np.array([[LGBM_ZERO_KEY, -LGBM_ZERO_KEY, 1, -1, LGBM_ZERO_KEY + 1]])
+        dealt_band = deal(band, 3)
+
+        async def body2(e):
+            await e.establish()
+            return await pt.query_columns_from_keys(e, "q", mine(e, dealt_band), library)
+        got, _ = mpc(3, body2, engine="replicated3")
+        assert got[:5].reshape(-1).tolist() == [0, 0, 0, 0, LGBM_ZERO_KEY + 1]
+        assert got[10:].reshape(-1).tolist() == [1, 1, 1, 1, 0]
