@@ -69,6 +69,8 @@ async def ask_everywhere(config: Path, model_id: str, timeout: float, method: st
                 return org, await call(node_pb2.ModelRef(model_id=model_id), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             return org, f"{exc.code().name}: {exc.details()}"
+        except Exception as exc:   # one node's trouble must not hide what the others answered
+            return org, f"ERROR: {type(exc).__name__}"
     return list(await asyncio.gather(*(one(o, a) for o, a in sorted(targets.items()))))
 
 
