@@ -12,7 +12,7 @@ from parley.v1 import circuit_pb2 as cpb
 from .computation.models import PREDICT_CLASS, PREDICT_PROBABILITY, shape_of
 from .engines.base import Engine
 from .errors import ConsentStop
-from .protocols import trees
+from .protocols import treeoutput, trees
 
 
 def level_tasks(engine: Engine, level: int, ops: list[cpb.Op], values: dict, circuit: cpb.Circuit,
@@ -36,10 +36,8 @@ async def _predict(engine: Engine, label: str, op: cpb.Op, values: dict, model: 
     columns = await trees.query_columns_from_keys(engine, f"{label}/keys", keys, shape.library)
     margins = await trees.evaluate(engine, label, shared, columns)                    # (Q, K)
     if op.ints[0] == PREDICT_PROBABILITY:
-        from .protocols import treeoutput
         out, _ = await treeoutput.probabilities(engine, f"{label}/prob", margins, shape)
     elif op.ints[0] == PREDICT_CLASS:
-        from .protocols import treeoutput
         out = await treeoutput.predicted_class(engine, f"{label}/class", margins, shape)
     else:
         out = margins
