@@ -8,7 +8,7 @@ module docstring describes the keys, the input sharing, multiplication and openi
 runs the same protocols on 128-bit elements. It wraps a narrow `Replicated3Engine` on the SAME
 exchange with the same pairwise keys (one `establish`) and the same `opened` log; its own PRF tags
 start with "w128:" and its round labels are the caller's (sub-steps delegated to the narrow engine
-get sub-labels), so the two never reuse a key+label or a round.
+get sub-labels), so the two never reuse a key+label or a round (also when built `around` a job's).
 
 What is new here (the contract the fixed-point layer codes against)
 ---------------------------------------------------------------------
@@ -70,27 +70,21 @@ class Replicated3WideEngine(Engine):
     ring_bits = RING_BITS
 
     def __init__(self, exchange: Exchange, t: int = 1, live: Sequence[int] | None = None):
-        self.narrow = Replicated3Engine(exchange, t, live)
-        n = self.narrow
-        self.ex = exchange
-        self.party, self.n, self.t, self.parties = n.party, n.n, n.t, n.parties
-        self.prev, self.next = n.prev, n.next
-        self.opened = n.opened
-        self._prf_labels: set[bytes] = set()
+        self._bind(Replicated3Engine(exchange, t, live))
 
     @classmethod
     def around(cls, narrow: Replicated3Engine) -> "Replicated3WideEngine":
-        """A wide engine over a 64-bit job's own engine: the same exchange, pairwise keys (its
-        randomness labels are apart: "w128:") and opened log, so a 64-bit job can take a step in
-        Z_2^128 (a tree model's probabilities: protocols/treeoutput.py) and come back (downcast)."""
+        """A wide engine over a 64-bit job's own engine, for one step in Z_2^128 and back (a tree
+        model's probabilities: protocols/treeoutput.py)."""
         wide = cls.__new__(cls)
-        wide.narrow = narrow
-        wide.ex = narrow.exchange
-        wide.party, wide.n, wide.t, wide.parties = narrow.party, narrow.n, narrow.t, narrow.parties
-        wide.prev, wide.next = narrow.prev, narrow.next
-        wide.opened = narrow.opened
-        wide._prf_labels = set()
+        wide._bind(narrow)
         return wide
+
+    def _bind(self, narrow: Replicated3Engine) -> None:      # its exchange, parties, keys, opened log
+        self.narrow, self.ex, self.opened = narrow, narrow.exchange, narrow.opened
+        self.party, self.n, self.t, self.parties = narrow.party, narrow.n, narrow.t, narrow.parties
+        self.prev, self.next = narrow.prev, narrow.next
+        self._prf_labels: set[bytes] = set()
 
     @property
     def exchange(self) -> Exchange:
