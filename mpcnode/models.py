@@ -72,11 +72,11 @@ class ModelJobs:
         charge fits its grant now (taken only at Start: take); and for a `model` job, unless its
         model ids are new here (a second run of an approved `model` job keeps nothing twice)."""
         for k in circuit.keep:
-            if self.store.model(k.model_id) is not None:
+            if self.store.model(k.model_id, with_share=False) is not None:
                 raise Denied(f"model id {k.model_id} is already used on {self.org} (ids are never reused)")
         for d in model_inputs(circuit):
-            row = self.store.model(d.key)
-            if row is None or row.share is None:
+            row = self.store.model(d.key, with_share=False)
+            if row is None or row.deleted:
                 raise Denied(f"model {d.key} {'was deleted' if row is not None else 'is not kept'} on {self.org}")
             if row.owner != d.owner:
                 raise Denied(f"model {d.key} on {self.org} is owned by {row.owner}, not {d.owner}")
@@ -96,7 +96,14 @@ class ModelJobs:
 
     def take(self, job_id: str, circuit: cpb.Circuit) -> dict[str, np.ndarray]:
         """Start: take every charge from the grants (all or none, one transaction) and return this
-        node's shares of every kept model the job reads, keyed by input name."""
+        node's shares of every kept model the job reads, keyed by input name. The shares are read
+        first: a model deleted since Prepare refuses the job before anything is charged."""
+        shares = {}
+        for d in model_inputs(circuit):
+            row = self.store.model(d.key)
+            if row is None or row.share is None:      # deleted between Prepare and Start
+                raise Denied(f"model {d.key} was deleted on {self.org}")
+            shares[d.name] = row.share
         charges = query_charges(circuit)
         refused = self.store.take_all_model_queries(charges)
         if refused is not None:
@@ -107,12 +114,6 @@ class ModelJobs:
         for (model_id, querier), count in sorted(charges.items()):
             used, quota = self.store.model_grant(model_id, querier) or (0, 0)
             self.store.audit("model-query", job_id, model_id, f"{querier}: {count} queries, {used} of {quota} used")
-        shares = {}
-        for d in model_inputs(circuit):
-            row = self.store.model(d.key)
-            if row is None or row.share is None:      # deleted between Prepare and Start
-                raise Denied(f"model {d.key} was deleted on {self.org}")
-            shares[d.name] = row.share
         return shares
 
     def keeper(self, circuit: cpb.Circuit, kept: dict[str, np.ndarray], compute_parties: list[str]) -> Callable:
@@ -153,7 +154,7 @@ class ModelJobs:
         return out
 
     def _owned_by(self, caller: str | None, model_id: str, what: str):
-        row = self.store.model(model_id)
+        row = self.store.model(model_id, with_share=False)
         if row is None:
             raise NotFound(f"model {model_id} is not kept on {self.org}")
         if caller != row.owner:

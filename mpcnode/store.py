@@ -208,15 +208,17 @@ class ShareStore:
                            (job_id,))
 
     # ---- secret-shared models (mpcnode/models.py) ------------------------------------
-    def model(self, model_id: str) -> ModelRow | None:
-        """The model's row; share is None once the model is deleted."""
-        rows = self._query("SELECT owner, shape, share, share_shape, deleted, checked FROM models WHERE model_id=?",
+    def model(self, model_id: str, with_share: bool = True) -> ModelRow | None:
+        """The model's row; share is None once the model is deleted, or when not asked for (the
+        checks at Prepare and the owner's requests read the public fields, not megabytes of shares)."""
+        share_cols = "share, share_shape" if with_share else "x'', ''"
+        rows = self._query(f"SELECT owner, shape, {share_cols}, deleted, checked FROM models WHERE model_id=?",
                            (model_id,))
         if not rows:
             return None
         owner, shape, blob, share_shape, deleted, checked = rows[0]
-        return ModelRow(model_id, owner, shape, None if deleted else _array(blob, share_shape), bool(deleted),
-                        bool(checked))
+        share = _array(blob, share_shape) if with_share and not deleted else None
+        return ModelRow(model_id, owner, shape, share, bool(deleted), bool(checked))
 
     def delete_model(self, model_id: str) -> bool:
         """Erase the share (the row stays as a tombstone, so the id cannot come back) and the grants."""
