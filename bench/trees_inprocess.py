@@ -133,13 +133,14 @@ def print_lines(queries: int, trees: int, depth: int) -> TreeFigures:
     return f
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(lines=None, description: str = __doc__) -> None:
+    """The command line of this module, and of bench/trees_nodes.py (its own `lines`)."""
+    ap = argparse.ArgumentParser(description=description.split("\n\n")[0])
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--depth", type=int, default=6)
     args = ap.parse_args()
-    print_lines(args.queries, args.trees, args.depth)
+    (lines or print_lines)(args.queries, args.trees, args.depth)
 
 
 if __name__ == "__main__":

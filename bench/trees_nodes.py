@@ -110,10 +110,5 @@ def print_lines(queries: int, trees: int, depth: int) -> TreeFigures:
 
 
 if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--trees", type=int, default=100)
-    ap.add_argument("--depth", type=int, default=6)
-    args = ap.parse_args()
-    print_lines(args.queries, args.trees, args.depth)
+    from .trees_inprocess import main
+    main(print_lines, __doc__)
