@@ -15,32 +15,25 @@ from mpcnode.exchange import MemoryNetwork
 from mpcnode.protocols import trees as pt
 from mpcnode.trees import evaluate, leaf_error_bound, load_model
 from tests.unit.local_mpc import deal, mine, mpc
-from tests.unit.trees_models import data, edge_queries, train_lightgbm, train_xgboost, with_missing
+from tests.unit.trees_models import (OWNER, QUERIER, data, edge_queries, share_model_and_queries, three_parties,
+                                     train_lightgbm, train_xgboost, with_missing)
 
 xgb = pytest.importorskip("xgboost")
 lgb = pytest.importorskip("lightgbm")
 
 RNG = np.random.default_rng(1515)
-OWNER, QUERIER = 0, 2
 
 
 def run_prediction(forest, q: np.ndarray, *, fraction_bits: int = 32):
     """Share the model (owner) and the queries (querier), predict; returns (the querier's opened
     margins, the engines)."""
     shape = pt.ModelShape.of(forest, fraction_bits)
-    net = MemoryNetwork(3, timeout_s=60)
-    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
 
     async def body(e):
-        await e.establish()
-        model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
-        queries = await pt.share_queries(e, "queries", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+        model, queries = await share_model_and_queries(e, forest, shape, q)
         return await pt.predict(e, "predict", model, queries, QUERIER)
 
-    async def main():
-        return await asyncio.gather(*(body(e) for e in engines))
-
-    out = asyncio.run(main())
+    out, engines, net = three_parties(body)
     assert out[OWNER] is None and out[1] is None
     assert all(not box for box in net._mail), "undelivered messages"
     return out[QUERIER], engines
@@ -155,21 +148,14 @@ def test_predict_cost_from_the_shape_is_what_is_sent(tmp_path, depth, classes, c
     forest = load_model(train_xgboost(kind, x, y, tmp_path / "m", trees=2, depth=depth), depth=depth)
     shape = pt.ModelShape.of(forest)
     q = x[:count]                 # 2 trees x 40 queries: the packed words of a node straddle 64
-    net = MemoryNetwork(3, timeout_s=60)
-    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
     marks = {}
 
     async def body(e):
-        model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
-        queries = await pt.share_queries(e, "queries", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+        model, queries = await share_model_and_queries(e, forest, shape, q)
         marks[e.party] = (e.exchange.stats.rounds, e.exchange.stats.bytes_sent)
         return await pt.predict(e, "predict", model, queries, QUERIER)
 
-    async def main():
-        await asyncio.gather(*(e.establish() for e in engines))
-        return await asyncio.gather(*(body(e) for e in engines))
-
-    asyncio.run(main())
+    _, engines, _ = three_parties(body)
     rounds = {e.exchange.stats.rounds - marks[e.party][0] for e in engines}
     sent = sum(e.exchange.stats.bytes_sent - marks[e.party][1] for e in engines)
     assert (rounds, sent) == ({pt.predict_cost(shape, len(q))[0]}, 8 * pt.predict_cost(shape, len(q))[1])

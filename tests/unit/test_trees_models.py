@@ -4,35 +4,25 @@ closed and reopened, used by several predictions, counted against each querier's
 refused), deleted (then unusable), every use in the audit log."""
 from __future__ import annotations
 
-import asyncio
 
 import numpy as np
 import pytest
 
 from mpcnode.computation.models import MODEL_VALUE_BOUND, tree_model
-from mpcnode.engines import Replicated3Engine
 from mpcnode.errors import Denied
-from mpcnode.exchange import MemoryNetwork
 from mpcnode.models import ModelJobs
 from mpcnode.protocols import trees as pt
 from mpcnode.store import DuplicateModel, ShareStore
 from mpcnode.trees import evaluate, load_model
 from mpcnode.trees.keys import KEY_INF, KEY_NAN
 from parley.v1 import circuit_pb2 as cpb
-from tests.unit.trees_models import data, train_lightgbm
+from tests.unit.trees_models import OWNER, QUERIER, data, three_parties, train_lightgbm
 
 pytest.importorskip("lightgbm")
-OWNER, QUERIER = 0, 2
 
 
 def three(body):
-    net = MemoryNetwork(3, timeout_s=30)
-    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
-
-    async def main():
-        await asyncio.gather(*(e.establish() for e in engines))
-        return await asyncio.gather(*(body(e) for e in engines))
-    return asyncio.run(main())
+    return three_parties(body, timeout_s=30)[0]
 
 
 def model_job(shape: pt.ModelShape, grants: dict[str, int]) -> cpb.Circuit:

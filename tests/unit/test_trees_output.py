@@ -14,22 +14,18 @@ from mpcnode.exchange import MemoryNetwork
 from mpcnode.protocols import treeoutput, trees as pt
 from mpcnode.trees import evaluate, load_model
 from tests.unit.local_mpc import deal, mine
-from tests.unit.trees_models import data, train_lightgbm, train_xgboost, with_missing
+from tests.unit.trees_models import (QUERIER, data, share_model_and_queries, three_parties, train_lightgbm,
+                                     train_xgboost, with_missing)
 
 xgb = pytest.importorskip("xgboost")
 lgb = pytest.importorskip("lightgbm")
-OWNER, QUERIER = 0, 2
 
 
 def run(forest, q: np.ndarray, what: str):
     shape = pt.ModelShape.of(forest)
-    net = MemoryNetwork(3, timeout_s=60)
-    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
 
     async def body(e):
-        await e.establish()
-        model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
-        sq = await pt.share_queries(e, "q", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+        model, sq = await share_model_and_queries(e, forest, shape, q)
         margins = await pt.evaluate(e, "p", model, sq)
         if what == "class":
             out = await treeoutput.predicted_class(e, "c", margins, shape)
@@ -39,9 +35,8 @@ def run(forest, q: np.ndarray, what: str):
         got = await e.open("out", out, to=[QUERIER], purpose="output")
         return None if got is None else got.view(np.int64)
 
-    async def main():
-        return await asyncio.gather(*(body(e) for e in engines))
-    out = asyncio.run(main())[QUERIER]
+    results, engines, _ = three_parties(body)
+    out = results[QUERIER]
     # the masked openings of the probabilities' truncations (statistically hiding: docs/protocols.md),
     # then the output: nothing else
     purposes = [o.purpose for o in engines[QUERIER].opened]

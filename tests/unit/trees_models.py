@@ -1,19 +1,44 @@
-"""Models and queries for the tree tests (test_trees_import.py, test_trees_eval.py): small
-XGBoost and LightGBM models trained here on data that ships with scikit-learn (nothing is
-downloaded), and queries that sit exactly at, and one float32 ulp around, the models' thresholds,
-plus NaN, +-inf, zeros, tiny values and values far outside the training range."""
+"""Models and queries for the tree tests (test_trees_*.py): small XGBoost and LightGBM models
+trained here on data that ships with scikit-learn (nothing is downloaded), queries that sit
+exactly at, and one float32 ulp around, the models' thresholds, plus NaN, +-inf, zeros, tiny
+values and values far outside the training range; and the three replicated3 parties in one
+process that share a model (party OWNER) and queries (party QUERIER)."""
 from __future__ import annotations
 
+import asyncio
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from mpcnode.engines import Replicated3Engine
+from mpcnode.exchange import MemoryNetwork
+from mpcnode.protocols import trees as pt
 from mpcnode.trees import Forest
 
 warnings.filterwarnings("ignore", message=".*feature names.*")
 
 SEED = 20261126
+OWNER, QUERIER = 0, 2
+
+
+def three_parties(body, timeout_s: float = 60):
+    """body(engine) at the three replicated3 parties over one MemoryNetwork, their keys established
+    first; returns (their results, the engines, the network)."""
+    net = MemoryNetwork(3, timeout_s=timeout_s)
+    engines = [Replicated3Engine(net.exchange(i), 1) for i in range(3)]
+
+    async def main():
+        await asyncio.gather(*(e.establish() for e in engines))
+        return await asyncio.gather(*(body(e) for e in engines))
+    return asyncio.run(main()), engines, net
+
+
+async def share_model_and_queries(e, forest: Forest, shape, q: np.ndarray):
+    """The owner's model and the querier's queries (all 3F rows), as every party's shares."""
+    model = await pt.share_model(e, "model", OWNER, shape, forest if e.party == OWNER else None)
+    queries = await pt.share_queries(e, "queries", QUERIER, shape, len(q), q if e.party == QUERIER else None)
+    return model, queries
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
